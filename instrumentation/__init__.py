@@ -1,0 +1,1 @@
+"""What measures: the client mod, server-side timers, packet capture and the event log."""
