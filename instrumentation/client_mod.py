@@ -1,0 +1,122 @@
+"""The client mod: stamps training and evaluation on the node and returns the stamps.
+
+The mod measures around ``call_next`` (as Flower's ``message_size_mod`` does) and
+puts its stamps into a separate ``ConfigRecord`` of the reply under
+:data:`STAMPS_KEY`. It never adds a second ``MetricRecord``: Flower's built-in
+strategies average every MetricRecord and refuse replies with two of them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.clientapp.typing import ClientAppCallable
+
+STAMPS_KEY = "flowerbed.stamps"
+NODE_NAME_KEY = "flowerbed-node"
+PHASE_BY_MESSAGE_TYPE = {"train": "training", "evaluate": "evaluation"}
+
+
+def content_bytes(content: RecordDict) -> int:
+    """Bytes of a message's content as Flower counts them (sum of ``count_bytes``)."""
+    return sum(int(record.count_bytes()) for record in content.values())
+
+
+@dataclass(frozen=True)
+class ClientStamps:
+    """What the mod measured for one message on one node."""
+
+    phase: str
+    message_type: str
+    node: str
+    round: int
+    start_ns: int
+    end_ns: int
+    bytes_in: int
+    bytes_out: int
+    process_start_ns: int
+    pid: int
+
+    def to_config_record(self) -> ConfigRecord:
+        """Encode the stamps for the reply (ConfigRecord holds ints and strings)."""
+        return ConfigRecord(
+            {
+                "phase": self.phase,
+                "message-type": self.message_type,
+                "node": self.node,
+                "round": self.round,
+                "start-ns": self.start_ns,
+                "end-ns": self.end_ns,
+                "bytes-in": self.bytes_in,
+                "bytes-out": self.bytes_out,
+                "process-start-ns": self.process_start_ns,
+                "pid": self.pid,
+            }
+        )
+
+    @classmethod
+    def from_config_record(cls, record: ConfigRecord) -> ClientStamps:
+        """Decode stamps written by :meth:`to_config_record`."""
+        return cls(
+            phase=str(record["phase"]),
+            message_type=str(record["message-type"]),
+            node=str(record["node"]),
+            round=int(record["round"]),  # type: ignore[arg-type]
+            start_ns=int(record["start-ns"]),  # type: ignore[arg-type]
+            end_ns=int(record["end-ns"]),  # type: ignore[arg-type]
+            bytes_in=int(record["bytes-in"]),  # type: ignore[arg-type]
+            bytes_out=int(record["bytes-out"]),  # type: ignore[arg-type]
+            process_start_ns=int(record["process-start-ns"]),  # type: ignore[arg-type]
+            pid=int(record["pid"]),  # type: ignore[arg-type]
+        )
+
+
+def _process_start_ns() -> int:
+    """Wall-clock instant this process started (from /proc, without psutil import cost)."""
+    try:
+        import psutil
+
+        return int(psutil.Process(os.getpid()).create_time() * 1e9)
+    except Exception:  # noqa: BLE001 - best effort; 0 means unknown
+        return 0
+
+
+def _round_of(msg: Message) -> int:
+    """The server round of an instruction: Flower's ``server-round`` config or group id."""
+    for record in msg.content.config_records.values():
+        if "server-round" in record:
+            return int(record["server-round"])  # type: ignore[arg-type]
+    try:
+        return int(msg.metadata.group_id)
+    except (TypeError, ValueError):
+        return 0
+
+
+def timing_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Stamp the handler of a train or evaluate message and attach the stamps."""
+    phase = PHASE_BY_MESSAGE_TYPE.get(msg.metadata.message_type.split(".")[0])
+    if phase is None:
+        return call_next(msg, context)
+    bytes_in = content_bytes(msg.content)
+    start_ns = time.time_ns()
+    reply = call_next(msg, context)
+    end_ns = time.time_ns()
+    if reply.has_error():
+        return reply
+    stamps = ClientStamps(
+        phase=phase,
+        message_type=msg.metadata.message_type,
+        node=str(context.node_config.get(NODE_NAME_KEY, context.node_id)),
+        round=_round_of(msg),
+        start_ns=start_ns,
+        end_ns=end_ns,
+        bytes_in=bytes_in,
+        bytes_out=content_bytes(reply.content),
+        process_start_ns=_process_start_ns(),
+        pid=os.getpid(),
+    )
+    reply.content[STAMPS_KEY] = stamps.to_config_record()
+    return reply

@@ -1,0 +1,198 @@
+"""Campaign files: networks x strategy x repetitions with workload settings, loaded and validated once."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inventory.models import is_valid_name
+from strategies.registry import check_parameters, strategy_spec
+
+ConfigValue = str | int | float | bool
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_APP = REPO_ROOT / "apps" / "digits"
+
+# Workload settings the default app understands (kebab-case, Flower's convention).
+DIGITS_SETTINGS: Mapping[str, type] = {
+    "samples-per-node": int,
+    "local-epochs": int,
+    "batch-size": int,
+    "learning-rate": float,
+    "model-width": float,
+    "fraction-evaluate": float,
+    "seed": int,
+}
+
+_TOP_KEYS = (
+    "name", "description", "networks", "strategy", "rounds", "repetitions",
+    "workload", "capture", "run_deadline_s", "round_timeout_s", "app",
+)
+
+
+class CampaignError(ValueError):
+    """A campaign file problem: names the file, the key and what to do."""
+
+    def __init__(self, path: Path, key: str, problem: str, fix: str) -> None:
+        self.path, self.key, self.problem, self.fix = path, key, problem, fix
+        super().__init__(f"{path}: key '{key}': {problem}. Fix: {fix}")
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """The strategy a campaign runs and its parameters."""
+
+    name: str
+    parameters: tuple[tuple[str, ConfigValue], ...] = ()
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A validated campaign: what to run, how often and with which workload."""
+
+    path: Path
+    name: str
+    networks: tuple[str, ...]
+    strategy: StrategyChoice
+    rounds: int = 2
+    repetitions: int = 1
+    workload: tuple[tuple[str, ConfigValue], ...] = ()
+    capture: bool = True
+    run_deadline_s: float = 900.0
+    round_timeout_s: float = 300.0
+    app: Path = DEFAULT_APP
+    description: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def workload_dict(self) -> dict[str, ConfigValue]:
+        """Workload settings as Flower run config."""
+        return dict(self.workload)
+
+
+def _need(path: Path, raw: Mapping[str, Any], key: str, kind: type, fix: str) -> Any:
+    value = raw.get(key)
+    if value is None:
+        raise CampaignError(path, key, "is missing", fix)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CampaignError(path, key, f"must be {kind.__name__}, got {value!r}", fix)
+    return value
+
+
+def _optional(path: Path, raw: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    if key not in raw:
+        return default
+    return _need(path, raw, key, kind, f"set '{key}' to a {kind.__name__} or remove it")
+
+
+def _strategy(path: Path, raw: Any) -> StrategyChoice:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise CampaignError(
+            path, "strategy", f"must be a name or a mapping with 'name', got {raw!r}",
+            "write e.g. 'strategy: fedavg'",
+        )
+    name = raw["name"]
+    try:
+        strategy_spec(name)
+    except KeyError as err:
+        raise CampaignError(path, "strategy.name", str(err.args[0]), "pick a known strategy") from None
+    parameters = raw.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise CampaignError(path, "strategy.parameters", "must be a mapping", "write key: value pairs")
+    try:
+        check_parameters(name, parameters)
+    except ValueError as err:
+        raise CampaignError(path, "strategy.parameters", str(err), "remove or rename it") from None
+    return StrategyChoice(name=name.lower(), parameters=tuple(parameters.items()))
+
+
+def _workload(path: Path, raw: Any, app: Path) -> tuple[tuple[str, ConfigValue], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise CampaignError(path, "workload", "must be a mapping", "write key: value pairs")
+    items: list[tuple[str, ConfigValue]] = []
+    for key, value in raw.items():
+        where = f"workload.{key}"
+        if app == DEFAULT_APP:
+            kind = DIGITS_SETTINGS.get(str(key))
+            if kind is None:
+                close = difflib.get_close_matches(str(key), DIGITS_SETTINGS, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else (
+                    "known: " + ", ".join(DIGITS_SETTINGS))
+                raise CampaignError(path, where, "is not a setting of the default app", hint)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise CampaignError(path, where, f"must be {kind.__name__}, got {value!r}",
+                                    f"give a {kind.__name__}")
+        elif not isinstance(value, str | int | float | bool):
+            raise CampaignError(path, where, "must be a string, number or boolean",
+                                "Flower run config holds only scalars")
+        items.append((str(key), value))
+    return tuple(items)
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read and validate a campaign YAML file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CampaignError(path, "-", "file not found", "check the path") from None
+    except yaml.YAMLError as err:
+        raise CampaignError(path, "-", f"is not valid YAML ({err})", "fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise CampaignError(path, "-", "must be a mapping", "see campaigns/demo.yaml")
+    for key in raw:
+        if key not in _TOP_KEYS:
+            close = difflib.get_close_matches(str(key), _TOP_KEYS, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(_TOP_KEYS)
+            raise CampaignError(path, str(key), "is not a campaign key", hint)
+    name = _need(path, raw, "name", str, "give the campaign a name")
+    if not is_valid_name(name):
+        raise CampaignError(path, "name", f"{name!r} is not a valid name",
+                            "use letters, digits, '-', '_' and '.'")
+    networks = raw.get("networks")
+    if (not isinstance(networks, list) or not networks
+            or not all(isinstance(n, str) for n in networks)):
+        raise CampaignError(path, "networks", "must be a non-empty list of network names",
+                            "e.g. networks: [ethernet, wifi, 5g]")
+    if len(set(networks)) != len(networks):
+        raise CampaignError(path, "networks", "lists a network twice", "list each once")
+    app_raw = _optional(path, raw, "app", str, None)
+    app = DEFAULT_APP if app_raw in (None, "default") else (path.parent / app_raw).resolve()
+    if not (app / "pyproject.toml").is_file():
+        raise CampaignError(path, "app", f"{app} has no pyproject.toml",
+                            "point 'app' at a Flower app directory or use 'default'")
+    campaign = Campaign(
+        path=path,
+        name=name,
+        networks=tuple(networks),
+        strategy=_strategy(path, raw.get("strategy", "fedavg")),
+        rounds=_optional(path, raw, "rounds", int, 2),
+        repetitions=_optional(path, raw, "repetitions", int, 1),
+        workload=_workload(path, raw.get("workload"), app),
+        capture=_optional(path, raw, "capture", bool, True),
+        run_deadline_s=_optional(path, raw, "run_deadline_s", float, 900.0),
+        round_timeout_s=_optional(path, raw, "round_timeout_s", float, 300.0),
+        app=app,
+        description=_optional(path, raw, "description", str, ""),
+        raw=raw,
+    )
+    for key in ("rounds", "repetitions"):
+        if getattr(campaign, key) < 1:
+            raise CampaignError(path, key, "must be >= 1", f"set '{key}' to 1 or more")
+    for key in ("run_deadline_s", "round_timeout_s"):
+        if getattr(campaign, key) <= 0:
+            raise CampaignError(path, key, "must be > 0 seconds", "give a positive deadline")
+    return campaign

@@ -1,0 +1,169 @@
+"""Flower processes as pure command builders: SuperLink, SuperNode, ``flwr run``/``ls``/``stop``.
+
+Every function returns an argv list or a file's text; nothing here starts a process.
+The facts behind the choices are in ../shared/FLOWER.md (flwr 1.42).
+"""
+
+from __future__ import annotations
+
+import shlex
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ConfigValue = str | int | float | bool
+
+# Set for every Flower process we start (see FLOWER.md): no telemetry, no update
+# check, and no `uv sync` of the app's dependencies at run time (needs the index,
+# may pull a CUDA torch).
+FLOWER_ENV: Mapping[str, str] = {
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_DISABLE_UPDATE_CHECK": "1",
+    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+    "PYTHONUNBUFFERED": "1",
+}
+
+CONNECTION_NAME = "flowerbed"
+
+
+@dataclass(frozen=True)
+class Tls:
+    """TLS material for a SuperLink and the nodes that trust it (paths on each host)."""
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
+def flower_env(flwr_home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a Flower process with its own ``FLWR_HOME``."""
+    env = dict(base or {})
+    env.update(FLOWER_ENV)
+    env["FLWR_HOME"] = str(flwr_home)
+    return env
+
+
+def superlink_argv(
+    bin_dir: Path,
+    host: str,
+    port: int,
+    database: Path | None = None,
+    tls: Tls | None = None,
+    supernode_auth: bool = False,
+) -> list[str]:
+    """``flower-superlink`` listening on ``host:port`` (the server's address on a network)."""
+    argv = [str(bin_dir / "flower-superlink"), "--host", host, "--port", str(port)]
+    argv += ["--disable-runtime-dependency-installation"]
+    if database is not None:
+        argv += ["--database", str(database)]
+    if tls is None:
+        if supernode_auth:
+            raise ValueError("SuperNode authentication needs TLS (Flower refuses it without)")
+        argv.append("--insecure")
+    else:
+        argv += [
+            "--ssl-ca-certfile", str(tls.ca_cert),
+            "--ssl-certfile", str(tls.server_cert),
+            "--ssl-keyfile", str(tls.server_key),
+        ]
+        if supernode_auth:
+            argv.append("--enable-supernode-auth")
+    return argv
+
+
+def node_config_arg(node_config: Mapping[str, ConfigValue]) -> str:
+    """Render node config as Flower's ``key=value`` string (strings TOML-quoted)."""
+    parts = []
+    for key, value in node_config.items():
+        if not key or any(c.isspace() or c in "='\"" for c in key):
+            raise ValueError(f"node config key {key!r} may not contain spaces, '=' or quotes")
+        parts.append(f"{key}={_toml_value(value)}")
+    return " ".join(parts)
+
+
+def _toml_value(value: ConfigValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value)
+    if '"' in text or "\\" in text or "\n" in text:
+        # Flower's parser takes a quoted token verbatim: forbid what would break out.
+        raise ValueError(f"node config value {text!r} may not contain quotes, backslashes or newlines")
+    return f'"{text}"'
+
+
+def supernode_argv(
+    bin_dir: Path,
+    superlink: str,
+    node_config: Mapping[str, ConfigValue],
+    runtime_port: int = 9094,
+    root_certificates: Path | None = None,
+    auth_private_key: Path | None = None,
+) -> list[str]:
+    """``flower-supernode`` pointed at ``superlink`` (``host:port``)."""
+    argv = [str(bin_dir / "flower-supernode"), "--superlink", superlink]
+    argv += ["--node-config", node_config_arg(node_config)]
+    argv += ["--port", str(runtime_port)]
+    if root_certificates is None:
+        argv.append("--insecure")
+    else:
+        argv += ["--root-certificates", str(root_certificates)]
+    if auth_private_key is not None:
+        argv += ["--auth-supernode-private-key", str(auth_private_key)]
+    return argv
+
+
+def connection_toml(address: str, root_certificates: Path | None = None) -> str:
+    """The ``$FLWR_HOME/config.toml`` entry that ``flwr run``/``ls``/``stop`` name."""
+    lines = [f"[superlink.{CONNECTION_NAME}]", f'address = "{address}"']
+    if root_certificates is None:
+        lines.append("insecure = true")
+    else:
+        lines.append(f'root-certificates = "{root_certificates}"')
+    return "\n".join(lines) + "\n"
+
+
+def run_config_toml(values: Mapping[str, ConfigValue]) -> str:
+    """A TOML file of run-config overrides (``flwr run --run-config FILE``)."""
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, str):
+            lines.append(f"{key} = {_toml_string(value)}")
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # fail here, not inside flwr, if we wrote bad TOML
+    return text
+
+
+def _toml_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def flwr_run_argv(bin_dir: Path, app_dir: Path, run_config_file: Path) -> list[str]:
+    """``flwr run APP CONNECTION --run-config FILE --format json`` (returns the run id)."""
+    return [
+        str(bin_dir / "flwr"), "run", str(app_dir), CONNECTION_NAME,
+        "--run-config", str(run_config_file), "--format", "json",
+    ]
+
+
+def flwr_ls_argv(bin_dir: Path, run_id: int | None = None) -> list[str]:
+    """``flwr ls CONNECTION --format json`` (optionally for one run)."""
+    argv = [str(bin_dir / "flwr"), "ls", CONNECTION_NAME, "--format", "json"]
+    if run_id is not None:
+        argv += ["--run-id", str(run_id)]
+    return argv
+
+
+def flwr_stop_argv(bin_dir: Path, run_id: int) -> list[str]:
+    """``flwr stop RUN_ID CONNECTION``."""
+    return [str(bin_dir / "flwr"), "stop", str(run_id), CONNECTION_NAME]
+
+
+def display(argv: list[str]) -> str:
+    """A shell-quoted rendering of ``argv`` for logs and error messages."""
+    return shlex.join(argv)

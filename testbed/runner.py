@@ -1,0 +1,343 @@
+"""Campaign orchestration: for each network and repetition, bring Flower up, run the app, measure, tear down.
+
+One run = one SuperLink on the server's address on the network under test, one
+SuperNode per client inside its namespace pointed at that address (so the
+traffic crosses that network's shaped links), a packet capture per node on the
+server side of its link, ``flwr run``, a deadline, and a teardown that happens
+on success, failure, timeout and Ctrl-C alike.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analysis.phases import RunInfo, concat_phases, phases_from_events, write_phases
+from instrumentation.capture import Capture, read_packets, segment_transfers, transfer_events
+from instrumentation.events import EventLog, read_events
+from instrumentation.supernode_log import supernode_log_events
+from inventory.models import Host, Inventory, Network
+from testbed import flower
+from testbed.campaign import Campaign
+from testbed.emulated import host_side_veth, node_namespace
+from testbed.manifest import build_manifest, write_json_atomic
+from testbed.processes import ManagedProcess, ProcessError, read_stamped_log
+
+Progress = Callable[[str], None]
+
+BIN_DIR = Path(sys.executable).parent
+
+
+class RunFailed(RuntimeError):
+    """A run could not complete; the message says why and where its logs are."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One cell of the campaign grid."""
+
+    index: int
+    total: int
+    network: str
+    repetition: int
+
+    @property
+    def run_id(self) -> str:
+        """Folder name and event-log id of the run, e.g. ``5g-r1``."""
+        return f"{self.network}-r{self.repetition}"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What happened to one run."""
+
+    run_id: str
+    network: str
+    repetition: int
+    status: str  # ok | failed | timeout | interrupted
+    reason: str
+    duration_s: float
+    flower_run_id: str
+    rounds_completed: int
+
+
+def plan_runs(campaign: Campaign) -> list[RunPlan]:
+    """Networks x repetitions, network-major (all repetitions of a network together)."""
+    cells = [(n, r) for n in campaign.networks for r in range(1, campaign.repetitions + 1)]
+    return [RunPlan(i + 1, len(cells), n, r) for i, (n, r) in enumerate(cells)]
+
+
+def node_config_for(inventory: Inventory, host: Host) -> dict[str, flower.ConfigValue]:
+    """Flower node config of a client: partitioning, its inventory name, the inventory's extras."""
+    index = inventory.clients.index(host)
+    config: dict[str, flower.ConfigValue] = {
+        "partition-id": index,
+        "num-partitions": len(inventory.clients),
+        "flowerbed-node": host.name,
+    }
+    config.update(host.node_config_dict)
+    return config
+
+
+def wait_for_port(host: str, port: int, deadline_s: float, process: ManagedProcess) -> None:
+    """Wait until ``host:port`` accepts TCP connections or raise, naming the process."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        process.check_alive()
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise ProcessError(
+        f"{process.name} did not listen on {host}:{port} within {deadline_s:.0f} s; "
+        f"last lines of {process.log_path}:\n{process.log_tail()}"
+    )
+
+
+def _flwr(argv: list[str], env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
+def _run_status(env: dict[str, str], flower_run_id: str) -> str:
+    """Flower's status string for a run (``running``, ``finished:completed``, ...)."""
+    result = _flwr(flower.flwr_ls_argv(BIN_DIR, int(flower_run_id)), env, 30.0)
+    try:
+        runs = json.loads(result.stdout).get("runs", [])
+    except json.JSONDecodeError:
+        return "unknown"
+    return str(runs[0].get("status", "unknown")) if runs else "unknown"
+
+
+def _count_rounds(events_path: Path) -> tuple[int, bool]:
+    """Rounds aggregated so far and whether the ServerApp reported its end."""
+    if not events_path.exists():
+        return 0, False
+    events = read_events(events_path)
+    rounds = {e["round"] for e in events if e.get("phase") == "aggregation"}
+    return len(rounds), any(e["event"] == "app_end" for e in events)
+
+
+class _Run:
+    """The processes and files of one run; a context manager that always tears down."""
+
+    def __init__(self, campaign: Campaign, inventory: Inventory, plan: RunPlan, out: Path):
+        self.campaign, self.inventory, self.plan = campaign, inventory, plan
+        self.network: Network = inventory.network(plan.network)
+        self.dir = out / "runs" / plan.run_id
+        self.events_path = self.dir / "events.jsonl"
+        self.port = inventory.superlink_port
+        self.address = f"{self.network.server_address}:{self.port}"
+        self.cli_env = flower.flower_env(self.dir / "flwr" / "cli")
+        self.flower_run_id = ""
+
+    def start_captures(self, stack: ExitStack) -> list[tuple[Host, Path, Capture]]:
+        captures = []
+        for host in self.inventory.clients:
+            pcap = self.dir / "captures" / f"{host.name}.pcap"
+            pcap.parent.mkdir(parents=True, exist_ok=True)
+            iface = host_side_veth(self.inventory, host.name, self.network.name)
+            capture = Capture(iface, pcap, self.port)
+            capture.start()
+            stack.callback(capture.stop)
+            captures.append((host, pcap, capture))
+        return captures
+
+    def start_superlink(self, stack: ExitStack) -> ManagedProcess:
+        home = self.dir / "flwr" / "superlink"
+        home.mkdir(parents=True, exist_ok=True)
+        argv = flower.superlink_argv(BIN_DIR, str(self.network.server_address), self.port)
+        proc = ManagedProcess("flower-superlink", argv, self.dir / "superlink.log",
+                              env=flower.flower_env(home), cwd=home)
+        stack.callback(proc.stop)
+        wait_for_port(str(self.network.server_address), self.port, 30.0, proc)
+        return proc
+
+    def start_supernodes(self, stack: ExitStack) -> list[ManagedProcess]:
+        procs = []
+        for host in self.inventory.clients:
+            home = self.dir / "flwr" / host.name
+            home.mkdir(parents=True, exist_ok=True)
+            argv = ["ip", "netns", "exec", node_namespace(self.inventory, host.name)]
+            argv += flower.supernode_argv(BIN_DIR, self.address, node_config_for(self.inventory, host))
+            proc = ManagedProcess(f"flower-supernode on {host.name}", argv,
+                                  self.dir / "nodes" / f"{host.name}.log",
+                                  env=flower.flower_env(home), cwd=home)
+            stack.callback(proc.stop)
+            procs.append(proc)
+        return procs
+
+    def submit(self) -> None:
+        home = self.dir / "flwr" / "cli"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.toml").write_text(flower.connection_toml(self.address))
+        values: dict[str, flower.ConfigValue] = dict(self.campaign.workload_dict)
+        values.update({
+            "num-server-rounds": self.campaign.rounds,
+            "strategy": self.campaign.strategy.name,
+            "min-nodes": len(self.inventory.clients),
+            "round-timeout-s": float(self.campaign.round_timeout_s),
+            "event-log": str(self.events_path.resolve()),
+            "run-id": self.plan.run_id,
+        })
+        run_config = self.dir / "run_config.toml"
+        run_config.write_text(flower.run_config_toml(values))
+        argv = flower.flwr_run_argv(BIN_DIR, self.campaign.app, run_config)
+        result = _flwr(argv, self.cli_env, 120.0)
+        try:
+            self.flower_run_id = str(json.loads(result.stdout)["run-id"])
+        except (json.JSONDecodeError, KeyError):
+            raise RunFailed(
+                f"`{flower.display(argv)}` did not start a run (exit {result.returncode}):\n"
+                f"{(result.stdout + result.stderr)[-2000:]}"
+            ) from None
+
+    def stop_flower_run(self) -> None:
+        if self.flower_run_id:
+            _flwr(flower.flwr_stop_argv(BIN_DIR, int(self.flower_run_id)), self.cli_env, 30.0)
+
+    def serverapp_log(self) -> str:
+        if not self.flower_run_id:
+            return ""
+        argv = [str(BIN_DIR / "flwr"), "log", self.flower_run_id, flower.CONNECTION_NAME, "--show"]
+        try:
+            result = _flwr(argv, self.cli_env, 30.0)
+        except subprocess.TimeoutExpired:
+            return ""
+        (self.dir / "serverapp.log").write_text(result.stdout + result.stderr)
+        return result.stdout[-3000:]
+
+
+def _wait(run: _Run, procs: list[ManagedProcess], deadline: float, progress: Progress) -> tuple[str, str, int]:
+    """Wait for the ServerApp to finish; return (status, reason, rounds done)."""
+    shown, next_check = 0, time.monotonic() + 10.0
+    while True:
+        rounds, ended = _count_rounds(run.events_path)
+        if rounds > shown:
+            shown = rounds
+            progress(f"  round {rounds}/{run.campaign.rounds} aggregated")
+        if ended:
+            return "ok", "", rounds
+        for proc in procs:
+            proc.check_alive()
+        now = time.monotonic()
+        if now > deadline:
+            return "timeout", (
+                f"run exceeded its deadline of {run.campaign.run_deadline_s:.0f} s "
+                f"(campaign key run_deadline_s) after {rounds} round(s)"), rounds
+        if now > next_check:
+            next_check = now + 10.0
+            status = _run_status(run.cli_env, run.flower_run_id)
+            if status.startswith("finished"):
+                rounds, ended = _count_rounds(run.events_path)
+                if ended:
+                    return "ok", "", rounds
+                return "failed", f"Flower reports {status}; ServerApp log:\n{run.serverapp_log()}", rounds
+        time.sleep(0.5)
+
+
+def _post_process(run: _Run, captures: list[tuple[Host, Path, Capture]]) -> None:
+    """Turn captures and SuperNode logs into events of the run's log."""
+    with EventLog(run.events_path, run_id=run.plan.run_id) as events:
+        for host, pcap, _ in captures:
+            if not pcap.exists():
+                continue
+            packets = read_packets(pcap)
+            transfers = segment_transfers(packets, str(run.network.server_address), run.port)
+            for event in transfer_events(transfers, host.name, run.network.name):
+                fields = {k: v for k, v in event.items() if k not in ("event", "run_id", "t_ns")}
+                events.append("transfer", **fields)
+        for host in run.inventory.clients:
+            log = run.dir / "nodes" / f"{host.name}.log"
+            if log.exists():
+                for event in supernode_log_events(read_stamped_log(log), host.name):
+                    events.append("supernode_log", **event)
+
+
+def execute_run(campaign: Campaign, inventory: Inventory, plan: RunPlan, out: Path,
+                progress: Progress) -> RunOutcome:
+    """Run one (network, repetition) cell and return what happened; never raises for run failures."""
+    run = _Run(campaign, inventory, plan, out)
+    run.dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    status, reason, rounds = "failed", "", 0
+    captures: list[tuple[Host, Path, Capture]] = []
+    with EventLog(run.events_path, run_id=plan.run_id) as events:
+        events.append("run_start", network=plan.network, strategy=campaign.strategy.name,
+                      repetition=plan.repetition, address=run.address)
+    try:
+        with ExitStack() as stack:
+            stack.callback(run.stop_flower_run)
+            if campaign.capture:
+                captures = run.start_captures(stack)
+            run.start_superlink(stack)
+            procs = run.start_supernodes(stack)
+            run.submit()
+            progress(f"  Flower run {run.flower_run_id} submitted to {run.address}")
+            deadline = started + campaign.run_deadline_s
+            status, reason, rounds = _wait(run, procs, deadline, progress)
+            if status == "ok":
+                run.flower_run_id and run.serverapp_log()
+    except KeyboardInterrupt:
+        status, reason = "interrupted", "interrupted by the user (Ctrl-C)"
+    except (ProcessError, RunFailed, OSError, subprocess.SubprocessError) as err:
+        status, reason = "failed", str(err)
+    finally:
+        try:
+            _post_process(run, captures)
+        except Exception as err:  # noqa: BLE001 - keep the run's data, report the problem
+            reason = (reason + "\n" if reason else "") + f"post-processing failed: {err}"
+            status = "failed" if status == "ok" else status
+        with EventLog(run.events_path, run_id=plan.run_id) as events:
+            events.append("run_end", status=status, reason=reason, rounds=rounds,
+                          flower_run_id=run.flower_run_id)
+    return RunOutcome(plan.run_id, plan.network, plan.repetition, status, reason,
+                      time.monotonic() - started, run.flower_run_id, rounds)
+
+
+def run_phases(campaign: Campaign, outcome: RunOutcome, out: Path) -> Any:
+    """The phase table of one finished run."""
+    info = RunInfo(campaign=campaign.name, run_id=outcome.run_id, network=outcome.network,
+                   strategy=campaign.strategy.name, repetition=outcome.repetition)
+    return phases_from_events(read_events(out / "runs" / outcome.run_id / "events.jsonl"), info)
+
+
+def run_campaign(campaign: Campaign, inventory: Inventory, out: Path,
+                 progress: Progress = print, features: dict[str, Any] | None = None) -> list[RunOutcome]:
+    """Run every cell of the campaign; write phases.parquet and manifest.json as runs finish."""
+    out.mkdir(parents=True, exist_ok=True)
+    outcomes: list[RunOutcome] = []
+    manifest_path = out / "manifest.json"
+
+    def save() -> None:
+        frames = [run_phases(campaign, o, out) for o in outcomes]
+        write_phases(concat_phases(frames), out / "phases.parquet")
+        write_json_atomic(manifest_path, build_manifest(campaign, inventory, outcomes, features))
+
+    save()
+    plans = plan_runs(campaign)
+    try:
+        for plan in plans:
+            progress(f"[{plan.index}/{plan.total}] network {plan.network}, "
+                     f"repetition {plan.repetition}/{campaign.repetitions}")
+            outcome = execute_run(campaign, inventory, plan, out, progress)
+            outcomes.append(outcome)
+            progress(f"  {outcome.status} in {outcome.duration_s:.1f} s"
+                     + (f": {outcome.reason.splitlines()[0]}" if outcome.reason else ""))
+            save()
+            if outcome.status == "interrupted":
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        save()
+        raise
+    return outcomes
