@@ -25,6 +25,7 @@ from analysis.summary import (
     median_phase_table,
     network_order,
     phase_stats,
+    round_time_table,
     round_times,
     study_ratios,
 )
@@ -221,6 +222,23 @@ def _coverage_notes(df: pd.DataFrame, manifest: Mapping[str, Any]) -> list[str]:
     return notes
 
 
+def _round_time_part(table: pd.DataFrame) -> str:
+    if table.empty:
+        return ""
+    rows = [
+        [
+            network,
+            int(table.at[network, "rounds"]),
+            int(table.at[network, "complete_rounds"]),
+            _fmt(table.at[network, "median_round_s"]),
+            _fmt(table.at[network, "p95_round_s"]),
+        ]
+        for network in table.index
+    ]
+    headers = ["network", "rounds", "complete rounds", "median round (s)", "p95 (s)"]
+    return "<h3>Round time</h3>" + _table(headers, rows, numeric=lambda j: j > 0)
+
+
 def _median_section(table: pd.DataFrame, notes: list[str]) -> str:
     if table.empty:
         return _note("The phase table has no rows.")
@@ -265,7 +283,9 @@ def _ratios_section(ratios: pd.DataFrame) -> str:
     metrics = set(ratios["metric"]) if not ratios.empty else set()
     for wanted in ("5G uplink / Ethernet uplink", "5G uplink / WiFi uplink"):
         if wanted not in metrics:
-            parts.append(_note(f"{wanted}: not computed, a network is missing."))
+            parts.append(
+                _note(f"{wanted}: not computed (needs uplink data on both networks).")
+            )
     return "".join(parts)
 
 
@@ -324,6 +344,15 @@ def _provenance_section(manifest: Mapping[str, Any]) -> str:
     return _table(["item", "value"], rows)
 
 
+def _overview(df: pd.DataFrame) -> str:
+    networks = ", ".join(network_order(df["network"])) or "none"
+    strategies = ", ".join(sorted(set(df["strategy"]))) or "none"
+    return (
+        f"<p>Networks: {_esc(networks)}. Strategies: {_esc(strategies)}. "
+        f"Runs with data: {df['run_id'].nunique()}. Phase rows: {len(df)}.</p>"
+    )
+
+
 def _section(title: str, body: str) -> str:
     return f"<section><h2>{_esc(title)}</h2>{body}</section>"
 
@@ -334,9 +363,10 @@ def _write_tables(results_dir: Path, df: pd.DataFrame) -> dict[str, pd.DataFrame
         "phase_stats": phase_stats(df),
         "ratios": study_ratios(df),
         "round_times": round_times(df),
+        "round_time_table": round_time_table(df),
     }
     for name, table in tables.items():
-        index = name == "median_phases"
+        index = name in ("median_phases", "round_time_table")
         table.to_csv(results_dir / f"{name}.csv", index=index)
     return tables
 
@@ -357,7 +387,8 @@ def build_report(results_dir: Path) -> Path:
     name = _campaign_name(manifest, df)
     bar = _figure(
         partial(phase_bar, tables["median_phases"], figures / "phase_bar"),
-        "Median seconds per phase and round, stacked per network.",
+        "Median seconds per phase and round, stacked per network. Each segment "
+        "is a median on its own: the bar's height is not the median round time.",
     )
     ecdfs = "".join(
         _figure(
@@ -370,13 +401,16 @@ def build_report(results_dir: Path) -> Path:
     body = "".join(
         [
             f"<h1>flowerbed report: {_esc(name)}</h1>",
+            _overview(df),
             "".join(_note(n) for n in manifest_notes),
             _section("Emulation", _emulation_section(manifest)),
             _section("Link profiles", _profiles_section(manifest)),
             _section("Time per phase", bar),
             _section("Downlink and uplink times", ecdfs),
             _section(
-                "Median phase times", _median_section(tables["median_phases"], coverage)
+                "Median phase times",
+                _median_section(tables["median_phases"], coverage)
+                + _round_time_part(tables["round_time_table"]),
             ),
             _section("Study ratios", _ratios_section(tables["ratios"])),
             _section("Runs", _runs_section(manifest, df)),

@@ -11,11 +11,12 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from analysis.phases import PHASES
+from analysis.phases import CLIENT_PHASES, PHASES
 
 RUN_KEYS = ["campaign", "run_id", "network", "strategy", "repetition"]
 NODE_ROUND_KEYS = [*RUN_KEYS, "round", "node", "phase"]
 NODE_PHASES = ("downlink", "training", "evaluation", "uplink")
+TRANSFER_PHASES = ("downlink", "uplink")
 # Networks the study compares, in the order figures and tables show them.
 KNOWN_NETWORKS = ("ethernet", "wifi", "5g")
 _LABELS = {"ethernet": "Ethernet", "wifi": "WiFi", "5g": "5G"}
@@ -33,7 +34,9 @@ def per_node_round(df: pd.DataFrame) -> pd.DataFrame:
 
     The uplink of a round is the train reply's uplink plus the evaluate reply's;
     ``bytes`` is summed likewise (null when no row carried bytes) and
-    ``messages`` counts the rows summed.
+    ``messages`` counts the rows summed. ``complete`` is False for a downlink
+    or uplink sum that misses a message the node handled (its capture was not
+    matched), since that sum would understate the phase; medians skip those.
     """
     grouped = df.groupby(NODE_ROUND_KEYS, sort=True, observed=True, dropna=False)
     out = grouped.agg(
@@ -42,7 +45,17 @@ def per_node_round(df: pd.DataFrame) -> pd.DataFrame:
         messages=("duration_s", "size"),
     ).reset_index()
     out["bytes"] = out["bytes"].astype("Int64")
-    return out
+    handled = (
+        df[df["phase"].isin(CLIENT_PHASES)]
+        .groupby([*RUN_KEYS, "round", "node"], observed=True)
+        .size()
+        .rename("handled")
+        .reset_index()
+    )
+    out = out.merge(handled, on=[*RUN_KEYS, "round", "node"], how="left")
+    transfer = out["phase"].isin(TRANSFER_PHASES)
+    out["complete"] = ~transfer | (out["messages"] >= out["handled"].fillna(0))
+    return out.drop(columns="handled")
 
 
 def _node_completeness(df: pd.DataFrame) -> pd.DataFrame:
@@ -126,17 +139,42 @@ def round_times(df: pd.DataFrame) -> pd.DataFrame:
     return out[columns].sort_values(keys).reset_index(drop=True)
 
 
+def round_time_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per network: rounds, complete rounds, median and p95 round seconds.
+
+    Medians and p95 are over complete rounds only (see :func:`round_times`);
+    NaN when a network has none.
+    """
+    rounds = round_times(df)
+    complete = rounds[rounds["complete"]]
+    out = pd.DataFrame(
+        {
+            "rounds": rounds.groupby("network").size(),
+            "complete_rounds": complete.groupby("network").size(),
+            "median_round_s": complete.groupby("network")["round_s"].median(),
+            "p95_round_s": complete.groupby("network")["round_s"].quantile(0.95),
+        }
+    )
+    out["rounds"] = out["rounds"].fillna(0).astype("int64")
+    out["complete_rounds"] = out["complete_rounds"].fillna(0).astype("int64")
+    out = out.reindex(network_order(out.index))
+    out.index.name = "network"
+    return out
+
+
 def _phase_samples(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (run, round, node, phase) seconds, aggregation included (node ``server``)."""
-    return per_node_round(df)[[*NODE_ROUND_KEYS, "duration_s"]]
+    """Complete per (run, round, node, phase) seconds, aggregation included."""
+    samples = per_node_round(df)
+    return samples.loc[samples["complete"], [*NODE_ROUND_KEYS, "duration_s"]]
 
 
 def median_phase_table(df: pd.DataFrame) -> pd.DataFrame:
     """Median seconds per network (rows) and phase (columns), plus ``n`` rounds.
 
     A cell is the median over (run, round, node) of :func:`per_node_round`'s
-    seconds for that phase (aggregation: over (run, round)); NaN when the phase
-    was never recorded on that network. ``n`` counts the (run, round) pairs.
+    complete seconds for that phase (aggregation: over (run, round)); NaN when
+    the phase was never recorded on that network. ``n`` counts the (run, round)
+    pairs.
     """
     samples = _phase_samples(df)
     medians = samples.pivot_table(
@@ -177,7 +215,7 @@ def _find_network(names: Iterable[str], wanted: str) -> str | None:
 
 
 def _uplink_medians(df: pd.DataFrame) -> pd.Series:
-    samples = per_node_round(df)
+    samples = _phase_samples(df)
     uplink = samples[samples["phase"] == "uplink"]
     return uplink.groupby("network", observed=True)["duration_s"].median()
 

@@ -4,10 +4,12 @@ One JSON object per line, as docs/events.md defines: every event carries ``event
 ``run_id`` and ``t_ns`` (``time.time_ns()`` when written) plus its own fields.
 
 Writing: the file is opened with ``O_APPEND`` and each event goes out in a single
-``write()``, so several processes (the runner, the ServerApp, the capture parser)
-can append to the same file without interleaving lines and nothing already written
-is ever rewritten. There is no user-space buffer: every event is in the kernel when
-``append`` returns; ``fsync=True`` also forces it to disk.
+``write()`` under an exclusive ``flock``, so several processes (the runner, the
+ServerApp, the capture parser) can append to the same file without interleaving
+lines, a new writer never mistakes a line still being written for a cut one, and
+nothing already written is ever rewritten. There is no user-space buffer: every
+event is in the kernel when ``append`` returns; ``fsync=True`` also forces it to
+disk.
 
 Reading: a crash (power loss, full disk) can leave the last line cut short. That
 line is skipped and counted, never an error. If a later writer opened the file
@@ -18,10 +20,13 @@ is not a JSON object is an error naming the file and line.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -83,36 +88,50 @@ class EventLog:
                 "not exist; create the run folder first"
             )
         self._fd: int | None = os.open(
-            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
         )
         self._repair_cut_line()
 
     def _repair_cut_line(self) -> None:
         """Terminate a line cut short by an earlier crash, and say so in the log."""
-        size = os.fstat(self._require_fd()).st_size
-        if size == 0:
-            return
-        with self.path.open("rb") as f:
-            f.seek(size - 1)
-            if f.read(1) == b"\n":
+        fd = self._require_fd()
+        with self._locked(fd):
+            size = os.fstat(fd).st_size
+            if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
                 return
-        logger.warning("event log %s ends with a cut line; terminating it", self.path)
-        self._write(b"\n")
-        self.append(REPAIR_EVENT, reason="previous writer left an unterminated line")
+            logger.warning(
+                "event log %s ends with a cut line; terminating it", self.path
+            )
+            repair = self._record(
+                REPAIR_EVENT, {"reason": "previous writer left an unterminated line"}
+            )
+            self._write_all(fd, b"\n" + encode_event(repair))
 
     def _require_fd(self) -> int:
         if self._fd is None:
             raise ValueError(f"event log {self.path} is closed")
         return self._fd
 
-    def _write(self, data: bytes) -> None:
-        fd = self._require_fd()
+    @contextmanager
+    def _locked(self, fd: int) -> Iterator[None]:
+        # A writer that dies releases its lock, so a cut line seen under the lock
+        # is a crash leftover, never a line another process is still writing.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _write_all(self, fd: int, data: bytes) -> None:
         view = memoryview(data)
         while view:
             written = os.write(fd, view)
             view = view[written:]
         if self.fsync:
             os.fsync(fd)
+
+    def _record(self, event: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return {"event": event, "run_id": self.run_id, "t_ns": time.time_ns(), **fields}
 
     def append(self, event: str, **fields: Any) -> None:
         """Write one event now: ``event``, ``run_id``, ``t_ns`` and ``fields``."""
@@ -123,13 +142,10 @@ class EventLog:
             raise ValueError(
                 f"event {event!r}: fields {sorted(clash)} are set by the log itself"
             )
-        record: dict[str, Any] = {
-            "event": event,
-            "run_id": self.run_id,
-            "t_ns": time.time_ns(),
-            **fields,
-        }
-        self._write(encode_event(record))
+        line = encode_event(self._record(event, fields))
+        fd = self._require_fd()
+        with self._locked(fd):
+            self._write_all(fd, line)
 
     def close(self) -> None:
         """Close the file; further appends raise."""

@@ -362,6 +362,8 @@ class _Builder:
         self.networks: dict[str, Network] = {}
         self.claims: list[_Claim] = []
         self.server_name: str | None = None
+        self.servers: list[str] = []
+        self.invalid_networks: list[object] = []
 
     def error(
         self,
@@ -439,8 +441,12 @@ class _Builder:
             if name != "all":
                 self.check_not_cluster_wide(group_vars, (*parts, "vars"), None)
             group.var_sources.append(group_vars)
-        self.walk_hosts(group, spec.get("hosts"), (*parts, "hosts"))
-        self.walk_children(group, spec.get("children"), (*parts, "children"), stack)
+        # In the order written, so that clients keep file order across sub-groups.
+        for key in [k for k in spec if k in ("hosts", "children")]:
+            if key == "hosts":
+                self.walk_hosts(group, spec[key], (*parts, key))
+            else:
+                self.walk_children(group, spec[key], (*parts, key), stack)
 
     def walk_hosts(self, group: _Group, hosts: object, parts: Parts) -> None:
         if hosts is None:
@@ -707,6 +713,7 @@ class _Builder:
                     root=var.source,
                     parts=parts,
                 )
+                self.invalid_networks.append(name)
                 continue
             self.declared.append(name)
             network = self.parse_network(name, spec, var.source, parts)
@@ -859,7 +866,7 @@ class _Builder:
                 parts=("ansible_host",),
                 host=host.name,
             )
-        owner = "<server>" if host.name == self.server_name else host.name
+        owner = "<server>" if host.name in self.servers else host.name
         self.claim(
             address,
             (owner, "(management)"),
@@ -913,6 +920,8 @@ class _Builder:
         is_server: bool,
     ) -> Interface | None:
         parts: Parts = ("interfaces", network)
+        if network in self.invalid_networks:
+            return None  # its name was already reported
         if not isinstance(network, str) or network not in self.declared:
             known = ", ".join(self.declared) or "none"
             hint = ""
@@ -1145,6 +1154,7 @@ class _Builder:
                     host=name,
                     line=host.line,
                 )
+        self.servers = servers
         server = servers[0] if len(servers) == 1 else None
         return server, [c for c in clients if c not in servers]
 
@@ -1158,7 +1168,7 @@ class _Builder:
         self.parse_networks(cluster.get("networks"))
         self.server_name, client_names = self.roles()
         hosts = {
-            host.name: self.build_host(host, host.name == self.server_name, management)
+            host.name: self.build_host(host, host.name in self.servers, management)
             for host in self.hosts.values()
         }
         clients = tuple(hosts[c] for c in client_names)

@@ -49,7 +49,7 @@ class CommandError(RuntimeError):
 
 @runtime_checkable
 class Executor(Protocol):
-    """Runs commands somewhere: synchronously with ``run``, in the background with ``popen``."""
+    """Runs commands somewhere: ``run`` waits for the end, ``popen`` starts one."""
 
     @property
     def where(self) -> str:
@@ -98,7 +98,7 @@ class LocalExecutor:
         timeout: float | None = DEFAULT_TIMEOUT_S,
         env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` to completion; raise ``CommandError`` on failure if ``check``."""
+        """Run ``argv`` to the end; raise ``CommandError`` if it fails and ``check``."""
         argv = list(argv)
         try:
             result = subprocess.run(
@@ -125,7 +125,7 @@ class LocalExecutor:
         stderr: Stream = None,
         env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start ``argv`` in its own process group (``os.killpg(p.pid, ...)`` stops it)."""
+        """Start ``argv`` in its own process group (stop it with ``os.killpg``)."""
         return subprocess.Popen(
             list(argv),
             stdout=stdout,
@@ -165,7 +165,9 @@ class NetnsExecutor:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` inside the namespace; errors name the namespace."""
         try:
-            return self.inner.run(self.wrap(argv), check=check, timeout=timeout, env=env)
+            return self.inner.run(
+                self.wrap(argv), check=check, timeout=timeout, env=env
+            )
         except CommandError as exc:
             raise CommandError(
                 argv, self.where, exc.returncode, exc.stderr, exc.timeout_s

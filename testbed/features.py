@@ -1,4 +1,4 @@
-"""Detect which link emulation this kernel really offers, by trying it in a probe namespace.
+"""Detect which link emulation this kernel offers by trying it in a probe namespace.
 
 Nothing is inferred from module lists or kernel versions: each feature is tried on a
 veth pair inside a throwaway namespace ``fbprobe-<random>`` and the kernel's own
@@ -8,9 +8,7 @@ error text is kept when it refuses. The probe namespace is always removed.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 from testbed import netcmd, shaping
 from testbed.executor import CommandError, Executor, LocalExecutor, NetnsExecutor
@@ -31,10 +29,7 @@ class EmulationFeatures:
     loss: bool
     delay: bool
     ifb: bool
-    details: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "details", MappingProxyType(dict(self.details)))
+    details: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """Return a JSON-ready dict (for a run manifest)."""
@@ -61,7 +56,9 @@ def _probe(ns: NetnsExecutor, namespace: str) -> EmulationFeatures:
         ns, netcmd.link_up(_DEV)
     )
     if setup_error is not None:
-        reason = f"could not create a veth in probe namespace {namespace}: {setup_error}"
+        reason = (
+            f"could not create a veth in probe namespace {namespace}: {setup_error}"
+        )
         return EmulationFeatures(False, False, False, False, {"setup": reason})
     details: dict[str, str] = {}
 

@@ -1,4 +1,4 @@
-"""Pure builders of ``ip``/``sysctl`` argv lists for namespaces, veths, bridges, addresses.
+"""Pure builders of ``ip``/``sysctl`` argv lists: namespaces, veths, bridges, addresses.
 
 Nothing here runs a command: each function returns the argv an ``Executor`` runs.
 Commands meant for a node's namespace are built plain and run through a
@@ -149,7 +149,7 @@ def disable_ipv6_namespace() -> list[str]:
 
 
 def rp_filter_off_namespace() -> list[str]:
-    """Turn reverse-path filtering off in the namespace it runs in (multi-homed nodes)."""
+    """Turn reverse-path filtering off in the namespace it runs in (multi-homed)."""
     return [
         "sysctl",
         "-q",

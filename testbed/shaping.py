@@ -62,26 +62,70 @@ def _ms(value: float) -> str:
 
 def htb_root(dev: str) -> list[str]:
     """Install (or keep) an HTB root whose unclassified traffic goes to class 1:10."""
-    return ["tc", "qdisc", "replace", "dev", dev, "root", "handle", ROOT_HANDLE,
-            "htb", "default", "10"]  # fmt: skip
+    return [
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        dev,
+        "root",
+        "handle",
+        ROOT_HANDLE,
+        "htb",
+        "default",
+        "10",
+    ]
 
 
 def htb_class(dev: str, rate_mbit: float) -> list[str]:
     """Install (or update) HTB class 1:10 limited to ``rate_mbit`` (rate = ceil)."""
     rate = tc_rate(rate_mbit)
     burst = str(burst_bytes(rate_mbit))
-    return ["tc", "class", "replace", "dev", dev, "parent", ROOT_HANDLE,
-            "classid", CLASS_ID, "htb", "rate", rate, "ceil", rate,
-            "burst", burst, "cburst", burst]  # fmt: skip
+    return [
+        "tc",
+        "class",
+        "replace",
+        "dev",
+        dev,
+        "parent",
+        ROOT_HANDLE,
+        "classid",
+        CLASS_ID,
+        "htb",
+        "rate",
+        rate,
+        "ceil",
+        rate,
+        "burst",
+        burst,
+        "cburst",
+        burst,
+    ]
 
 
-def tbf_root(dev: str, rate_mbit: float, latency_ms: float = TBF_LATENCY_MS) -> list[str]:
-    """Install (or update) a TBF root at ``rate_mbit`` holding ``latency_ms`` of queue."""
+def tbf_root(
+    dev: str, rate_mbit: float, latency_ms: float = TBF_LATENCY_MS
+) -> list[str]:
+    """Install (or update) a TBF root at ``rate_mbit`` with ``latency_ms`` of queue."""
     if not latency_ms > 0:
         raise ValueError(f"TBF latency must be > 0 ms, got {latency_ms!r}")
-    return ["tc", "qdisc", "replace", "dev", dev, "root", "handle", ROOT_HANDLE,
-            "tbf", "rate", tc_rate(rate_mbit), "burst", str(burst_bytes(rate_mbit)),
-            "latency", _ms(latency_ms)]  # fmt: skip
+    return [
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        dev,
+        "root",
+        "handle",
+        ROOT_HANDLE,
+        "tbf",
+        "rate",
+        tc_rate(rate_mbit),
+        "burst",
+        str(burst_bytes(rate_mbit)),
+        "latency",
+        _ms(latency_ms),
+    ]
 
 
 def netem_limit(rate_mbit: float, delay_ms: float, jitter_ms: float) -> int:
@@ -110,9 +154,22 @@ def netem_leaf(
         raise ValueError("jitter needs a delay > 0 ms to vary around")
     if limit is None:
         limit = netem_limit(rate_mbit, delay_ms, jitter_ms) if rate_mbit else 1000
-    argv = ["tc", "qdisc", "replace", "dev", dev, "parent", CLASS_ID,
-            "handle", LEAF_HANDLE, "netem", "limit", str(limit),
-            "delay", _ms(delay_ms)]  # fmt: skip
+    argv = [
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        dev,
+        "parent",
+        CLASS_ID,
+        "handle",
+        LEAF_HANDLE,
+        "netem",
+        "limit",
+        str(limit),
+        "delay",
+        _ms(delay_ms),
+    ]
     if jitter_ms > 0:
         argv += [_ms(jitter_ms), "distribution", "normal"]
     if rate_mbit is not None:
@@ -183,7 +240,9 @@ class LossRule:
 
     def __post_init__(self) -> None:
         if self.direction not in ("uplink", "downlink"):
-            raise ValueError(f"direction must be uplink or downlink: {self.direction!r}")
+            raise ValueError(
+                f"direction must be uplink or downlink: {self.direction!r}"
+            )
         if self.mode == "random" and not 0 < self.probability < 1:
             raise ValueError(f"probability must be in (0, 1), got {self.probability!r}")
         if self.mode == "nth" and self.every < 2:
@@ -270,7 +329,7 @@ _RATE = re.compile(r"^(\d+(?:\.\d+)?)([A-Za-z]+)$")
 
 
 def parse_tc_rate(text: str) -> int:
-    """Return bit/s for a rate as tc prints it (``8Mbit``, ``2600Kbit``, ``1.5Gbit``)."""
+    """Return bit/s for a rate as tc prints it: ``8Mbit``, ``2600Kbit``, ``1.5Gbit``."""
     match = _RATE.match(text.strip())
     if not match or match.group(2).lower() not in _UNITS:
         raise ValueError(f"not a tc rate: {text!r}")

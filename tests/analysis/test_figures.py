@@ -32,7 +32,9 @@ def has_colour(png: Path, hex_colour: str, tol: float = 0.02) -> bool:
     return bool((np.abs(pixels - np.array(to_rgb(hex_colour))) < tol).all(-1).any())
 
 
-def transfer_rows(network: str, phase: str, seconds: list[float]) -> list[dict[str, object]]:
+def transfer_rows(
+    network: str, phase: str, seconds: list[float]
+) -> list[dict[str, object]]:
     return [
         {
             "campaign": "c",

@@ -1,4 +1,4 @@
-"""Tests of analysis/phases.py: events -> phase table, transfer matching, parquet I/O."""
+"""Tests of analysis/phases.py: events to phase table, transfer matching, parquet."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ MS = 1_000_000
 RUN = RunInfo("study", "5g-fedavg-r1", "5g", "fedavg", 1)
 
 
-def stamp(node: str, rnd: int, kind: str, start: int, end: int, b_in: int, b_out: int):
+def stamp(
+    node: str, rnd: int, kind: str, start: int, end: int, b_in: int, b_out: int
+) -> dict[str, Any]:
     return {
         "event": "phase",
         "run_id": RUN.run_id,
@@ -45,7 +47,9 @@ def stamp(node: str, rnd: int, kind: str, start: int, end: int, b_in: int, b_out
     }
 
 
-def transfer(node: str, direction: str, start: int, end: int, nbytes: int):
+def transfer(
+    node: str, direction: str, start: int, end: int, nbytes: int
+) -> dict[str, Any]:
     return {
         "event": "transfer",
         "run_id": RUN.run_id,

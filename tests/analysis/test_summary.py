@@ -13,6 +13,7 @@ from analysis.summary import (
     network_order,
     per_node_round,
     phase_stats,
+    round_time_table,
     round_times,
     study_ratios,
 )
@@ -113,7 +114,11 @@ def test_round_without_a_matched_uplink_is_incomplete() -> None:
     records = [
         r
         for r in records
-        if not (r["node"] == "pi2" and r["phase"] == "uplink" and r["message_type"] == "train")
+        if not (
+            r["node"] == "pi2"
+            and r["phase"] == "uplink"
+            and r["message_type"] == "train"
+        )
     ]
 
     rounds = round_times(table(records))
@@ -220,3 +225,38 @@ def test_network_order_puts_study_networks_first() -> None:
         "5G",
         "lora",
     ]
+
+
+def test_partial_transfer_sums_are_flagged_and_left_out_of_medians() -> None:
+    records = [
+        r
+        for r in phase_rows("ethernet", rounds=1)
+        if not (
+            r["node"] == "pi2"
+            and r["phase"] == "uplink"
+            and r["message_type"] == "train"
+        )
+    ]
+    df = table(records)
+
+    per = per_node_round(df)
+    medians = median_phase_table(df)
+
+    partial = per[(per["node"] == "pi2") & (per["phase"] == "uplink")]
+    assert partial["complete"].tolist() == [False]
+    assert per.loc[per["phase"] != "uplink", "complete"].all()
+    # only pi1's full 0.08 + 0.02 remains; pi2's lone 0.02 would drag it to 0.06
+    assert medians.loc["ethernet", "uplink"] == pytest.approx(0.1)
+
+
+def test_round_time_table_uses_complete_rounds() -> None:
+    df = table(phase_rows("5g", rounds=4), phase_rows("wifi", aggregation=False))
+
+    rounds = round_time_table(df)
+
+    assert rounds.index.tolist() == ["wifi", "5g"]
+    assert rounds.loc["5g", "median_round_s"] == pytest.approx(7.0)
+    assert rounds.loc["5g", "complete_rounds"] == 4
+    assert rounds.loc["wifi", "rounds"] == 3
+    assert rounds.loc["wifi", "complete_rounds"] == 0
+    assert pd.isna(rounds.loc["wifi", "median_round_s"])

@@ -1,0 +1,171 @@
+"""End to end: real SuperLink and SuperNodes on an emulated cluster with shaped links."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.report import build_report
+from inventory.loader import load_inventory
+from inventory.models import Inventory
+from testbed import emulated
+from testbed.campaign import load_campaign
+from testbed.runner import run_campaign
+
+pytestmark = [pytest.mark.root, pytest.mark.e2e]
+
+if os.geteuid() != 0:
+    pytest.skip("end-to-end tests build network namespaces: run as root", allow_module_level=True)
+
+FIVE_G_UPLINK_MBIT = 8.0
+
+
+def _inventory_yaml(name: str) -> str:
+    clients = []
+    for i in (1, 2):
+        clients.append(
+            f"""        node{i}:
+          ansible_host: 10.231.0.{10 + i}
+          interfaces:
+            ethernet: {{ifname: eth0, ip: 10.231.1.{10 + i}}}
+            wifi: {{ifname: wlan0, ip: 10.231.2.{10 + i}}}
+            5g: {{ifname: wwan0, ip: 10.231.3.{10 + i}}}
+"""
+        )
+    return f"""all:
+  vars:
+    cluster_name: {name}
+    superlink_port: 8000
+    management: {{subnet: 10.231.0.0/24, server_address: 10.231.0.1}}
+    networks:
+      ethernet: {{subnet: 10.231.1.0/24, server_address: 10.231.1.1, profile: ethernet}}
+      wifi: {{subnet: 10.231.2.0/24, server_address: 10.231.2.1, profile: wifi}}
+      5g:
+        subnet: 10.231.3.0/24
+        server_address: 10.231.3.1
+        profile: {{base: 5g, uplink_mbit: {FIVE_G_UPLINK_MBIT}}}
+  children:
+    server:
+      hosts:
+        server: {{ansible_host: 10.231.0.1}}
+    clients:
+      hosts:
+{''.join(clients)}"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inventory]:
+    folder = tmp_path_factory.mktemp("cluster")
+    path = folder / "inventory.yaml"
+    path.write_text(_inventory_yaml("fbe" + secrets.token_hex(2)))
+    inventory = load_inventory(path)
+    try:
+        emulated.cluster_up(inventory)
+        yield inventory
+    finally:
+        emulated.cluster_down(inventory)
+
+
+def _campaign(folder: Path, **overrides: object) -> Path:
+    settings = {
+        "name": "e2e",
+        "networks": "[ethernet, wifi, 5g]",
+        "rounds": 2,
+        "run_deadline_s": 300,
+        "round_timeout_s": 120,
+    }
+    settings.update(overrides)
+    body = "\n".join(f"{k}: {v}" for k, v in settings.items())
+    body += "\nstrategy: fedavg\nworkload: {samples-per-node: 64, local-epochs: 1, batch-size: 32}\n"
+    path = folder / "campaign.yaml"
+    path.write_text(body)
+    return path
+
+
+def _our_flower_processes(results: Path) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
+    return [line for line in out.stdout.splitlines() if str(results) in line]
+
+
+@pytest.fixture(scope="module")
+def demo_results(cluster: Inventory, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("campaign")
+    campaign = load_campaign(_campaign(folder))
+    out = folder / "results"
+    outcomes = run_campaign(campaign, cluster, out, progress=print,
+                            features=emulated.manifest_features(emulated.cluster_status(cluster)))
+    assert [o.status for o in outcomes] == ["ok", "ok", "ok"], [o.reason for o in outcomes]
+    return out
+
+
+def test_phase_table_has_every_round_node_and_phase(demo_results: Path) -> None:
+    df = pd.read_parquet(demo_results / "phases.parquet")
+    nodes = df[df["node"] != "server"]
+    for network in ("ethernet", "wifi", "5g"):
+        for rnd in (1, 2):
+            for node in ("node1", "node2"):
+                cell = nodes[(nodes.network == network) & (nodes["round"] == rnd) & (nodes.node == node)]
+                assert {"downlink", "training", "evaluation", "uplink"} <= set(cell.phase), (
+                    network, rnd, node, sorted(set(cell.phase)))
+            agg = df[(df.network == network) & (df["round"] == rnd) & (df.phase == "aggregation")]
+            assert len(agg) == 1
+    assert (df["duration_s"] >= 0).all()
+    assert (df["end_ns"] >= df["start_ns"]).all()
+
+
+def test_shaped_uplink_matches_the_physical_limit(demo_results: Path) -> None:
+    df = pd.read_parquet(demo_results / "phases.parquet")
+    up = df[(df.network == "5g") & (df.phase == "uplink") & (df.message_type == "train")]
+    assert len(up) == 4  # 2 rounds x 2 nodes
+    for row in up.itertuples():
+        limit_s = row.bytes * 8 / (FIVE_G_UPLINK_MBIT * 1e6)
+        assert row.bytes > 3_000_000  # the ~4 MB model, not a heartbeat
+        assert abs(row.duration_s - limit_s) / limit_s < 0.15, (row.duration_s, limit_s)
+
+
+def test_uplink_order_follows_the_networks(demo_results: Path) -> None:
+    df = pd.read_parquet(demo_results / "phases.parquet")
+    up = df[(df.phase == "uplink") & (df.message_type == "train")]
+    median = up.groupby("network")["duration_s"].median()
+    assert median["5g"] > median["wifi"] > median["ethernet"], median.to_dict()
+
+
+def test_manifest_says_what_was_emulated(demo_results: Path) -> None:
+    manifest = json.loads((demo_results / "manifest.json").read_text())
+    assert set(manifest["link_profiles"]) == {"ethernet", "wifi", "5g"}
+    assert manifest["link_profiles"]["5g"]["uplink_mbit"] == FIVE_G_UPLINK_MBIT
+    assert manifest["emulation"]["rate"]["active"] is True
+    assert "delay" in manifest["emulation"]
+    assert [r["status"] for r in manifest["runs"]] == ["ok", "ok", "ok"]
+    assert manifest["versions"]["flwr"].startswith("1.42")
+
+
+def test_report_covers_all_networks(demo_results: Path) -> None:
+    report = build_report(demo_results)
+    html = report.read_text()
+    for network in ("ethernet", "wifi", "5g"):
+        assert network in html
+    assert "5G uplink / Ethernet uplink" in html
+
+
+def test_no_flower_process_outlives_the_campaign(demo_results: Path) -> None:
+    assert _our_flower_processes(demo_results) == []
+
+
+def test_run_over_its_deadline_is_stopped_and_recorded(cluster: Inventory, tmp_path: Path) -> None:
+    campaign = load_campaign(_campaign(tmp_path, networks="[5g]", rounds=50, run_deadline_s=25))
+    out = tmp_path / "results"
+    outcomes = run_campaign(campaign, cluster, out, progress=print, features={})
+    assert [o.status for o in outcomes] == ["timeout"]
+    assert outcomes[0].duration_s < 25 + 60  # deadline plus teardown, never a hang
+    assert "deadline" in outcomes[0].reason
+    assert _our_flower_processes(out) == []
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["runs"][0]["status"] == "timeout"

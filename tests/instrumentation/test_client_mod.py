@@ -1,0 +1,111 @@
+"""The client mod and the server timers on real Flower Message objects."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy import FedAvg
+from flwr.supercore.task_identity import TaskIdentity
+
+from instrumentation.client_mod import STAMPS_KEY, ClientStamps, content_bytes, timing_mod
+from instrumentation.server_timers import measured, record_client_stamps
+
+
+@pytest.fixture(autouse=True)
+def task_identity() -> Iterator[None]:
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+    yield
+
+
+def _instruction(kind: str, server_round: int = 3, n: int = 1000) -> Message:
+    content = RecordDict({
+        "arrays": ArrayRecord([np.ones(n, dtype=np.float32)]),
+        "config": ConfigRecord({"server-round": server_round}),
+    })
+    return Message(content=content, dst_node_id=7, message_type=kind)
+
+
+def _context(name: str = "pi01") -> Context:
+    return Context(run_id=1, node_id=7, node_config={"flowerbed-node": name}, state=RecordDict(),
+                   run_config={})
+
+
+def _handler(sleep_s: float, n_out: int) -> Any:
+    def handle(msg: Message, context: Context) -> Message:
+        time.sleep(sleep_s)
+        content = RecordDict({
+            "arrays": ArrayRecord([np.zeros(n_out, dtype=np.float32)]),
+            "metrics": MetricRecord({"num-examples": 10, "loss": 0.5}),
+        })
+        return Message(content=content, reply_to=msg)
+    return handle
+
+
+def test_training_is_stamped_in_a_config_record_not_a_metric_record() -> None:
+    msg = _instruction("train")
+    before = time.time_ns()
+    reply = timing_mod(msg, _context(), _handler(0.2, 500))
+    after = time.time_ns()
+    assert list(reply.content.metric_records) == ["metrics"]  # no second MetricRecord
+    stamps = ClientStamps.from_config_record(reply.content.config_records[STAMPS_KEY])
+    assert stamps.phase == "training" and stamps.message_type == "train"
+    assert stamps.node == "pi01" and stamps.round == 3
+    assert before <= stamps.start_ns < stamps.end_ns <= after
+    assert 0.19 < (stamps.end_ns - stamps.start_ns) / 1e9 < 0.5
+    assert stamps.bytes_in == content_bytes(msg.content) and stamps.bytes_in >= 4000
+    assert 2000 <= stamps.bytes_out < 2500  # 500 float32 plus the small metric record
+
+
+def test_evaluate_is_stamped_as_evaluation() -> None:
+    reply = timing_mod(_instruction("evaluate", 2), _context(), _handler(0.0, 1))
+    stamps = ClientStamps.from_config_record(reply.content.config_records[STAMPS_KEY])
+    assert (stamps.phase, stamps.round) == ("evaluation", 2)
+
+
+def test_query_messages_pass_through_unstamped() -> None:
+    reply = timing_mod(_instruction("query"), _context(), _handler(0.0, 1))
+    assert STAMPS_KEY not in reply.content
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def append(self, event: str, **fields: Any) -> None:
+        self.events.append((event, fields))
+
+
+def test_measured_fedavg_records_stamps_and_aggregation_and_still_averages() -> None:
+    replies = []
+    for i, value in enumerate((1.0, 3.0)):
+        msg = _instruction("train", 1)
+
+        def handler(m: Message, c: Context, value: float = value) -> Message:
+            content = RecordDict({
+                "arrays": ArrayRecord([np.full(4, value, dtype=np.float32)]),
+                "metrics": MetricRecord({"num-examples": 10}),
+            })
+            return Message(content=content, reply_to=m)
+
+        replies.append(timing_mod(msg, _context(f"pi0{i}"), handler))
+    sink = _Sink()
+    strategy = measured(FedAvg)(sink=sink)
+    arrays, _ = strategy.aggregate_train(1, replies)
+    assert arrays is not None
+    np.testing.assert_allclose(next(iter(arrays.values())).numpy(), np.full(4, 2.0))
+    phases = [f for e, f in sink.events if e == "phase"]
+    assert [p["phase"] for p in phases] == ["training", "training", "aggregation"]
+    assert {p["node"] for p in phases} == {"pi00", "pi01", "server"}
+    agg = phases[-1]
+    assert agg["round"] == 1 and agg["end_ns"] >= agg["start_ns"]
+
+
+def test_replies_without_stamps_are_ignored() -> None:
+    msg = _instruction("train")
+    reply = _handler(0.0, 1)(msg, _context())
+    assert record_client_stamps(_Sink(), [reply]) == 0
