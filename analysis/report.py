@@ -226,14 +226,15 @@ def _round_time_part(table: pd.DataFrame) -> str:
     if table.empty:
         return ""
     rows = [
-        [
-            network,
-            int(table.at[network, "rounds"]),
-            int(table.at[network, "complete_rounds"]),
-            _fmt(table.at[network, "median_round_s"]),
-            _fmt(table.at[network, "p95_round_s"]),
-        ]
-        for network in table.index
+        [network, rounds, complete, _fmt(median), _fmt(p95)]
+        for network, rounds, complete, median, p95 in zip(
+            table.index,
+            table["rounds"].tolist(),
+            table["complete_rounds"].tolist(),
+            table["median_round_s"].tolist(),
+            table["p95_round_s"].tolist(),
+            strict=True,
+        )
     ]
     headers = ["network", "rounds", "complete rounds", "median round (s)", "p95 (s)"]
     return "<h3>Round time</h3>" + _table(headers, rows, numeric=lambda j: j > 0)
@@ -242,13 +243,10 @@ def _round_time_part(table: pd.DataFrame) -> str:
 def _median_section(table: pd.DataFrame, notes: list[str]) -> str:
     if table.empty:
         return _note("The phase table has no rows.")
+    records = table.to_dict("index")
     rows = [
-        [
-            network,
-            *(_fmt(table.at[network, p]) for p in PHASES),
-            int(table.at[network, "n"]),
-        ]
-        for network in table.index
+        [network, *(_fmt(record[p]) for p in PHASES), record["n"]]
+        for network, record in records.items()
     ]
     headers = ["network", *(f"{p} (s)" for p in PHASES), "n rounds"]
     out = _table(headers, rows, numeric=lambda j: j > 0)
@@ -265,13 +263,14 @@ def _ratios_section(ratios: pd.DataFrame) -> str:
         parts.append(_note("No study ratio could be computed from this data."))
     else:
         rows = [
-            [
-                r.metric,
-                r.network,
-                _ratio_value(str(r.metric), float(r.value)),
-                r.definition,
-            ]
-            for r in ratios.itertuples()
+            [metric, network, _ratio_value(metric, value), definition]
+            for metric, network, value, definition in zip(
+                ratios["metric"].tolist(),
+                ratios["network"].tolist(),
+                ratios["value"].tolist(),
+                ratios["definition"].tolist(),
+                strict=True,
+            )
         ]
         parts.append(
             _table(

@@ -28,9 +28,10 @@ from scapy.utils import RawPcapReader
 
 from inventory.models import is_valid_ifname
 
-# Why 0.25 s: when idle, Flower's SuperNode polls the SuperLink about every 3 s,
-# each poll a few hundred bytes. A model transfer is a burst of HTTP/2 requests
-# (Flower pushes and pulls a message as several objects) whose packets follow each
+# Why 0.25 s: when idle, Flower's SuperNode polls the SuperLink every 3 s (flwr
+# 1.42 supernode/start_client_internal.py: ``time.sleep(3)``) and sends a heartbeat
+# every 30 s, each a few hundred bytes. A model transfer is a burst of requests
+# (a message is pulled or pushed as several objects) whose packets follow each
 # other within an RTT (< 50 ms on the 5G, WiFi and Ethernet profiles, shaper queues
 # included) or a serialisation time (~5 ms for a 1500-byte frame at 2.5 Mbit/s).
 # A gap above 0.25 s is therefore an idle period between transfers, and a gap
@@ -73,7 +74,11 @@ def tcpdump_argv(
     ``-Z root`` stops tcpdump from switching to the ``tcpdump`` user after opening
     the interface: the file would then belong to that user (and rotated or
     AppArmor-confined writes fail in folders it may not write). ``-U`` writes each
-    packet as it comes, so a killed tcpdump leaves a readable file. ``buffer_kib``
+    packet as it comes, so a killed tcpdump leaves a readable file.
+    ``--immediate-mode`` is needed for a complete file: otherwise libpcap's
+    TPACKET_V3 ring hands packets over in blocks (when full, or after 1 s), and
+    the block still open when SIGINT arrives is lost; seen here: the last
+    transfer before ``stop()`` missing from the pcap entirely. ``buffer_kib``
     (``-B``) enlarges the kernel ring when gigabit links drop packets.
     """
     if interface != "any" and not is_valid_ifname(interface):
@@ -86,7 +91,7 @@ def tcpdump_argv(
             f"use >= {MIN_SNAPLEN}"
         )
     argv = ["tcpdump", "-i", interface, "-Z", "root", "--time-stamp-precision=nano"]
-    argv += ["-s", str(snaplen), "-n", "-U"]
+    argv += ["-s", str(snaplen), "-n", "-U", "--immediate-mode"]
     if buffer_kib is not None:
         if buffer_kib <= 0:
             raise ValueError(f"buffer_kib must be > 0, got {buffer_kib}")

@@ -35,6 +35,7 @@ GROUP_KEYS = ("hosts", "children", "vars")
 NETWORK_KEYS = ("subnet", "server_address", "profile")
 MANAGEMENT_KEYS = ("subnet", "server_address")
 INTERFACE_KEYS = ("ifname", "ip")
+MANAGEMENT = "management"
 DEFAULT_SSH_PORT = 22
 DEFAULT_SUPERLINK_PORT = 8000
 
@@ -715,6 +716,16 @@ class _Builder:
                 )
                 self.invalid_networks.append(name)
                 continue
+            if name == MANAGEMENT:
+                self.error(
+                    f"{MANAGEMENT!r} names the control network (all.vars.management), "
+                    "not a network under test",
+                    "rename this network",
+                    root=var.source,
+                    parts=parts,
+                )
+                self.invalid_networks.append(name)
+                continue
             self.declared.append(name)
             network = self.parse_network(name, spec, var.source, parts)
             if network is not None:
@@ -787,7 +798,7 @@ class _Builder:
             var.source,
             (*parts, "server_address"),
         )
-        return Network("management", addresses[0], addresses[1], UNSHAPED)
+        return Network(MANAGEMENT, addresses[0], addresses[1], UNSHAPED)
 
     # -- hosts
 
@@ -1052,7 +1063,8 @@ class _Builder:
             if earlier.owner != claim.owner:
                 self.error(
                     f"{claim.address} is already {earlier.label}",
-                    "give every host its own address on every network",
+                    "change one of the two: every host needs its own address on "
+                    "every network",
                     root=claim.root,
                     parts=claim.parts,
                     host=claim.host,

@@ -723,7 +723,8 @@ def _apply_shape(
     kind = "htb" if with_delay else shaper
     installed = _installed(executor, shape.device)
     root = next((q for q in installed if q.parent == "root"), None)
-    if root is not None and root.kind not in (kind, "noqueue"):
+    ours = root is not None and root.kind == kind and root.handle == shaping.ROOT_HANDLE
+    if root is not None and root.kind != "noqueue" and not ours:
         executor.run(shaping.qdisc_del_root(shape.device))
         installed = []
     commands = shaping.egress_shaping(
@@ -732,6 +733,7 @@ def _apply_shape(
         shape.delay_ms if with_delay else 0.0,
         shape.jitter_ms if with_delay else 0.0,
         kind,
+        htb_root_present=ours and kind == "htb",
     )
     for argv in commands:
         executor.run(argv)
@@ -830,6 +832,17 @@ class TeardownReport:
 
     removed: tuple[str, ...]
     lingering_pids: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        text = f"{len(self.removed)} piece(s)"
+        if self.removed:
+            text += ": " + ", ".join(self.removed)
+        for namespace, pids in self.lingering_pids.items():
+            text += (
+                f"; processes {' '.join(map(str, pids))} were still running in "
+                f"{namespace} (it is detached from its devices; stop them yourself)"
+            )
+        return text
 
 
 def _planned_names(inventory: Inventory) -> tuple[list[str], list[str], list[str]]:
@@ -950,7 +963,15 @@ class LinkStatus:
             and self.up
             and self.expected_address in self.addresses
             and shaped
-            and set(self.expected_loss_rules) <= set(self.loss_rules)
+            and self.loss_ok
+        )
+
+    @property
+    def loss_ok(self) -> bool:
+        """Whether every planned loss rule is installed."""
+        return all(
+            any(rule.matches(found) for found in self.loss_rules)
+            for rule in self.expected_loss_rules
         )
 
 
@@ -1070,9 +1091,7 @@ def _status_uses(
     lossy = tuple(n.name for n in inventory.networks if n.profile.loss_pct > 0)
     delayed = tuple(n.name for n in inventory.networks if n.profile.needs_delay)
     rate_ok = bool(egress) and all(e.rate_ok for e in egress)
-    loss_ok = bool(lossy) and all(
-        set(link.expected_loss_rules) <= set(link.loss_rules) for link in links
-    )
+    loss_ok = bool(lossy) and all(link.loss_ok for link in links)
     delay_links = [link for link in links if link.network in delayed]
     delay_ok = bool(delay_links) and all(
         e.delay_installed

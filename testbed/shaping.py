@@ -183,18 +183,22 @@ def egress_shaping(
     delay_ms: float = 0.0,
     jitter_ms: float = 0.0,
     shaper: Shaper = "htb",
+    htb_root_present: bool = False,
 ) -> list[list[str]]:
     """Return the commands that shape ``dev``'s egress to a rate, plus delay if asked.
 
     Delay/jitter need HTB (netem hangs below its class); pass them only when the
-    kernel has netem (``EmulationFeatures.delay``).
+    kernel has netem (``EmulationFeatures.delay``). HTB cannot ``change`` its root
+    qdisc, so with ``htb_root_present`` (root ``1:`` already HTB) only the class and
+    leaf are replaced.
     """
     wants_delay = delay_ms > 0 or jitter_ms > 0
     if shaper == "tbf":
         if wants_delay:
             raise ValueError("delay needs the htb shaper (netem leaf under a class)")
         return [tbf_root(dev, rate_mbit)]
-    commands = [htb_root(dev), htb_class(dev, rate_mbit)]
+    commands = [] if htb_root_present else [htb_root(dev)]
+    commands.append(htb_class(dev, rate_mbit))
     if wants_delay:
         limit = netem_limit(rate_mbit, delay_ms, jitter_ms)
         commands.append(netem_leaf(dev, delay_ms, jitter_ms, limit=limit))
@@ -254,6 +258,19 @@ class LossRule:
     def chain(self) -> str:
         """OUTPUT for uplink (leaving the node), INPUT for downlink (reaching it)."""
         return "OUTPUT" if self.direction == "uplink" else "INPUT"
+
+    def matches(self, other: LossRule) -> bool:
+        """Whether ``other`` is this rule as iptables reports it back.
+
+        iptables stores the probability as a 31-bit fraction, so ``0.1`` comes back
+        as ``0.10000000009``: equal within 1e-6 counts as the same rule.
+        """
+        return (self.direction, self.ifname, self.mode, self.every) == (
+            other.direction,
+            other.ifname,
+            other.mode,
+            other.every,
+        ) and abs(self.probability - other.probability) < 1e-6
 
     @property
     def loss_share(self) -> float:

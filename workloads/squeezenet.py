@@ -4,8 +4,9 @@ The layout follows SqueezeNet 1.1 (Iandola et al., 2016; torchvision's
 ``squeezenet1_1``): a 3x3 stem convolution, three 3x3/2 max pools, eight Fire
 modules (squeeze 1x1, then expand 1x1 and expand 3x3 concatenated) with
 squeeze/expand widths 16/64, 16/64, 32/128, 32/128, 48/192, 48/192, 64/256,
-64/256, then dropout, a 1x1 convolution to ``num_classes``, ReLU and global
-average pooling. For 32x32 inputs the stem uses stride 1 with padding 1 by
+64/256, then dropout, a 1x1 convolution to ``num_classes`` and global average
+pooling. Unlike torchvision's version there is no ReLU on the class maps: with
+it, training from scratch sat at chance for many epochs on small local data. For 32x32 inputs the stem uses stride 1 with padding 1 by
 default, so the spatial size goes 32 -> 16 -> 8 -> 4 through the pools.
 
 ``width`` multiplies every channel count (rounded, at least 1). Parameter
@@ -147,15 +148,14 @@ class SqueezeNet(nn.Module):
         self.classifier = nn.Sequential(
             nn.Dropout(p=config.dropout),
             final_conv,
-            nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d((1, 1)),
             nn.Flatten(),
         )
         self._init_weights(final_conv)
 
     def _init_weights(self, final_conv: nn.Conv2d) -> None:
-        # torchvision's SqueezeNet init: a small normal final conv keeps the
-        # initial logits near zero so the ReLU before pooling does not die.
+        # torchvision's SqueezeNet init: a small normal final conv starts the
+        # logits near zero, i.e. the loss near log(num_classes).
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 if module is final_conv:

@@ -314,7 +314,7 @@ def test_matches_respect_the_rules_for_any_capture(raw: list[Any]) -> None:
     assert all(used[k] <= available[k] for k in used)
     for row in moved.itertuples():
         mod = by_round[row.round]
-        assert row.bytes >= 500
+        assert int(str(row.bytes)) >= 500
         if row.phase == "downlink":
             assert row.end_ns < mod["start_ns"]
             assert row.start_ns > mod["start_ns"] - 2_000 + 500  # previous mod's end

@@ -8,11 +8,23 @@ from typing import Any
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.task_identity import TaskIdentity
 
-from instrumentation.client_mod import STAMPS_KEY, ClientStamps, content_bytes, timing_mod
+from instrumentation.client_mod import (
+    STAMPS_KEY,
+    ClientStamps,
+    content_bytes,
+    timing_mod,
+)
 from instrumentation.server_timers import measured, record_client_stamps
 
 
@@ -23,26 +35,36 @@ def task_identity() -> Iterator[None]:
 
 
 def _instruction(kind: str, server_round: int = 3, n: int = 1000) -> Message:
-    content = RecordDict({
-        "arrays": ArrayRecord([np.ones(n, dtype=np.float32)]),
-        "config": ConfigRecord({"server-round": server_round}),
-    })
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord([np.ones(n, dtype=np.float32)]),
+            "config": ConfigRecord({"server-round": server_round}),
+        }
+    )
     return Message(content=content, dst_node_id=7, message_type=kind)
 
 
 def _context(name: str = "pi01") -> Context:
-    return Context(run_id=1, node_id=7, node_config={"flowerbed-node": name}, state=RecordDict(),
-                   run_config={})
+    return Context(
+        run_id=1,
+        node_id=7,
+        node_config={"flowerbed-node": name},
+        state=RecordDict(),
+        run_config={},
+    )
 
 
 def _handler(sleep_s: float, n_out: int) -> Any:
     def handle(msg: Message, context: Context) -> Message:
         time.sleep(sleep_s)
-        content = RecordDict({
-            "arrays": ArrayRecord([np.zeros(n_out, dtype=np.float32)]),
-            "metrics": MetricRecord({"num-examples": 10, "loss": 0.5}),
-        })
+        content = RecordDict(
+            {
+                "arrays": ArrayRecord([np.zeros(n_out, dtype=np.float32)]),
+                "metrics": MetricRecord({"num-examples": 10, "loss": 0.5}),
+            }
+        )
         return Message(content=content, reply_to=msg)
+
     return handle
 
 
@@ -86,10 +108,12 @@ def test_measured_fedavg_records_stamps_and_aggregation_and_still_averages() -> 
         msg = _instruction("train", 1)
 
         def handler(m: Message, c: Context, value: float = value) -> Message:
-            content = RecordDict({
-                "arrays": ArrayRecord([np.full(4, value, dtype=np.float32)]),
-                "metrics": MetricRecord({"num-examples": 10}),
-            })
+            content = RecordDict(
+                {
+                    "arrays": ArrayRecord([np.full(4, value, dtype=np.float32)]),
+                    "metrics": MetricRecord({"num-examples": 10}),
+                }
+            )
             return Message(content=content, reply_to=m)
 
         replies.append(timing_mod(msg, _context(f"pi0{i}"), handler))

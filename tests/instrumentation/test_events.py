@@ -1,4 +1,4 @@
-"""Tests of instrumentation/events.py: writing, appending from processes, reading back."""
+"""Tests of instrumentation/events.py: writing, concurrent appending, reading back."""
 
 from __future__ import annotations
 
@@ -182,8 +182,16 @@ def test_append_phase_writes_the_contract_shape(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     with EventLog(path, "r") as log:
         append_phase(
-            log, "training", 2, "pi1", np.int64(42), "train", 10, 25,  # type: ignore[arg-type]
-            bytes_in=100, bytes_out=np.int64(90),  # type: ignore[arg-type]
+            log,
+            "training",
+            2,
+            "pi1",
+            np.int64(42),  # type: ignore[arg-type]
+            "train",
+            10,
+            25,
+            bytes_in=100,
+            bytes_out=np.int64(90),  # type: ignore[arg-type]
         )
 
     (event,) = read_events(path)

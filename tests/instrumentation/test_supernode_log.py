@@ -14,8 +14,11 @@ LINES = [
 def test_supernode_log_lines_become_instants() -> None:
     events = supernode_log_events(LINES, "pi01")
     assert [(e["kind"], e["at_ns"]) for e in events] == [
-        ("receive_start", 110), ("receive_end", 250), ("clientapp_start", 260),
-        ("send_start", 900), ("send_end", 990),
+        ("receive_start", 110),
+        ("receive_end", 250),
+        ("clientapp_start", 260),
+        ("send_start", 900),
+        ("send_end", 990),
     ]
     assert events[1]["message_id"] == "a76acc" and events[1]["message_type"] == "train"
     assert events[4]["message_id"] == "358b6e"

@@ -389,7 +389,7 @@ CASES: list[
         "c2",
         "interfaces.wifi.ip",
         "10.9.2.11 is already c1's address on 'wifi'",
-        "its own address",
+        "its own address on every network",
     ),
     (
         "client-ip-is-server-address",
@@ -398,7 +398,7 @@ CASES: list[
         "c1",
         "interfaces.ethernet.ip",
         "10.9.1.1 is already the server's address on 'ethernet'",
-        "its own address",
+        "its own address on every network",
     ),
     (
         "duplicate-management-address",
@@ -407,7 +407,7 @@ CASES: list[
         "c2",
         "ansible_host",
         "10.9.0.11 is already c1's management address",
-        "its own address",
+        "its own address on every network",
     ),
     (
         "client-management-is-server-management",
@@ -416,7 +416,7 @@ CASES: list[
         "c1",
         "ansible_host",
         "10.9.0.1 is already the server's management address",
-        "its own address",
+        "its own address on every network",
     ),
     (
         "client-ip-outside-subnet",
@@ -502,6 +502,19 @@ CASES: list[
         "networks.-lte",
         "'-lte' is not a valid network name",
         "starting with a letter or digit",
+    ),
+    (
+        "network-named-management",
+        set_(
+            nets,
+            "management",
+            {"subnet": "10.9.5.0/24", "server_address": "10.9.5.1", "profile": "5g"},
+        ),
+        None,
+        None,
+        "networks.management",
+        "'management' names the control network",
+        "rename this network",
     ),
     (
         "invalid-cluster-name",
