@@ -455,7 +455,7 @@ def _feature_uses(
         how = f"iptables statistic --mode {loss_mode} DROP in the node namespaces"
         loss = FeatureUse("loss", True, True, how, lossy)
     else:
-        why = f"not emulated: {features.details.get('loss', 'iptables unavailable')}"
+        why = features.details.get("loss", "iptables statistic match unavailable")
         loss = FeatureUse("loss", True, False, why, lossy)
     if not delayed:
         delay = FeatureUse("delay", False, False, "no profile asks for delay or jitter")
@@ -464,7 +464,7 @@ def _feature_uses(
             "delay", True, True, "tc netem leaf under the HTB class", delayed
         )
     else:
-        why = f"not emulated: {features.details.get('delay', 'no sch_netem')}"
+        why = features.details.get("delay", "tc netem unavailable")
         delay = FeatureUse("delay", True, False, why, delayed)
     return (rate, loss, delay)
 
@@ -968,11 +968,19 @@ class LinkStatus:
 
     @property
     def loss_ok(self) -> bool:
-        """Whether every planned loss rule is installed."""
+        """Whether every planned loss rule is installed, in either loss mode."""
         return all(
-            any(rule.matches(found) for found in self.loss_rules)
+            any(_same_loss(rule, found) for found in self.loss_rules)
             for rule in self.expected_loss_rules
         )
+
+
+def _same_loss(planned: LossRule, found: LossRule) -> bool:
+    # status plans in random mode; an ``up --loss-mode nth`` rule is the same loss
+    as_found = shaping.loss_rule(
+        planned.direction, planned.ifname, planned.loss_share * 100, found.mode
+    )
+    return as_found is not None and as_found.matches(found)
 
 
 @dataclass(frozen=True)
@@ -1100,9 +1108,18 @@ def _status_uses(
         if e is not None
     )
     found = "as found installed" if rate_ok else "planned rates not all installed"
-    why_delay = "netem leaves installed" if delay_ok else "no netem leaf installed"
-    if not delay_ok and features is not None:
-        why_delay += f" ({features.details.get('delay', '')})"
+    why_loss = "iptables statistic DROP rules in the node namespaces"
+    if not lossy:
+        why_loss = "no profile asks for loss"
+    elif not loss_ok:
+        why_loss = "planned iptables loss rules are missing"
+    why_delay = "tc netem leaves installed"
+    if not delayed:
+        why_delay = "no profile asks for delay or jitter"
+    elif not delay_ok:
+        why_delay = "no netem leaf installed"
+        if features is not None and not features.delay:
+            why_delay += f": {features.details.get('delay', 'tc netem unavailable')}"
     return (
         FeatureUse(
             "rate",
@@ -1115,7 +1132,7 @@ def _status_uses(
             "loss",
             bool(lossy),
             loss_ok,
-            "iptables statistic rules" + ("" if loss_ok else " missing"),
+            why_loss,
             lossy,
         ),
         FeatureUse("delay", bool(delayed), delay_ok, why_delay, delayed),

@@ -65,7 +65,18 @@ def veth_add(host_side: str, peer: str, peer_namespace: str | None = None) -> li
     ever left in the host namespace, and its name (``eth0``) never clashes with the
     host's own interfaces.
     """
-    argv = ["ip", "link", "add", host_side, "type", "veth", "peer", "name", peer]
+    argv = [
+        "ip",
+        "link",
+        "add",
+        "name",
+        host_side,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        peer,
+    ]
     if peer_namespace is not None:
         argv += ["netns", peer_namespace]
     return argv

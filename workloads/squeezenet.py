@@ -6,8 +6,17 @@ modules (squeeze 1x1, then expand 1x1 and expand 3x3 concatenated) with
 squeeze/expand widths 16/64, 16/64, 32/128, 32/128, 48/192, 48/192, 64/256,
 64/256, then dropout, a 1x1 convolution to ``num_classes`` and global average
 pooling. Unlike torchvision's version there is no ReLU on the class maps: with
-it, training from scratch sat at chance for many epochs on small local data. For 32x32 inputs the stem uses stride 1 with padding 1 by
-default, so the spatial size goes 32 -> 16 -> 8 -> 4 through the pools.
+it, training from scratch sat at chance for many epochs on small local data.
+For 32x32 inputs the stem is 3x3 with padding 1 and, by default, stride 2 as in
+SqueezeNet 1.1, so the maps go 32 -> 16 (stem) -> 8 -> 4 -> 2 through the
+pools; ``stem_stride=1`` keeps 32x32 after the stem and costs about four times
+the compute for no better accuracy on the digits.
+
+How it trains (300 digits samples, SGD with momentum 0.9, 2 CPU cores): without
+batch norm it needs a small learning rate, about 0.001-0.002 with batches of
+8-16, and still spends a few epochs near chance before it takes off; at 0.01 or
+more it collapses to predicting one class. With ``batch_norm=True`` it learns in
+a few epochs at 0.02-0.05.
 
 ``width`` multiplies every channel count (rounded, at least 1). Parameter
 counts with ``in_channels=1``, ``num_classes=10`` (batch norm off):
@@ -60,7 +69,7 @@ class SqueezeNetConfig:
     in_channels: int = 1
     num_classes: int = 10
     width: float = DEFAULT_WIDTH
-    stem_stride: int = 1
+    stem_stride: int = 2
     dropout: float = 0.5
     batch_norm: bool = False
 

@@ -29,11 +29,24 @@ def _netem_works_here() -> tuple[bool, str]:
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         subprocess.run(
-            ["ip", "-n", ns, "link", "add", "a", "type", "veth", "peer", "name", "b"],
+            [
+                "ip",
+                "-n",
+                ns,
+                "link",
+                "add",
+                "name",
+                "pa",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "pb",
+            ],
             check=True,
         )
         result = subprocess.run(
-            [*run, "tc", "qdisc", "add", "dev", "a", "root", "netem", "delay", "1ms"],
+            [*run, "tc", "qdisc", "add", "dev", "pa", "root", "netem", "delay", "1ms"],
             capture_output=True,
             text=True,
         )

@@ -31,12 +31,12 @@ CASES = [
     ),
     (
         netcmd.veth_add("fbv0123456789", "wlan0", "fb-emu-pi1"),
-        ["ip", "link", "add", "fbv0123456789", "type", "veth", "peer", "name",
+        ["ip", "link", "add", "name", "fbv0123456789", "type", "veth", "peer", "name",
          "wlan0", "netns", "fb-emu-pi1"],
     ),
     (
         netcmd.veth_add("fbva", "fbvb"),
-        ["ip", "link", "add", "fbva", "type", "veth", "peer", "name", "fbvb"],
+        ["ip", "link", "add", "name", "fbva", "type", "veth", "peer", "name", "fbvb"],
     ),
     (
         netcmd.link_move("fbvb", "fb-emu-pi1", "eth0"),
@@ -61,8 +61,10 @@ CASES = [
         netcmd.addr_replace("wlan0", IFACE),
         ["ip", "addr", "replace", "10.0.2.11/24", "dev", "wlan0"],
     ),
-    (netcmd.addr_add("wlan0", IFACE), ["ip", "addr", "add", "10.0.2.11/24", "dev", "wlan0"]),
-    (netcmd.addr_del("wlan0", IFACE), ["ip", "addr", "del", "10.0.2.11/24", "dev", "wlan0"]),
+    (netcmd.addr_add("wlan0", IFACE),
+     ["ip", "addr", "add", "10.0.2.11/24", "dev", "wlan0"]),
+    (netcmd.addr_del("wlan0", IFACE),
+     ["ip", "addr", "del", "10.0.2.11/24", "dev", "wlan0"]),
     (netcmd.sysctl_set("net.x.y", 1), ["sysctl", "-q", "-w", "net.x.y=1"]),
     (netcmd.sysctl_get("net.x.y"), ["sysctl", "-n", "net.x.y"]),
     (

@@ -214,7 +214,7 @@ def test_iptables_misc() -> None:
     assert LossRule("uplink", "x", "nth", every=5).loss_share == pytest.approx(0.2)
 
 
-# --- parsing what is installed -----------------------------------------------------------
+# --- parsing what is installed ------------------------------------------------
 
 
 @pytest.mark.parametrize(
