@@ -92,27 +92,43 @@ class ManagedProcess:
                 f"{self.log_tail()}"
             )
 
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the whole process group (no error if it is gone)."""
+        try:
+            os.killpg(self._proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def gone(self) -> bool:
+        """Whether the process and every member of its group have exited."""
+        return self._proc.poll() is not None and not _group_alive(self._proc.pid)
+
     def stop(self, grace_s: float = 5.0) -> int | None:
         """SIGTERM the whole process group, then SIGKILL after ``grace_s``; return exit code."""
-        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(self._proc.pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline:
-                if self._proc.poll() is not None and not _group_alive(self._proc.pid):
-                    break
-                time.sleep(0.05)
-            else:
-                continue
-            break
+        stop_all([self], grace_s)
+        return self._proc.poll()
+
+    def _reap(self) -> None:
         try:
             self._proc.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
             pass
         self._pump.join(timeout=2.0)
-        return self._proc.poll()
+
+
+def stop_all(processes: Sequence[ManagedProcess], grace_s: float = 5.0) -> None:
+    """Stop several process groups at once: SIGTERM all, wait up to ``grace_s``, SIGKILL the rest."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        alive = [p for p in processes if not p.gone()]
+        if not alive:
+            break
+        for proc in alive:
+            proc.signal(sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and not all(p.gone() for p in alive):
+            time.sleep(0.05)
+    for proc in processes:
+        proc._reap()
 
 
 def _group_alive(pgid: int) -> bool:

@@ -29,7 +29,7 @@ from testbed import flower
 from testbed.campaign import Campaign
 from testbed.emulated import host_side_veth, node_namespace
 from testbed.manifest import build_manifest, write_json_atomic
-from testbed.processes import ManagedProcess, ProcessError, read_stamped_log
+from testbed.processes import ManagedProcess, ProcessError, read_stamped_log, stop_all
 
 Progress = Callable[[str], None]
 
@@ -140,6 +140,7 @@ class _Run:
         self.address = f"{self.network.server_address}:{self.port}"
         self.cli_env = flower.flower_env(self.dir / "flwr" / "cli")
         self.flower_run_id = ""
+        self.finished = False
 
     def start_captures(self, stack: ExitStack) -> list[tuple[Host, Path, Capture]]:
         captures = []
@@ -173,8 +174,8 @@ class _Run:
             proc = ManagedProcess(f"flower-supernode on {host.name}", argv,
                                   self.dir / "nodes" / f"{host.name}.log",
                                   env=flower.flower_env(home), cwd=home)
-            stack.callback(proc.stop)
             procs.append(proc)
+        stack.callback(stop_all, procs)
         return procs
 
     def submit(self) -> None:
@@ -203,7 +204,7 @@ class _Run:
             ) from None
 
     def stop_flower_run(self) -> None:
-        if self.flower_run_id:
+        if self.flower_run_id and not self.finished:
             _flwr(flower.flwr_stop_argv(BIN_DIR, int(self.flower_run_id)), self.cli_env, 30.0)
 
     def serverapp_log(self) -> str:
@@ -276,18 +277,19 @@ def execute_run(campaign: Campaign, inventory: Inventory, plan: RunPlan, out: Pa
         events.append("run_start", network=plan.network, strategy=campaign.strategy.name,
                       repetition=plan.repetition, address=run.address)
     try:
-        with ExitStack() as stack:
-            stack.callback(run.stop_flower_run)
+        with ExitStack() as stack:  # unwinds in reverse: run, nodes, link, captures
             if campaign.capture:
                 captures = run.start_captures(stack)
             run.start_superlink(stack)
             procs = run.start_supernodes(stack)
+            stack.callback(run.stop_flower_run)
             run.submit()
             progress(f"  Flower run {run.flower_run_id} submitted to {run.address}")
             deadline = started + campaign.run_deadline_s
             status, reason, rounds = _wait(run, procs, deadline, progress)
             if status == "ok":
-                run.flower_run_id and run.serverapp_log()
+                run.finished = True
+                run.serverapp_log()
     except KeyboardInterrupt:
         status, reason = "interrupted", "interrupted by the user (Ctrl-C)"
     except (ProcessError, RunFailed, OSError, subprocess.SubprocessError) as err:

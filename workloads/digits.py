@@ -145,7 +145,7 @@ def _arrays() -> tuple[FloatArray, IntArray, FloatArray, IntArray]:
 
 
 def pool_size() -> int:
-    """Number of samples in the training pool that partitions are drawn from."""
+    """Return the number of samples in the training pool that partitions share."""
     return len(_arrays()[1])
 
 
@@ -242,9 +242,12 @@ def partition(
     ``validation_fraction`` of what is kept becomes the local validation split.
     """
     _check_partition_args(
-        partition_id, num_partitions, samples_per_node, dirichlet_alpha,
+        partition_id,
+        num_partitions,
+        samples_per_node,
+        dirichlet_alpha,
         validation_fraction,
-    )  # fmt: skip
+    )
     share = _shares(num_partitions, seed, dirichlet_alpha)[partition_id]
     if samples_per_node is not None:
         if samples_per_node > len(share):

@@ -1,4 +1,4 @@
-"""The SqueezeNet 1.1-style CNN that flowerbed trains by default, sized for 32x32 inputs.
+"""The SqueezeNet 1.1-style CNN flowerbed trains by default, sized for 32x32 inputs.
 
 The layout follows SqueezeNet 1.1 (Iandola et al., 2016; torchvision's
 ``squeezenet1_1``): a 3x3 stem convolution, three 3x3/2 max pools, eight Fire
@@ -93,10 +93,15 @@ class SqueezeNetConfig:
 
 
 def _conv_block(
-    in_channels: int, out_channels: int, kernel_size: int, batch_norm: bool, **kw: int
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    batch_norm: bool,
+    stride: int = 1,
+    padding: int = 0,
 ) -> nn.Sequential:
     layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, out_channels, kernel_size, **kw),
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding),
     ]
     if batch_norm:
         layers.append(nn.BatchNorm2d(out_channels))
@@ -208,5 +213,5 @@ def model_bytes(model: nn.Module) -> int:
     statistics are included; integer buffers (``num_batches_tracked``) are not.
     """
     return 4 * sum(
-        t.numel() for t in model.state_dict().values() if t.is_floating_point()
+        int(t.numel()) for t in model.state_dict().values() if t.is_floating_point()
     )

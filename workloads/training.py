@@ -107,7 +107,7 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
                 steps += 1
                 loss_sum += loss.item() * len(batch)

@@ -15,8 +15,8 @@ class DigitsSettings:
     strategy: str = "fedavg"
     fraction_evaluate: float = 1.0
     local_epochs: int = 1
-    batch_size: int = 32
-    learning_rate: float = 0.05
+    batch_size: int = 16
+    learning_rate: float = 0.002
     samples_per_node: int = 200
     model_width: float = 1.17  # ~1.0M parameters (workloads.squeezenet.DEFAULT_WIDTH)
     seed: int = 0

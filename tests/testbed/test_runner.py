@@ -1,0 +1,35 @@
+from pathlib import Path
+
+from inventory.loader import load_inventory
+from testbed.campaign import load_campaign
+from testbed.manifest import redact_secrets
+from testbed.runner import node_config_for, plan_runs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_plan_is_network_major() -> None:
+    campaign = load_campaign(REPO / "campaigns" / "study.yaml")
+    plans = plan_runs(campaign)
+    assert [p.run_id for p in plans[:4]] == ["ethernet-r1", "ethernet-r2", "ethernet-r3", "wifi-r1"]
+    assert len(plans) == 9 and plans[-1].index == plans[-1].total == 9
+
+
+def test_node_config_partitions_clients_in_file_order() -> None:
+    inventory = load_inventory(REPO / "inventory" / "examples" / "emulated.yaml")
+    configs = [node_config_for(inventory, host) for host in inventory.clients]
+    assert [c["partition-id"] for c in configs] == [0, 1, 2]
+    assert {c["num-partitions"] for c in configs} == {3}
+    assert [c["flowerbed-node"] for c in configs] == ["client1", "client2", "client3"]
+
+
+def test_secrets_never_reach_the_manifest() -> None:
+    raw = {"all": {"vars": {"ansible_password": "hunter2", "ansible_become_pass": "x",
+                            "api_token": "t", "ansible_user": "pi"},
+                   "hosts": [{"ssh_private_key_file": "/k", "name": "pi01"}]}}
+    clean = redact_secrets(raw)
+    text = repr(clean)
+    for secret in ("hunter2", "'x'", "'t'", "/k"):
+        assert secret not in text
+    assert clean["all"]["vars"]["ansible_user"] == "pi"
+    assert clean["all"]["hosts"][0]["name"] == "pi01"
