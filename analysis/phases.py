@@ -1,9 +1,12 @@
 """Events of one run to the phase table (``phases.parquet``) of docs/events.md.
 
-Compute phases come straight from ``phase`` events; downlink and uplink rows come
-from matching each client-mod stamp with the captured ``transfer`` that carried
-its instruction or reply. A stamp with no matching transfer gets no transfer row:
-it is listed in the diagnostics instead, never filled with a guessed number.
+Compute phases come straight from ``phase`` events. Downlink and uplink rows come
+from matching each client-mod stamp with the SuperNode log window that received
+its instruction or sent its reply (``supernode_log`` events), then with every
+captured ``transfer`` burst inside that window; docs/events.md gives the rules
+and the fallbacks. A stamp with neither a window nor enough captured bytes gets
+no transfer row: it is listed in the diagnostics instead, never filled with a
+guessed number.
 """
 
 from __future__ import annotations
@@ -19,9 +22,19 @@ PHASES = ("downlink", "training", "evaluation", "uplink", "aggregation")
 CLIENT_PHASES = ("training", "evaluation")
 SERVER_PHASES = ("aggregation",)
 
-# Flower's SuperNode polls and heartbeats between messages: a transfer must carry
-# at least this share of the message's counted bytes to be the message itself.
-MIN_BYTES_SHARE = 0.5
+# The SuperNode's log line is stamped when our pipe reader gets it, and the first
+# payload byte can precede "Receiving: ..." by a few ms: transfers this close to a
+# log window still belong to it.
+WINDOW_SLACK_NS = 50_000_000
+# The wire carries a few % more than Flower's count_bytes() (gRPC and protobuf
+# framing): captured bursts must add up to this share of it to be the message.
+MIN_WIRE_SHARE = 0.9
+# Without a log window, a burst next to the stamp that is smaller than this share
+# of the message and lone (more than LONE_GAP_NS from the next burst outwards) is
+# a SuperNode heartbeat or poll, not the first or last bytes of the message. The
+# bursts of one message split by a busy CPU come a few tenths of a second apart.
+EDGE_NOISE_SHARE = 0.01
+LONE_GAP_NS = 1_000_000_000
 
 COLUMNS = (
     "campaign",
@@ -102,6 +115,17 @@ class _Stamp:
     end_ns: int
     bytes_in: int | None
     bytes_out: int | None
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A SuperNode log window: from "Receiving"/"Sending" to its "...successfully"."""
+
+    node: str
+    direction: str
+    message_type: str
+    start_ns: int
+    end_ns: int
 
 
 @dataclass(frozen=True)
@@ -194,40 +218,160 @@ def _row(
     }
 
 
-def _big_enough(transfer: _Transfer, message_bytes: int) -> bool:
-    return transfer.bytes >= MIN_BYTES_SHARE * message_bytes
+def _pair_windows(
+    logs: list[Mapping[str, Any]], node: str, start: str, end: str, direction: str
+) -> list[_Window]:
+    """Pair each ``start`` log line with the next ``end`` line of the same message."""
+    windows: list[_Window] = []
+    opened: Mapping[str, Any] | None = None
+    for e in logs:
+        if e.get("kind") == start:
+            opened = e
+        elif e.get("kind") == end and opened is not None:
+            ids = (str(opened.get("message_id") or ""), str(e.get("message_id") or ""))
+            if "" in ids or ids[0] == ids[1]:
+                windows.append(
+                    _Window(
+                        node=node,
+                        direction=direction,
+                        message_type=_message_type(opened.get("message_type")),
+                        start_ns=int(opened["at_ns"]),
+                        end_ns=int(e["at_ns"]),
+                    )
+                )
+            opened = None
+    return windows
 
 
-def _match_downlink(
-    stamp: _Stamp, downs: Sequence[_Transfer], after_ns: int, used: set[int]
-) -> _Transfer | None:
-    """The last big-enough down transfer inside (previous stamp's end, this start)."""
-    assert stamp.bytes_in is not None
-    candidates = [
-        t
-        for t in downs
-        if t.index not in used
-        and t.start_ns > after_ns
-        and t.end_ns < stamp.start_ns
-        and _big_enough(t, stamp.bytes_in)
+def _windows(events: Iterable[Mapping[str, Any]]) -> list[_Window]:
+    """Receive (``down``) and send (``up``) windows of every node's SuperNode log."""
+    by_node: dict[str, list[Mapping[str, Any]]] = {}
+    for e in events:
+        if e.get("event") == "supernode_log":
+            by_node.setdefault(str(e["node"]), []).append(e)
+    windows: list[_Window] = []
+    for node, logs in by_node.items():
+        logs.sort(key=lambda e: int(e["at_ns"]))
+        windows += _pair_windows(logs, node, "receive_start", "receive_end", "down")
+        windows += _pair_windows(logs, node, "send_start", "send_end", "up")
+    return windows
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """Where one stamp's instruction and reply can be: between its neighbours."""
+
+    stamp: _Stamp
+    after_ns: int  # the previous stamp's end on the node
+    before_ns: int  # the next stamp's start on the node
+
+    def holds(self, t: _Transfer) -> bool:
+        """Whether ``t`` can belong to this stamp's message in its direction."""
+        if t.direction == "down":
+            return t.start_ns > self.after_ns and t.end_ns < self.stamp.start_ns
+        return self.stamp.end_ns < t.start_ns < self.before_ns
+
+
+def _window_for(
+    b: _Bounds, direction: str, windows: Sequence[_Window], used: set[_Window]
+) -> _Window | None:
+    """The receive window just before the stamp, or the send window just after."""
+    mine = [
+        w
+        for w in windows
+        if w.direction == direction
+        and w.message_type == b.stamp.message_type
+        and w not in used
     ]
-    return max(candidates, key=lambda t: (t.end_ns, t.start_ns), default=None)
+    if direction == "down":
+        before = [
+            w for w in mine if w.start_ns > b.after_ns and w.end_ns <= b.stamp.start_ns
+        ]
+        return max(before, key=lambda w: (w.end_ns, w.start_ns), default=None)
+    after = [w for w in mine if b.stamp.end_ns <= w.start_ns < b.before_ns]
+    return min(after, key=lambda w: (w.start_ns, w.end_ns), default=None)
 
 
-def _match_uplink(
-    stamp: _Stamp, ups: Sequence[_Transfer], before_ns: int, used: set[int]
-) -> _Transfer | None:
-    """The first big-enough up transfer inside (this end, next stamp's start)."""
-    assert stamp.bytes_out is not None
-    candidates = [
-        t
-        for t in ups
-        if t.index not in used
-        and t.start_ns > stamp.end_ns
-        and t.start_ns < before_ns
-        and _big_enough(t, stamp.bytes_out)
-    ]
-    return min(candidates, key=lambda t: (t.start_ns, t.end_ns), default=None)
+def _in_window(window: _Window, candidates: Sequence[_Transfer]) -> list[_Transfer]:
+    """Every candidate that overlaps the window widened by WINDOW_SLACK_NS."""
+    lo = window.start_ns - WINDOW_SLACK_NS
+    hi = window.end_ns + WINDOW_SLACK_NS
+    return [t for t in candidates if t.start_ns <= hi and t.end_ns >= lo]
+
+
+def _gap_ns(a: _Transfer, b: _Transfer) -> int:
+    """Idle time between two bursts, whichever comes first."""
+    return max(a.start_ns, b.start_ns) - min(a.end_ns, b.end_ns)
+
+
+def _walk(
+    direction: str, size: int, candidates: Sequence[_Transfer]
+) -> list[_Transfer] | None:
+    """Bursts next to the stamp, outwards, until they add up to the message.
+
+    The walk goes backwards in time from the stamp for a downlink, forwards for an
+    uplink. Small lone bursts at the stamp's side (EDGE_NOISE_SHARE, LONE_GAP_NS)
+    are heartbeats or polls and are skipped.
+    """
+    if direction == "down":
+        ordered = sorted(candidates, key=lambda t: (t.end_ns, t.start_ns), reverse=True)
+    else:
+        ordered = sorted(candidates, key=lambda t: (t.start_ns, t.end_ns))
+    chosen: list[_Transfer] = []
+    for i, t in enumerate(ordered):
+        if not chosen and t.bytes < EDGE_NOISE_SHARE * size:
+            following = ordered[i + 1] if i + 1 < len(ordered) else None
+            if following is None or _gap_ns(t, following) > LONE_GAP_NS:
+                continue
+        chosen.append(t)
+        if sum(c.bytes for c in chosen) >= MIN_WIRE_SHARE * size:
+            return chosen
+    return None
+
+
+@dataclass(frozen=True)
+class _Match:
+    """What carried one message: its span, wire bytes and which method found it."""
+
+    start_ns: int
+    end_ns: int
+    bytes: int | None
+    source: str
+    transfers: tuple[_Transfer, ...] = ()
+
+
+def _from_transfers(transfers: Sequence[_Transfer]) -> _Match:
+    return _Match(
+        start_ns=min(t.start_ns for t in transfers),
+        end_ns=max(t.end_ns for t in transfers),
+        bytes=sum(t.bytes for t in transfers),
+        source="capture",
+        transfers=tuple(transfers),
+    )
+
+
+def _match(
+    direction: str,
+    size: int | None,
+    window: _Window | None,
+    candidates: Sequence[_Transfer],
+) -> _Match | str:
+    """The message's match, or the reason there is none."""
+    if window is not None:
+        inside = _in_window(window, candidates)
+        complete = size is None or sum(t.bytes for t in inside) >= MIN_WIRE_SHARE * size
+        if inside and complete:
+            return _from_transfers(inside)
+        return _Match(window.start_ns, window.end_ns, None, "supernode_log")
+    if size is None:
+        return "message size missing"
+    walked = _walk(direction, size, candidates)
+    if walked is None:
+        return (
+            "no SuperNode log window, and no captured transfers adding up to "
+            f"{MIN_WIRE_SHARE:.0%} of the message bytes"
+        )
+    return _from_transfers(walked)
 
 
 def _unmatched(
@@ -245,34 +389,42 @@ def _unmatched(
 
 
 def _transfer_rows(
-    run: RunInfo, stamps: list[_Stamp], transfers: list[_Transfer]
+    run: RunInfo,
+    stamps: list[_Stamp],
+    transfers: list[_Transfer],
+    windows: list[_Window],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Downlink and uplink rows of every stamp, and the stamps left without one."""
     rows: list[dict[str, Any]] = []
     unmatched: list[dict[str, Any]] = []
     used: set[int] = set()
+    used_windows: set[_Window] = set()
     for node in sorted({s.node for s in stamps}):
         mine = sorted((s for s in stamps if s.node == node), key=lambda s: s.start_ns)
-        downs = [t for t in transfers if t.node == node and t.direction == "down"]
-        ups = [t for t in transfers if t.node == node and t.direction == "up"]
+        theirs = [t for t in transfers if t.node == node]
+        logged = [w for w in windows if w.node == node]
         for i, stamp in enumerate(mine):
-            after_ns = mine[i - 1].end_ns if i > 0 else -1
-            before_ns = mine[i + 1].start_ns if i + 1 < len(mine) else 2**63 - 1
+            bounds = _Bounds(
+                stamp,
+                after_ns=mine[i - 1].end_ns if i > 0 else -1,
+                before_ns=mine[i + 1].start_ns if i + 1 < len(mine) else 2**63 - 1,
+            )
             for direction, size in (("down", stamp.bytes_in), ("up", stamp.bytes_out)):
-                if size is None:
-                    unmatched.append(
-                        _unmatched(run, stamp, direction, None, "message size missing")
-                    )
+                window = _window_for(bounds, direction, logged, used_windows)
+                candidates = [
+                    t
+                    for t in theirs
+                    if t.direction == direction
+                    and t.index not in used
+                    and True
+                ]
+                match = _match(direction, size, window, candidates)
+                if isinstance(match, str):
+                    unmatched.append(_unmatched(run, stamp, direction, size, match))
                     continue
-                if direction == "down":
-                    match = _match_downlink(stamp, downs, after_ns, used)
-                else:
-                    match = _match_uplink(stamp, ups, before_ns, used)
-                if match is None:
-                    reason = "no captured transfer of at least half the message bytes"
-                    unmatched.append(_unmatched(run, stamp, direction, size, reason))
-                    continue
-                used.add(match.index)
+                if window is not None:
+                    used_windows.add(window)
+                used.update(t.index for t in match.transfers)
                 rows.append(
                     _row(
                         run,
@@ -284,7 +436,7 @@ def _transfer_rows(
                         end_ns=match.end_ns,
                         bytes_=match.bytes,
                         message_bytes=size,
-                        source="capture",
+                        source=match.source,
                     )
                 )
     return rows, unmatched
@@ -361,7 +513,9 @@ def phases_from_events(events: list[dict[str, Any]], run: RunInfo) -> pd.DataFra
     direction, in ``df.attrs["unmatched"]`` (see :func:`unmatched_frame`).
     """
     stamps = _stamps(events)
-    transfer_rows, unmatched = _transfer_rows(run, stamps, _transfers(events))
+    transfer_rows, unmatched = _transfer_rows(
+        run, stamps, _transfers(events), _windows(events)
+    )
     df = _frame(_compute_rows(run, events) + transfer_rows)
     df.attrs["unmatched"] = unmatched
     return df

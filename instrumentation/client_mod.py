@@ -75,7 +75,7 @@ class ClientStamps:
 
 
 def _process_start_ns() -> int:
-    """Wall-clock instant this process started (from /proc, without psutil import cost)."""
+    """Wall-clock instant at which this process started (0 if unknown)."""
     try:
         import psutil
 
@@ -85,7 +85,7 @@ def _process_start_ns() -> int:
 
 
 def _round_of(msg: Message) -> int:
-    """The server round of an instruction: Flower's ``server-round`` config or group id."""
+    """The server round of an instruction: ``server-round`` config or group id."""
     for record in msg.content.config_records.values():
         if "server-round" in record:
             return int(record["server-round"])  # type: ignore[arg-type]

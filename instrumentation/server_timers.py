@@ -30,7 +30,9 @@ def record_client_stamps(sink: EventSink, replies: Iterable[Message]) -> int:
     for reply in replies:
         if reply.has_error() or STAMPS_KEY not in reply.content:
             continue
-        stamps = ClientStamps.from_config_record(reply.content.config_records[STAMPS_KEY])
+        stamps = ClientStamps.from_config_record(
+            reply.content.config_records[STAMPS_KEY]
+        )
         sink.append(
             "phase",
             phase=stamps.phase,
@@ -50,7 +52,9 @@ def record_client_stamps(sink: EventSink, replies: Iterable[Message]) -> int:
     return written
 
 
-def record_failures(sink: EventSink, server_round: int, replies: Iterable[Message]) -> None:
+def record_failures(
+    sink: EventSink, server_round: int, replies: Iterable[Message]
+) -> None:
     """Write a ``failure`` event for every error reply (a node that did not answer)."""
     for reply in replies:
         if reply.has_error():
@@ -113,7 +117,10 @@ def measured(strategy_cls: type[S]) -> Callable[..., S]:
             metrics = super().aggregate_evaluate(server_round, replies)
             if metrics is not None:
                 self._sink.append(
-                    "metrics", round=server_round, scope="evaluate", values=dict(metrics)
+                    "metrics",
+                    round=server_round,
+                    scope="evaluate",
+                    values=dict(metrics),
                 )
             return metrics  # type: ignore[no-any-return]
 

@@ -1,4 +1,4 @@
-"""Instants from Flower's SuperNode log: when it started and finished receiving and sending messages.
+"""Instants from Flower's SuperNode log: when it received and sent each message.
 
 flwr 1.42's SuperNode logs, without timestamps, ``Receiving: train message (ID: ...)``,
 ``Received successfully``, ``Start `flwr-clientapp` process``, ``Sending: train message
@@ -24,7 +24,9 @@ _PATTERNS = (
 )
 
 
-def supernode_log_events(lines: Iterable[tuple[int, str]], node: str) -> list[dict[str, Any]]:
+def supernode_log_events(
+    lines: Iterable[tuple[int, str]], node: str
+) -> list[dict[str, Any]]:
     """Turn stamped SuperNode log lines into ``supernode_log`` event fields.
 
     Each result has ``node``, ``kind`` (receive_start, receive_end, clientapp_start,

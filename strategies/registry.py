@@ -1,4 +1,4 @@
-"""The strategy registry: a campaign's strategy name to the Flower strategy that runs it."""
+"""The strategy registry: a campaign's strategy name to the strategy that runs it."""
 
 from __future__ import annotations
 
@@ -26,30 +26,47 @@ REGISTRY: Mapping[str, StrategySpec] = {
             "fedavg",
             FedAvg,
             "FedAvg (McMahan et al. 2017), Flower's implementation",
-            ("fraction_train", "fraction_evaluate", "min_train_nodes",
-             "min_evaluate_nodes", "min_available_nodes"),
+            (
+                "fraction_train",
+                "fraction_evaluate",
+                "min_train_nodes",
+                "min_evaluate_nodes",
+                "min_available_nodes",
+            ),
         ),
         StrategySpec(
             "fedavgm",
             FedAvgM,
             "FedAvg with server momentum, Flower's implementation",
-            ("fraction_train", "fraction_evaluate", "min_train_nodes",
-             "min_evaluate_nodes", "min_available_nodes", "server_learning_rate",
-             "server_momentum"),
+            (
+                "fraction_train",
+                "fraction_evaluate",
+                "min_train_nodes",
+                "min_evaluate_nodes",
+                "min_available_nodes",
+                "server_learning_rate",
+                "server_momentum",
+            ),
         ),
         StrategySpec(
             "fedprox",
             FedProx,
             "FedProx (Li et al. 2020), Flower's implementation",
-            ("fraction_train", "fraction_evaluate", "min_train_nodes",
-             "min_evaluate_nodes", "min_available_nodes", "proximal_mu"),
+            (
+                "fraction_train",
+                "fraction_evaluate",
+                "min_train_nodes",
+                "min_evaluate_nodes",
+                "min_available_nodes",
+                "proximal_mu",
+            ),
         ),
     )
 }
 
 
 def strategy_spec(name: str) -> StrategySpec:
-    """Return the registered strategy ``name`` or raise a KeyError listing the known ones."""
+    """Return strategy ``name`` or raise a KeyError listing the known ones."""
     try:
         return REGISTRY[name.lower()]
     except KeyError:
@@ -74,8 +91,10 @@ def build_strategy(
     wrap: Callable[[type[Strategy]], Callable[..., Strategy]] | None = None,
     **extra: Any,
 ) -> Strategy:
-    """Instantiate strategy ``name`` with ``parameters``; ``wrap`` adds instrumentation."""
+    """Instantiate strategy ``name``; ``wrap`` adds instrumentation."""
     check_parameters(name, parameters)
     spec = strategy_spec(name)
-    factory: Callable[..., Strategy] = wrap(spec.strategy_cls) if wrap else spec.strategy_cls
+    factory: Callable[..., Strategy] = (
+        wrap(spec.strategy_cls) if wrap else spec.strategy_cls
+    )
     return factory(**dict(parameters), **extra)

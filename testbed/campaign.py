@@ -1,4 +1,4 @@
-"""Campaign files: networks x strategy x repetitions with workload settings, loaded and validated once."""
+"""Campaign files: networks x strategy x repetitions and workload, validated once."""
 
 from __future__ import annotations
 
@@ -30,8 +30,17 @@ DIGITS_SETTINGS: Mapping[str, type] = {
 }
 
 _TOP_KEYS = (
-    "name", "description", "networks", "strategy", "rounds", "repetitions",
-    "workload", "capture", "run_deadline_s", "round_timeout_s", "app",
+    "name",
+    "description",
+    "networks",
+    "strategy",
+    "rounds",
+    "repetitions",
+    "workload",
+    "capture",
+    "run_deadline_s",
+    "round_timeout_s",
+    "app",
 )
 
 
@@ -86,7 +95,9 @@ def _need(path: Path, raw: Mapping[str, Any], key: str, kind: type, fix: str) ->
     return value
 
 
-def _optional(path: Path, raw: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+def _optional(
+    path: Path, raw: Mapping[str, Any], key: str, kind: type, default: Any
+) -> Any:
     if key not in raw:
         return default
     return _need(path, raw, key, kind, f"set '{key}' to a {kind.__name__} or remove it")
@@ -97,21 +108,29 @@ def _strategy(path: Path, raw: Any) -> StrategyChoice:
         raw = {"name": raw}
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise CampaignError(
-            path, "strategy", f"must be a name or a mapping with 'name', got {raw!r}",
+            path,
+            "strategy",
+            f"must be a name or a mapping with 'name', got {raw!r}",
             "write e.g. 'strategy: fedavg'",
         )
     name = raw["name"]
     try:
         strategy_spec(name)
     except KeyError as err:
-        raise CampaignError(path, "strategy.name", str(err.args[0]), "pick a known strategy") from None
+        raise CampaignError(
+            path, "strategy.name", str(err.args[0]), "pick a known strategy"
+        ) from None
     parameters = raw.get("parameters") or {}
     if not isinstance(parameters, dict):
-        raise CampaignError(path, "strategy.parameters", "must be a mapping", "write key: value pairs")
+        raise CampaignError(
+            path, "strategy.parameters", "must be a mapping", "write key: value pairs"
+        )
     try:
         check_parameters(name, parameters)
     except ValueError as err:
-        raise CampaignError(path, "strategy.parameters", str(err), "remove or rename it") from None
+        raise CampaignError(
+            path, "strategy.parameters", str(err), "remove or rename it"
+        ) from None
     return StrategyChoice(name=name.lower(), parameters=tuple(parameters.items()))
 
 
@@ -119,7 +138,9 @@ def _workload(path: Path, raw: Any, app: Path) -> tuple[tuple[str, ConfigValue],
     if raw is None:
         return ()
     if not isinstance(raw, dict):
-        raise CampaignError(path, "workload", "must be a mapping", "write key: value pairs")
+        raise CampaignError(
+            path, "workload", "must be a mapping", "write key: value pairs"
+        )
     items: list[tuple[str, ConfigValue]] = []
     for key, value in raw.items():
         where = f"workload.{key}"
@@ -127,17 +148,30 @@ def _workload(path: Path, raw: Any, app: Path) -> tuple[tuple[str, ConfigValue],
             kind = DIGITS_SETTINGS.get(str(key))
             if kind is None:
                 close = difflib.get_close_matches(str(key), DIGITS_SETTINGS, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else (
-                    "known: " + ", ".join(DIGITS_SETTINGS))
-                raise CampaignError(path, where, "is not a setting of the default app", hint)
+                hint = (
+                    f"did you mean '{close[0]}'?"
+                    if close
+                    else ("known: " + ", ".join(DIGITS_SETTINGS))
+                )
+                raise CampaignError(
+                    path, where, "is not a setting of the default app", hint
+                )
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise CampaignError(path, where, f"must be {kind.__name__}, got {value!r}",
-                                    f"give a {kind.__name__}")
+                raise CampaignError(
+                    path,
+                    where,
+                    f"must be {kind.__name__}, got {value!r}",
+                    f"give a {kind.__name__}",
+                )
         elif not isinstance(value, str | int | float | bool):
-            raise CampaignError(path, where, "must be a string, number or boolean",
-                                "Flower run config holds only scalars")
+            raise CampaignError(
+                path,
+                where,
+                "must be a string, number or boolean",
+                "Flower run config holds only scalars",
+            )
         items.append((str(key), value))
     return tuple(items)
 
@@ -150,30 +184,55 @@ def load_campaign(path: str | Path) -> Campaign:
     except FileNotFoundError:
         raise CampaignError(path, "-", "file not found", "check the path") from None
     except yaml.YAMLError as err:
-        raise CampaignError(path, "-", f"is not valid YAML ({err})", "fix the syntax") from None
+        raise CampaignError(
+            path, "-", f"is not valid YAML ({err})", "fix the syntax"
+        ) from None
     if not isinstance(raw, dict):
         raise CampaignError(path, "-", "must be a mapping", "see campaigns/demo.yaml")
     for key in raw:
         if key not in _TOP_KEYS:
             close = difflib.get_close_matches(str(key), _TOP_KEYS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(_TOP_KEYS)
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else "known: " + ", ".join(_TOP_KEYS)
+            )
             raise CampaignError(path, str(key), "is not a campaign key", hint)
     name = _need(path, raw, "name", str, "give the campaign a name")
     if not is_valid_name(name):
-        raise CampaignError(path, "name", f"{name!r} is not a valid name",
-                            "use letters, digits, '-', '_' and '.'")
+        raise CampaignError(
+            path,
+            "name",
+            f"{name!r} is not a valid name",
+            "use letters, digits, '-', '_' and '.'",
+        )
     networks = raw.get("networks")
-    if (not isinstance(networks, list) or not networks
-            or not all(isinstance(n, str) for n in networks)):
-        raise CampaignError(path, "networks", "must be a non-empty list of network names",
-                            "e.g. networks: [ethernet, wifi, 5g]")
+    if (
+        not isinstance(networks, list)
+        or not networks
+        or not all(isinstance(n, str) for n in networks)
+    ):
+        raise CampaignError(
+            path,
+            "networks",
+            "must be a non-empty list of network names",
+            "e.g. networks: [ethernet, wifi, 5g]",
+        )
     if len(set(networks)) != len(networks):
         raise CampaignError(path, "networks", "lists a network twice", "list each once")
     app_raw = _optional(path, raw, "app", str, None)
-    app = DEFAULT_APP if app_raw in (None, "default") else (path.parent / app_raw).resolve()
+    app = (
+        DEFAULT_APP
+        if app_raw in (None, "default")
+        else (path.parent / app_raw).resolve()
+    )
     if not (app / "pyproject.toml").is_file():
-        raise CampaignError(path, "app", f"{app} has no pyproject.toml",
-                            "point 'app' at a Flower app directory or use 'default'")
+        raise CampaignError(
+            path,
+            "app",
+            f"{app} has no pyproject.toml",
+            "point 'app' at a Flower app directory or use 'default'",
+        )
     campaign = Campaign(
         path=path,
         name=name,
@@ -194,5 +253,7 @@ def load_campaign(path: str | Path) -> Campaign:
             raise CampaignError(path, key, "must be >= 1", f"set '{key}' to 1 or more")
     for key in ("run_deadline_s", "round_timeout_s"):
         if getattr(campaign, key) <= 0:
-            raise CampaignError(path, key, "must be > 0 seconds", "give a positive deadline")
+            raise CampaignError(
+                path, key, "must be > 0 seconds", "give a positive deadline"
+            )
     return campaign

@@ -6,7 +6,7 @@ import json
 import math
 import sys
 from dataclasses import asdict, is_dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,16 +18,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 inventory_app = typer.Typer(help="Check cluster descriptions.", no_args_is_help=True)
-cluster_app = typer.Typer(help="Build, inspect and remove the emulated cluster.", no_args_is_help=True)
+cluster_app = typer.Typer(
+    help="Build, inspect and remove the emulated cluster.", no_args_is_help=True
+)
 campaign_app = typer.Typer(help="Run measurement campaigns.", no_args_is_help=True)
-report_app = typer.Typer(help="Turn campaign results into reports.", no_args_is_help=True)
+report_app = typer.Typer(
+    help="Turn campaign results into reports.", no_args_is_help=True
+)
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(report_app, name="report")
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     """Output formats."""
 
     text = "text"
@@ -35,7 +39,9 @@ class Format(str, Enum):
 
 
 InventoryArg = Annotated[Path, typer.Argument(help="Inventory YAML file.")]
-FormatOpt = Annotated[Format, typer.Option("--format", help="text for people, json for scripts.")]
+FormatOpt = Annotated[
+    Format, typer.Option("--format", help="text for people, json for scripts.")
+]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -55,6 +61,10 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, int | float | str | bool) or value is None:
         return value
     return str(value)
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
 
 
 def _load_inventory(path: Path, networks: list[str] | None = None) -> Any:
@@ -80,21 +90,27 @@ def inventory_validate(
         typer.echo(json.dumps(_jsonable(inv), indent=2))
         return
     typer.echo(f"inventory {inv.name} ({inventory}): valid")
-    typer.echo(f"  server {inv.server.name} ({inv.server.ansible_host}), "
-               f"SuperLink port {inv.superlink_port}")
+    typer.echo(
+        f"  server {inv.server.name} ({inv.server.ansible_host}), "
+        f"SuperLink port {inv.superlink_port}"
+    )
     for net in inv.networks:
         p = net.profile
-        typer.echo(f"  network {net.name}: {net.subnet}, server {net.server_address}, "
-                   f"down {p.downlink_mbit:g} / up {p.uplink_mbit:g} Mbit/s, "
-                   f"delay {p.delay_ms:g} ms, jitter {p.jitter_ms:g} ms, loss {p.loss_pct:g}%")
+        typer.echo(
+            f"  network {net.name}: {net.subnet}, server {net.server_address}, "
+            f"down {p.downlink_mbit:g} / up {p.uplink_mbit:g} Mbit/s, "
+            f"delay {p.delay_ms:g} ms, jitter {p.jitter_ms:g} ms, loss {p.loss_pct:g}%"
+        )
     for host in inv.clients:
-        ifaces = ", ".join(f"{i.network}={i.ifname}:{i.address}" for i in host.interfaces)
+        ifaces = ", ".join(
+            f"{i.network}={i.ifname}:{i.address}" for i in host.interfaces
+        )
         typer.echo(f"  client {host.name} ({host.ansible_host}): {ifaces}")
 
 
 @cluster_app.command("up")
 def cluster_up(inventory: InventoryArg, fmt: FormatOpt = Format.text) -> None:
-    """Build the inventory on this machine: namespaces as nodes, bridges as networks, tc shaping.
+    """Build the inventory here: namespaces as nodes, bridges as networks, tc shaping.
 
     Safe to run twice. Needs root.
     """
@@ -114,7 +130,7 @@ def cluster_up(inventory: InventoryArg, fmt: FormatOpt = Format.text) -> None:
 
 @cluster_app.command("down")
 def cluster_down(inventory: InventoryArg) -> None:
-    """Remove everything `cluster up` made for this inventory, and nothing else. Needs root."""
+    """Remove everything `cluster up` made, and nothing else. Needs root."""
     from testbed import emulated
 
     inv = _load_inventory(inventory)
@@ -145,12 +161,15 @@ def cluster_status(inventory: InventoryArg, fmt: FormatOpt = Format.text) -> Non
 @campaign_app.command("run")
 def campaign_run(
     campaign: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Inventory YAML file.")],
+    inventory: Annotated[
+        Path, typer.Option("--inventory", "-i", help="Inventory YAML file.")
+    ],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Results folder (default results/<name>).")
+        Path | None,
+        typer.Option("--out", "-o", help="Results folder (default results/<name>)."),
     ] = None,
 ) -> None:
-    """Run every network x repetition of a campaign on the emulated cluster; write results."""
+    """Run every network x repetition of a campaign; write results."""
     from testbed import emulated
     from testbed.campaign import CampaignError, load_campaign
     from testbed.runner import run_campaign
@@ -166,27 +185,41 @@ def campaign_run(
     except emulated.EmulationError as err:
         _fail(str(err))
     if not emulated.is_up(status):
-        _fail(f"the emulated cluster of {inventory} is not (fully) up; "
-              f"run `flowerbed cluster up {inventory}` first")
+        _fail(
+            f"the emulated cluster of {inventory} is not (fully) up; "
+            f"run `flowerbed cluster up {inventory}` first"
+        )
     features = emulated.manifest_features(status)
     for name, feature in features.items():
         if not feature.get("active", True):
-            typer.secho(f"note: {name} not emulated: {feature.get('detail', '')}",
-                        fg=typer.colors.YELLOW, err=True)
+            typer.secho(
+                f"note: {name} not emulated: {feature.get('detail', '')}",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
     out_dir = out or Path("results") / camp.name
-    typer.echo(f"campaign {camp.name}: {len(camp.networks)} network(s) x "
-               f"{camp.repetitions} repetition(s), {camp.rounds} round(s) each -> {out_dir}")
+    typer.echo(
+        f"campaign {camp.name}: {len(camp.networks)} network(s) x "
+        f"{camp.repetitions} repetition(s), {camp.rounds} round(s) each -> {out_dir}"
+    )
     try:
-        outcomes = run_campaign(camp, inv, out_dir, progress=typer.echo, features=features)
+        outcomes = run_campaign(
+            camp, inv, out_dir, progress=typer.echo, features=features
+        )
     except KeyboardInterrupt:
         typer.secho(f"interrupted; finished runs are saved in {out_dir}", err=True)
         raise typer.Exit(130) from None
     failed = [o for o in outcomes if o.status != "ok"]
-    typer.echo(f"results: {out_dir} ({len(outcomes) - len(failed)} ok, {len(failed)} not ok)")
+    typer.echo(
+        f"results: {out_dir} ({len(outcomes) - len(failed)} ok, {len(failed)} not ok)"
+    )
     if failed:
         for o in failed:
-            typer.secho(f"  {o.run_id}: {o.status}: {o.reason.splitlines()[0] if o.reason else ''}",
-                        fg=typer.colors.RED, err=True)
+            typer.secho(
+                f"  {o.run_id}: {o.status}: {_first_line(o.reason)}",
+                fg=typer.colors.RED,
+                err=True,
+            )
         raise typer.Exit(1)
 
 
@@ -195,7 +228,7 @@ def report_build(
     results: Annotated[Path, typer.Argument(help="A campaign's results folder.")],
     quiet: Annotated[bool, typer.Option(help="Print only the report's path.")] = False,
 ) -> None:
-    """Write report.html (self-contained), figures and CSV tables into the results folder."""
+    """Write report.html (self-contained), figures and CSV tables into RESULTS."""
     from analysis.report import build_report
 
     try:
@@ -213,4 +246,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

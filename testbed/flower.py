@@ -1,4 +1,4 @@
-"""Flower processes as pure command builders: SuperLink, SuperNode, ``flwr run``/``ls``/``stop``.
+"""Flower processes as pure command builders: SuperLink, SuperNode, ``flwr`` CLI.
 
 Every function returns an argv list or a file's text; nothing here starts a process.
 The facts behind the choices are in ../shared/FLOWER.md (flwr 1.42).
@@ -36,7 +36,9 @@ class Tls:
     server_key: Path
 
 
-def flower_env(flwr_home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def flower_env(
+    flwr_home: Path, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Environment for a Flower process with its own ``FLWR_HOME``."""
     env = dict(base or {})
     env.update(FLOWER_ENV)
@@ -52,20 +54,25 @@ def superlink_argv(
     tls: Tls | None = None,
     supernode_auth: bool = False,
 ) -> list[str]:
-    """``flower-superlink`` listening on ``host:port`` (the server's address on a network)."""
+    """``flower-superlink`` on ``host:port`` (the server's address on a network)."""
     argv = [str(bin_dir / "flower-superlink"), "--host", host, "--port", str(port)]
     argv += ["--disable-runtime-dependency-installation"]
     if database is not None:
         argv += ["--database", str(database)]
     if tls is None:
         if supernode_auth:
-            raise ValueError("SuperNode authentication needs TLS (Flower refuses it without)")
+            raise ValueError(
+                "SuperNode authentication needs TLS (Flower refuses it without)"
+            )
         argv.append("--insecure")
     else:
         argv += [
-            "--ssl-ca-certfile", str(tls.ca_cert),
-            "--ssl-certfile", str(tls.server_cert),
-            "--ssl-keyfile", str(tls.server_key),
+            "--ssl-ca-certfile",
+            str(tls.ca_cert),
+            "--ssl-certfile",
+            str(tls.server_cert),
+            "--ssl-keyfile",
+            str(tls.server_key),
         ]
         if supernode_auth:
             argv.append("--enable-supernode-auth")
@@ -77,7 +84,9 @@ def node_config_arg(node_config: Mapping[str, ConfigValue]) -> str:
     parts = []
     for key, value in node_config.items():
         if not key or any(c.isspace() or c in "='\"" for c in key):
-            raise ValueError(f"node config key {key!r} may not contain spaces, '=' or quotes")
+            raise ValueError(
+                f"node config key {key!r} may not contain spaces, '=' or quotes"
+            )
         parts.append(f"{key}={_toml_value(value)}")
     return " ".join(parts)
 
@@ -90,7 +99,10 @@ def _toml_value(value: ConfigValue) -> str:
     text = str(value)
     if '"' in text or "\\" in text or "\n" in text:
         # Flower's parser takes a quoted token verbatim: forbid what would break out.
-        raise ValueError(f"node config value {text!r} may not contain quotes, backslashes or newlines")
+        raise ValueError(
+            f"node config value {text!r} may not contain quotes, backslashes "
+            "or newlines"
+        )
     return f'"{text}"'
 
 
@@ -144,10 +156,16 @@ def _toml_string(text: str) -> str:
 
 
 def flwr_run_argv(bin_dir: Path, app_dir: Path, run_config_file: Path) -> list[str]:
-    """``flwr run APP CONNECTION --run-config FILE --format json`` (returns the run id)."""
+    """``flwr run APP CONNECTION --run-config FILE --format json``."""
     return [
-        str(bin_dir / "flwr"), "run", str(app_dir), CONNECTION_NAME,
-        "--run-config", str(run_config_file), "--format", "json",
+        str(bin_dir / "flwr"),
+        "run",
+        str(app_dir),
+        CONNECTION_NAME,
+        "--run-config",
+        str(run_config_file),
+        "--format",
+        "json",
     ]
 
 

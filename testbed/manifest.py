@@ -1,4 +1,4 @@
-"""The run manifest: what was run, on what, with which versions and which emulation features."""
+"""The run manifest: what ran, on what, with which versions and emulation features."""
 
 from __future__ import annotations
 
@@ -19,7 +19,16 @@ import yaml
 from inventory.models import Inventory
 from testbed.campaign import REPO_ROOT, Campaign
 
-_PACKAGES = ("flowerbed", "flwr", "torch", "numpy", "pandas", "scapy", "matplotlib", "paramiko")
+_PACKAGES = (
+    "flowerbed",
+    "flwr",
+    "torch",
+    "numpy",
+    "pandas",
+    "scapy",
+    "matplotlib",
+    "paramiko",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -34,12 +43,22 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit(repo: Path = REPO_ROOT) -> str:
-    """The checkout's commit, with ``-dirty`` when it has uncommitted changes; ``unknown`` outside git."""
+    """The checkout's commit (``-dirty`` if changed, ``unknown`` outside git)."""
     try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")
@@ -49,10 +68,14 @@ _SECRET_WORDS = ("pass", "secret", "token", "private_key", "key_file")
 
 
 def redact_secrets(value: Any) -> Any:
-    """Replace the value of every key that names a secret (``ansible_password``...) with ``***``."""
+    """Replace the value of every key naming a secret (``ansible_password``...)."""
     if isinstance(value, Mapping):
-        return {k: "***" if any(w in str(k).lower() for w in _SECRET_WORDS) else redact_secrets(v)
-                for k, v in value.items()}
+        return {
+            k: "***"
+            if any(w in str(k).lower() for w in _SECRET_WORDS)
+            else redact_secrets(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact_secrets(v) for v in value]
     return value
@@ -65,26 +88,42 @@ def _read_yaml(path: Path) -> Any:
         return None
 
 
-def link_profiles(inventory: Inventory, networks: Iterable[str]) -> dict[str, dict[str, Any]]:
+def link_profiles(
+    inventory: Inventory, networks: Iterable[str]
+) -> dict[str, dict[str, Any]]:
     """The link profile of every network the campaign used."""
     return {name: asdict(inventory.network(name).profile) for name in networks}
 
 
-def build_manifest(campaign: Campaign, inventory: Inventory, outcomes: Iterable[Any],
-                   features: Mapping[str, Any] | None) -> dict[str, Any]:
+def build_manifest(
+    campaign: Campaign,
+    inventory: Inventory,
+    outcomes: Iterable[Any],
+    features: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     """Everything needed to know what a results folder holds and to repeat it."""
     return {
         "written_at_ns": time.time_ns(),
-        "campaign": {"name": campaign.name, "path": str(campaign.path), "as_used": redact_secrets(dict(campaign.raw)),
-                     "strategy": campaign.strategy.name, "rounds": campaign.rounds,
-                     "repetitions": campaign.repetitions, "networks": list(campaign.networks),
-                     "workload": campaign.workload_dict, "app": str(campaign.app),
-                     "capture": campaign.capture},
-        "inventory": {"name": inventory.name, "path": str(inventory.path),
-                      "as_used": redact_secrets(_read_yaml(inventory.path)),
-                      "server": inventory.server.name,
-                      "clients": [h.name for h in inventory.clients],
-                      "superlink_port": inventory.superlink_port},
+        "campaign": {
+            "name": campaign.name,
+            "path": str(campaign.path),
+            "as_used": redact_secrets(dict(campaign.raw)),
+            "strategy": campaign.strategy.name,
+            "rounds": campaign.rounds,
+            "repetitions": campaign.repetitions,
+            "networks": list(campaign.networks),
+            "workload": campaign.workload_dict,
+            "app": str(campaign.app),
+            "capture": campaign.capture,
+        },
+        "inventory": {
+            "name": inventory.name,
+            "path": str(inventory.path),
+            "as_used": redact_secrets(_read_yaml(inventory.path)),
+            "server": inventory.server.name,
+            "clients": [h.name for h in inventory.clients],
+            "superlink_port": inventory.superlink_port,
+        },
         "link_profiles": link_profiles(inventory, campaign.networks),
         "emulation": dict(features or {}),
         "runs": [asdict(o) for o in outcomes],

@@ -1,4 +1,4 @@
-"""Background processes we own: started in their own process group, logged with stamps, always stopped.
+"""Background processes we own: own process group, stamped logs, always stopped.
 
 Flower's SuperNode and SuperLink spawn children (``flower-superexec``,
 ``flwr-clientapp``, ``flwr-serverapp``) that survive a plain SIGTERM of their
@@ -32,7 +32,7 @@ def _pump(stream: IO[bytes], log_path: Path) -> None:
 
 
 class ManagedProcess:
-    """A process in its own session whose output lands, line-stamped, in ``log_path``."""
+    """A process in its own session; its output lands, line-stamped, in ``log_path``."""
 
     def __init__(
         self,
@@ -88,7 +88,8 @@ class ManagedProcess:
         code = self.poll()
         if code is not None:
             raise ProcessError(
-                f"{self.name} exited with status {code}; last lines of {self.log_path}:\n"
+                f"{self.name} exited with status {code}; "
+                f"last lines of {self.log_path}:\n"
                 f"{self.log_tail()}"
             )
 
@@ -104,7 +105,7 @@ class ManagedProcess:
         return self._proc.poll() is not None and not _group_alive(self._proc.pid)
 
     def stop(self, grace_s: float = 5.0) -> int | None:
-        """SIGTERM the whole process group, then SIGKILL after ``grace_s``; return exit code."""
+        """SIGTERM the group, SIGKILL after ``grace_s``; return the exit code."""
         stop_all([self], grace_s)
         return self._proc.poll()
 
@@ -117,7 +118,7 @@ class ManagedProcess:
 
 
 def stop_all(processes: Sequence[ManagedProcess], grace_s: float = 5.0) -> None:
-    """Stop several process groups at once: SIGTERM all, wait up to ``grace_s``, SIGKILL the rest."""
+    """Stop process groups at once: SIGTERM, wait ``grace_s``, SIGKILL the rest."""
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         alive = [p for p in processes if not p.gone()]
         if not alive:

@@ -1,4 +1,4 @@
-"""Campaign orchestration: for each network and repetition, bring Flower up, run the app, measure, tear down.
+"""Campaign orchestration: per network and repetition, start Flower, run, measure, stop.
 
 One run = one SuperLink on the server's address on the network under test, one
 SuperNode per client inside its namespace pointed at that address (so the
@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from analysis.phases import RunInfo, concat_phases, phases_from_events, write_phases
-from instrumentation.capture import Capture, read_packets, segment_transfers, transfer_events
+from instrumentation.capture import (
+    Capture,
+    read_packets,
+    segment_transfers,
+    transfer_events,
+)
 from instrumentation.events import EventLog, read_events
 from instrumentation.supernode_log import supernode_log_events
 from inventory.models import Host, Inventory, Network
@@ -71,12 +76,14 @@ class RunOutcome:
 
 def plan_runs(campaign: Campaign) -> list[RunPlan]:
     """Networks x repetitions, network-major (all repetitions of a network together)."""
-    cells = [(n, r) for n in campaign.networks for r in range(1, campaign.repetitions + 1)]
+    cells = [
+        (n, r) for n in campaign.networks for r in range(1, campaign.repetitions + 1)
+    ]
     return [RunPlan(i + 1, len(cells), n, r) for i, (n, r) in enumerate(cells)]
 
 
 def node_config_for(inventory: Inventory, host: Host) -> dict[str, flower.ConfigValue]:
-    """Flower node config of a client: partitioning, its inventory name, the inventory's extras."""
+    """Node config of a client: partition, inventory name, the inventory's extras."""
     index = inventory.clients.index(host)
     config: dict[str, flower.ConfigValue] = {
         "partition-id": index,
@@ -87,7 +94,9 @@ def node_config_for(inventory: Inventory, host: Host) -> dict[str, flower.Config
     return config
 
 
-def wait_for_port(host: str, port: int, deadline_s: float, process: ManagedProcess) -> None:
+def wait_for_port(
+    host: str, port: int, deadline_s: float, process: ManagedProcess
+) -> None:
     """Wait until ``host:port`` accepts TCP connections or raise, naming the process."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -103,7 +112,9 @@ def wait_for_port(host: str, port: int, deadline_s: float, process: ManagedProce
     )
 
 
-def _flwr(argv: list[str], env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+def _flwr(
+    argv: list[str], env: dict[str, str], timeout_s: float
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
     )
@@ -131,7 +142,9 @@ def _count_rounds(events_path: Path) -> tuple[int, bool]:
 class _Run:
     """The processes and files of one run; a context manager that always tears down."""
 
-    def __init__(self, campaign: Campaign, inventory: Inventory, plan: RunPlan, out: Path):
+    def __init__(
+        self, campaign: Campaign, inventory: Inventory, plan: RunPlan, out: Path
+    ):
         self.campaign, self.inventory, self.plan = campaign, inventory, plan
         self.network: Network = inventory.network(plan.network)
         self.dir = out / "runs" / plan.run_id
@@ -157,9 +170,16 @@ class _Run:
     def start_superlink(self, stack: ExitStack) -> ManagedProcess:
         home = self.dir / "flwr" / "superlink"
         home.mkdir(parents=True, exist_ok=True)
-        argv = flower.superlink_argv(BIN_DIR, str(self.network.server_address), self.port)
-        proc = ManagedProcess("flower-superlink", argv, self.dir / "superlink.log",
-                              env=flower.flower_env(home), cwd=home)
+        argv = flower.superlink_argv(
+            BIN_DIR, str(self.network.server_address), self.port
+        )
+        proc = ManagedProcess(
+            "flower-superlink",
+            argv,
+            self.dir / "superlink.log",
+            env=flower.flower_env(home),
+            cwd=home,
+        )
         stack.callback(proc.stop)
         wait_for_port(str(self.network.server_address), self.port, 30.0, proc)
         return proc
@@ -170,10 +190,16 @@ class _Run:
             home = self.dir / "flwr" / host.name
             home.mkdir(parents=True, exist_ok=True)
             argv = ["ip", "netns", "exec", node_namespace(self.inventory, host.name)]
-            argv += flower.supernode_argv(BIN_DIR, self.address, node_config_for(self.inventory, host))
-            proc = ManagedProcess(f"flower-supernode on {host.name}", argv,
-                                  self.dir / "nodes" / f"{host.name}.log",
-                                  env=flower.flower_env(home), cwd=home)
+            argv += flower.supernode_argv(
+                BIN_DIR, self.address, node_config_for(self.inventory, host)
+            )
+            proc = ManagedProcess(
+                f"flower-supernode on {host.name}",
+                argv,
+                self.dir / "nodes" / f"{host.name}.log",
+                env=flower.flower_env(home),
+                cwd=home,
+            )
             procs.append(proc)
         stack.callback(stop_all, procs)
         return procs
@@ -183,14 +209,16 @@ class _Run:
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(flower.connection_toml(self.address))
         values: dict[str, flower.ConfigValue] = dict(self.campaign.workload_dict)
-        values.update({
-            "num-server-rounds": self.campaign.rounds,
-            "strategy": self.campaign.strategy.name,
-            "min-nodes": len(self.inventory.clients),
-            "round-timeout-s": float(self.campaign.round_timeout_s),
-            "event-log": str(self.events_path.resolve()),
-            "run-id": self.plan.run_id,
-        })
+        values.update(
+            {
+                "num-server-rounds": self.campaign.rounds,
+                "strategy": self.campaign.strategy.name,
+                "min-nodes": len(self.inventory.clients),
+                "round-timeout-s": float(self.campaign.round_timeout_s),
+                "event-log": str(self.events_path.resolve()),
+                "run-id": self.plan.run_id,
+            }
+        )
         run_config = self.dir / "run_config.toml"
         run_config.write_text(flower.run_config_toml(values))
         argv = flower.flwr_run_argv(BIN_DIR, self.campaign.app, run_config)
@@ -199,18 +227,29 @@ class _Run:
             self.flower_run_id = str(json.loads(result.stdout)["run-id"])
         except (json.JSONDecodeError, KeyError):
             raise RunFailed(
-                f"`{flower.display(argv)}` did not start a run (exit {result.returncode}):\n"
+                f"`{flower.display(argv)}` did not start a run "
+                f"(exit {result.returncode}):\n"
                 f"{(result.stdout + result.stderr)[-2000:]}"
             ) from None
 
     def stop_flower_run(self) -> None:
         if self.flower_run_id and not self.finished:
-            _flwr(flower.flwr_stop_argv(BIN_DIR, int(self.flower_run_id)), self.cli_env, 30.0)
+            _flwr(
+                flower.flwr_stop_argv(BIN_DIR, int(self.flower_run_id)),
+                self.cli_env,
+                30.0,
+            )
 
     def serverapp_log(self) -> str:
         if not self.flower_run_id:
             return ""
-        argv = [str(BIN_DIR / "flwr"), "log", self.flower_run_id, flower.CONNECTION_NAME, "--show"]
+        argv = [
+            str(BIN_DIR / "flwr"),
+            "log",
+            self.flower_run_id,
+            flower.CONNECTION_NAME,
+            "--show",
+        ]
         try:
             result = _flwr(argv, self.cli_env, 30.0)
         except subprocess.TimeoutExpired:
@@ -219,7 +258,9 @@ class _Run:
         return result.stdout[-3000:]
 
 
-def _wait(run: _Run, procs: list[ManagedProcess], deadline: float, progress: Progress) -> tuple[str, str, int]:
+def _wait(
+    run: _Run, procs: list[ManagedProcess], deadline: float, progress: Progress
+) -> tuple[str, str, int]:
     """Wait for the ServerApp to finish; return (status, reason, rounds done)."""
     shown, next_check = 0, time.monotonic() + 10.0
     while True:
@@ -233,9 +274,14 @@ def _wait(run: _Run, procs: list[ManagedProcess], deadline: float, progress: Pro
             proc.check_alive()
         now = time.monotonic()
         if now > deadline:
-            return "timeout", (
-                f"run exceeded its deadline of {run.campaign.run_deadline_s:.0f} s "
-                f"(campaign key run_deadline_s) after {rounds} round(s)"), rounds
+            return (
+                "timeout",
+                (
+                    f"run exceeded its deadline of {run.campaign.run_deadline_s:.0f} s "
+                    f"(campaign key run_deadline_s) after {rounds} round(s)"
+                ),
+                rounds,
+            )
         if now > next_check:
             next_check = now + 10.0
             status = _run_status(run.cli_env, run.flower_run_id)
@@ -243,7 +289,11 @@ def _wait(run: _Run, procs: list[ManagedProcess], deadline: float, progress: Pro
                 rounds, ended = _count_rounds(run.events_path)
                 if ended:
                     return "ok", "", rounds
-                return "failed", f"Flower reports {status}; ServerApp log:\n{run.serverapp_log()}", rounds
+                return (
+                    "failed",
+                    f"Flower reports {status}; ServerApp log:\n{run.serverapp_log()}",
+                    rounds,
+                )
         time.sleep(0.5)
 
 
@@ -254,9 +304,15 @@ def _post_process(run: _Run, captures: list[tuple[Host, Path, Capture]]) -> None
             if not pcap.exists():
                 continue
             packets = read_packets(pcap)
-            transfers = segment_transfers(packets, str(run.network.server_address), run.port)
+            transfers = segment_transfers(
+                packets, str(run.network.server_address), run.port
+            )
             for event in transfer_events(transfers, host.name, run.network.name):
-                fields = {k: v for k, v in event.items() if k not in ("event", "run_id", "t_ns")}
+                fields = {
+                    k: v
+                    for k, v in event.items()
+                    if k not in ("event", "run_id", "t_ns")
+                }
                 events.append("transfer", **fields)
         for host in run.inventory.clients:
             log = run.dir / "nodes" / f"{host.name}.log"
@@ -265,17 +321,27 @@ def _post_process(run: _Run, captures: list[tuple[Host, Path, Capture]]) -> None
                     events.append("supernode_log", **event)
 
 
-def execute_run(campaign: Campaign, inventory: Inventory, plan: RunPlan, out: Path,
-                progress: Progress) -> RunOutcome:
-    """Run one (network, repetition) cell and return what happened; never raises for run failures."""
+def execute_run(
+    campaign: Campaign,
+    inventory: Inventory,
+    plan: RunPlan,
+    out: Path,
+    progress: Progress,
+) -> RunOutcome:
+    """Run one (network, repetition) cell; run failures are returned, not raised."""
     run = _Run(campaign, inventory, plan, out)
     run.dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     status, reason, rounds = "failed", "", 0
     captures: list[tuple[Host, Path, Capture]] = []
     with EventLog(run.events_path, run_id=plan.run_id) as events:
-        events.append("run_start", network=plan.network, strategy=campaign.strategy.name,
-                      repetition=plan.repetition, address=run.address)
+        events.append(
+            "run_start",
+            network=plan.network,
+            strategy=campaign.strategy.name,
+            repetition=plan.repetition,
+            address=run.address,
+        )
     try:
         with ExitStack() as stack:  # unwinds in reverse: run, nodes, link, captures
             if campaign.capture:
@@ -298,25 +364,52 @@ def execute_run(campaign: Campaign, inventory: Inventory, plan: RunPlan, out: Pa
         try:
             _post_process(run, captures)
         except Exception as err:  # noqa: BLE001 - keep the run's data, report the problem
-            reason = (reason + "\n" if reason else "") + f"post-processing failed: {err}"
+            reason = (
+                reason + "\n" if reason else ""
+            ) + f"post-processing failed: {err}"
             status = "failed" if status == "ok" else status
         with EventLog(run.events_path, run_id=plan.run_id) as events:
-            events.append("run_end", status=status, reason=reason, rounds=rounds,
-                          flower_run_id=run.flower_run_id)
-    return RunOutcome(plan.run_id, plan.network, plan.repetition, status, reason,
-                      time.monotonic() - started, run.flower_run_id, rounds)
+            events.append(
+                "run_end",
+                status=status,
+                reason=reason,
+                rounds=rounds,
+                flower_run_id=run.flower_run_id,
+            )
+    return RunOutcome(
+        plan.run_id,
+        plan.network,
+        plan.repetition,
+        status,
+        reason,
+        time.monotonic() - started,
+        run.flower_run_id,
+        rounds,
+    )
 
 
 def run_phases(campaign: Campaign, outcome: RunOutcome, out: Path) -> Any:
     """The phase table of one finished run."""
-    info = RunInfo(campaign=campaign.name, run_id=outcome.run_id, network=outcome.network,
-                   strategy=campaign.strategy.name, repetition=outcome.repetition)
-    return phases_from_events(read_events(out / "runs" / outcome.run_id / "events.jsonl"), info)
+    info = RunInfo(
+        campaign=campaign.name,
+        run_id=outcome.run_id,
+        network=outcome.network,
+        strategy=campaign.strategy.name,
+        repetition=outcome.repetition,
+    )
+    return phases_from_events(
+        read_events(out / "runs" / outcome.run_id / "events.jsonl"), info
+    )
 
 
-def run_campaign(campaign: Campaign, inventory: Inventory, out: Path,
-                 progress: Progress = print, features: dict[str, Any] | None = None) -> list[RunOutcome]:
-    """Run every cell of the campaign; write phases.parquet and manifest.json as runs finish."""
+def run_campaign(
+    campaign: Campaign,
+    inventory: Inventory,
+    out: Path,
+    progress: Progress = print,
+    features: dict[str, Any] | None = None,
+) -> list[RunOutcome]:
+    """Run every cell; write phases.parquet and manifest.json as runs finish."""
     out.mkdir(parents=True, exist_ok=True)
     outcomes: list[RunOutcome] = []
     manifest_path = out / "manifest.json"
@@ -324,18 +417,24 @@ def run_campaign(campaign: Campaign, inventory: Inventory, out: Path,
     def save() -> None:
         frames = [run_phases(campaign, o, out) for o in outcomes]
         write_phases(concat_phases(frames), out / "phases.parquet")
-        write_json_atomic(manifest_path, build_manifest(campaign, inventory, outcomes, features))
+        write_json_atomic(
+            manifest_path, build_manifest(campaign, inventory, outcomes, features)
+        )
 
     save()
     plans = plan_runs(campaign)
     try:
         for plan in plans:
-            progress(f"[{plan.index}/{plan.total}] network {plan.network}, "
-                     f"repetition {plan.repetition}/{campaign.repetitions}")
+            progress(
+                f"[{plan.index}/{plan.total}] network {plan.network}, "
+                f"repetition {plan.repetition}/{campaign.repetitions}"
+            )
             outcome = execute_run(campaign, inventory, plan, out, progress)
             outcomes.append(outcome)
-            progress(f"  {outcome.status} in {outcome.duration_s:.1f} s"
-                     + (f": {outcome.reason.splitlines()[0]}" if outcome.reason else ""))
+            progress(
+                f"  {outcome.status} in {outcome.duration_s:.1f} s"
+                + (f": {outcome.reason.splitlines()[0]}" if outcome.reason else "")
+            )
             save()
             if outcome.status == "interrupted":
                 raise KeyboardInterrupt

@@ -1,1 +1,1 @@
-"""Workloads a campaign trains: datasets made on the spot and the models that learn them."""
+"""Workloads a campaign trains: datasets and the models that learn them."""

@@ -1,4 +1,4 @@
-"""End to end: real SuperLink and SuperNodes on an emulated cluster with shaped links."""
+"""End to end: real SuperLink and SuperNodes on an emulated cluster."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ from testbed.runner import run_campaign
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
 if os.geteuid() != 0:
-    pytest.skip("end-to-end tests build network namespaces: run as root", allow_module_level=True)
+    pytest.skip(
+        "end-to-end tests build network namespaces: run as root",
+        allow_module_level=True,
+    )
 
 FIVE_G_UPLINK_MBIT = 8.0
 
@@ -57,7 +60,7 @@ def _inventory_yaml(name: str) -> str:
         server: {{ansible_host: 10.231.0.1}}
     clients:
       hosts:
-{''.join(clients)}"""
+{"".join(clients)}"""
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +86,17 @@ def _campaign(folder: Path, **overrides: object) -> Path:
     }
     settings.update(overrides)
     body = "\n".join(f"{k}: {v}" for k, v in settings.items())
-    body += "\nstrategy: fedavg\nworkload: {samples-per-node: 64, local-epochs: 1, batch-size: 32}\n"
+    body += "\nstrategy: fedavg\n"
+    body += "workload: {samples-per-node: 64, local-epochs: 1, batch-size: 16}\n"
     path = folder / "campaign.yaml"
     path.write_text(body)
     return path
 
 
 def _our_flower_processes(results: Path) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True
+    )
     return [line for line in out.stdout.splitlines() if str(results) in line]
 
 
@@ -99,9 +105,16 @@ def demo_results(cluster: Inventory, tmp_path_factory: pytest.TempPathFactory) -
     folder = tmp_path_factory.mktemp("campaign")
     campaign = load_campaign(_campaign(folder))
     out = folder / "results"
-    outcomes = run_campaign(campaign, cluster, out, progress=print,
-                            features=emulated.manifest_features(emulated.cluster_status(cluster)))
-    assert [o.status for o in outcomes] == ["ok", "ok", "ok"], [o.reason for o in outcomes]
+    outcomes = run_campaign(
+        campaign,
+        cluster,
+        out,
+        progress=print,
+        features=emulated.manifest_features(emulated.cluster_status(cluster)),
+    )
+    assert [o.status for o in outcomes] == ["ok", "ok", "ok"], [
+        o.reason for o in outcomes
+    ]
     return out
 
 
@@ -111,10 +124,19 @@ def test_phase_table_has_every_round_node_and_phase(demo_results: Path) -> None:
     for network in ("ethernet", "wifi", "5g"):
         for rnd in (1, 2):
             for node in ("node1", "node2"):
-                cell = nodes[(nodes.network == network) & (nodes["round"] == rnd) & (nodes.node == node)]
-                assert {"downlink", "training", "evaluation", "uplink"} <= set(cell.phase), (
-                    network, rnd, node, sorted(set(cell.phase)))
-            agg = df[(df.network == network) & (df["round"] == rnd) & (df.phase == "aggregation")]
+                cell = nodes[
+                    (nodes.network == network)
+                    & (nodes["round"] == rnd)
+                    & (nodes.node == node)
+                ]
+                assert {"downlink", "training", "evaluation", "uplink"} <= set(
+                    cell.phase
+                ), (network, rnd, node, sorted(set(cell.phase)))
+            agg = df[
+                (df.network == network)
+                & (df["round"] == rnd)
+                & (df.phase == "aggregation")
+            ]
             assert len(agg) == 1
     assert (df["duration_s"] >= 0).all()
     assert (df["end_ns"] >= df["start_ns"]).all()
@@ -122,7 +144,9 @@ def test_phase_table_has_every_round_node_and_phase(demo_results: Path) -> None:
 
 def test_shaped_uplink_matches_the_physical_limit(demo_results: Path) -> None:
     df = pd.read_parquet(demo_results / "phases.parquet")
-    up = df[(df.network == "5g") & (df.phase == "uplink") & (df.message_type == "train")]
+    up = df[
+        (df.network == "5g") & (df.phase == "uplink") & (df.message_type == "train")
+    ]
     assert len(up) == 4  # 2 rounds x 2 nodes
     for row in up.itertuples():
         limit_s = row.bytes * 8 / (FIVE_G_UPLINK_MBIT * 1e6)
@@ -159,8 +183,12 @@ def test_no_flower_process_outlives_the_campaign(demo_results: Path) -> None:
     assert _our_flower_processes(demo_results) == []
 
 
-def test_run_over_its_deadline_is_stopped_and_recorded(cluster: Inventory, tmp_path: Path) -> None:
-    campaign = load_campaign(_campaign(tmp_path, networks="[5g]", rounds=50, run_deadline_s=25))
+def test_run_over_its_deadline_is_stopped_and_recorded(
+    cluster: Inventory, tmp_path: Path
+) -> None:
+    campaign = load_campaign(
+        _campaign(tmp_path, networks="[5g]", rounds=50, run_deadline_s=25)
+    )
     out = tmp_path / "results"
     outcomes = run_campaign(campaign, cluster, out, progress=print, features={})
     assert [o.status for o in outcomes] == ["timeout"]

@@ -2,7 +2,12 @@ import pytest
 from flwr.serverapp.strategy import FedAvg
 
 from instrumentation.server_timers import measured
-from strategies.registry import REGISTRY, build_strategy, check_parameters, strategy_spec
+from strategies.registry import (
+    REGISTRY,
+    build_strategy,
+    check_parameters,
+    strategy_spec,
+)
 
 
 def test_known_strategies() -> None:
@@ -26,7 +31,9 @@ def test_build_wraps_with_instrumentation() -> None:
         def append(self, event: str, **fields: object) -> None:
             pass
 
-    strategy = build_strategy("fedavg", {"fraction_evaluate": 0.5}, wrap=measured, sink=Sink())
+    strategy = build_strategy(
+        "fedavg", {"fraction_evaluate": 0.5}, wrap=measured, sink=Sink()
+    )
     assert isinstance(strategy, FedAvg)
     assert type(strategy).__name__ == "MeasuredFedAvg"
     assert strategy.fraction_evaluate == 0.5

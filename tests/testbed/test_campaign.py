@@ -37,12 +37,27 @@ def test_demo_campaign_values() -> None:
         ("name: x\nnetworks: [wifi]\nrounds: 0\n", "rounds", ">= 1"),
         ("name: x\nnetworks: [wifi]\nrounds: two\n", "rounds", "must be int"),
         ("name: x\nnetworks: [wifi]\nround: 2\n", "round", "did you mean 'rounds'"),
-        ("name: x\nnetworks: [wifi]\nstrategy: fedmagic\n", "strategy.name", "unknown strategy"),
-        ("name: x\nnetworks: [wifi]\nstrategy: {name: fedavg, parameters: {mu: 1}}\n",
-         "strategy.parameters", "no parameter"),
-        ("name: x\nnetworks: [wifi]\nworkload: {samples-per-nod: 5}\n",
-         "workload.samples-per-nod", "did you mean 'samples-per-node'"),
-        ("name: x\nnetworks: [wifi]\nworkload: {batch-size: big}\n", "workload.batch-size", "int"),
+        (
+            "name: x\nnetworks: [wifi]\nstrategy: fedmagic\n",
+            "strategy.name",
+            "unknown strategy",
+        ),
+        (
+            "name: x\nnetworks: [wifi]\n"
+            "strategy: {name: fedavg, parameters: {mu: 1}}\n",
+            "strategy.parameters",
+            "no parameter",
+        ),
+        (
+            "name: x\nnetworks: [wifi]\nworkload: {samples-per-nod: 5}\n",
+            "workload.samples-per-nod",
+            "did you mean 'samples-per-node'",
+        ),
+        (
+            "name: x\nnetworks: [wifi]\nworkload: {batch-size: big}\n",
+            "workload.batch-size",
+            "int",
+        ),
         ("name: x\nnetworks: [wifi]\nrun_deadline_s: -1\n", "run_deadline_s", "> 0"),
         ("name: 'a b'\nnetworks: [wifi]\n", "name", "not a valid name"),
         ("name: x\nnetworks: [wifi]\napp: nowhere\n", "app", "no pyproject.toml"),
@@ -50,7 +65,9 @@ def test_demo_campaign_values() -> None:
         ("name: [\n", "-", "not valid YAML"),
     ],
 )
-def test_bad_campaigns_name_file_key_and_fix(tmp_path: Path, text: str, key: str, fragment: str) -> None:
+def test_bad_campaigns_name_file_key_and_fix(
+    tmp_path: Path, text: str, key: str, fragment: str
+) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(CampaignError) as info:
         load_campaign(path)

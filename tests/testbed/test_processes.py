@@ -49,16 +49,21 @@ def test_stop_kills_the_whole_group_including_grandchildren(tmp_path: Path) -> N
 
 
 def test_a_dead_process_reports_its_log_tail(tmp_path: Path) -> None:
-    proc = ManagedProcess("failer", ["sh", "-c", "echo cannot bind port 8000; exit 3"],
-                          tmp_path / "f.log")
+    proc = ManagedProcess(
+        "failer", ["sh", "-c", "echo cannot bind port 8000; exit 3"], tmp_path / "f.log"
+    )
     deadline = time.monotonic() + 10
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.2)
-    with pytest.raises(ProcessError, match=r"(?s)exited with status 3.*cannot bind port 8000"):
+    with pytest.raises(
+        ProcessError, match=r"(?s)exited with status 3.*cannot bind port 8000"
+    ):
         proc.check_alive()
 
 
 def test_missing_program_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ProcessError, match="cannot start /nonexistent/flower-superlink"):
+    with pytest.raises(
+        ProcessError, match="cannot start /nonexistent/flower-superlink"
+    ):
         ManagedProcess("link", ["/nonexistent/flower-superlink"], tmp_path / "x.log")

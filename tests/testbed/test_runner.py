@@ -11,7 +11,12 @@ REPO = Path(__file__).resolve().parents[2]
 def test_plan_is_network_major() -> None:
     campaign = load_campaign(REPO / "campaigns" / "study.yaml")
     plans = plan_runs(campaign)
-    assert [p.run_id for p in plans[:4]] == ["ethernet-r1", "ethernet-r2", "ethernet-r3", "wifi-r1"]
+    assert [p.run_id for p in plans[:4]] == [
+        "ethernet-r1",
+        "ethernet-r2",
+        "ethernet-r3",
+        "wifi-r1",
+    ]
     assert len(plans) == 9 and plans[-1].index == plans[-1].total == 9
 
 
@@ -24,9 +29,17 @@ def test_node_config_partitions_clients_in_file_order() -> None:
 
 
 def test_secrets_never_reach_the_manifest() -> None:
-    raw = {"all": {"vars": {"ansible_password": "hunter2", "ansible_become_pass": "x",
-                            "api_token": "t", "ansible_user": "pi"},
-                   "hosts": [{"ssh_private_key_file": "/k", "name": "pi01"}]}}
+    raw = {
+        "all": {
+            "vars": {
+                "ansible_password": "hunter2",
+                "ansible_become_pass": "x",
+                "api_token": "t",
+                "ansible_user": "pi",
+            },
+            "hosts": [{"ssh_private_key_file": "/k", "name": "pi01"}],
+        }
+    }
     clean = redact_secrets(raw)
     text = repr(clean)
     for secret in ("hunter2", "'x'", "'t'", "/k"):

@@ -1,4 +1,4 @@
-"""ClientApp: trains and evaluates the SqueezeNet-style CNN on this node's digits partition."""
+"""ClientApp: trains and evaluates the CNN on this node's digits partition."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _my_partition(context: Context, settings: DigitsSettings):  # type: ignore[n
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """Train the received model on the local partition; reply with weights and metrics."""
+    """Train the received model locally; reply with weights and metrics."""
     model, settings = _load(msg, context)
     data = _my_partition(context, settings)
     result = train_model(
@@ -56,7 +56,9 @@ def train(msg: Message, context: Context) -> Message:
             "num-examples": result.num_examples,
         }
     )
-    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
+    content = RecordDict(
+        {"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}
+    )
     return Message(content=content, reply_to=msg)
 
 

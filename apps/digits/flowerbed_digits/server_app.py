@@ -1,4 +1,4 @@
-"""ServerApp: runs the campaign's strategy over the Grid and records stamps and metrics."""
+"""ServerApp: runs the campaign's strategy and records stamps and metrics."""
 
 from __future__ import annotations
 

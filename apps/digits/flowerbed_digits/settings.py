@@ -29,7 +29,9 @@ class DigitsSettings:
         if self.num_server_rounds < 1:
             raise ValueError("num-server-rounds must be >= 1")
         if self.local_epochs < 1 or self.batch_size < 1 or self.samples_per_node < 1:
-            raise ValueError("local-epochs, batch-size and samples-per-node must be >= 1")
+            raise ValueError(
+                "local-epochs, batch-size and samples-per-node must be >= 1"
+            )
         if not 0.0 <= self.fraction_evaluate <= 1.0:
             raise ValueError("fraction-evaluate must be in [0, 1]")
         if self.model_width <= 0:
