@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import asdict, is_dataclass
 from enum import StrEnum
 from pathlib import Path
