@@ -132,7 +132,6 @@ class _Window:
 class _Transfer:
     """A captured TCP payload burst in one direction between the server and a node."""
 
-    index: int
     node: str
     direction: str
     start_ns: int
@@ -172,17 +171,16 @@ def _stamps(events: Iterable[Mapping[str, Any]]) -> list[_Stamp]:
 
 
 def _transfers(events: Iterable[Mapping[str, Any]]) -> list[_Transfer]:
-    found = [e for e in events if e.get("event") == "transfer"]
     return [
         _Transfer(
-            index=i,
             node=str(e["node"]),
             direction=str(e["direction"]),
             start_ns=int(e["start_ns"]),
             end_ns=int(e["end_ns"]),
             bytes=int(e["bytes"]),
         )
-        for i, e in enumerate(found)
+        for e in events
+        if e.get("event") == "transfer"
     ]
 
 
@@ -259,7 +257,11 @@ def _windows(events: Iterable[Mapping[str, Any]]) -> list[_Window]:
 
 @dataclass(frozen=True)
 class _Bounds:
-    """Where one stamp's instruction and reply can be: between its neighbours."""
+    """Where one stamp's instruction and reply can be: between its neighbours.
+
+    The SuperNode handles one message at a time, so these ranges of successive
+    stamps never overlap: no burst or log window can serve two messages.
+    """
 
     stamp: _Stamp
     after_ns: int  # the previous stamp's end on the node
@@ -273,15 +275,13 @@ class _Bounds:
 
 
 def _window_for(
-    b: _Bounds, direction: str, windows: Sequence[_Window], used: set[_Window]
+    b: _Bounds, direction: str, windows: Sequence[_Window]
 ) -> _Window | None:
     """The receive window just before the stamp, or the send window just after."""
     mine = [
         w
         for w in windows
-        if w.direction == direction
-        and w.message_type == b.stamp.message_type
-        and w not in used
+        if w.direction == direction and w.message_type == b.stamp.message_type
     ]
     if direction == "down":
         before = [
@@ -337,7 +337,6 @@ class _Match:
     end_ns: int
     bytes: int | None
     source: str
-    transfers: tuple[_Transfer, ...] = ()
 
 
 def _from_transfers(transfers: Sequence[_Transfer]) -> _Match:
@@ -346,7 +345,6 @@ def _from_transfers(transfers: Sequence[_Transfer]) -> _Match:
         end_ns=max(t.end_ns for t in transfers),
         bytes=sum(t.bytes for t in transfers),
         source="capture",
-        transfers=tuple(transfers),
     )
 
 
@@ -397,8 +395,6 @@ def _transfer_rows(
     """Downlink and uplink rows of every stamp, and the stamps left without one."""
     rows: list[dict[str, Any]] = []
     unmatched: list[dict[str, Any]] = []
-    used: set[int] = set()
-    used_windows: set[_Window] = set()
     for node in sorted({s.node for s in stamps}):
         mine = sorted((s for s in stamps if s.node == node), key=lambda s: s.start_ns)
         theirs = [t for t in transfers if t.node == node]
@@ -410,21 +406,14 @@ def _transfer_rows(
                 before_ns=mine[i + 1].start_ns if i + 1 < len(mine) else 2**63 - 1,
             )
             for direction, size in (("down", stamp.bytes_in), ("up", stamp.bytes_out)):
-                window = _window_for(bounds, direction, logged, used_windows)
+                window = _window_for(bounds, direction, logged)
                 candidates = [
-                    t
-                    for t in theirs
-                    if t.direction == direction
-                    and t.index not in used
-                    and True
+                    t for t in theirs if t.direction == direction and bounds.holds(t)
                 ]
                 match = _match(direction, size, window, candidates)
                 if isinstance(match, str):
                     unmatched.append(_unmatched(run, stamp, direction, size, match))
                     continue
-                if window is not None:
-                    used_windows.add(window)
-                used.update(t.index for t in match.transfers)
                 rows.append(
                     _row(
                         run,
@@ -508,9 +497,10 @@ def phases_from_events(events: list[dict[str, Any]], run: RunInfo) -> pd.DataFra
     """Build the phase table of one run from its events.
 
     Returns one row per (round, node, phase, message_type) with the columns of
-    docs/events.md. Client-mod stamps whose instruction or reply has no captured
-    transfer get no downlink/uplink row; they are listed, one record per missing
-    direction, in ``df.attrs["unmatched"]`` (see :func:`unmatched_frame`).
+    docs/events.md. Client-mod stamps whose instruction or reply has neither a
+    SuperNode log window nor enough captured bytes get no downlink/uplink row;
+    they are listed, one record per missing direction, in ``df.attrs["unmatched"]``
+    (see :func:`unmatched_frame`).
     """
     stamps = _stamps(events)
     transfer_rows, unmatched = _transfer_rows(

@@ -27,7 +27,7 @@ if os.geteuid() != 0:
         allow_module_level=True,
     )
 
-FIVE_G_UPLINK_MBIT = 8.0
+FIVE_G_UPLINK_MBIT = 4.0
 
 
 def _inventory_yaml(name: str) -> str:

@@ -1,0 +1,266 @@
+"""A proxy for a ServerApp's Grid that records every dispatch and pickup of a message.
+
+:class:`MeasuredGrid` hands every call to the real Grid unchanged (Flower's pushes,
+pulls and 3 s polling stay exactly as they are) and writes, around them:
+
+- ``dispatch``: one per instruction pushed (``message_id``, destination ``node_id``,
+  ``message_type``, ``round``, ``created_ns`` from the message's metadata,
+  ``dispatch_ns`` just before the push or ``send_and_receive`` call, ``pushed_ns``
+  after ``push_messages`` returned, ``bytes`` of the content);
+- ``pickup``: one per reply when the ServerApp receives it (``message_id`` of the
+  instruction it answers, ``reply_id``, source ``node_id``, ``pickup_ns``);
+- ``phase``: the client mod's training/evaluation stamps carried by the reply,
+  whose record is then REMOVED from the reply so the app never sees it;
+- ``failure``: error replies and messages the SuperLink refused.
+
+Dispatch events are written once the message id is known (after the push, or when
+``send_and_receive`` returns); their instants are taken before the call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from flwr.app import Message, RecordDict
+from flwr.proto.node_pb2 import NodeInfo  # type: ignore[attr-defined]
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+
+from instrumentation.client_mod import STAMPS_KEY, ClientStamps, content_bytes
+from instrumentation.server_timers import EventSink
+
+
+def message_category(message_type: str) -> str:
+    """``train`` for ``train.custom``: Flower's category of a message type."""
+    return message_type.split(".")[0]
+
+
+def declared_round(msg: Message) -> int | None:
+    """The round a message says it belongs to: ``server-round`` config or group id."""
+    for record in msg.content.config_records.values():
+        if "server-round" in record:
+            try:
+                return int(record["server-round"])  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                break
+    try:
+        return int(msg.metadata.group_id)
+    except (TypeError, ValueError):
+        return None
+
+
+def strip_stamps(reply: Message) -> ClientStamps | None:
+    """Remove the client mod's record from a reply and return its stamps."""
+    if reply.has_error() or STAMPS_KEY not in reply.content:
+        return None
+    record = reply.content.config_records[STAMPS_KEY]
+    del reply.content[STAMPS_KEY]
+    try:
+        return ClientStamps.from_config_record(record)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class MeasuredGrid(Grid):
+    """A Grid that behaves like ``grid`` and records message events to ``sink``."""
+
+    def __init__(self, grid: Grid, sink: EventSink) -> None:
+        self._grid = grid
+        self._sink = sink
+        self._rounds: dict[str, int] = {}
+        self._batches: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_grid", "_sink"):
+            raise AttributeError(name)
+        return getattr(self._grid, name)
+
+    @property
+    def wrapped(self) -> Grid:
+        """The real Grid."""
+        return self._grid
+
+    # Plain delegation of the Grid interface.
+    def set_run(self, run: Run) -> None:
+        """Set the run on the real Grid."""
+        self._grid.set_run(run)
+
+    @property
+    def run(self) -> Run:
+        """The real Grid's run."""
+        return self._grid.run
+
+    def create_message(  # noqa: D102 - as Grid.create_message
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        return self._grid.create_message(
+            content, message_type, dst_node_id, group_id, ttl
+        )
+
+    def get_node_ids(self) -> Iterable[int]:
+        """Node ids from the real Grid."""
+        return self._grid.get_node_ids()
+
+    def get_nodes(self) -> Iterable[NodeInfo]:
+        """Nodes from the real Grid."""
+        return self._grid.get_nodes()
+
+    # Measured calls.
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Push through the real Grid; record a ``dispatch`` per message."""
+        messages = list(messages)
+        rounds = self._rounds_for(messages)
+        dispatch_ns = time.time_ns()
+        ids = list(self._grid.push_messages(messages))
+        pushed_ns = time.time_ns()
+        self._record_dispatch(messages, ids, rounds, dispatch_ns, pushed_ns, "push")
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        """Pull through the real Grid; record a ``pickup`` per reply, strip stamps."""
+        replies = list(self._grid.pull_messages(message_ids))
+        self._record_pickup(replies, time.time_ns(), "pull")
+        return replies
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        """The real Grid's ``send_and_receive``, with dispatch and pickup recorded."""
+        messages = list(messages)
+        rounds = self._rounds_for(messages)
+        dispatch_ns = time.time_ns()
+        try:
+            replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        finally:
+            # Flower's push sets each message's id on the object we passed.
+            ids = [str(m.metadata.message_id) for m in messages]
+            self._record_dispatch(
+                messages, ids, rounds, dispatch_ns, None, "send_and_receive"
+            )
+        self._record_pickup(replies, time.time_ns(), "send_and_receive")
+        return replies
+
+    def _rounds_for(self, messages: list[Message]) -> list[int]:
+        """Each message's round; a per-type count of batches when it declares none."""
+        for category in {message_category(m.metadata.message_type) for m in messages}:
+            self._batches[category] += 1
+        return [
+            r
+            if (r := declared_round(m)) is not None
+            else self._batches[message_category(m.metadata.message_type)]
+            for m in messages
+        ]
+
+    def _record_dispatch(
+        self,
+        messages: list[Message],
+        ids: list[str],
+        rounds: list[int],
+        dispatch_ns: int,
+        pushed_ns: int | None,
+        via: str,
+    ) -> None:
+        for index, (msg, server_round) in enumerate(zip(messages, rounds, strict=True)):
+            message_id = ids[index] if index < len(ids) and ids[index] else ""
+            meta = msg.metadata
+            if not message_id:
+                self._sink.append(
+                    "failure",
+                    round=server_round,
+                    node_id=int(meta.dst_node_id),
+                    message_type=meta.message_type,
+                    reason="the SuperLink did not accept the message (no id)",
+                    source="grid",
+                )
+                continue
+            self._rounds[message_id] = server_round
+            self._sink.append(
+                "dispatch",
+                message_id=message_id,
+                node_id=int(meta.dst_node_id),
+                message_type=meta.message_type,
+                round=server_round,
+                group_id=str(meta.group_id),
+                created_ns=int(float(meta.created_at) * 1e9),
+                dispatch_ns=dispatch_ns,
+                pushed_ns=pushed_ns,
+                bytes=content_bytes(msg.content),
+                via=via,
+            )
+
+    def _record_pickup(self, replies: list[Message], pickup_ns: int, via: str) -> None:
+        for reply in replies:
+            meta = reply.metadata
+            message_id = str(meta.reply_to_message_id)
+            server_round = self._rounds.get(message_id)
+            node_id = int(meta.src_node_id)
+            if reply.has_error():
+                self._sink.append(
+                    "pickup",
+                    message_id=message_id,
+                    reply_id=str(meta.message_id),
+                    node_id=node_id,
+                    message_type=meta.message_type,
+                    round=server_round or 0,
+                    pickup_ns=pickup_ns,
+                    bytes=0,
+                    error=True,
+                    via=via,
+                )
+                self._sink.append(
+                    "failure",
+                    round=server_round or 0,
+                    node_id=node_id,
+                    message_type=meta.message_type,
+                    message_id=message_id,
+                    code=int(reply.error.code),
+                    reason=str(reply.error.reason),
+                    source="grid",
+                )
+                continue
+            reply_bytes = content_bytes(reply.content)
+            stamps = strip_stamps(reply)
+            if server_round is None:
+                server_round = stamps.round if stamps is not None else 0
+            self._sink.append(
+                "pickup",
+                message_id=message_id,
+                reply_id=str(meta.message_id),
+                node_id=node_id,
+                message_type=meta.message_type,
+                round=server_round,
+                pickup_ns=pickup_ns,
+                bytes=reply_bytes,
+                error=False,
+                via=via,
+            )
+            if stamps is not None:
+                self._record_stamps(stamps, node_id, message_id, server_round)
+
+    def _record_stamps(
+        self, stamps: ClientStamps, node_id: int, message_id: str, server_round: int
+    ) -> None:
+        self._sink.append(
+            "phase",
+            phase=stamps.phase,
+            round=server_round,
+            node=stamps.node,
+            node_id=node_id,
+            message_type=message_category(stamps.message_type),
+            start_ns=stamps.start_ns,
+            end_ns=stamps.end_ns,
+            bytes_in=stamps.bytes_in,
+            bytes_out=stamps.bytes_out,
+            process_start_ns=stamps.process_start_ns,
+            pid=stamps.pid,
+            message_id=message_id,
+            source="client_mod",
+        )

@@ -1,0 +1,1 @@
+"""A plain Flower app: linear regression on random data, averaged with FedAvg."""
