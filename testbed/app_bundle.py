@@ -224,23 +224,27 @@ def prepare_bundle(app_dir: Path, dest: Path) -> Bundle:
     if dest.exists():
         raise BundleError(f"bundle folder {dest} already exists; remove it first")
     shutil.copytree(app_dir, dest, symlinks=True, ignore=_ignore(app_dir))
-    components = config["tool"]["flwr"]["app"]["components"]
-    bundle = Bundle(
-        path=dest,
-        original_serverapp=components["serverapp"],
-        original_clientapp=components["clientapp"],
-        config=flatten_config(
-            {**config["tool"]["flwr"]["app"].get("config", {}), **INJECTED_CONFIG}
-        ),
-    )
-    header = f"# Rewritten by flowerbed from {pyproject}: components wrapped.\n"
-    text = header + tomli_w.dumps(rewrite_config(config))
-    tomllib.loads(text)  # fail here, not inside flwr, if we wrote bad TOML
-    (dest / "pyproject.toml").write_text(text, encoding="utf-8")
-    package = dest / INJECT_PACKAGE
-    package.mkdir()
-    files = inject_package_files(bundle.original_serverapp, bundle.original_clientapp)
-    for name, source in files.items():
-        (package / name).write_text(source, encoding="utf-8")
-    _check_fab(dest)
+    try:
+        components = config["tool"]["flwr"]["app"]["components"]
+        bundle = Bundle(
+            path=dest,
+            original_serverapp=components["serverapp"],
+            original_clientapp=components["clientapp"],
+            config=flatten_config(
+                {**config["tool"]["flwr"]["app"].get("config", {}), **INJECTED_CONFIG}
+            ),
+        )
+        header = f"# Rewritten by flowerbed from {pyproject}: components wrapped.\n"
+        text = header + tomli_w.dumps(rewrite_config(config))
+        tomllib.loads(text)  # fail here, not inside flwr, if we wrote bad TOML
+        (dest / "pyproject.toml").write_text(text, encoding="utf-8")
+        package = dest / INJECT_PACKAGE
+        package.mkdir()
+        files = inject_package_files(bundle.original_serverapp, bundle.original_clientapp)
+        for name, source in files.items():
+            (package / name).write_text(source, encoding="utf-8")
+        _check_fab(dest)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)  # no half-made bundle left behind
+        raise
     return bundle
