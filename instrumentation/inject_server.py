@@ -143,6 +143,7 @@ def _time_methods(cls: type) -> None:
 
 def _all_subclasses(cls: type) -> list[type]:
     found: list[type] = []
+    sub: type
     for sub in cls.__subclasses__():
         found.append(sub)
         found.extend(_all_subclasses(sub))
@@ -158,14 +159,14 @@ def install_strategy_timers() -> None:
         _time_methods(cls)
     previous = Strategy.__dict__.get("__init_subclass__")
 
-    def init_subclass(cls: type, **kwargs: Any) -> None:
+    def init_subclass(cls: type[Strategy], /, **kwargs: Any) -> None:
         if previous is not None:
             previous.__func__(cls, **kwargs)
         else:
             super(Strategy, cls).__init_subclass__(**kwargs)
         _time_methods(cls)
 
-    Strategy.__init_subclass__ = classmethod(init_subclass)  # type: ignore[assignment,method-assign]
+    Strategy.__init_subclass__ = classmethod(init_subclass)  # type: ignore[method-assign,assignment]
     _installed = True
 
 
@@ -175,7 +176,9 @@ def _open_log(context: Context) -> EventLog:
     if not path:
         path = os.path.join(os.getcwd(), DEFAULT_LOG_NAME)
         logger.warning(
-            "run config %s is empty: writing flowerbed events to %s", EVENT_LOG_KEY, path
+            "run config %s is empty: writing flowerbed events to %s",
+            EVENT_LOG_KEY,
+            path,
         )
     run_id = str(run_config.get(RUN_ID_KEY, "") or "") or f"flower-{context.run_id}"
     return EventLog(path, run_id=run_id)
@@ -183,7 +186,7 @@ def _open_log(context: Context) -> EventLog:
 
 def _measured_call(self: ServerApp, grid: Grid, context: Context) -> None:
     """``ServerApp.__call__`` inside flowerbed's event log (Flower's keywords)."""
-    original = super(type(self), self).__call__
+    parent: type[ServerApp] = type(self).__bases__[0]
     with _open_log(context) as events:
         events.append(
             "app_start",
@@ -193,7 +196,7 @@ def _measured_call(self: ServerApp, grid: Grid, context: Context) -> None:
         set_current_sink(events)
         start_ns = time.time_ns()
         try:
-            original(grid=MeasuredGrid(grid, events), context=context)
+            parent.__call__(self, grid=MeasuredGrid(grid, events), context=context)
         except BaseException as err:
             events.append(
                 "app_end",
@@ -206,9 +209,7 @@ def _measured_call(self: ServerApp, grid: Grid, context: Context) -> None:
             raise
         finally:
             set_current_sink(None)
-        events.append(
-            "app_end", status="ok", start_ns=start_ns, end_ns=time.time_ns()
-        )
+        events.append("app_end", status="ok", start_ns=start_ns, end_ns=time.time_ns())
 
 
 def measure_server_app(app: ServerApp, target: str = "") -> ServerApp:
@@ -229,7 +230,7 @@ def measure_server_app(app: ServerApp, target: str = "") -> ServerApp:
 
 
 def wrap_server_app(target: str) -> ServerApp:
-    """Install the strategy timers, then load the ServerApp ``target`` and measure it."""
+    """Install the strategy timers, then load ServerApp ``target`` and measure it."""
     install_strategy_timers()
     app = load_component(target)
     if not isinstance(app, ServerApp):

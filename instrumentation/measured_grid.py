@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flwr.app import Message, RecordDict
-from flwr.proto.node_pb2 import NodeInfo  # type: ignore[attr-defined]
+from flwr.proto.node_pb2 import NodeInfo
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 

@@ -1,4 +1,4 @@
-"""A measured copy of any Flower app: its components rerouted through flowerbed's wrappers.
+"""A measured copy of any Flower app: components routed through flowerbed's wrappers.
 
 :func:`prepare_bundle` copies a Flower 1.42 Message-API app directory, points
 ``[tool.flwr.app.components]`` at a small generated package, ``flowerbed_inject``,
@@ -22,11 +22,11 @@ from typing import Any
 
 import tomli_w
 
+from instrumentation.inject_server import EVENT_LOG_KEY, RUN_ID_KEY
+
 INJECT_PACKAGE = "flowerbed_inject"
 SERVER_COMPONENT = f"{INJECT_PACKAGE}.server:app"
 CLIENT_COMPONENT = f"{INJECT_PACKAGE}.client:app"
-EVENT_LOG_KEY = "flowerbed-event-log"
-RUN_ID_KEY = "flowerbed-run-id"
 INJECTED_CONFIG: Mapping[str, str] = {EVENT_LOG_KEY: "", RUN_ID_KEY: ""}
 
 # Never copied: version control, caches, environments, earlier results and FABs.
@@ -38,7 +38,7 @@ ConfigValue = str | int | float | bool
 
 
 class BundleError(ValueError):
-    """An app directory that cannot be bundled; the message says where and what to do."""
+    """An app folder that cannot be bundled; the message says where and what to do."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,9 @@ def flatten_config(
 
 def _ignore(root: Path) -> Any:
     def ignore(directory: str, names: list[str]) -> set[str]:
-        skipped = {n for n in names if n in _SKIPPED_DIRS or n.endswith(_SKIPPED_SUFFIXES)}
+        skipped = {
+            n for n in names if n in _SKIPPED_DIRS or n.endswith(_SKIPPED_SUFFIXES)
+        }
         if Path(directory) == root:
             skipped |= {n for n in names if n in _SKIPPED_TOP_LEVEL}
         return skipped
@@ -145,7 +147,7 @@ def read_app_config(pyproject: Path) -> dict[str, Any]:
 
 
 def rewrite_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a parsed pyproject with components and run config rewritten."""
+    """A parsed pyproject with components and run config rewritten, no federations."""
     app = dict(config["tool"]["flwr"]["app"])
     app["components"] = {
         **app["components"],
@@ -157,7 +159,10 @@ def rewrite_config(config: dict[str, Any]) -> dict[str, Any]:
     if isinstance(include, list):
         # The app narrowed what goes into its FAB: let our package in too.
         app["fab-include"] = [*include, f"{INJECT_PACKAGE}/*.py"]
-    flwr = {**config["tool"]["flwr"], "app": app}
+    # Legacy connection settings: `flwr run` would migrate them into FLWR_HOME;
+    # flowerbed names its connection explicitly, so the copy does without them.
+    flwr = {k: v for k, v in config["tool"]["flwr"].items() if k != "federations"}
+    flwr["app"] = app
     return {**config, "tool": {**config["tool"], "flwr": flwr}}
 
 
@@ -240,7 +245,9 @@ def prepare_bundle(app_dir: Path, dest: Path) -> Bundle:
         (dest / "pyproject.toml").write_text(text, encoding="utf-8")
         package = dest / INJECT_PACKAGE
         package.mkdir()
-        files = inject_package_files(bundle.original_serverapp, bundle.original_clientapp)
+        files = inject_package_files(
+            bundle.original_serverapp, bundle.original_clientapp
+        )
         for name, source in files.items():
             (package / name).write_text(source, encoding="utf-8")
         _check_fab(dest)

@@ -230,7 +230,9 @@ class _FakeGrid(Grid):
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         wanted = set(message_ids)
-        out = [self.reply_for(m) for m in self.pending if m.metadata.message_id in wanted]
+        out = [
+            self.reply_for(m) for m in self.pending if m.metadata.message_id in wanted
+        ]
         self.pending = [m for m in self.pending if m.metadata.message_id not in wanted]
         return out
 
@@ -375,9 +377,7 @@ def test_user_subclass_calling_super_is_one_aggregation_timing_the_outer_call(
     install_strategy_timers()
 
     class Slow(FedProx):  # FedProx -> FedAvg: two timed methods below ours
-        def aggregate_train(
-            self, server_round: int, replies: Iterable[Message]
-        ) -> Any:
+        def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> Any:
             time.sleep(0.2)
             return super().aggregate_train(server_round, replies)
 
@@ -397,7 +397,9 @@ def test_aggregate_evaluate_is_timed_apart_from_the_aggregation_phase(
     for node in (7, 8):
         msg = _instruction("evaluate", node, 1)
         msg.metadata.__dict__["_message_id"] = msg.object_id
-        content = RecordDict({"metrics": MetricRecord({"num-examples": 2, "loss": node})})
+        content = RecordDict(
+            {"metrics": MetricRecord({"num-examples": 2, "loss": node})}
+        )
         replies.append(Message(content=content, reply_to=msg))
     metrics = FedAvg().aggregate_evaluate(1, replies)
     assert metrics is not None and metrics["loss"] == pytest.approx(7.5)
@@ -478,7 +480,9 @@ def test_wrapped_server_app_logs_a_whole_run_through_the_proxy(
 
     module = sys.modules[server_module]
     assert module.seen[0] == "MeasuredGrid"
-    assert all(STAMPS_KEY not in keys for keys in module.seen[1:] if isinstance(keys, list))
+    assert all(
+        STAMPS_KEY not in keys for keys in module.seen[1:] if isinstance(keys, list)
+    )
     events = read_events(log)
     assert {e["run_id"] for e in events} == {"wifi-r1"}
     kinds = [e["event"] for e in events]
@@ -488,7 +492,10 @@ def test_wrapped_server_app_logs_a_whole_run_through_the_proxy(
     assert sorted(e["round"] for e in aggregations) == [1, 2]
     training = [e for e in events if e.get("phase") == "training"]
     assert sorted((e["round"], e["node"]) for e in training) == [
-        (1, "pi7"), (1, "pi8"), (2, "pi7"), (2, "pi8"),
+        (1, "pi7"),
+        (1, "pi8"),
+        (2, "pi7"),
+        (2, "pi8"),
     ]
     assert kinds.count("dispatch") == 4 and kinds.count("pickup") == 4
     assert inject_server.current_sink() is None
@@ -520,7 +527,7 @@ def test_empty_event_log_key_writes_into_the_working_directory(
 
 
 def test_server_target_must_be_a_server_app(client_module: str) -> None:
-    with pytest.raises(InjectError, match="not a\nflwr.serverapp.ServerApp|not a flwr.serverapp.ServerApp"):
+    with pytest.raises(InjectError, match="not a flwr.serverapp.ServerApp"):
         wrap_server_app(f"{client_module}:app")
 
 
@@ -573,8 +580,15 @@ def test_plain_app_is_measured_end_to_end_without_editing_it(tmp_path: Path) -> 
     try:
         superlink = ManagedProcess(
             "superlink",
-            [str(BIN / "flower-superlink"), "--host", "127.0.0.1", "--port", str(port),
-             "--insecure", "--disable-runtime-dependency-installation"],
+            [
+                str(BIN / "flower-superlink"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--insecure",
+                "--disable-runtime-dependency-installation",
+            ],
             tmp_path / "superlink.log",
             env=_flower_env(tmp_path / "flwr-superlink"),
             cwd=tmp_path,
@@ -585,10 +599,17 @@ def test_plain_app_is_measured_end_to_end_without_editing_it(tmp_path: Path) -> 
             procs.append(
                 ManagedProcess(
                     f"supernode{index}",
-                    [str(BIN / "flower-supernode"), "--superlink", address, "--insecure",
-                     "--port", str(_free_port()),
-                     "--node-config",
-                     f'partition-id={index} num-partitions=2 flowerbed-node="pi{index}"'],
+                    [
+                        str(BIN / "flower-supernode"),
+                        "--superlink",
+                        address,
+                        "--insecure",
+                        "--port",
+                        str(_free_port()),
+                        "--node-config",
+                        f"partition-id={index} num-partitions=2 "
+                        f'flowerbed-node="pi{index}"',
+                    ],
                     tmp_path / f"supernode{index}.log",
                     env=_flower_env(tmp_path / f"flwr-node{index}"),
                     cwd=tmp_path,
@@ -603,9 +624,21 @@ def test_plain_app_is_measured_end_to_end_without_editing_it(tmp_path: Path) -> 
             "num-server-rounds = 2\n"
         )
         result = subprocess.run(
-            [str(BIN / "flwr"), "run", str(bundle.path), "e2e",
-             "--run-config", str(run_config), "--format", "json"],
-            env=cli_env, capture_output=True, text=True, timeout=120, check=False,
+            [
+                str(BIN / "flwr"),
+                "run",
+                str(bundle.path),
+                "e2e",
+                "--run-config",
+                str(run_config),
+                "--format",
+                "json",
+            ],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -633,13 +666,16 @@ def test_plain_app_is_measured_end_to_end_without_editing_it(tmp_path: Path) -> 
         for node in ("pi0", "pi1"):
             for phase, kind in (("training", "train"), ("evaluation", "evaluate")):
                 matching = [
-                    p for p in phases
+                    p
+                    for p in phases
                     if (p["round"], p["node"], p["phase"], p["message_type"])
                     == (server_round, node, phase, kind)
                 ]
                 assert len(matching) == 1, (server_round, node, phase)
         aggregations = [
-            p for p in phases if p["phase"] == "aggregation" and p["round"] == server_round
+            p
+            for p in phases
+            if p["phase"] == "aggregation" and p["round"] == server_round
         ]
         assert len(aggregations) == 1
     dispatch = [e for e in events if e["event"] == "dispatch"]

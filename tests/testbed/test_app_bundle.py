@@ -1,4 +1,4 @@
-"""Bundling apps flowerbed did not write: copy, rewrite components, check with Flower."""
+"""Bundling apps flowerbed did not write: copy, rewrite, check with Flower."""
 
 from __future__ import annotations
 
@@ -134,7 +134,9 @@ def test_copy_skips_git_caches_venvs_results_and_fabs(tmp_path: Path) -> None:
 def test_nested_config_keys_are_flattened_like_flower_does(tmp_path: Path) -> None:
     app = _write_app(
         tmp_path / "app",
-        MINIMAL + '\n[tool.flwr.app.config]\nlr = 0.1\n[tool.flwr.app.config.opt]\nname = "sgd"\n',
+        MINIMAL
+        + "\n[tool.flwr.app.config]\nlr = 0.1\n"
+        + '[tool.flwr.app.config.opt]\nname = "sgd"\n',
     )
     bundle = prepare_bundle(app, tmp_path / "bundle")
     assert bundle.config["opt.name"] == "sgd" and bundle.config["lr"] == 0.1
@@ -155,12 +157,25 @@ def test_fab_include_lists_get_our_package(tmp_path: Path) -> None:
     ]
 
 
+def test_legacy_federations_are_dropped_from_the_copy(tmp_path: Path) -> None:
+    pyproject = MINIMAL + (
+        '\n[tool.flwr.federations]\ndefault = "local"\n'
+        "[tool.flwr.federations.local]\noptions.num-supernodes = 2\n"
+    )
+    app = _write_app(tmp_path / "app", pyproject, **{"tiny/a.py": ""})
+    bundle = prepare_bundle(app, tmp_path / "bundle")
+    config = tomllib.loads((bundle.path / "pyproject.toml").read_text())
+    assert "federations" not in config["tool"]["flwr"]
+    assert "federations" in tomllib.loads(pyproject)["tool"]["flwr"]
+
+
 def test_a_gitignore_that_drops_our_package_is_reported(tmp_path: Path) -> None:
     app = _write_app(
         tmp_path / "app", MINIMAL, **{".gitignore": "flowerbed_*\n", "tiny/a.py": ""}
     )
     with pytest.raises(BundleError, match="lacks.*flowerbed_inject"):
         prepare_bundle(app, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()  # no half-made bundle left behind
 
 
 @pytest.mark.parametrize(

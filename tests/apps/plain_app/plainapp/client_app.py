@@ -42,7 +42,7 @@ def train(msg: Message, context: Context) -> Message:
         x,
         y,
         epochs=int(context.run_config["local-epochs"]),
-        lr=float(config.get("lr", context.run_config["learning-rate"])),
+        lr=float(config.get("lr", context.run_config["learning-rate"])),  # type: ignore[arg-type]
     )
     content = RecordDict(
         {

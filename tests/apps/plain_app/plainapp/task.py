@@ -23,15 +23,16 @@ def node_data(partition_id: int, samples: int) -> tuple[torch.Tensor, torch.Tens
     return torch.from_numpy(x), torch.from_numpy(y).unsqueeze(1)
 
 
-def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int,
-        lr: float) -> float:
+def fit(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float
+) -> float:
     """Full-batch gradient descent; return the final training loss."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     loss = torch.tensor(0.0)
     for _ in range(epochs):
         optimizer.zero_grad()
         loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
     return float(loss.item())
 
