@@ -17,6 +17,9 @@ from flwr.clientapp.typing import ClientAppCallable
 
 STAMPS_KEY = "flowerbed.stamps"
 NODE_NAME_KEY = "flowerbed-node"
+# Emulated nodes share the machine's clock; a campaign may give a node a fake
+# offset (node config) so that offset estimation and correction can be tested.
+CLOCK_OFFSET_KEY = "flowerbed-clock-offset-ns"
 PHASE_BY_MESSAGE_TYPE = {"train": "training", "evaluate": "evaluation"}
 
 
@@ -39,6 +42,7 @@ class ClientStamps:
     bytes_out: int
     process_start_ns: int
     pid: int
+    message_id: str = ""
 
     def to_config_record(self) -> ConfigRecord:
         """Encode the stamps for the reply (ConfigRecord holds ints and strings)."""
@@ -54,6 +58,7 @@ class ClientStamps:
                 "bytes-out": self.bytes_out,
                 "process-start-ns": self.process_start_ns,
                 "pid": self.pid,
+                "message-id": self.message_id,
             }
         )
 
@@ -71,6 +76,7 @@ class ClientStamps:
             bytes_out=int(record["bytes-out"]),  # type: ignore[arg-type]
             process_start_ns=int(record["process-start-ns"]),  # type: ignore[arg-type]
             pid=int(record["pid"]),  # type: ignore[arg-type]
+            message_id=str(record.get("message-id", "")),
         )
 
 
@@ -100,10 +106,11 @@ def timing_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
     phase = PHASE_BY_MESSAGE_TYPE.get(msg.metadata.message_type.split(".")[0])
     if phase is None:
         return call_next(msg, context)
+    offset_ns = int(context.node_config.get(CLOCK_OFFSET_KEY, 0))
     bytes_in = content_bytes(msg.content)
-    start_ns = time.time_ns()
+    start_ns = time.time_ns() + offset_ns
     reply = call_next(msg, context)
-    end_ns = time.time_ns()
+    end_ns = time.time_ns() + offset_ns
     if reply.has_error():
         return reply
     stamps = ClientStamps(
@@ -115,8 +122,9 @@ def timing_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
         end_ns=end_ns,
         bytes_in=bytes_in,
         bytes_out=content_bytes(reply.content),
-        process_start_ns=_process_start_ns(),
+        process_start_ns=_process_start_ns() + offset_ns,
         pid=os.getpid(),
+        message_id=str(msg.metadata.message_id),
     )
     reply.content[STAMPS_KEY] = stamps.to_config_record()
     return reply

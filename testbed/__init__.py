@@ -1,1 +1,1 @@
-"""Everything that acts on machines: executors, shaping, the emulated cluster, campaigns."""
+"""Everything that acts on machines: executors, shaping, emulation, campaigns."""

@@ -41,6 +41,9 @@ _TOP_KEYS = (
     "run_deadline_s",
     "round_timeout_s",
     "app",
+    "clock_offsets_ms",
+    "clock_probes",
+    "system_sampling_hz",
 )
 
 
@@ -76,6 +79,10 @@ class Campaign:
     round_timeout_s: float = 300.0
     app: Path = DEFAULT_APP
     description: str = ""
+    clock_probes: bool = True
+    system_sampling_hz: float = 2.0
+    # Emulation only: a fake clock offset per node, to test offset correction.
+    clock_offsets_ns: Mapping[str, int] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -176,6 +183,29 @@ def _workload(path: Path, raw: Any, app: Path) -> tuple[tuple[str, ConfigValue],
     return tuple(items)
 
 
+def _clock_offsets(path: Path, raw: Any) -> dict[str, int]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise CampaignError(
+            path,
+            "clock_offsets_ms",
+            "must map host names to milliseconds",
+            "write e.g. 'clock_offsets_ms: {client1: 300}'",
+        )
+    offsets = {}
+    for host, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CampaignError(
+                path,
+                f"clock_offsets_ms.{host}",
+                f"must be a number, got {value!r}",
+                "give the node's fake clock offset in milliseconds",
+            )
+        offsets[str(host)] = int(round(value * 1e6))
+    return offsets
+
+
 def load_campaign(path: str | Path) -> Campaign:
     """Read and validate a campaign YAML file."""
     path = Path(path)
@@ -246,11 +276,21 @@ def load_campaign(path: str | Path) -> Campaign:
         round_timeout_s=_optional(path, raw, "round_timeout_s", float, 300.0),
         app=app,
         description=_optional(path, raw, "description", str, ""),
+        clock_probes=_optional(path, raw, "clock_probes", bool, True),
+        system_sampling_hz=_optional(path, raw, "system_sampling_hz", float, 2.0),
+        clock_offsets_ns=_clock_offsets(path, raw.get("clock_offsets_ms")),
         raw=raw,
     )
     for key in ("rounds", "repetitions"):
         if getattr(campaign, key) < 1:
             raise CampaignError(path, key, "must be >= 1", f"set '{key}' to 1 or more")
+    if campaign.system_sampling_hz < 0:
+        raise CampaignError(
+            path,
+            "system_sampling_hz",
+            "must be >= 0",
+            "give a rate in Hz, or 0 to turn the sampler off",
+        )
     for key in ("run_deadline_s", "round_timeout_s"):
         if getattr(campaign, key) <= 0:
             raise CampaignError(

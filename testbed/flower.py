@@ -6,7 +6,9 @@ The facts behind the choices are in ../shared/FLOWER.md (flwr 1.42).
 
 from __future__ import annotations
 
+import os
 import shlex
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,12 +39,23 @@ class Tls:
 
 
 def flower_env(
-    flwr_home: Path, base: Mapping[str, str] | None = None
+    flwr_home: Path,
+    base: Mapping[str, str] | None = None,
+    bin_dir: Path | None = None,
 ) -> dict[str, str]:
-    """Environment for a Flower process with its own ``FLWR_HOME``."""
+    """Environment for a Flower process with its own ``FLWR_HOME``.
+
+    ``bin_dir`` (default: beside the running Python) goes first on ``PATH``: the
+    SuperLink and SuperNode start ``flower-superexec`` and ``flwr-clientapp`` by
+    name, which fails when the virtualenv is not activated.
+    """
     env = dict(base or {})
     env.update(FLOWER_ENV)
     env["FLWR_HOME"] = str(flwr_home)
+    inherited = (base if base is not None else os.environ).get("PATH", "")
+    env["PATH"] = os.pathsep.join(
+        p for p in (str(bin_dir or Path(sys.executable).parent), inherited) if p
+    )
     return env
 
 

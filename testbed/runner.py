@@ -10,6 +10,7 @@ on success, failure, timeout and Ctrl-C alike.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,20 +21,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from analysis.phases import RunInfo, concat_phases, phases_from_events, write_phases
+from analysis.system import read_samples, system_table, write_system
 from instrumentation.capture import (
     Capture,
     read_packets,
     segment_transfers,
     transfer_events,
 )
+from instrumentation.client_mod import CLOCK_OFFSET_KEY
 from instrumentation.events import EventLog, read_events
+from instrumentation.inject_server import EVENT_LOG_KEY, RUN_ID_KEY
 from instrumentation.supernode_log import supernode_log_events
 from inventory.models import Host, Inventory, Network
 from testbed import flower
 from testbed.campaign import Campaign
 from testbed.emulated import host_side_veth, node_namespace
 from testbed.manifest import build_manifest, write_json_atomic
+from testbed.app_bundle import BundleError, prepare_bundle
+from testbed.probes import (
+    ClockPath,
+    clock_paths,
+    probe_all,
+    start_clock_responders,
+    start_samplers,
+)
 from testbed.processes import ManagedProcess, ProcessError, read_stamped_log, stop_all
 
 Progress = Callable[[str], None]
@@ -82,7 +96,9 @@ def plan_runs(campaign: Campaign) -> list[RunPlan]:
     return [RunPlan(i + 1, len(cells), n, r) for i, (n, r) in enumerate(cells)]
 
 
-def node_config_for(inventory: Inventory, host: Host) -> dict[str, flower.ConfigValue]:
+def node_config_for(
+    inventory: Inventory, host: Host, clock_offset_ns: int = 0
+) -> dict[str, flower.ConfigValue]:
     """Node config of a client: partition, inventory name, the inventory's extras."""
     index = inventory.clients.index(host)
     config: dict[str, flower.ConfigValue] = {
@@ -91,6 +107,8 @@ def node_config_for(inventory: Inventory, host: Host) -> dict[str, flower.Config
         "flowerbed-node": host.name,
     }
     config.update(host.node_config_dict)
+    if clock_offset_ns:
+        config[CLOCK_OFFSET_KEY] = clock_offset_ns
     return config
 
 
@@ -190,9 +208,10 @@ class _Run:
             home = self.dir / "flwr" / host.name
             home.mkdir(parents=True, exist_ok=True)
             argv = ["ip", "netns", "exec", node_namespace(self.inventory, host.name)]
-            argv += flower.supernode_argv(
-                BIN_DIR, self.address, node_config_for(self.inventory, host)
+            config = node_config_for(
+                self.inventory, host, self.campaign.clock_offsets_ns.get(host.name, 0)
             )
+            argv += flower.supernode_argv(BIN_DIR, self.address, config)
             proc = ManagedProcess(
                 f"flower-supernode on {host.name}",
                 argv,
@@ -204,24 +223,42 @@ class _Run:
         stack.callback(stop_all, procs)
         return procs
 
+    def run_config(self, declared: frozenset[str]) -> dict[str, flower.ConfigValue]:
+        """Run config for the app: the campaign's workload, our keys, and the
+        generic keys (rounds, strategy...) the app declares."""
+        unknown = sorted(set(self.campaign.workload_dict) - declared)
+        if unknown:
+            raise RunFailed(
+                f"the app {self.campaign.app} declares no run-config key(s) "
+                f"{', '.join(unknown)} (campaign key workload); it declares: "
+                f"{', '.join(sorted(declared))}"
+            )
+        generic: dict[str, flower.ConfigValue] = {
+            "num-server-rounds": self.campaign.rounds,
+            "strategy": self.campaign.strategy.name,
+            "min-nodes": len(self.inventory.clients),
+            "round-timeout-s": float(self.campaign.round_timeout_s),
+        }
+        values = {k: v for k, v in generic.items() if k in declared}
+        values.update(self.campaign.workload_dict)
+        values[EVENT_LOG_KEY] = str(self.events_path.resolve())
+        values[RUN_ID_KEY] = self.plan.run_id
+        return values
+
     def submit(self) -> None:
         home = self.dir / "flwr" / "cli"
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(flower.connection_toml(self.address))
-        values: dict[str, flower.ConfigValue] = dict(self.campaign.workload_dict)
-        values.update(
-            {
-                "num-server-rounds": self.campaign.rounds,
-                "strategy": self.campaign.strategy.name,
-                "min-nodes": len(self.inventory.clients),
-                "round-timeout-s": float(self.campaign.round_timeout_s),
-                "event-log": str(self.events_path.resolve()),
-                "run-id": self.plan.run_id,
-            }
-        )
+        bundle_dir = self.dir / "app"
+        shutil.rmtree(bundle_dir, ignore_errors=True)
+        try:
+            bundle = prepare_bundle(self.campaign.app, bundle_dir)
+        except BundleError as err:
+            raise RunFailed(str(err)) from None
         run_config = self.dir / "run_config.toml"
+        values = self.run_config(bundle.config_keys)
         run_config.write_text(flower.run_config_toml(values))
-        argv = flower.flwr_run_argv(BIN_DIR, self.campaign.app, run_config)
+        argv = flower.flwr_run_argv(BIN_DIR, bundle.path, run_config)
         result = _flwr(argv, self.cli_env, 120.0)
         try:
             self.flower_run_id = str(json.loads(result.stdout)["run-id"])
@@ -231,6 +268,14 @@ class _Run:
                 f"(exit {result.returncode}):\n"
                 f"{(result.stdout + result.stderr)[-2000:]}"
             ) from None
+
+    def record_clocks(self, when: str, paths: list[ClockPath]) -> None:
+        """Probe every node's clock offset over every path; write ``clock`` events."""
+        results = probe_all(self.inventory, paths, dict(self.campaign.clock_offsets_ns))
+        with EventLog(self.events_path, run_id=self.plan.run_id) as events:
+            for result in results:
+                kind = "clock_error" if "error" in result else "clock"
+                events.append(kind, when=when, **result)
 
     def stop_flower_run(self) -> None:
         if self.flower_run_id and not self.finished:
@@ -317,7 +362,11 @@ def _post_process(run: _Run, captures: list[tuple[Host, Path, Capture]]) -> None
         for host in run.inventory.clients:
             log = run.dir / "nodes" / f"{host.name}.log"
             if log.exists():
-                for event in supernode_log_events(read_stamped_log(log), host.name):
+                # On a real node the SuperNode log is read (and stamped) on the
+                # node; an emulated node with an injected offset gets it here too.
+                offset = run.campaign.clock_offsets_ns.get(host.name, 0)
+                lines = [(t + offset, text) for t, text in read_stamped_log(log)]
+                for event in supernode_log_events(lines, host.name):
                     events.append("supernode_log", **event)
 
 
@@ -346,6 +395,15 @@ def execute_run(
         with ExitStack() as stack:  # unwinds in reverse: run, nodes, link, captures
             if campaign.capture:
                 captures = run.start_captures(stack)
+            if campaign.system_sampling_hz > 0:
+                samplers = start_samplers(
+                    inventory, run.network, run.dir, 1.0 / campaign.system_sampling_hz
+                )
+                stack.callback(stop_all, samplers)
+            paths = clock_paths(inventory, run.network) if campaign.clock_probes else []
+            if paths:
+                stack.callback(stop_all, start_clock_responders(paths, run.dir))
+                run.record_clocks("start", paths)
             run.start_superlink(stack)
             procs = run.start_supernodes(stack)
             stack.callback(run.stop_flower_run)
@@ -353,6 +411,8 @@ def execute_run(
             progress(f"  Flower run {run.flower_run_id} submitted to {run.address}")
             deadline = started + campaign.run_deadline_s
             status, reason, rounds = _wait(run, procs, deadline, progress)
+            if paths:
+                run.record_clocks("end", paths)
             if status == "ok":
                 run.finished = True
                 run.serverapp_log()
@@ -388,8 +448,17 @@ def execute_run(
     )
 
 
-def run_phases(campaign: Campaign, outcome: RunOutcome, out: Path) -> Any:
-    """The phase table of one finished run."""
+@dataclass(frozen=True)
+class RunTables:
+    """What one finished run contributes to the campaign's tables."""
+
+    phases: pd.DataFrame
+    system: pd.DataFrame | None
+    clocks: list[dict[str, Any]]
+
+
+def collect_run(campaign: Campaign, outcome: RunOutcome, out: Path) -> RunTables:
+    """Read one run's event log and system samples into tables."""
     info = RunInfo(
         campaign=campaign.name,
         run_id=outcome.run_id,
@@ -397,9 +466,32 @@ def run_phases(campaign: Campaign, outcome: RunOutcome, out: Path) -> Any:
         strategy=campaign.strategy.name,
         repetition=outcome.repetition,
     )
-    return phases_from_events(
-        read_events(out / "runs" / outcome.run_id / "events.jsonl"), info
-    )
+    run_dir = out / "runs" / outcome.run_id
+    events = read_events(run_dir / "events.jsonl")
+    clocks = [
+        {
+            k: e.get(k)
+            for k in (
+                "node",
+                "path",
+                "when",
+                "offset_ns",
+                "uncertainty_ns",
+                "rtt_ns",
+                "injected_offset_ns",
+                "error",
+            )
+        }
+        | {"run_id": outcome.run_id}
+        for e in events
+        if e["event"] in ("clock", "clock_error")
+    ]
+    tables = [
+        system_table(read_samples(path), outcome.run_id, outcome.network)
+        for path in sorted((run_dir / "system").glob("*.jsonl"))
+    ]
+    system = pd.concat(tables, ignore_index=True) if tables else None
+    return RunTables(phases_from_events(events, info), system, clocks)
 
 
 def run_campaign(
@@ -410,16 +502,28 @@ def run_campaign(
     features: dict[str, Any] | None = None,
 ) -> list[RunOutcome]:
     """Run every cell; write phases.parquet and manifest.json as runs finish."""
+    unknown = sorted(
+        set(campaign.clock_offsets_ns) - {h.name for h in inventory.clients}
+    )
+    if unknown:
+        raise ValueError(
+            f"{campaign.path}: key 'clock_offsets_ms' names host(s) "
+            f"{', '.join(unknown)} that are not clients of {inventory.path}. "
+            "Fix: use client host names"
+        )
     out.mkdir(parents=True, exist_ok=True)
     outcomes: list[RunOutcome] = []
+    tables: list[RunTables] = []
     manifest_path = out / "manifest.json"
 
     def save() -> None:
-        frames = [run_phases(campaign, o, out) for o in outcomes]
-        write_phases(concat_phases(frames), out / "phases.parquet")
-        write_json_atomic(
-            manifest_path, build_manifest(campaign, inventory, outcomes, features)
-        )
+        write_phases(concat_phases([t.phases for t in tables]), out / "phases.parquet")
+        system = [t.system for t in tables if t.system is not None]
+        if system:
+            write_system(pd.concat(system, ignore_index=True), out / "system.parquet")
+        manifest = build_manifest(campaign, inventory, outcomes, features)
+        manifest["clocks"] = [c for t in tables for c in t.clocks]
+        write_json_atomic(manifest_path, manifest)
 
     save()
     plans = plan_runs(campaign)
@@ -431,6 +535,7 @@ def run_campaign(
             )
             outcome = execute_run(campaign, inventory, plan, out, progress)
             outcomes.append(outcome)
+            tables.append(collect_run(campaign, outcome, out))
             progress(
                 f"  {outcome.status} in {outcome.duration_s:.1f} s"
                 + (f": {outcome.reason.splitlines()[0]}" if outcome.reason else "")

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from testbed.flower import flower_env
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -547,13 +549,7 @@ def _free_port() -> int:
 
 def _flower_env(home: Path) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
-    return {
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "PYTHONUNBUFFERED": "1",
-        "FLWR_HOME": str(home),
-    }
+    return flower_env(home)
 
 
 def _wait_port(port: int, proc: ManagedProcess, deadline_s: float = 30.0) -> None:

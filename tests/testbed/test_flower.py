@@ -145,8 +145,9 @@ def test_flwr_commands() -> None:
 
 
 def test_flower_env_sets_the_switches() -> None:
-    env = flower.flower_env(Path("/h"), {"PATH": "/bin"})
+    env = flower.flower_env(Path("/h"), {"PATH": "/bin"}, bin_dir=Path("/venv/bin"))
+    assert env["PATH"] == "/venv/bin:/bin"
     assert env["FLWR_HOME"] == "/h"
     assert env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] == "1"
     assert env["FLWR_TELEMETRY_ENABLED"] == "0"
-    assert env["PATH"] == "/bin"
+    assert env["PATH"].endswith(":/bin")

@@ -7,14 +7,14 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from flowerbed_digits.settings import DigitsSettings
-from instrumentation.client_mod import timing_mod
 from workloads.digits import partition
 from workloads.squeezenet import SqueezeNetConfig, build_model
 from workloads.training import evaluate as evaluate_model
 from workloads.training import train as train_model
 
-# Mods bind when a handler is decorated, so they go into the constructor.
-app = ClientApp(mods=[timing_mod])
+# flowerbed measures this app like any other: its mod is injected at launch
+# (testbed/app_bundle.py), the app itself carries no instrumentation.
+app = ClientApp()
 
 
 def _load(msg: Message, context: Context) -> tuple[torch.nn.Module, DigitsSettings]:

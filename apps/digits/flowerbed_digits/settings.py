@@ -22,8 +22,6 @@ class DigitsSettings:
     seed: int = 0
     round_timeout_s: float = 600.0
     min_nodes: int = 2
-    event_log: str = ""
-    run_id: str = ""
 
     def __post_init__(self) -> None:
         if self.num_server_rounds < 1:
