@@ -1,30 +1,54 @@
-"""Figures of a campaign: the stacked phase bar and transfer-time ECDFs, as PNG and PDF.
+"""Figures of a campaign: phase bars, round anatomy, timelines, ECDFs, PNG and PDF.
 
 Plotting only: inputs are tables from :mod:`analysis.summary` or the phase table.
 Figures are drawn on the Agg canvas without pyplot, so no display or global state is
-touched. Colours are fixed (Okabe-Ito, colour-blind safe): a phase or a network has
-the same colour in every figure of every report.
+touched. Colours are fixed (Okabe-Ito plus Paul Tol's greys, colour-blind safe): a
+phase, a network or a host has the same colour in every figure of every report.
+Phases that wait (on Flower's polling or on other nodes) are hatched.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from analysis.phases import PHASES
-from analysis.summary import network_order
+from analysis.summary import (
+    LEGACY_PHASES,
+    SERVER_NODE,
+    network_order,
+    phase_order,
+)
 
 PHASE_COLOURS = {
+    "dispatch_wait": "#BBBBBB",  # light grey, hatched
     "downlink": "#0072B2",  # blue
+    "client_startup": "#E69F00",  # orange
     "training": "#009E73",  # bluish green
     "evaluation": "#56B4E9",  # sky blue
+    "reply_handoff": "#F0E442",  # yellow
     "uplink": "#D55E00",  # vermillion
+    "pickup_wait": "#666666",  # dark grey, hatched
     "aggregation": "#CC79A7",  # reddish purple
+    "server_other": "#882255",  # wine, hatched
 }
+PHASE_HATCHES = {"dispatch_wait": "//", "pickup_wait": "\\\\", "server_other": "xx"}
+# Hatch lines that stand out on their face colour.
+_HATCH_COLOURS = {
+    "dispatch_wait": "#444444",
+    "pickup_wait": "#FFFFFF",
+    "server_other": "#FFFFFF",
+}
+# A phase the palette does not know (a newer table) is drawn, never dropped.
+_UNKNOWN_PHASE_COLOUR = "#DDDDDD"
 NETWORK_COLOURS = {
     "ethernet": "#000000",  # black
     "wifi": "#E69F00",  # orange
@@ -32,7 +56,11 @@ NETWORK_COLOURS = {
 }
 # For networks the study does not name, in order of their sorted names.
 _EXTRA_NETWORK_COLOURS = ("#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
+# Hosts in system figures: the server black, the others in name order.
+_HOST_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 MESSAGE_LINESTYLES = {"train": "-", "evaluate": "--"}
+DIRECTION_LINESTYLES = {"sent": "-", "recv": "--"}
+GANTT_COLUMNS = ["node", "phase", "message_type", "start_s", "end_s"]
 
 
 def network_colours(networks: list[str]) -> dict[str, str]:
@@ -48,6 +76,44 @@ def network_colours(networks: list[str]) -> dict[str, str]:
     return colours
 
 
+def _natural_key(name: str) -> list[object]:
+    """``pi2`` before ``pi10``."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def host_colours(hosts: list[str]) -> dict[str, str]:
+    """A fixed colour per host: ``server`` black, the others in natural name order."""
+    others = sorted((h for h in set(hosts) if h != SERVER_NODE), key=_natural_key)
+    colours = {h: _HOST_COLOURS[i % len(_HOST_COLOURS)] for i, h in enumerate(others)}
+    if SERVER_NODE in hosts:
+        colours[SERVER_NODE] = "#000000"
+    return colours
+
+
+def _phase_style(phase: str) -> dict[str, object]:
+    """Keyword arguments of a bar or patch of ``phase``: colour, hatch."""
+    style: dict[str, object] = {
+        "color": PHASE_COLOURS.get(phase, _UNKNOWN_PHASE_COLOUR),
+        "label": phase,
+    }
+    if phase in PHASE_HATCHES:
+        style["hatch"] = PHASE_HATCHES[phase]
+        style["hatchcolor"] = _HATCH_COLOURS[phase]
+    return style
+
+
+def _phase_legend(ax: Axes, phases: list[str], title: str | None = None) -> None:
+    """Legend of ``phases`` from top (last drawn, top of a stack) to bottom."""
+    handles = [Patch(**_phase_style(p)) for p in reversed(phases)]  # type: ignore[arg-type]
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        frameon=False,
+        title=title,
+    )
+
+
 def _save(fig: Figure, path: Path) -> tuple[Path, Path]:
     """Write ``fig`` as PNG and PDF next to each other; return both paths."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,31 +124,170 @@ def _save(fig: Figure, path: Path) -> tuple[Path, Path]:
     return png, pdf
 
 
+def _stacked_bars(ax: Axes, table: pd.DataFrame, phases: list[str]) -> None:
+    """One bar per row of ``table`` (index: networks), one segment per phase column."""
+    x = np.arange(len(table.index))
+    bottom = np.zeros(len(table.index))
+    for phase in phases:
+        values = table[phase].fillna(0.0).to_numpy(dtype=float)
+        ax.bar(x, values, 0.6, bottom=bottom, **_phase_style(phase))  # type: ignore[arg-type]
+        bottom += values
+    ax.set_xticks(x, [str(n) for n in table.index])
+    ax.set_xlabel("network")
+    ax.grid(axis="y", alpha=0.3)
+
+
 def phase_bar(table: pd.DataFrame, path: Path) -> tuple[Path, Path]:
     """Stacked bar of the median seconds per phase (segments) for each network (bars).
 
     ``table`` is :func:`analysis.summary.median_phase_table`'s output; a phase
-    missing on a network draws no segment. Raises ValueError on an empty table.
+    missing on a network draws no segment. Only the legacy phases (downlink,
+    training, evaluation, uplink, server aggregation) are drawn: the round
+    anatomy has its own figure, :func:`anatomy_bar`. Raises ValueError on an
+    empty table.
     """
-    phases = [p for p in PHASES if p in table.columns]
+    phases = [p for p in LEGACY_PHASES if p in table.columns]
     if table.empty or not phases or table[phases].isna().all().all():
         raise ValueError(
             f"cannot draw {path.name}: the median phase table has no values"
         )
     fig = Figure(figsize=(1.6 + 1.3 * len(table.index), 4.2))
     ax = fig.add_subplot()
-    x = np.arange(len(table.index))
-    bottom = np.zeros(len(table.index))
-    for phase in phases:
-        values = table[phase].fillna(0.0).to_numpy(dtype=float)
-        ax.bar(x, values, 0.6, bottom=bottom, label=phase, color=PHASE_COLOURS[phase])
-        bottom += values
-    ax.set_xticks(x, [str(n) for n in table.index])
-    ax.set_xlabel("network")
+    _stacked_bars(ax, table, phases)
     ax.set_ylabel("time per round (s)")
     ax.set_title("Median time per phase and round")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    ax.grid(axis="y", alpha=0.3)
+    _phase_legend(ax, phases)
+    return _save(fig, path)
+
+
+def anatomy_bar(table: pd.DataFrame, path: Path) -> tuple[Path, Path]:
+    """Stacked bar per network of the round anatomy's median seconds per phase.
+
+    ``table`` is :func:`analysis.summary.anatomy_table`'s output (long: network,
+    phase, median_s, median_round_s). Segments follow :data:`PHASE_ORDER`
+    bottom-up, waiting phases hatched; a black tick marks each network's median
+    round time, which need not equal the stack's height (each median is taken on
+    its own). Raises ValueError when the table has no value.
+    """
+    if table.empty or table["median_s"].isna().all():
+        raise ValueError(f"cannot draw {path.name}: the anatomy table has no values")
+    wide = table.pivot_table(
+        index="network", columns="phase", values="median_s", aggfunc="first"
+    )
+    wide = wide.reindex(network_order(wide.index))
+    phases = phase_order(wide.columns)
+    fig = Figure(figsize=(2.2 + 1.3 * len(wide.index), 4.8))
+    ax = fig.add_subplot()
+    _stacked_bars(ax, wide, phases)
+    rounds = table.groupby("network")["median_round_s"].first().reindex(wide.index)
+    if rounds.notna().any():
+        x = np.arange(len(wide.index))
+        ax.scatter(
+            x,
+            rounds.to_numpy(dtype=float),
+            marker="_",
+            s=900,
+            linewidths=2.5,
+            color="#000000",
+            zorder=3,
+        )
+    ax.set_ylabel("median seconds per round and node (s)")
+    ax.set_title("Round anatomy: median time per phase")
+    handles: list[Artist] = [Patch(**_phase_style(p)) for p in reversed(phases)]  # type: ignore[arg-type]
+    if rounds.notna().any():
+        handles.insert(
+            0, Line2D([], [], color="#000000", lw=2.5, label="median round time")
+        )
+    ax.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False
+    )
+    return _save(fig, path)
+
+
+def choose_gantt_rounds(
+    df: pd.DataFrame, preferred_round: int = 2
+) -> list[tuple[str, str, int]]:
+    """Which (network, run_id, round) to draw a timeline of: one per network.
+
+    The network's first run (lowest repetition, then run id) and its round
+    ``preferred_round`` (default 2: round 1 includes start-up effects such as
+    first imports and connection set-up), or its first round when it has fewer.
+    """
+    chosen: list[tuple[str, str, int]] = []
+    for network in network_order(df["network"]):
+        rows = df[df["network"] == network]
+        runs = rows[["repetition", "run_id"]].drop_duplicates()
+        first = runs.sort_values(["repetition", "run_id"]).iloc[0]["run_id"]
+        rounds = sorted(set(rows.loc[rows["run_id"] == first, "round"]))
+        wanted = preferred_round if preferred_round in rounds else rounds[0]
+        chosen.append((network, str(first), int(wanted)))
+    return chosen
+
+
+def gantt_bars(df: pd.DataFrame, run_id: str, round_: int) -> tuple[pd.DataFrame, str]:
+    """The bars of a round's timeline and what its x origin is.
+
+    One row per phase row of (run, round): ``node``, ``phase``,
+    ``message_type``, ``start_s`` and ``end_s`` in seconds since the round's
+    first dispatch (the earliest ``dispatch_wait`` start), or since its first
+    recorded instant when the table has no dispatch rows (the second value says
+    which). Raises ValueError when the table has no row of that run and round.
+    """
+    rows = df[(df["run_id"] == run_id) & (df["round"] == round_)]
+    if rows.empty:
+        raise ValueError(f"the phase table has no rows of run {run_id} round {round_}")
+    dispatch = rows.loc[rows["phase"] == "dispatch_wait", "start_ns"]
+    if len(dispatch):
+        origin_ns, origin = int(dispatch.min()), "the round's first dispatch"
+    else:
+        origin_ns = int(rows["start_ns"].min())
+        origin = "the round's first recorded instant"
+    bars = pd.DataFrame(
+        {
+            "node": rows["node"].astype(str),
+            "phase": rows["phase"].astype(str),
+            "message_type": rows["message_type"].astype(str),
+            "start_s": (rows["start_ns"].astype("int64") - origin_ns) / 1e9,
+            "end_s": (rows["end_ns"].astype("int64") - origin_ns) / 1e9,
+        }
+    )
+    return bars.sort_values(["node", "start_s"]).reset_index(drop=True)[
+        GANTT_COLUMNS
+    ], origin
+
+
+def gantt(df: pd.DataFrame, run_id: str, round_: int, path: Path) -> tuple[Path, Path]:
+    """Timeline of one round: a row per node, a bar per phase row from start to end.
+
+    Nodes from top in natural name order, the server's own aggregation timer in
+    the top row; bars coloured by phase (waiting phases hatched), x in seconds
+    since the round's first dispatch (see :func:`gantt_bars`). Raises
+    ValueError when the table has no row of that run and round.
+    """
+    bars, origin = gantt_bars(df, run_id, round_)
+    nodes = sorted(set(bars["node"]) - {SERVER_NODE}, key=_natural_key)
+    if SERVER_NODE in set(bars["node"]):
+        nodes.insert(0, SERVER_NODE)
+    row = {node: i for i, node in enumerate(reversed(nodes))}
+    phases = phase_order(bars["phase"])
+    fig = Figure(figsize=(10.0, 1.4 + 0.55 * len(nodes)))
+    ax = fig.add_subplot()
+    for phase in phases:
+        sel = bars[bars["phase"] == phase]
+        ax.barh(
+            sel["node"].map(row).to_numpy(dtype=float),
+            (sel["end_s"] - sel["start_s"]).to_numpy(dtype=float),
+            0.6,
+            left=sel["start_s"].to_numpy(dtype=float),
+            **_phase_style(phase),  # type: ignore[arg-type]
+        )
+    ax.set_yticks(list(row.values()), list(row.keys()))
+    ax.set_ylim(-0.6, len(nodes) - 0.4)
+    ax.set_xlabel(f"seconds since {origin}")
+    network = str(df.loc[df["run_id"] == run_id, "network"].iloc[0])
+    ax.set_title(f"{network}: run {run_id}, round {round_}")
+    ax.grid(axis="x", alpha=0.3)
+    _phase_legend(ax, phases)
     return _save(fig, path)
 
 
@@ -137,4 +342,53 @@ def transfer_ecdf(df: pd.DataFrame, phase: str, path: Path) -> tuple[Path, Path]
     ax.set_title(f"ECDF of {phase} time")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return _save(fig, path)
+
+
+def system_timeline(
+    cpu: pd.DataFrame,
+    nic: pd.DataFrame,
+    title: str,
+    path: Path,
+    marks_s: list[float] | None = None,
+) -> tuple[Path, Path]:
+    """CPU % and NIC throughput per host over one run's time, two stacked panels.
+
+    ``cpu`` has columns ``host, t_s, cpu_percent`` (mean over cores); ``nic``
+    has ``host, direction`` (``sent``/``recv``), ``start_s, end_s, mbit_s`` (one
+    row per sampling interval, drawn as steps; sent solid, received dashed).
+    ``marks_s`` draws dotted vertical lines (e.g. round starts). Raises
+    ValueError when both tables are empty.
+    """
+    if cpu.empty and nic.empty:
+        raise ValueError(f"cannot draw {path.name}: no CPU or NIC samples")
+    colours = host_colours([*cpu["host"], *nic["host"]])
+    fig = Figure(figsize=(9.0, 5.6))
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for host in sorted(set(cpu["host"]), key=_natural_key):
+        sel = cpu[cpu["host"] == host].sort_values("t_s")
+        top.plot(sel["t_s"], sel["cpu_percent"], color=colours[host], label=host)
+    for (host, direction), sel in nic.groupby(["host", "direction"], sort=True):
+        sel = sel.sort_values("start_s")
+        xs = np.append(sel["start_s"].to_numpy(dtype=float), sel["end_s"].iloc[-1])
+        ys = np.append(sel["mbit_s"].to_numpy(dtype=float), sel["mbit_s"].iloc[-1])
+        bottom.step(
+            xs,
+            ys,
+            where="post",
+            color=colours[str(host)],
+            linestyle=DIRECTION_LINESTYLES.get(str(direction), ":"),
+            label=f"{host} {direction}",
+        )
+    for mark in marks_s or []:
+        for ax in (top, bottom):
+            ax.axvline(mark, color="#999999", linestyle=":", linewidth=0.8)
+    top.set_ylabel("CPU (% of a core, mean over cores)")
+    top.set_title(title)
+    bottom.set_ylabel("NIC throughput (Mbit/s)")
+    bottom.set_xlabel("seconds since the run's first sample")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _save(fig, path)

@@ -1,10 +1,11 @@
 """The campaign report: one self-contained HTML file, its figures and summary CSVs.
 
 :func:`build_report` reads ``phases.parquet`` and ``manifest.json`` from a results
-folder and writes ``report.html`` (figures embedded as data URIs, inline CSS, no
+folder, plus ``transfers.csv``, ``bytes.csv`` and ``system.parquet`` when they
+exist, and writes ``report.html`` (figures embedded as data URIs, inline CSS, no
 external resource), ``figures/*.png|pdf`` and the summary tables as CSV.
-Anything missing (a network, a phase, a manifest key) becomes a note in the
-report, never a crash; docs/report.md says what each number means.
+Anything missing (a network, a phase, a manifest key, an optional file) becomes a
+note in the report, never a crash; docs/report.md says what each number means.
 """
 
 from __future__ import annotations
@@ -12,23 +13,37 @@ from __future__ import annotations
 import base64
 import html
 import json
-from functools import partial
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from analysis.figures import phase_bar, transfer_ecdf
-from analysis.phases import PHASES, read_phases, unmatched_frame
+from analysis.figures import (
+    anatomy_bar,
+    choose_gantt_rounds,
+    gantt,
+    phase_bar,
+    system_timeline,
+    transfer_ecdf,
+)
+from analysis.phases import DTYPES, read_phases, unmatched_frame
 from analysis.summary import (
+    LEGACY_PHASES,
+    PHASE_DEFINITIONS,
+    PHASE_ORDER,
+    anatomy_table,
     median_phase_table,
     network_order,
     phase_stats,
     round_time_table,
     round_times,
     study_ratios,
+    tiled_runs,
 )
+from analysis.system import nic_rates, read_system
 
 _FEATURE_LABELS = {
     "rate": ("Rate limits", "were"),
@@ -51,7 +66,42 @@ padding:.6rem 1rem;margin:.8rem 0}
 .note{color:#555;font-style:italic}
 figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{color:#555;font-size:.9rem}
+dt{font-weight:600;font-family:ui-monospace,monospace}dd{margin:0 0 .3rem 1.5rem}
 """
+# Columns every phase table has had since the first release; newer ones are optional.
+_LEGACY_COLUMNS = (
+    "campaign",
+    "run_id",
+    "network",
+    "strategy",
+    "repetition",
+    "round",
+    "node",
+    "phase",
+    "message_type",
+    "start_ns",
+    "end_ns",
+    "duration_s",
+    "bytes",
+    "message_bytes",
+    "source",
+)
+TRANSFER_COLUMNS = (
+    "node",
+    "round",
+    "message_type",
+    "direction",
+    "wire_s",
+    "log_s",
+    "diff_s",
+    "diff_pct",
+    "disagrees",
+    "retransmissions",
+    "goodput_mbit",
+)
+BYTE_COLUMNS = ("flower_bytes", "wire_bytes", "nic_bytes", "overhead")
+# At most this many disagreeing transfers are listed; the count is always complete.
+_MAX_LISTED = 200
 
 
 def _esc(value: object) -> str:
@@ -214,43 +264,392 @@ def _coverage_notes(df: pd.DataFrame, manifest: Mapping[str, Any]) -> list[str]:
         }
     for network in network_order(expected - present):
         notes.append(f"No phase data for network {network}.")
+    tiled = tiled_runs(df)
     for network in network_order(present):
-        seen = set(df.loc[df["network"] == network, "phase"])
-        missing = [p for p in PHASES if p not in seen]
+        rows = df[df["network"] == network]
+        wanted = PHASE_ORDER if rows["run_id"].isin(tiled).any() else LEGACY_PHASES
+        seen = set(rows["phase"])
+        missing = [p for p in wanted if p not in seen]
         if missing:
             notes.append(f"On {network}, no {', '.join(missing)} was recorded.")
     return notes
 
 
-def _round_time_part(table: pd.DataFrame) -> str:
+def _round_definition(rounds: pd.DataFrame) -> str:
+    kinds = set(rounds["tiled"]) if not rounds.empty else set()
+    parts = []
+    if True in kinds:
+        parts.append(
+            "Round time (runs with the round anatomy): the slowest node's time from "
+            "the round's first dispatch to its last reply's pickup, i.e. the sum of "
+            "its phases, server aggregation and waiting included."
+        )
+    if False in kinds:
+        parts.append(
+            "Round time (runs without the round anatomy): the slowest node's "
+            "downlink + training + evaluation + uplink, plus the server's "
+            "aggregation; time messages wait in the SuperLink is in no phase."
+        )
+    return "".join(_note(p) for p in parts)
+
+
+def _round_time_part(table: pd.DataFrame, rounds: pd.DataFrame) -> str:
     if table.empty:
         return ""
     rows = [
-        [network, rounds, complete, _fmt(median), _fmt(p95)]
-        for network, rounds, complete, median, p95 in zip(
+        [network, n_rounds, complete, _fmt(median), _fmt(p95), slowest]
+        for network, n_rounds, complete, median, p95, slowest in zip(
             table.index,
             table["rounds"].tolist(),
             table["complete_rounds"].tolist(),
             table["median_round_s"].tolist(),
             table["p95_round_s"].tolist(),
+            table["most_often_slowest"].tolist(),
             strict=True,
         )
     ]
-    headers = ["network", "rounds", "complete rounds", "median round (s)", "p95 (s)"]
-    return "<h3>Round time</h3>" + _table(headers, rows, numeric=lambda j: j > 0)
+    headers = [
+        "network",
+        "rounds",
+        "complete rounds",
+        "median round (s)",
+        "p95 (s)",
+        "slowest node (most often)",
+    ]
+    return (
+        "<h3>Round time</h3>"
+        + _table(headers, rows, numeric=lambda j: 0 < j < 5)
+        + _round_definition(rounds)
+    )
 
 
 def _median_section(table: pd.DataFrame, notes: list[str]) -> str:
     if table.empty:
         return _note("The phase table has no rows.")
+    phases = [c for c in table.columns if c != "n"]
     records = table.to_dict("index")
     rows = [
-        [network, *(_fmt(record[p]) for p in PHASES), record["n"]]
+        [network, *(_fmt(record[p]) for p in phases), record["n"]]
         for network, record in records.items()
     ]
-    headers = ["network", *(f"{p} (s)" for p in PHASES), "n rounds"]
+    headers = ["network", *(f"{p} (s)" for p in phases), "n rounds"]
     out = _table(headers, rows, numeric=lambda j: j > 0)
     return out + "".join(_note(n) for n in notes)
+
+
+def _definitions() -> str:
+    items = "".join(
+        f"<dt>{_esc(phase)}</dt><dd>{_esc(PHASE_DEFINITIONS[phase])}</dd>"
+        for phase in PHASE_ORDER
+    )
+    return f"<dl>{items}</dl>"
+
+
+def _anatomy_section(df: pd.DataFrame, table: pd.DataFrame, figures: Path) -> str:
+    if not tiled_runs(df):
+        return _note(
+            "This phase table has no round anatomy (no dispatch_wait, "
+            "client_startup, reply_handoff, pickup_wait or server_other rows): it "
+            "was built by an older analysis.phases. Rebuild phases.parquet from the "
+            "runs' events to see where a round's time goes."
+        )
+    bar = _figure(
+        partial(anatomy_bar, table, figures / "anatomy_bar"),
+        "Median seconds per phase per (round, node), stacked per network; hatched "
+        "phases wait (on Flower's polling or on other nodes) rather than work. The "
+        "black tick is the median round time: each segment is a median on its own, "
+        "so the stack need not reach it.",
+    )
+    rows = [
+        [network, phase, _fmt(median), _share(share), _fmt(round_s), n]
+        for network, phase, median, share, round_s, n in zip(
+            table["network"].tolist(),
+            table["phase"].tolist(),
+            table["median_s"].tolist(),
+            table["share"].tolist(),
+            table["median_round_s"].tolist(),
+            table["n"].tolist(),
+            strict=True,
+        )
+    ]
+    headers = [
+        "network",
+        "phase",
+        "median (s)",
+        "share of median round",
+        "median round (s)",
+        "samples",
+    ]
+    return (
+        bar
+        + _table(headers, rows, numeric=lambda j: j > 1)
+        + _note(
+            "Samples are (run, round, node): a node's seconds in the phase during "
+            "the round, summed over its train and evaluate messages."
+        )
+        + "<h3>Phases</h3>"
+        + _definitions()
+    )
+
+
+def _share(value: object) -> str:
+    if isinstance(value, float) and value == value:
+        return f"{value:.1%}"
+    return "–"
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text) or "unnamed"
+
+
+def _timelines_section(df: pd.DataFrame, figures: Path) -> str:
+    tiled = df[df["run_id"].isin(tiled_runs(df))]
+    if tiled.empty:
+        return _note(
+            "No timeline: this phase table has no round anatomy, so a round's "
+            "phases leave gaps (see Round anatomy)."
+        )
+    parts = []
+    for network, run_id, round_ in choose_gantt_rounds(tiled):
+        name = f"timeline_{_safe_name(network)}"
+        parts.append(
+            _figure(
+                partial(gantt, tiled, run_id, round_, figures / name),
+                f"{network}: run {run_id}, round {round_}. One row per node (top: "
+                "the server's aggregation timer); each bar is one phase from its "
+                "start to its end, hatched bars wait. Round 2 is shown when it "
+                "exists: round 1 includes start-up effects.",
+            )
+        )
+    return "".join(parts)
+
+
+def _ms(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) / 1e6
+
+
+def _clocks_section(manifest: Mapping[str, Any]) -> str:
+    clocks = manifest.get("clocks")
+    if not isinstance(clocks, list) or not clocks:
+        return _note("The manifest records no clock offsets.")
+    rows, classes = [], []
+    injected_n = recovered = 0
+    for clock in clocks:
+        if not isinstance(clock, Mapping):
+            continue
+        offset = _ms(clock.get("offset_ns"))
+        bound = _ms(clock.get("uncertainty_ns"))
+        injected = _ms(clock.get("injected_offset_ns"))
+        error = None if offset is None or injected is None else offset - injected
+        within = None if error is None or bound is None else abs(error) <= bound
+        if within is not None:
+            injected_n += 1
+            recovered += int(within)
+        rows.append(
+            [
+                clock.get("run_id", ""),
+                clock.get("node", ""),
+                clock.get("path", ""),
+                clock.get("when", ""),
+                _fmt(offset),
+                _fmt(bound),
+                _fmt(injected),
+                _fmt(error),
+                {None: "–", True: "yes", False: "no"}[within],
+            ]
+        )
+        classes.append("failed" if within is False else "")
+    headers = [
+        "run",
+        "node",
+        "path",
+        "when",
+        "offset (ms)",
+        "± (ms)",
+        "injected (ms)",
+        "measured − injected (ms)",
+        "within ±",
+    ]
+    summary = _note(
+        f"{len(rows)} measurements of node clock minus server clock "
+        "(docs/clocks.md); the true offset lies within offset ± uncertainty."
+        + (
+            f" {recovered} of {injected_n} recovered their injected offset within "
+            "that bound (misses highlighted)."
+            if injected_n
+            else ""
+        )
+    )
+    return summary + _table(headers, rows, classes, numeric=lambda j: 4 <= j <= 7)
+
+
+def _read_csv(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame | None, str]:
+    """A CSV with ``required`` columns, or None and a note saying what is wrong."""
+    if not path.is_file():
+        return None, f"No {path.name} in the results folder."
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        return None, f"{path} could not be read ({exc}); nothing shown from it."
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        return None, f"{path} lacks columns {missing}; nothing shown from it."
+    return table, ""
+
+
+def _as_bool(values: pd.Series) -> pd.Series:
+    if values.dtype == bool:
+        return values
+    text = values.astype(str).str.strip().str.lower()
+    return text.isin(("true", "1", "yes"))
+
+
+def _transfers_section(results_dir: Path) -> str:
+    table, problem = _read_csv(results_dir / "transfers.csv", TRANSFER_COLUMNS)
+    if table is None:
+        return _note(problem)
+    disagrees = table[_as_bool(table["disagrees"])]
+    labels = [c for c in ("run_id", "network") if c in table.columns]
+    columns = [*labels, *(c for c in TRANSFER_COLUMNS if c != "disagrees")]
+    diff = pd.to_numeric(table["diff_s"], errors="coerce").abs()
+    summary = (
+        f"<p>{len(disagrees)} of {len(table)} transfers disagree between the wire "
+        "(captured payload bytes) and the SuperNode's log window; median "
+        f"|wire − log| {_fmt(float(diff.median()))} s.</p>"
+    )
+    if disagrees.empty:
+        return summary
+    shown = disagrees.head(_MAX_LISTED)
+    rows = [[_fmt(v) for v in record] for record in shown[columns].to_numpy().tolist()]
+    more = len(disagrees) - len(shown)
+    return (
+        summary
+        + _table(columns, rows, numeric=lambda j: j >= len(labels) + 4)
+        + (_note(f"{more} more disagreeing transfers not listed.") if more else "")
+    )
+
+
+def _bytes_section(results_dir: Path) -> str:
+    table, problem = _read_csv(results_dir / "bytes.csv", ())
+    if table is None:
+        return _note(problem)
+    metrics = [c for c in BYTE_COLUMNS if c in table.columns]
+    keys = [c for c in ("network", "message_type", "direction") if c in table.columns]
+    if not metrics:
+        return _note(f"bytes.csv has none of the columns {list(BYTE_COLUMNS)}.")
+    notes = "" if "network" in keys else _note("bytes.csv has no network column.")
+    values = table[metrics].apply(pd.to_numeric, errors="coerce")
+    if keys:
+        frame = pd.concat([table[keys].astype(str), values], axis=1)
+        grouped = frame.groupby(keys, sort=True)
+        medians = grouped[metrics].median()
+        medians["n"] = grouped.size()
+        medians = medians.reset_index()
+    else:
+        medians = values.median().to_frame().T
+        medians["n"] = len(table)
+    if "network" in keys:
+        order = {n: i for i, n in enumerate(network_order(medians["network"]))}
+        position = medians["network"].map(order)
+        medians = medians.assign(_o=position).sort_values("_o", kind="stable")
+    rows = [
+        [*(r[k] for k in keys), *(_bytes_cell(m, r[m]) for m in metrics), r["n"]]
+        for r in medians.to_dict("records")
+    ]
+    headers = [*keys, *(f"median {m}" for m in metrics), "n"]
+    return (
+        _table(headers, rows, numeric=lambda j: j >= len(keys))
+        + notes
+        + _note(
+            "flower_bytes: Flower's count_bytes() of the message content; "
+            "wire_bytes: TCP payload captured; nic_bytes: the NIC counters' bytes "
+            "(headers and other traffic included); overhead as bytes.csv defines it."
+        )
+    )
+
+
+def _bytes_cell(metric: str, value: object) -> str:
+    if metric == "overhead":
+        return _fmt(value)
+    if isinstance(value, float) and value == value:
+        return f"{value:,.0f}"
+    return "–"
+
+
+def _system_series(
+    system: pd.DataFrame, run_id: str
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """CPU % (mean over cores) and the busiest NIC's Mbit/s per host of one run."""
+    run = system[system["run_id"] == run_id]
+    t0 = int(run["t_ns"].min())
+    cores = run[run["metric"] == "cpu_percent"]
+    cpu = cores.groupby(["host", "t_ns"])["value"].mean().reset_index()
+    cpu = pd.DataFrame(
+        {
+            "host": cpu["host"].astype(str),
+            "t_s": (cpu["t_ns"] - t0) / 1e9,
+            "cpu_percent": cpu["value"],
+        }
+    )
+    rates = nic_rates(run)
+    rates = rates[rates["device"] != "lo"]
+    # A host's NICs can carry the same bytes twice (a bridge and its ports): show
+    # the one that moved the most, not a sum.
+    totals = rates.groupby(["host", "device"])["bytes"].sum().reset_index()
+    busiest = totals.sort_values(["host", "bytes"], ascending=[True, False])
+    busiest = busiest.drop_duplicates("host")
+    rates = rates.merge(busiest[["host", "device"]], on=["host", "device"])
+    nic = pd.DataFrame(
+        {
+            "host": rates["host"].astype(str) + " (" + rates["device"] + ")",
+            "direction": rates["direction"],
+            "start_s": (rates["start_ns"] - t0) / 1e9,
+            "end_s": (rates["end_ns"] - t0) / 1e9,
+            "mbit_s": rates["rate_bytes_per_s"] * 8 / 1e6,
+        }
+    )
+    return cpu, nic, t0
+
+
+def _system_section(results_dir: Path, df: pd.DataFrame, figures: Path) -> str:
+    path = results_dir / "system.parquet"
+    if not path.is_file():
+        return _note("No system.parquet in the results folder.")
+    try:
+        system = read_system(path)
+    except (OSError, ValueError) as exc:
+        return _note(f"{path} could not be read ({exc}); nothing shown from it.")
+    required = ("run_id", "network", "host", "t_ns", "metric", "device", "value")
+    missing = [c for c in required if c not in system.columns]
+    if missing or system.empty:
+        return _note(f"{path} has no samples or lacks columns {missing}.")
+    preferred = {n: r for n, r, _ in choose_gantt_rounds(df)} if len(df) else {}
+    parts = []
+    for network in network_order(system["network"].astype(str)):
+        runs = sorted(set(system.loc[system["network"] == network, "run_id"]))
+        run_id = preferred.get(network, runs[0])
+        run_id = run_id if run_id in runs else runs[0]
+        cpu, nic, t0 = _system_series(system, run_id)
+        starts = df[df["run_id"] == run_id].groupby("round")["start_ns"].min()
+        marks = [(int(t) - t0) / 1e9 for t in starts]
+        parts.append(
+            _figure(
+                partial(
+                    system_timeline,
+                    cpu,
+                    nic,
+                    f"{network}: run {run_id}",
+                    figures / f"system_{_safe_name(network)}",
+                    marks,
+                ),
+                f"{network}, run {run_id}: CPU per host (mean over its cores) and "
+                "throughput of each host's busiest NIC (solid sent, dashed "
+                "received, headers included); dotted lines: round starts.",
+            )
+        )
+    return "".join(parts)
 
 
 def _ratio_value(metric: str, value: float) -> str:
@@ -363,11 +762,31 @@ def _write_tables(results_dir: Path, df: pd.DataFrame) -> dict[str, pd.DataFrame
         "ratios": study_ratios(df),
         "round_times": round_times(df),
         "round_time_table": round_time_table(df),
+        "anatomy": anatomy_table(df),
     }
     for name, table in tables.items():
         index = name in ("median_phases", "round_time_table")
         table.to_csv(results_dir / f"{name}.csv", index=index)
     return tables
+
+
+def _load_phases(path: Path) -> pd.DataFrame:
+    """The phase table, also when written before the current columns existed.
+
+    :func:`analysis.phases.read_phases` owns the contract; a table it refuses for
+    lacking newer columns is still read when it has the legacy columns (the
+    summaries treat the newer ones as missing).
+    """
+    try:
+        return read_phases(path)
+    except ValueError:
+        df = pd.read_parquet(path, engine="pyarrow")
+        if any(c not in df.columns for c in _LEGACY_COLUMNS):
+            raise
+    attrs = dict(df.attrs)
+    out = df.astype({c: t for c, t in DTYPES.items() if c in df.columns})
+    out.attrs = {"unmatched": list(attrs.get("unmatched", []))}
+    return out
 
 
 def build_report(results_dir: Path) -> Path:
@@ -379,15 +798,16 @@ def build_report(results_dir: Path) -> Path:
             f"no phase table at {phases_path}: run `flowerbed campaign run` first "
             "(it writes phases.parquet and manifest.json into the results folder)"
         )
-    df = read_phases(phases_path)
+    df = _load_phases(phases_path)
     manifest, manifest_notes = _read_manifest(results_dir)
     tables = _write_tables(results_dir, df)
     figures = results_dir / "figures"
     name = _campaign_name(manifest, df)
     bar = _figure(
         partial(phase_bar, tables["median_phases"], figures / "phase_bar"),
-        "Median seconds per phase and round, stacked per network. Each segment "
-        "is a median on its own: the bar's height is not the median round time.",
+        "Median seconds per phase and round (downlink, training, evaluation, "
+        "uplink, server aggregation), stacked per network. Each segment is a "
+        "median on its own: the bar's height is not the median round time.",
     )
     ecdfs = "".join(
         _figure(
@@ -409,9 +829,15 @@ def build_report(results_dir: Path) -> Path:
             _section(
                 "Median phase times",
                 _median_section(tables["median_phases"], coverage)
-                + _round_time_part(tables["round_time_table"]),
+                + _round_time_part(tables["round_time_table"], tables["round_times"]),
             ),
+            _section("Round anatomy", _anatomy_section(df, tables["anatomy"], figures)),
+            _section("Round timelines", _timelines_section(df, figures)),
             _section("Study ratios", _ratios_section(tables["ratios"])),
+            _section("Transfers: wire vs SuperNode", _transfers_section(results_dir)),
+            _section("Bytes", _bytes_section(results_dir)),
+            _section("System", _system_section(results_dir, df, figures)),
+            _section("Clock offsets", _clocks_section(manifest)),
             _section("Runs", _runs_section(manifest, df)),
             _section("Data quality", _quality_section(df)),
             _section("Provenance", _provenance_section(manifest)),

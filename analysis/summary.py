@@ -1,8 +1,17 @@
-"""Summaries of the phase table: per node and round, round times, medians, study ratios.
+"""Summaries of the phase table: per node and round, round times, medians, anatomy.
 
 Every function takes the phase table of docs/events.md (one or many runs) and
 returns a new DataFrame; nothing here reads files or plots. docs/report.md
 defines each number.
+
+Two generations of phase table are read. A *tiled* node round (it has rows of
+the round anatomy's derived phases, e.g. ``dispatch_wait``; analysis/anatomy.py
+makes them) covers the node's round without gaps, from the server's first dispatch
+to its last pickup, so its round time is the sum of its phases. An untiled node
+round (an older table, or a round the tiling could not resolve) only has
+downlink, training, evaluation and uplink; its round time is their sum, and the
+round adds the server's aggregation. Columns a table lacks (``uncertainty_s``,
+``message_id``) give NaN, never an error.
 """
 
 from __future__ import annotations
@@ -11,12 +20,73 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from analysis.phases import CLIENT_PHASES, PHASES
-
 RUN_KEYS = ["campaign", "run_id", "network", "strategy", "repetition"]
-NODE_ROUND_KEYS = [*RUN_KEYS, "round", "node", "phase"]
-NODE_PHASES = ("downlink", "training", "evaluation", "uplink")
+NODE_KEYS = [*RUN_KEYS, "round", "node"]
+NODE_ROUND_KEYS = [*NODE_KEYS, "phase"]
+# The round anatomy, in time order: one message on one node from dispatch to
+# pickup, then what the server does between that node's messages of a round.
+PHASE_ORDER = (
+    "dispatch_wait",
+    "downlink",
+    "client_startup",
+    "training",
+    "evaluation",
+    "reply_handoff",
+    "uplink",
+    "pickup_wait",
+    "aggregation",
+    "server_other",
+    "unresolved",
+)
+PHASE_DEFINITIONS = {
+    "dispatch_wait": "from the ServerApp pushing the instruction to its first byte "
+    "reaching the node: it waits in the SuperLink until the SuperNode's poll",
+    "downlink": "the instruction's transfer: captured payload bytes, or the "
+    "SuperNode's receive log window",
+    "client_startup": "from the instruction received to the ClientApp's handler "
+    "starting (flwr-clientapp process start, deserialisation)",
+    "training": "the ClientApp's train handler, stamped by the client mod",
+    "evaluation": "the ClientApp's evaluate handler, stamped by the client mod",
+    "reply_handoff": "from the handler's end to the reply's first byte leaving "
+    "(serialisation, hand-over to the SuperNode)",
+    "uplink": "the reply's transfer: captured payload bytes, or the SuperNode's "
+    "send log window",
+    "pickup_wait": "from the reply's last byte to the ServerApp receiving it: it "
+    "waits in the SuperLink until the ServerApp's poll",
+    "aggregation": "the server's aggregation timer; on a node's row, the part of "
+    "it between that node's messages of the round",
+    "server_other": "the rest of the time between a node's messages: waiting for "
+    "the other nodes' replies, ServerApp bookkeeping, the next dispatch",
+    "unresolved": "a stretch whose inner instants are missing (e.g. a transfer "
+    "not matched): known in total, not by phase",
+}
+# Phases the tiling derives from the instants around them: their presence marks a
+# tiled node round (analysis/anatomy.py GAP_PHASES).
+GAP_PHASES = (
+    "dispatch_wait",
+    "client_startup",
+    "reply_handoff",
+    "pickup_wait",
+    "server_other",
+    "unresolved",
+)
+# Phases that are waiting on Flower's polling or on other nodes, not work.
+WAITING_PHASES = ("dispatch_wait", "pickup_wait", "server_other")
+# Phases every message has once: a per-round sum missing one understates the phase.
+MESSAGE_PHASES = (
+    "dispatch_wait",
+    "downlink",
+    "client_startup",
+    "reply_handoff",
+    "uplink",
+    "pickup_wait",
+)
+COMPUTE_PHASES = ("training", "evaluation")
 TRANSFER_PHASES = ("downlink", "uplink")
+# An untiled node's round time, and the columns every median table shows.
+NODE_PHASES = ("downlink", "training", "evaluation", "uplink")
+LEGACY_PHASES = (*NODE_PHASES, "aggregation")
+SERVER_NODE = "server"
 # Networks the study compares, in the order figures and tables show them.
 KNOWN_NETWORKS = ("ethernet", "wifi", "5g")
 _LABELS = {"ethernet": "Ethernet", "wifi": "WiFi", "5g": "5G"}
@@ -29,81 +99,133 @@ def network_order(names: Iterable[str]) -> list[str]:
     return sorted(unique, key=lambda n: (known.get(n.lower(), len(known)), n))
 
 
+def phase_order(names: Iterable[str]) -> list[str]:
+    """Phases in :data:`PHASE_ORDER`, then any phase it does not know by name."""
+    present = set(names)
+    return [p for p in PHASE_ORDER if p in present] + sorted(present - {*PHASE_ORDER})
+
+
+def tiled_runs(df: pd.DataFrame) -> set[str]:
+    """Run ids with at least one tiled node round (see the module docstring)."""
+    return set(df.loc[df["phase"].isin(GAP_PHASES), "run_id"])
+
+
+def _uncertainty(df: pd.DataFrame) -> pd.Series:
+    if "uncertainty_s" in df.columns:
+        return df["uncertainty_s"].astype("float64")
+    return pd.Series(float("nan"), index=df.index, dtype="float64")
+
+
 def per_node_round(df: pd.DataFrame) -> pd.DataFrame:
     """Seconds per (run, round, node, phase), summed over message types.
 
     The uplink of a round is the train reply's uplink plus the evaluate reply's;
-    ``bytes`` is summed likewise (null when no row carried bytes) and
-    ``messages`` counts the rows summed. ``complete`` is False for a downlink
-    or uplink sum that misses a message the node handled (its capture was not
-    matched), since that sum would understate the phase; medians skip those.
+    ``bytes`` and ``uncertainty_s`` are summed likewise (null when no row carried
+    one; summed clock uncertainties bound the sum's) and ``messages`` counts the
+    rows summed. ``complete`` is False for a sum of a per-message phase
+    (:data:`MESSAGE_PHASES`, e.g. downlink) that misses a message the node
+    handled (not matched, or an ``unresolved`` stretch in its place), since that
+    sum would understate the phase; medians skip those. Rows of node ``server``
+    (the server's aggregation timer) stay apart under that node name.
     """
-    grouped = df.groupby(NODE_ROUND_KEYS, sort=True, observed=True, dropna=False)
+    rows = df.assign(uncertainty_s=_uncertainty(df))
+    grouped = rows.groupby(NODE_ROUND_KEYS, sort=True, observed=True, dropna=False)
     out = grouped.agg(
         duration_s=("duration_s", "sum"),
         bytes=("bytes", lambda s: s.sum(min_count=1)),
+        uncertainty_s=("uncertainty_s", lambda s: s.sum(min_count=1)),
         messages=("duration_s", "size"),
     ).reset_index()
     out["bytes"] = out["bytes"].astype("Int64")
+    out["uncertainty_s"] = out["uncertainty_s"].astype("float64")
     handled = (
-        df[df["phase"].isin(CLIENT_PHASES)]
-        .groupby([*RUN_KEYS, "round", "node"], observed=True)
+        df[df["phase"].isin(COMPUTE_PHASES)]
+        .groupby(NODE_KEYS, observed=True)
         .size()
         .rename("handled")
         .reset_index()
     )
-    out = out.merge(handled, on=[*RUN_KEYS, "round", "node"], how="left")
-    transfer = out["phase"].isin(TRANSFER_PHASES)
-    out["complete"] = ~transfer | (out["messages"] >= out["handled"].fillna(0))
+    out = out.merge(handled, on=NODE_KEYS, how="left")
+    per_message = out["phase"].isin(MESSAGE_PHASES)
+    out["complete"] = ~per_message | (out["messages"] >= out["handled"].fillna(0))
     return out.drop(columns="handled")
 
 
-def _node_completeness(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (run, round, node): does every stamped message have a downlink and uplink."""
-    client = df[df["phase"].isin(NODE_PHASES)]
+def node_rounds(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, round, node), server left out: round seconds, tiling, completeness.
+
+    ``node_s`` is the sum of the node's phases when the node round is ``tiled``
+    (it has derived phases, :data:`GAP_PHASES`), else downlink + training +
+    evaluation + uplink. ``uplink_s`` is its uplink seconds. ``node_complete``
+    is True when the node handled a message, every message has a downlink and
+    an uplink, and no stretch is ``unresolved``.
+    """
+    columns = [*NODE_KEYS, "tiled", "node_s", "uplink_s", "node_complete"]
+    nodes = df[df["node"] != SERVER_NODE]
+    if nodes.empty:
+        return pd.DataFrame(columns=columns)
     counts = (
-        client.groupby([*RUN_KEYS, "round", "node", "phase"], observed=True)
+        nodes.groupby([*NODE_KEYS, "phase"], observed=True)
         .size()
         .unstack("phase", fill_value=0)
-        .reindex(columns=list(NODE_PHASES), fill_value=0)
+        .reindex(columns=[*TRANSFER_PHASES, *COMPUTE_PHASES, *GAP_PHASES], fill_value=0)
     )
     computed = counts["training"] + counts["evaluation"]
-    complete = (
-        (computed > 0)
-        & (counts["downlink"] == computed)
-        & (counts["uplink"] == computed)
+    status = pd.DataFrame(
+        {
+            "tiled": counts[list(GAP_PHASES)].sum(axis=1) > 0,
+            "node_complete": (computed > 0)
+            & (counts["downlink"] == computed)
+            & (counts["uplink"] == computed)
+            & (counts["unresolved"] == 0),
+        }
     )
-    return complete.rename("node_complete").reset_index()
+    per = per_node_round(nodes).merge(status.reset_index(), on=NODE_KEYS, how="left")
+    counted = per[
+        (per["tiled"] & per["phase"].isin(PHASE_ORDER))
+        | (~per["tiled"] & per["phase"].isin(NODE_PHASES))
+    ]
+    uplinks = counted[counted["phase"] == "uplink"]
+    sums = pd.DataFrame(
+        {
+            "node_s": counted.groupby(NODE_KEYS, observed=True)["duration_s"].sum(),
+            "uplink_s": uplinks.groupby(NODE_KEYS, observed=True)["duration_s"].sum(),
+        }
+    )
+    out = status.join(sums, how="left").reset_index()
+    out["node_s"] = out["node_s"].fillna(0.0)
+    out["uplink_s"] = out["uplink_s"].fillna(0.0)
+    return out[columns]
+
+
+def _server_aggregation(df: pd.DataFrame) -> pd.Series:
+    server = df[(df["phase"] == "aggregation") & (df["node"] == SERVER_NODE)]
+    grouped = server.groupby([*RUN_KEYS, "round"], observed=True)["duration_s"]
+    return grouped.sum().rename("aggregation_s")
+
+
+def _flag(values: pd.Series) -> pd.Series:
+    """Booleans from a column an outer join may have filled with NaN (as False)."""
+    return values.astype("boolean").fillna(False).astype(bool)
 
 
 def round_times(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, round): the slowest node and the round time.
 
-    ``slowest_node_s`` is the largest, over the round's nodes, of a node's
-    downlink + training + evaluation + uplink (both message types);
-    ``slowest_uplink_s`` is that node's uplink; ``aggregation_s`` is the
-    server's aggregation (NaN when not recorded); ``round_s`` is
-    ``slowest_node_s + aggregation_s`` (missing terms count as 0). ``complete``
-    is True when every node's messages all have a downlink and an uplink and
-    the aggregation was recorded: only complete rounds go into study ratios.
+    A round is ``tiled`` when any of its node rounds is (see :func:`node_rounds`).
+    ``slowest_node`` is the node with the most round seconds (ties: first by
+    name), ``slowest_node_s`` its seconds and ``slowest_uplink_s`` its uplink.
+    ``aggregation_s`` is the server's aggregation timer (node ``server``; NaN
+    when not recorded). ``round_s`` is ``slowest_node_s`` in a tiled round (the
+    aggregation lies inside every node's tiling), else ``slowest_node_s +
+    aggregation_s`` (a missing term counts as 0). ``complete`` is True when every
+    node round is complete, the aggregation was recorded and, in a tiled round,
+    every node round is tiled: only complete rounds go into medians of round
+    time and the study ratios.
     """
     keys = [*RUN_KEYS, "round"]
-    per_node = per_node_round(df)
-    client = per_node[per_node["phase"].isin(NODE_PHASES)]
-    totals = client.groupby([*keys, "node"], observed=True)["duration_s"].sum()
-    uplinks = (
-        client[client["phase"] == "uplink"]
-        .groupby([*keys, "node"], observed=True)["duration_s"]
-        .sum()
-    )
-    nodes = pd.DataFrame({"node_s": totals}).join(uplinks.rename("uplink_s"))
-    nodes = nodes.reset_index().merge(
-        _node_completeness(df), on=[*keys, "node"], how="left"
-    )
-    nodes["uplink_s"] = nodes["uplink_s"].fillna(0.0)
-    nodes["node_complete"] = nodes["node_complete"].fillna(False).astype(bool)
-    nodes = nodes.sort_values(
-        [*keys, "node_s", "node"], ascending=[*[True] * 6, False, True]
+    nodes = node_rounds(df).sort_values(
+        [*keys, "node_s", "node"], ascending=[*[True] * len(keys), False, True]
     )
     slowest = nodes.groupby(keys, observed=True, sort=True).agg(
         slowest_node=("node", "first"),
@@ -111,20 +233,18 @@ def round_times(df: pd.DataFrame) -> pd.DataFrame:
         slowest_uplink_s=("uplink_s", "first"),
         nodes=("node", "size"),
         nodes_complete=("node_complete", "all"),
+        tiled=("tiled", "any"),
+        all_tiled=("tiled", "all"),
     )
-    aggregation = (
-        per_node[per_node["phase"] == "aggregation"]
-        .groupby(keys, observed=True)["duration_s"]
-        .sum()
-        .rename("aggregation_s")
-    )
-    out = slowest.join(aggregation, how="outer").reset_index()
+    out = slowest.join(_server_aggregation(df), how="outer").reset_index()
     out["nodes"] = out["nodes"].fillna(0).astype("int64")
-    out["round_s"] = out["slowest_node_s"].fillna(0.0) + out["aggregation_s"].fillna(
-        0.0
-    )
+    out["tiled"] = _flag(out["tiled"])
+    server_term = out["aggregation_s"].fillna(0.0).where(~out["tiled"], 0.0)
+    out["round_s"] = out["slowest_node_s"].fillna(0.0) + server_term
     out["complete"] = (
-        out["nodes_complete"].fillna(False).astype(bool) & out["aggregation_s"].notna()
+        _flag(out["nodes_complete"])
+        & out["aggregation_s"].notna()
+        & (~out["tiled"] | _flag(out["all_tiled"]))
     )
     columns = [
         *keys,
@@ -134,25 +254,35 @@ def round_times(df: pd.DataFrame) -> pd.DataFrame:
         "slowest_uplink_s",
         "aggregation_s",
         "round_s",
+        "tiled",
         "complete",
     ]
     return out[columns].sort_values(keys).reset_index(drop=True)
+
+
+def _most_often(values: pd.Series) -> str:
+    counts = values.value_counts()
+    top = counts[counts == counts.max()]
+    return str(sorted(top.index)[0])
 
 
 def round_time_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per network: rounds, complete rounds, median and p95 round seconds.
 
     Medians and p95 are over complete rounds only (see :func:`round_times`);
-    NaN when a network has none.
+    NaN when a network has none. ``most_often_slowest`` is the node that was the
+    slowest in most complete rounds (ties: first by name).
     """
     rounds = round_times(df)
     complete = rounds[rounds["complete"]]
+    by_network = complete.groupby("network")
     out = pd.DataFrame(
         {
             "rounds": rounds.groupby("network").size(),
-            "complete_rounds": complete.groupby("network").size(),
-            "median_round_s": complete.groupby("network")["round_s"].median(),
-            "p95_round_s": complete.groupby("network")["round_s"].quantile(0.95),
+            "complete_rounds": by_network.size(),
+            "median_round_s": by_network["round_s"].median(),
+            "p95_round_s": by_network["round_s"].quantile(0.95),
+            "most_often_slowest": by_network["slowest_node"].agg(_most_often),
         }
     )
     out["rounds"] = out["rounds"].fillna(0).astype("int64")
@@ -162,25 +292,71 @@ def round_time_table(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_SAMPLE_COLUMNS = [*NODE_ROUND_KEYS, "duration_s", "uncertainty_s"]
+
+
+def _node_phase_samples(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, round, node, phase) seconds a median may use; server left out.
+
+    A complete tiled node round gives a sample of every phase its network's
+    tiled rounds have, 0 s where it has no row (e.g. no ``server_other`` for the
+    node whose reply the server waited for last). Other node rounds give their
+    complete per-phase sums (:func:`per_node_round`).
+    """
+    per = per_node_round(df[df["node"] != SERVER_NODE])
+    status = node_rounds(df)[[*NODE_KEYS, "tiled", "node_complete"]]
+    per = per.merge(status, on=NODE_KEYS, how="left")
+    full = _flag(per["tiled"]) & _flag(per["node_complete"])
+    parts = [per.loc[~full & per["complete"], _SAMPLE_COLUMNS]]
+    for _, group in per[full].groupby("network", sort=True):
+        phases = pd.DataFrame({"phase": sorted(set(group["phase"]))})
+        grid = group[NODE_KEYS].drop_duplicates().merge(phases, how="cross")
+        filled = grid.merge(group[_SAMPLE_COLUMNS], on=NODE_ROUND_KEYS, how="left")
+        absent = filled["duration_s"].isna()
+        filled.loc[absent, ["duration_s", "uncertainty_s"]] = 0.0
+        parts.append(filled[_SAMPLE_COLUMNS])
+    return _stack(parts)
+
+
+def _stack(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate sample tables (empty ones dropped, to keep dtypes)."""
+    non_empty = [p for p in parts if len(p)]
+    out = pd.concat(non_empty, ignore_index=True) if non_empty else parts[0]
+    return out.astype({"duration_s": "float64", "uncertainty_s": "float64"})
+
+
+def _server_samples(df: pd.DataFrame) -> pd.DataFrame:
+    """The server's aggregation timer per (run, round), as samples."""
+    per = per_node_round(df[df["node"] == SERVER_NODE])
+    return per.loc[per["complete"] & (per["phase"] == "aggregation"), _SAMPLE_COLUMNS]
+
+
 def _phase_samples(df: pd.DataFrame) -> pd.DataFrame:
-    """Complete per (run, round, node, phase) seconds, aggregation included."""
-    samples = per_node_round(df)
-    return samples.loc[samples["complete"], [*NODE_ROUND_KEYS, "duration_s"]]
+    """Samples of the median tables: node phases plus the server's aggregation.
+
+    Aggregation is the server's timer only (one sample per round): a tiled
+    table's per-node aggregation rows are parts of that interval seen from each
+    node.
+    """
+    nodes = _node_phase_samples(df)
+    return _stack([nodes[nodes["phase"] != "aggregation"], _server_samples(df)])
 
 
 def median_phase_table(df: pd.DataFrame) -> pd.DataFrame:
     """Median seconds per network (rows) and phase (columns), plus ``n`` rounds.
 
-    A cell is the median over (run, round, node) of :func:`per_node_round`'s
-    complete seconds for that phase (aggregation: over (run, round)); NaN when
-    the phase was never recorded on that network. ``n`` counts the (run, round)
-    pairs.
+    A cell is the median over (run, round, node) of the node's complete seconds
+    in that phase (a complete tiled node round counts an absent phase as 0 s;
+    aggregation: the server's timer, over (run, round)); NaN when the phase was
+    never recorded on that network. Columns are the five legacy phases plus
+    every other phase present, in :data:`PHASE_ORDER`. ``n`` counts the (run,
+    round) pairs.
     """
     samples = _phase_samples(df)
     medians = samples.pivot_table(
         index="network", columns="phase", values="duration_s", aggfunc="median"
     )
-    medians = medians.reindex(columns=list(PHASES))
+    medians = medians.reindex(columns=phase_order({*LEGACY_PHASES, *df["phase"]}))
     rounds = (
         df[["network", "run_id", "round"]].drop_duplicates().groupby("network").size()
     )
@@ -189,6 +365,15 @@ def median_phase_table(df: pd.DataFrame) -> pd.DataFrame:
     medians.index.name = "network"
     medians.columns.name = None
     return medians
+
+
+def _sort_network_phase(out: pd.DataFrame) -> pd.DataFrame:
+    networks = {n: i for i, n in enumerate(network_order(out["network"]))}
+    phases = {p: i for i, p in enumerate(phase_order(out["phase"]))}
+    order = out["network"].map(networks) * (len(phases) + 1) + out["phase"].map(phases)
+    return (
+        out.assign(_o=order).sort_values("_o").drop(columns="_o").reset_index(drop=True)
+    )
 
 
 def phase_stats(df: pd.DataFrame) -> pd.DataFrame:
@@ -201,12 +386,53 @@ def phase_stats(df: pd.DataFrame) -> pd.DataFrame:
         p95_s=lambda s: s.quantile(0.95),
         mean_s="mean",
     ).reset_index()
-    networks = {n: i for i, n in enumerate(network_order(out["network"]))}
-    phases = {p: i for i, p in enumerate(PHASES)}
-    order = out["network"].map(networks) * len(PHASES) + out["phase"].map(phases)
-    return (
-        out.assign(_o=order).sort_values("_o").drop(columns="_o").reset_index(drop=True)
-    )
+    return _sort_network_phase(out)
+
+
+ANATOMY_COLUMNS = [
+    "network",
+    "phase",
+    "n",
+    "median_s",
+    "median_uncertainty_s",
+    "median_round_s",
+    "share",
+]
+
+
+def anatomy_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per network and phase: median seconds per (round, node) and share of the round.
+
+    ``median_s`` is the median over (run, round, node) of the node's seconds in
+    the phase (a complete tiled node round counts an absent phase as 0 s,
+    other node rounds give their complete sums; node ``server`` is left out);
+    where a network has no per-node aggregation rows (an untiled table) the
+    server's aggregation per (run, round) stands in. ``median_uncertainty_s``
+    is the median of the samples' summed clock uncertainty (NaN when not
+    recorded). ``median_round_s`` is the network's median round time over
+    complete rounds (:func:`round_time_table`) and ``share`` = ``median_s /
+    median_round_s`` (NaN without complete rounds). Each median is taken on its
+    own, so shares need not add up to 1. ``n`` counts the samples. Rows:
+    networks in :func:`network_order`, phases in :data:`PHASE_ORDER`.
+    """
+    nodes = _node_phase_samples(df)
+    with_node_aggregation = set(nodes.loc[nodes["phase"] == "aggregation", "network"])
+    server = _server_samples(df)
+    server = server[~server["network"].isin(with_node_aggregation)]
+    used = _stack([nodes, server])
+    if used.empty:
+        return pd.DataFrame(columns=ANATOMY_COLUMNS)
+    grouped = used.groupby(["network", "phase"], observed=True)
+    out = grouped.agg(
+        n=("duration_s", "size"),
+        median_s=("duration_s", "median"),
+        median_uncertainty_s=("uncertainty_s", "median"),
+    ).reset_index()
+    rounds = round_time_table(df)["median_round_s"]
+    out["median_round_s"] = out["network"].map(rounds).astype("float64")
+    positive = out["median_round_s"] > 0
+    out["share"] = (out["median_s"] / out["median_round_s"]).where(positive)
+    return _sort_network_phase(out)[ANATOMY_COLUMNS]
 
 
 def _find_network(names: Iterable[str], wanted: str) -> str | None:

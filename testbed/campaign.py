@@ -44,6 +44,7 @@ _TOP_KEYS = (
     "clock_offsets_ms",
     "clock_probes",
     "system_sampling_hz",
+    "instrument",
 )
 
 
@@ -80,6 +81,9 @@ class Campaign:
     app: Path = DEFAULT_APP
     description: str = ""
     clock_probes: bool = True
+    # False runs the app exactly as written, with no capture, probes or sampler:
+    # only the baseline of the overhead benchmark (bench/overhead.py) needs it.
+    instrument: bool = True
     system_sampling_hz: float = 2.0
     # Emulation only: a fake clock offset per node, to test offset correction.
     clock_offsets_ns: Mapping[str, int] = field(default_factory=dict)
@@ -277,6 +281,7 @@ def load_campaign(path: str | Path) -> Campaign:
         app=app,
         description=_optional(path, raw, "description", str, ""),
         clock_probes=_optional(path, raw, "clock_probes", bool, True),
+        instrument=_optional(path, raw, "instrument", bool, True),
         system_sampling_hz=_optional(path, raw, "system_sampling_hz", float, 2.0),
         clock_offsets_ns=_clock_offsets(path, raw.get("clock_offsets_ms")),
         raw=raw,

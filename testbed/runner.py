@@ -40,7 +40,12 @@ from testbed import flower
 from testbed.campaign import Campaign
 from testbed.emulated import host_side_veth, node_namespace
 from testbed.manifest import build_manifest, write_json_atomic
-from testbed.app_bundle import BundleError, prepare_bundle
+from testbed.app_bundle import (
+    BundleError,
+    flatten_config,
+    prepare_bundle,
+    read_app_config,
+)
 from testbed.probes import (
     ClockPath,
     clock_paths,
@@ -86,6 +91,9 @@ class RunOutcome:
     duration_s: float
     flower_run_id: str
     rounds_completed: int
+    # Flower's own measure of the run (flwr ls "elapsed"), the same with or
+    # without flowerbed's instrumentation: the overhead benchmark compares it.
+    flower_elapsed_s: float | None = None
 
 
 def plan_runs(campaign: Campaign) -> list[RunPlan]:
@@ -138,14 +146,19 @@ def _flwr(
     )
 
 
-def _run_status(env: dict[str, str], flower_run_id: str) -> str:
-    """Flower's status string for a run (``running``, ``finished:completed``, ...)."""
+def _run_info(env: dict[str, str], flower_run_id: str) -> dict[str, Any]:
+    """Flower's record of a run (``flwr ls --run-id``), or {} if unavailable."""
     result = _flwr(flower.flwr_ls_argv(BIN_DIR, int(flower_run_id)), env, 30.0)
     try:
         runs = json.loads(result.stdout).get("runs", [])
     except json.JSONDecodeError:
-        return "unknown"
-    return str(runs[0].get("status", "unknown")) if runs else "unknown"
+        return {}
+    return dict(runs[0]) if runs else {}
+
+
+def _run_status(env: dict[str, str], flower_run_id: str) -> str:
+    """Flower's status string for a run (``running``, ``finished:completed``, ...)."""
+    return str(_run_info(env, flower_run_id).get("status", "unknown"))
 
 
 def _count_rounds(events_path: Path) -> tuple[int, bool]:
@@ -172,6 +185,7 @@ class _Run:
         self.cli_env = flower.flower_env(self.dir / "flwr" / "cli")
         self.flower_run_id = ""
         self.finished = False
+        self.elapsed_s: float | None = None
 
     def start_captures(self, stack: ExitStack) -> list[tuple[Host, Path, Capture]]:
         captures = []
@@ -249,16 +263,28 @@ class _Run:
         home = self.dir / "flwr" / "cli"
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(flower.connection_toml(self.address))
-        bundle_dir = self.dir / "app"
-        shutil.rmtree(bundle_dir, ignore_errors=True)
-        try:
-            bundle = prepare_bundle(self.campaign.app, bundle_dir)
-        except BundleError as err:
-            raise RunFailed(str(err)) from None
         run_config = self.dir / "run_config.toml"
-        values = self.run_config(bundle.config_keys)
+        if self.campaign.instrument:
+            bundle_dir = self.dir / "app"
+            shutil.rmtree(bundle_dir, ignore_errors=True)
+            try:
+                bundle = prepare_bundle(self.campaign.app, bundle_dir)
+            except BundleError as err:
+                raise RunFailed(str(err)) from None
+            app_dir, values = bundle.path, self.run_config(bundle.config_keys)
+        else:  # the app exactly as written: the overhead benchmark's baseline
+            declared = frozenset(
+                flatten_config(
+                    read_app_config(self.campaign.app / "pyproject.toml")["tool"][
+                        "flwr"
+                    ]["app"].get("config", {})
+                )
+            )
+            values = self.run_config(declared)
+            del values[EVENT_LOG_KEY], values[RUN_ID_KEY]
+            app_dir = self.campaign.app
         run_config.write_text(flower.run_config_toml(values))
-        argv = flower.flwr_run_argv(BIN_DIR, bundle.path, run_config)
+        argv = flower.flwr_run_argv(BIN_DIR, app_dir, run_config)
         result = _flwr(argv, self.cli_env, 120.0)
         try:
             self.flower_run_id = str(json.loads(result.stdout)["run-id"])
@@ -334,6 +360,8 @@ def _wait(
                 rounds, ended = _count_rounds(run.events_path)
                 if ended:
                     return "ok", "", rounds
+                if not run.campaign.instrument and status == "finished:completed":
+                    return "ok", "", run.campaign.rounds
                 return (
                     "failed",
                     f"Flower reports {status}; ServerApp log:\n{run.serverapp_log()}",
@@ -393,14 +421,16 @@ def execute_run(
         )
     try:
         with ExitStack() as stack:  # unwinds in reverse: run, nodes, link, captures
-            if campaign.capture:
+            measure = campaign.instrument
+            if measure and campaign.capture:
                 captures = run.start_captures(stack)
-            if campaign.system_sampling_hz > 0:
+            if measure and campaign.system_sampling_hz > 0:
                 samplers = start_samplers(
                     inventory, run.network, run.dir, 1.0 / campaign.system_sampling_hz
                 )
                 stack.callback(stop_all, samplers)
-            paths = clock_paths(inventory, run.network) if campaign.clock_probes else []
+            probe = measure and campaign.clock_probes
+            paths = clock_paths(inventory, run.network) if probe else []
             if paths:
                 stack.callback(stop_all, start_clock_responders(paths, run.dir))
                 run.record_clocks("start", paths)
@@ -416,6 +446,8 @@ def execute_run(
             if status == "ok":
                 run.finished = True
                 run.serverapp_log()
+                elapsed = _run_info(run.cli_env, run.flower_run_id).get("elapsed")
+                run.elapsed_s = float(elapsed) if elapsed is not None else None
     except KeyboardInterrupt:
         status, reason = "interrupted", "interrupted by the user (Ctrl-C)"
     except (ProcessError, RunFailed, OSError, subprocess.SubprocessError) as err:
@@ -445,6 +477,7 @@ def execute_run(
         time.monotonic() - started,
         run.flower_run_id,
         rounds,
+        run.elapsed_s,
     )
 
 

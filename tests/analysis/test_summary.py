@@ -9,6 +9,9 @@ import pytest
 
 from analysis.phases import COLUMNS, DTYPES
 from analysis.summary import (
+    NODE_PHASES,
+    PHASE_ORDER,
+    anatomy_table,
     median_phase_table,
     network_order,
     per_node_round,
@@ -16,6 +19,7 @@ from analysis.summary import (
     round_time_table,
     round_times,
     study_ratios,
+    tiled_runs,
 )
 
 T0 = 1_700_000_000_000_000_000
@@ -260,3 +264,252 @@ def test_round_time_table_uses_complete_rounds() -> None:
     assert rounds.loc["wifi", "rounds"] == 3
     assert rounds.loc["wifi", "complete_rounds"] == 0
     assert rounds["median_round_s"].isna()["wifi"]
+
+
+# --- Round anatomy (tiled tables) ---------------------------------------------
+
+LEGACY_COLUMNS = (
+    "campaign",
+    "run_id",
+    "network",
+    "strategy",
+    "repetition",
+    "round",
+    "node",
+    "phase",
+    "message_type",
+    "start_ns",
+    "end_ns",
+    "duration_s",
+    "bytes",
+    "message_bytes",
+    "source",
+)
+ANATOMY_DTYPES = {
+    **{c: "str" for c in LEGACY_COLUMNS},
+    "repetition": "int64",
+    "round": "int64",
+    "start_ns": "int64",
+    "end_ns": "int64",
+    "duration_s": "float64",
+    "bytes": "Int64",
+    "message_bytes": "Int64",
+    "uncertainty_s": "float64",
+    "message_id": "str",
+}
+# Planted anatomy, seconds per message (pickup_wait: 1.5 per message = 3 s per round).
+DISPATCH_WAIT, STARTUP, HANDOFF, PICKUP_WAIT = 0.25, 0.4, 0.1, 1.5
+DOWN = {"train": 1.0, "evaluate": 0.5}
+UP = {"train": 2.0, "evaluate": 0.2}
+NODE_AGGREGATION, SERVER_AGGREGATION = 0.2, 0.15
+TRAINING = {"pi1": 2.0, "pi2": 1.0}
+EVALUATION = {"pi1": 0.5, "pi2": 0.4}
+STRAGGLER = ("pi2", 10.0, 3.0)  # in round 2 pi2 trains 10 s and evaluates 3 s
+# Node clock rows carry a clock uncertainty; server-clock rows none.
+NODE_CLOCK_UNCERTAINTY = 0.002
+# Expected: rounds 1 and 3 take 7.25 (pi1 train path) + 0.2 + 3.45 (pi1 evaluate
+# path) = 10.9 s, pi1 slowest; round 2 takes 15.25 + 0.2 + 5.95 = 21.4 s, pi2.
+ROUND_S = {1: 10.9, 2: 21.4, 3: 10.9}
+SLOWEST = {1: "pi1", 2: "pi2", 3: "pi1"}
+
+
+def anatomy_rows(
+    network: str,
+    *,
+    rounds: int = 3,
+    repetition: int = 1,
+    straggler_round: int = 2,
+    run_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """A tiled phase table: every node's round covered from dispatch to pickup."""
+    run_id = run_id or f"{network}-fedavg-r{repetition}"
+    out: list[dict[str, Any]] = []
+
+    def add(
+        rnd: int, node: str, phase: str, kind: str, start: int, seconds: float
+    ) -> int:
+        end = start + round(seconds * 1e9)
+        transfer = phase in ("downlink", "uplink")
+        on_node = phase in ("client_startup", "training", "evaluation", "reply_handoff")
+        out.append(
+            {
+                "campaign": "study",
+                "run_id": run_id,
+                "network": network,
+                "strategy": "fedavg",
+                "repetition": repetition,
+                "round": rnd,
+                "node": node,
+                "phase": phase,
+                "message_type": kind,
+                "start_ns": start,
+                "end_ns": end,
+                "duration_s": (end - start) / 1e9,
+                "bytes": 1000 if transfer else None,
+                "message_bytes": 900 if transfer else None,
+                "source": "capture" if transfer else "derived",
+                "uncertainty_s": NODE_CLOCK_UNCERTAINTY if on_node else 0.0,
+                "message_id": f"{run_id}-{rnd}-{node}-{kind}" if kind else "",
+            }
+        )
+        return end
+
+    def message(rnd: int, node: str, kind: str, start: int) -> int:
+        compute, seconds = (
+            ("training", TRAINING[node])
+            if kind == "train"
+            else ("evaluation", EVALUATION[node])
+        )
+        if rnd == straggler_round and node == STRAGGLER[0]:
+            seconds = STRAGGLER[1] if kind == "train" else STRAGGLER[2]
+        t = add(rnd, node, "dispatch_wait", kind, start, DISPATCH_WAIT)
+        t = add(rnd, node, "downlink", kind, t, DOWN[kind])
+        t = add(rnd, node, "client_startup", kind, t, STARTUP)
+        t = add(rnd, node, compute, kind, t, seconds)
+        t = add(rnd, node, "reply_handoff", kind, t, HANDOFF)
+        t = add(rnd, node, "uplink", kind, t, UP[kind])
+        return add(rnd, node, "pickup_wait", kind, t, PICKUP_WAIT)
+
+    for rnd in range(1, rounds + 1):
+        origin = T0 + rnd * 100_000_000_000
+        picked = {node: message(rnd, node, "train", origin) for node in TRAINING}
+        aggregation_start = max(picked.values())
+        dispatch = aggregation_start + round(NODE_AGGREGATION * 1e9)
+        for node, end in picked.items():
+            add(rnd, node, "server_other", "", end, (aggregation_start - end) / 1e9)
+            add(rnd, node, "aggregation", "", aggregation_start, NODE_AGGREGATION)
+            message(rnd, node, "evaluate", dispatch)
+        add(
+            rnd,
+            "server",
+            "aggregation",
+            "",
+            aggregation_start + 20_000_000,
+            SERVER_AGGREGATION,
+        )
+    return out
+
+
+def anatomy_frame(*parts: list[dict[str, Any]]) -> pd.DataFrame:
+    records = [r for part in parts for r in part]
+    return pd.DataFrame.from_records(records, columns=list(ANATOMY_DTYPES)).astype(
+        ANATOMY_DTYPES
+    )
+
+
+def test_tiled_round_time_is_the_slowest_nodes_sum() -> None:
+    df = anatomy_frame(anatomy_rows("5g"))
+
+    rounds = round_times(df).set_index("round")
+
+    for rnd, seconds in ROUND_S.items():
+        assert rounds.loc[rnd, "round_s"] == pytest.approx(seconds), rnd
+        assert rounds.loc[rnd, "slowest_node"] == SLOWEST[rnd], rnd
+    # the server's own timer is reported but not added: it is inside the tiling
+    assert rounds["aggregation_s"].tolist() == [pytest.approx(0.15)] * 3
+    assert rounds["slowest_node_s"].tolist() == rounds["round_s"].tolist()
+    assert rounds["tiled"].all() and rounds["complete"].all()
+    assert rounds.loc[1, "slowest_uplink_s"] == pytest.approx(2.2)
+    # pi1: 2 x client_startup, training, evaluation, 2 x reply_handoff
+    assert rounds.loc[1, "slowest_uncertainty_s"] == pytest.approx(0.012)
+
+
+def test_anatomy_table_has_planted_medians_and_shares() -> None:
+    df = anatomy_frame(anatomy_rows("5g"), anatomy_rows("ethernet"))
+
+    anatomy = anatomy_table(df)
+
+    five = anatomy[anatomy["network"] == "5g"].set_index("phase")
+    assert list(five.index) == list(PHASE_ORDER)
+    assert anatomy["network"].drop_duplicates().tolist() == ["ethernet", "5g"]
+    assert five["median_round_s"].tolist() == [pytest.approx(10.9)] * len(five)
+    assert five.loc["pickup_wait", "median_s"] == pytest.approx(3.0)
+    assert five.loc["pickup_wait", "share"] == pytest.approx(3.0 / 10.9)
+    assert five.loc["dispatch_wait", "median_s"] == pytest.approx(0.5)
+    # training per (round, node): 2, 1 | 2, 10 | 2, 1 -> 2
+    assert five.loc["training", "median_s"] == pytest.approx(2.0)
+    # server_other per (round, node): 0, 1 | 8, 0 | 0, 1 -> 0.5
+    assert five.loc["server_other", "median_s"] == pytest.approx(0.5)
+    # per-node aggregation rows (6 samples), not the server's 0.15 s timer
+    assert five.loc["aggregation", "median_s"] == pytest.approx(0.2)
+    assert five.loc["aggregation", "n"] == 6
+    assert five.loc["uplink", "median_s"] == pytest.approx(2.2)
+
+
+def test_median_phase_table_of_a_tiled_table_keeps_server_aggregation() -> None:
+    medians = median_phase_table(anatomy_frame(anatomy_rows("wifi")))
+
+    assert list(medians.columns) == [*PHASE_ORDER, "n"]
+    assert medians.loc["wifi", "aggregation"] == pytest.approx(0.15)
+    assert medians.loc["wifi", "pickup_wait"] == pytest.approx(3.0)
+    assert medians.loc["wifi", "n"] == 3
+
+
+def test_round_time_table_names_the_usual_straggler() -> None:
+    table_ = round_time_table(anatomy_frame(anatomy_rows("5g")))
+
+    assert table_.loc["5g", "median_round_s"] == pytest.approx(10.9)
+    assert table_.loc["5g", "most_often_slowest"] == "pi1"
+
+
+def test_missing_pickup_makes_the_tiled_round_incomplete() -> None:
+    records = [
+        r
+        for r in anatomy_rows("5g")
+        if not (
+            r["round"] == 1
+            and r["node"] == "pi2"
+            and r["phase"] == "pickup_wait"
+            and r["message_type"] == "evaluate"
+        )
+    ]
+    df = anatomy_frame(records)
+
+    per = per_node_round(df)
+    rounds = round_times(df).set_index("round")
+
+    pickup = per[(per["round"] == 1) & (per["node"] == "pi2")].set_index("phase")
+    assert not bool(pickup.loc["pickup_wait", "complete"])
+    assert bool(pickup.loc["server_other", "complete"])
+    assert rounds["complete"].tolist() == [False, True, True]
+
+
+def test_study_ratios_on_a_tiled_table_use_the_slowest_nodes_round() -> None:
+    df = anatomy_frame(anatomy_rows("5g"))
+
+    share = study_ratios(df).set_index("network").loc["5g", "value"]
+
+    # uplink 2.2 s of 10.9 (rounds 1 and 3) and of 21.4 (round 2): median 2.2 / 10.9
+    assert share == pytest.approx(2.2 / 10.9)
+
+
+def test_untiled_table_without_new_columns_keeps_the_old_definition() -> None:
+    df = table(phase_rows("5g"))
+    assert "uncertainty_s" not in df.columns
+
+    per = per_node_round(df)
+    rounds = round_times(df)
+    anatomy = anatomy_table(df).set_index("phase")
+
+    assert per["uncertainty_s"].isna().all()
+    assert not rounds["tiled"].any()
+    assert rounds["slowest_uncertainty_s"].isna().all()
+    assert rounds["round_s"].tolist() == [pytest.approx(7.0)] * 3
+    # no per-node aggregation: the server's timer stands in
+    assert list(anatomy.index) == [*NODE_PHASES, "aggregation"]
+    assert anatomy.loc["aggregation", "median_s"] == pytest.approx(0.2)
+    assert anatomy.loc["uplink", "share"] == pytest.approx(3.3 / 7.0)
+
+
+def test_tiling_is_decided_per_run() -> None:
+    df = pd.concat(
+        [table(phase_rows("ethernet")), anatomy_frame(anatomy_rows("5g"))],
+        ignore_index=True,
+    )
+
+    rounds = round_times(df)
+
+    assert tiled_runs(df) == {"5g-fedavg-r1"}
+    by_network = rounds.groupby("network")["round_s"].first()
+    assert by_network["ethernet"] == pytest.approx(1.0 + 2.0 + 0.5 + 0.1 + 0.2)
+    assert by_network["5g"] == pytest.approx(10.9)

@@ -1,0 +1,763 @@
+"""Round anatomy: node clocks mapped to the server's, and each node's round tiled.
+
+Two steps, both pure (docs/anatomy.md defines every phase):
+
+1. **Clock correction.** ``clock`` events carry each node's offset estimate (node
+   clock minus server clock) at the start and the end of a run, per path.
+   :func:`node_clocks` keeps, per node and per ``when``, the estimate with the
+   smallest uncertainty, and :meth:`NodeClock.to_server` maps a node instant to
+   the server clock with the offset interpolated linearly between the two.
+   :func:`correct_events` applies it to every node-clock instant of a run.
+2. **Tiling.** :func:`tile_node_round` splits a node's round, from the dispatch
+   of its first message to the pickup of its last, into phases whose bounds
+   follow each other (each start is the previous end), so their durations add up
+   to the node's round time exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+# Every phase a tiled node round can hold, in the order they follow each other.
+ANATOMY_PHASES = (
+    "dispatch_wait",
+    "downlink",
+    "client_startup",
+    "training",
+    "evaluation",
+    "reply_handoff",
+    "uplink",
+    "pickup_wait",
+    "server_other",
+    "aggregation",
+    "unresolved",
+)
+# Phases the tiling derives from the instants around them (not measured directly).
+GAP_PHASES = (
+    "dispatch_wait",
+    "client_startup",
+    "reply_handoff",
+    "pickup_wait",
+    "server_other",
+    "unresolved",
+)
+SERVER_NODE = "server"
+# Fixed-point steps mapping a node instant to the server clock (NodeClock.to_server).
+_FIXED_POINT_STEPS = 4
+# Which clock an instant was read on.
+SERVER_CLOCK = "server"
+NODE_CLOCK = "node"
+# The gap between two measured instants of one message, named by what bounds it.
+_GAP_NAMES = {
+    ("dispatch", "downlink"): "dispatch_wait",
+    ("downlink", "handler"): "client_startup",
+    ("handler", "uplink"): "reply_handoff",
+    ("uplink", "pickup"): "pickup_wait",
+}
+CLOCK_COLUMNS = {
+    "run_id": "str",
+    "node": "str",
+    "offset_start_ns": "Int64",
+    "offset_end_ns": "Int64",
+    "uncertainty_ns": "Int64",
+    "path": "str",
+    "at_start_ns": "Int64",
+    "at_end_ns": "Int64",
+}
+ANATOMY_COLUMNS = {
+    "run_id": "str",
+    "round": "int64",
+    "node": "str",
+    "tiled": "bool",
+    "round_start_ns": "Int64",
+    "round_end_ns": "Int64",
+    "note": "str",
+}
+
+
+# --- clock correction -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClockPoint:
+    """One offset estimate of a node's clock (node minus server), taken at ``at_ns``.
+
+    ``at_ns`` is a server-clock instant (the ``clock`` event's ``t_ns``).
+    """
+
+    node: str
+    path: str
+    when: str
+    at_ns: int
+    offset_ns: int
+    uncertainty_ns: int
+
+    def __post_init__(self) -> None:
+        if self.when not in ("start", "end"):
+            raise ValueError(
+                f"clock estimate of node {self.node!r} has when={self.when!r}; "
+                "expected 'start' or 'end'"
+            )
+        if self.uncertainty_ns < 0:
+            raise ValueError(
+                f"clock estimate of node {self.node!r} ({self.path}, {self.when}) "
+                f"has a negative uncertainty {self.uncertainty_ns} ns"
+            )
+
+
+@dataclass(frozen=True)
+class NodeClock:
+    """How a node's instants map to the server clock: its start and end estimates.
+
+    Either estimate may be missing; with neither, the offset is unknown and
+    instants are left as they are (:attr:`known` is False).
+    """
+
+    node: str
+    start: ClockPoint | None = None
+    end: ClockPoint | None = None
+
+    def __post_init__(self) -> None:
+        for point in (self.start, self.end):
+            if point is not None and point.node != self.node:
+                raise ValueError(
+                    f"NodeClock of {self.node!r} got an estimate of {point.node!r}"
+                )
+
+    @property
+    def known(self) -> bool:
+        """Whether at least one estimate exists."""
+        return self.start is not None or self.end is not None
+
+    @property
+    def uncertainty_ns(self) -> int | None:
+        """The larger uncertainty of the estimates used (None when unknown)."""
+        points = [p.uncertainty_ns for p in (self.start, self.end) if p is not None]
+        return max(points) if points else None
+
+    @property
+    def uncertainty_s(self) -> float:
+        """:attr:`uncertainty_ns` in seconds, NaN when the offset is unknown."""
+        ns = self.uncertainty_ns
+        return math.nan if ns is None else ns / 1e9
+
+    @property
+    def path(self) -> str:
+        """The path of the estimates used (``a|b`` when start and end differ)."""
+        paths = [p.path for p in (self.start, self.end) if p is not None]
+        return "|".join(dict.fromkeys(paths))
+
+    def offset_at(self, server_ns: int) -> int | None:
+        """Offset at a server instant: linear between the estimates, clamped."""
+        points = sorted(
+            (p for p in (self.start, self.end) if p is not None),
+            key=lambda p: p.at_ns,
+        )
+        if not points:
+            return None
+        first, last = points[0], points[-1]
+        if server_ns <= first.at_ns or last.at_ns == first.at_ns:
+            return first.offset_ns
+        if server_ns >= last.at_ns:
+            return last.offset_ns
+        slope_num = (last.offset_ns - first.offset_ns) * (server_ns - first.at_ns)
+        return first.offset_ns + round(slope_num / (last.at_ns - first.at_ns))
+
+    def to_server(self, node_ns: int) -> int:
+        """The server-clock instant of ``node_ns``; unchanged when unknown.
+
+        The offset is interpolated at the (server-clock) instant itself, found by
+        fixed-point steps from the node instant: each shrinks the error by the
+        drift rate (1e-4 at most for a working clock), so a few are exact.
+        """
+        server_ns = node_ns
+        for _ in range(_FIXED_POINT_STEPS):
+            offset = self.offset_at(server_ns)
+            if offset is None or node_ns - offset == server_ns:
+                break
+            server_ns = node_ns - offset
+        return server_ns
+
+    def to_node(self, server_ns: int) -> int:
+        """The node-clock instant of ``server_ns``: the inverse of :meth:`to_server`."""
+        offset = self.offset_at(server_ns)
+        return server_ns if offset is None else server_ns + offset
+
+
+def _clock_points(events: Iterable[Mapping[str, Any]]) -> list[ClockPoint]:
+    points = []
+    for e in events:
+        if e.get("event") != "clock" or e.get("offset_ns") is None:
+            continue
+        points.append(
+            ClockPoint(
+                node=str(e["node"]),
+                path=str(e.get("path") or ""),
+                when=str(e.get("when")),
+                at_ns=int(e.get("at_ns") or e["t_ns"]),
+                offset_ns=int(e["offset_ns"]),
+                uncertainty_ns=int(e["uncertainty_ns"]),
+            )
+        )
+    return points
+
+
+def node_clocks(events: Iterable[Mapping[str, Any]]) -> dict[str, NodeClock]:
+    """Per node with a ``clock`` event: its best start and end estimates.
+
+    Best = smallest uncertainty among the paths probed at that ``when`` (ties go
+    to the estimate written first). ``injected_offset_ns`` is never used: an
+    emulated node's correction comes from its measured estimate, as on hardware.
+    """
+    best: dict[tuple[str, str], ClockPoint] = {}
+    for point in _clock_points(events):
+        key = (point.node, point.when)
+        if key not in best or point.uncertainty_ns < best[key].uncertainty_ns:
+            best[key] = point
+    nodes = sorted({node for node, _ in best})
+    return {
+        n: NodeClock(n, start=best.get((n, "start")), end=best.get((n, "end")))
+        for n in nodes
+    }
+
+
+def _client_stamp(e: Mapping[str, Any]) -> bool:
+    return (
+        e.get("event") == "phase"
+        and e.get("phase") in ("training", "evaluation")
+        and e.get("source") in (None, "", "client_mod")
+    )
+
+
+# Node-clock instants of each event kind (docs/events.md).
+_NODE_CLOCK_KEYS = {
+    "phase": ("start_ns", "end_ns", "process_start_ns"),
+    "supernode_log": ("at_ns",),
+}
+
+
+def correct_events(
+    events: Iterable[Mapping[str, Any]], clocks: Mapping[str, NodeClock]
+) -> list[dict[str, Any]]:
+    """Copies of ``events`` with every node-clock instant on the server clock.
+
+    Node-clock instants: the client mod's ``start_ns``, ``end_ns`` and
+    ``process_start_ns``, and ``supernode_log`` ``at_ns``. Nodes without a clock
+    estimate keep their instants. Other events are copied unchanged.
+    """
+    out = []
+    for e in events:
+        copy = dict(e)
+        kind = e.get("event")
+        clock = clocks.get(str(e.get("node")))
+        on_node = kind == "supernode_log" or _client_stamp(e)
+        if clock is not None and on_node:
+            for key in _NODE_CLOCK_KEYS[str(kind)]:
+                if isinstance(e.get(key), int) and not isinstance(e.get(key), bool):
+                    copy[key] = clock.to_server(int(e[key]))
+        out.append(copy)
+    return out
+
+
+def clock_records(
+    events: Sequence[Mapping[str, Any]], run_id: str
+) -> list[dict[str, Any]]:
+    """The per-node correction table as plain records (``df.attrs["clock"]``).
+
+    One record per node that has a clock estimate or a node-clock event; a node
+    without estimates has null offsets and path ``""`` (offset unknown: its
+    instants were not corrected).
+    """
+    clocks = node_clocks(events)
+    seen = {
+        str(e["node"])
+        for e in events
+        if e.get("event") == "supernode_log" or _client_stamp(e)
+    }
+    records = []
+    for node in sorted(seen | set(clocks)):
+        clock = clocks.get(node, NodeClock(node))
+        records.append(
+            {
+                "run_id": run_id,
+                "node": node,
+                "offset_start_ns": None
+                if clock.start is None
+                else clock.start.offset_ns,
+                "offset_end_ns": None if clock.end is None else clock.end.offset_ns,
+                "uncertainty_ns": clock.uncertainty_ns,
+                "path": clock.path,
+                "at_start_ns": None if clock.start is None else clock.start.at_ns,
+                "at_end_ns": None if clock.end is None else clock.end.at_ns,
+            }
+        )
+    return records
+
+
+def clock_from_record(record: Mapping[Any, Any]) -> NodeClock:
+    """Rebuild a node's correction from its :func:`clock_records` record."""
+    node = str(record["node"])
+    points = {}
+    for when in ("start", "end"):
+        offset = record.get(f"offset_{when}_ns")
+        if offset is None or pd.isna(offset):
+            continue
+        uncertainty = record.get("uncertainty_ns")
+        points[when] = ClockPoint(
+            node=node,
+            path=str(record.get("path") or ""),
+            when=when,
+            at_ns=int(record[f"at_{when}_ns"]),
+            offset_ns=int(offset),
+            uncertainty_ns=0 if uncertainty is None else int(uncertainty),
+        )
+    return NodeClock(node, start=points.get("start"), end=points.get("end"))
+
+
+def clock_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Correction records (``df.attrs["clock"]``) as a typed table."""
+    df = pd.DataFrame.from_records(list(records), columns=list(CLOCK_COLUMNS))
+    return df.astype(CLOCK_COLUMNS)
+
+
+def clock_table(events: Sequence[Mapping[str, Any]], run_id: str = "") -> pd.DataFrame:
+    """The per-node correction table of one run's events, as a DataFrame.
+
+    Columns: ``run_id``, ``node``, ``offset_start_ns``, ``offset_end_ns`` (node
+    minus server; null when that estimate is missing), ``uncertainty_ns`` (the
+    larger of the two used), ``path`` (network the estimates were probed on),
+    ``at_start_ns``, ``at_end_ns`` (server instants of the estimates).
+    """
+    return clock_frame(clock_records(events, run_id))
+
+
+def anatomy_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Tiling records (``df.attrs["anatomy"]``) as a typed table."""
+    df = pd.DataFrame.from_records(list(records), columns=list(ANATOMY_COLUMNS))
+    return df.astype(ANATOMY_COLUMNS)
+
+
+# --- tiling -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Span:
+    """A measured phase of one message, its instants already on the server clock.
+
+    ``clock`` says which clock the instants were read on (``server`` for the
+    capture, ``node`` for the client mod and the SuperNode log); ``row`` is the
+    caller's index of the phase's row, handed back in the :class:`Tile`.
+    """
+
+    phase: str
+    start_ns: int
+    end_ns: int
+    source: str
+    clock: str
+    row: int
+
+    def __post_init__(self) -> None:
+        if self.clock not in (SERVER_CLOCK, NODE_CLOCK):
+            raise ValueError(f"Span.clock must be 'server' or 'node': {self.clock!r}")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Everything known about one message (instruction and reply) on one node."""
+
+    node: str
+    round: int
+    message_type: str
+    message_id: str
+    dispatch_ns: int
+    pickup_ns: int | None
+    downlink: Span | None = None
+    handler: Span | None = None
+    uplink: Span | None = None
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One phase of a tiled node round. ``row`` is the measured span's, else None."""
+
+    phase: str
+    message_type: str
+    message_id: str
+    start_ns: int
+    end_ns: int
+    source: str
+    uncertainty_s: float
+    row: int | None
+
+
+@dataclass(frozen=True)
+class _Instant:
+    """A bound of a phase: when, on which clock, and what it bounds."""
+
+    kind: str
+    at_ns: int
+    clock: str
+
+
+def _gap_uncertainty(a: _Instant, b: _Instant, node_uncertainty_s: float) -> float:
+    return 0.0 if a.clock == b.clock else node_uncertainty_s
+
+
+def _message_tiles(trace: Trace, pickup_ns: int, node_u: float) -> list[Tile]:
+    """Dispatch -> pickup of one message: measured spans and the gaps between."""
+    tiles: list[Tile] = []
+    cursor = _Instant("dispatch", trace.dispatch_ns, SERVER_CLOCK)
+
+    def gap(to: _Instant) -> None:
+        name = _GAP_NAMES.get((cursor.kind, to.kind), "unresolved")
+        tiles.append(
+            Tile(
+                name,
+                trace.message_type,
+                trace.message_id,
+                cursor.at_ns,
+                to.at_ns,
+                "derived",
+                _gap_uncertainty(cursor, to, node_u),
+                None,
+            )
+        )
+
+    for kind, span in (
+        ("downlink", trace.downlink),
+        ("handler", trace.handler),
+        ("uplink", trace.uplink),
+    ):
+        if span is None:
+            continue
+        gap(_Instant(kind, span.start_ns, span.clock))
+        tiles.append(
+            Tile(
+                span.phase,
+                trace.message_type,
+                trace.message_id,
+                span.start_ns,
+                span.end_ns,
+                span.source,
+                0.0,
+                span.row,
+            )
+        )
+        cursor = _Instant(kind, span.end_ns, span.clock)
+    gap(_Instant("pickup", pickup_ns, SERVER_CLOCK))
+    return tiles
+
+
+def _between_tiles(
+    after_ns: int, before_ns: int, aggregation: tuple[int, int] | None
+) -> list[Tile]:
+    """Pickup of one message -> dispatch of the next: aggregation and the rest."""
+
+    def tile(phase: str, start: int, end: int, source: str) -> Tile:
+        return Tile(phase, "", "", start, end, source, 0.0, None)
+
+    if aggregation is not None:
+        lo, hi = max(after_ns, aggregation[0]), min(before_ns, aggregation[1])
+        if lo < hi:
+            pieces = [
+                tile("server_other", after_ns, lo, "derived"),
+                tile("aggregation", lo, hi, "server_timer"),
+                tile("server_other", hi, before_ns, "derived"),
+            ]
+            return [
+                t for t in pieces if t.phase == "aggregation" or t.end_ns > t.start_ns
+            ]
+    return [tile("server_other", after_ns, before_ns, "derived")]
+
+
+def tile_node_round(
+    traces: Sequence[Trace],
+    aggregation: tuple[int, int] | None,
+    node_uncertainty_s: float,
+) -> list[Tile] | str:
+    """The phases of one node's round, in order, or why it cannot be tiled.
+
+    ``traces`` are the node's messages of the round; ``aggregation`` is the
+    round's aggregation stamp (server clock) or None; ``node_uncertainty_s`` the
+    node's clock-offset uncertainty (NaN when unknown), given to every phase
+    bounded by one node and one server instant. The tiles run from the first
+    dispatch to the last pickup, each starting where the previous ends; a stretch
+    whose inner instants are missing is one ``unresolved`` tile.
+    """
+    if not traces:
+        return "no message"
+    ordered = sorted(traces, key=lambda t: t.dispatch_ns)
+    missing = [t.message_id or t.message_type for t in ordered if t.pickup_ns is None]
+    if missing:
+        return f"no pickup of message {missing[0]}"
+    tiles: list[Tile] = []
+    for i, trace in enumerate(ordered):
+        pickup_ns = trace.pickup_ns
+        assert pickup_ns is not None  # checked above
+        if i:
+            previous = tiles[-1].end_ns
+            if trace.dispatch_ns < previous:
+                return (
+                    f"message {trace.message_id or trace.message_type} was dispatched "
+                    "before the previous one was picked up"
+                )
+            tiles += _between_tiles(previous, trace.dispatch_ns, aggregation)
+        tiles += _message_tiles(trace, pickup_ns, node_uncertainty_s)
+    return tiles
+
+
+def inconsistencies(tiles: Sequence[Tile]) -> list[str]:
+    """Derived phases shorter than zero by more than their clock uncertainty.
+
+    A negative gap means the measured phases around it overlap once on one
+    clock: within the uncertainty that is clock error, beyond it the data
+    disagree (a wrong match, or a clock estimate that does not hold).
+    """
+    notes = []
+    for t in tiles:
+        if t.row is not None or t.end_ns >= t.start_ns:
+            continue
+        excess_s = (t.start_ns - t.end_ns) / 1e9
+        if math.isnan(t.uncertainty_s) or excess_s > t.uncertainty_s:
+            notes.append(
+                f"{t.phase} of {t.message_type or 'the gap'} is {-excess_s:.6f} s"
+            )
+    return notes
+
+
+# --- a run's messages -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """An instruction the ServerApp pushed (``dispatch`` event, server clock)."""
+
+    message_id: str
+    node_id: int
+    message_type: str
+    round: int
+    at_ns: int
+
+
+@dataclass(frozen=True)
+class Pickup:
+    """A reply the ServerApp received (``pickup`` event, server clock)."""
+
+    message_id: str
+    reply_id: str
+    at_ns: int
+
+
+@dataclass(frozen=True)
+class MeasuredMessage:
+    """A message's measured spans on one node: the client mod's stamp and matches."""
+
+    node: str
+    node_id: int
+    round: int
+    message_type: str
+    message_id: str
+    handler: Span
+    downlink: Span | None
+    uplink: Span | None
+
+
+def _instant(e: Mapping[str, Any], key: str) -> int:
+    """The event's ``key`` instant, else when it was written (older writers)."""
+    raw = e.get(key)
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    return int(e["t_ns"])
+
+
+def dispatches(events: Iterable[Mapping[str, Any]]) -> list[Dispatch]:
+    """Every ``dispatch`` with a message id, at ``dispatch_ns`` (else ``t_ns``)."""
+    return [
+        Dispatch(
+            message_id=str(e["message_id"]),
+            node_id=int(e["node_id"]),
+            message_type=str(e.get("message_type") or "").split(".")[0],
+            round=int(e["round"]),
+            at_ns=_instant(e, "dispatch_ns"),
+        )
+        for e in events
+        if e.get("event") == "dispatch" and e.get("message_id")
+    ]
+
+
+def pickups(events: Iterable[Mapping[str, Any]]) -> dict[str, Pickup]:
+    """The first ``pickup`` of each instruction id, at ``pickup_ns`` (else ``t_ns``)."""
+    out: dict[str, Pickup] = {}
+    for e in events:
+        if e.get("event") == "pickup" and e.get("message_id"):
+            message_id = str(e["message_id"])
+            out.setdefault(
+                message_id,
+                Pickup(
+                    message_id, str(e.get("reply_id") or ""), _instant(e, "pickup_ns")
+                ),
+            )
+    return out
+
+
+def aggregation_spans(
+    events: Iterable[Mapping[str, Any]],
+) -> dict[int, tuple[int, int]]:
+    """Per round, the server's aggregation stamp (earliest start, latest end)."""
+    spans: dict[int, tuple[int, int]] = {}
+    for e in events:
+        if e.get("event") != "phase" or e.get("phase") != "aggregation":
+            continue
+        start, end = int(e["start_ns"]), int(e["end_ns"])
+        known = spans.get(int(e["round"]))
+        if known is not None:
+            start, end = min(start, known[0]), max(end, known[1])
+        spans[int(e["round"])] = (start, end)
+    return spans
+
+
+def _record(
+    run_id: str,
+    key: tuple[int, str],
+    note: str,
+    tiles: Sequence[Tile] = (),
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "round": key[0],
+        "node": key[1],
+        "tiled": bool(tiles),
+        "round_start_ns": tiles[0].start_ns if tiles else None,
+        "round_end_ns": tiles[-1].end_ns if tiles else None,
+        "note": note,
+    }
+
+
+def _claim(
+    measured: Sequence[MeasuredMessage], sent: Sequence[Dispatch]
+) -> dict[str, int]:
+    """Dispatch id -> index of the measured message it is.
+
+    By the stamp's message id; for stamps without one (older client mods), the
+    only dispatch to the node of that round and type.
+    """
+    by_id = {d.message_id: d for d in sent}
+    claimed: dict[str, int] = {}
+    for i, m in enumerate(measured):
+        dispatch = by_id.get(m.message_id) if m.message_id else None
+        if dispatch is None and not m.message_id and m.node_id:
+            same = [
+                d
+                for d in sent
+                if (d.node_id, d.round, d.message_type)
+                == (m.node_id, m.round, m.message_type)
+            ]
+            dispatch = same[0] if len(same) == 1 else None
+        if dispatch is not None and dispatch.message_id not in claimed:
+            claimed[dispatch.message_id] = i
+    return claimed
+
+
+def tile_run(
+    measured: Sequence[MeasuredMessage],
+    sent: Sequence[Dispatch],
+    received: Mapping[str, Pickup],
+    aggregations: Mapping[int, tuple[int, int]],
+    clocks: Mapping[str, NodeClock],
+    run_id: str,
+) -> tuple[dict[tuple[int, str], list[Tile]], list[dict[str, Any]]]:
+    """Tile every (round, node) of a run; return the tiles and one record per pair.
+
+    A record (``df.attrs["anatomy"]``) says whether the pair was tiled, its
+    round's bounds, and a note: why it was not tiled, or derived phases that
+    came out negative beyond their clock uncertainty.
+    """
+    stamped = sorted({(m.round, m.node) for m in measured})
+    if not sent:
+        note = (
+            "no dispatch/pickup events (an older log, or an app run without "
+            "flowerbed's measured Grid): measured phases only"
+        )
+        return {}, [_record(run_id, key, note) for key in stamped]
+    claimed = _claim(measured, sent)
+    names = {m.node_id: m.node for m in measured if m.node_id}
+    traces: dict[tuple[int, str], list[Trace]] = {}
+    records: list[dict[str, Any]] = []
+    for d in sent:
+        index = claimed.get(d.message_id)
+        m = measured[index] if index is not None else None
+        node = m.node if m is not None else names.get(d.node_id)
+        if node is None:
+            records.append(
+                _record(
+                    run_id,
+                    (d.round, f"node_id {d.node_id}"),
+                    f"message {d.message_id} went to a node that stamped nothing",
+                )
+            )
+            continue
+        pickup = received.get(d.message_id)
+        traces.setdefault((d.round, node), []).append(
+            Trace(
+                node=node,
+                round=d.round,
+                message_type=d.message_type,
+                message_id=d.message_id,
+                dispatch_ns=d.at_ns,
+                pickup_ns=None if pickup is None else pickup.at_ns,
+                downlink=None if m is None else m.downlink,
+                handler=None if m is None else m.handler,
+                uplink=None if m is None else m.uplink,
+            )
+        )
+    orphans = {
+        (m.round, m.node): m.message_id or m.message_type
+        for i, m in enumerate(measured)
+        if i not in claimed.values()
+    }
+    tiles: dict[tuple[int, str], list[Tile]] = {}
+    for key in sorted(set(traces) | set(orphans)):
+        if key in orphans:
+            note = f"client-mod stamp of message {orphans[key]} has no dispatch event"
+            records.append(_record(run_id, key, note))
+            continue
+        clock = clocks.get(key[1], NodeClock(key[1]))
+        result = tile_node_round(
+            traces[key], aggregations.get(key[0]), clock.uncertainty_s
+        )
+        if isinstance(result, str):
+            records.append(_record(run_id, key, result))
+            continue
+        tiles[key] = result
+        records.append(_record(run_id, key, "; ".join(inconsistencies(result)), result))
+    return tiles, records
+
+
+def node_round_times(phases: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, round, node) of tiled rounds: the sum of the node's phases.
+
+    Sums the rows of every node but ``server`` whose round was tiled (``tiled``
+    in ``df.attrs["anatomy"]``), so the server's own aggregation row is not
+    counted twice. Columns: ``run_id``, ``round``, ``node``, ``round_s`` (sum of
+    durations), ``span_s`` (last end - first start, equal to ``round_s`` when
+    the rows tile), ``uncertainty_s`` (the largest of the rows').
+    """
+    records = anatomy_frame(phases.attrs.get("anatomy", []))
+    tiled = records[records["tiled"]][["run_id", "round", "node"]]
+    rows = phases[phases["node"] != SERVER_NODE].merge(
+        tiled, on=["run_id", "round", "node"], how="inner"
+    )
+    grouped = rows.groupby(["run_id", "round", "node"], sort=True)
+    out = grouped.agg(
+        round_s=("duration_s", "sum"),
+        first_ns=("start_ns", "min"),
+        last_ns=("end_ns", "max"),
+        uncertainty_s=("uncertainty_s", "max"),
+    ).reset_index()
+    out["span_s"] = (out["last_ns"] - out["first_ns"]) / 1e9
+    return out.drop(columns=["first_ns", "last_ns"])

@@ -1,0 +1,233 @@
+"""Tests of analysis/wire.py: capture against SuperNode windows, and byte accounting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from analysis.phases import RunInfo, phases_from_events
+from analysis.wire import (
+    RECONCILE_DTYPES,
+    byte_accounting,
+    reconcile_transfers,
+    transfer_matches,
+)
+
+T0 = 1_700_000_000_000_000_000
+MS = 1_000_000
+RUN = RunInfo("study", "5g-fedavg-r1", "5g", "fedavg", 1)
+MODEL = 2_000_000
+
+
+def ev(event: str, **fields: Any) -> dict[str, Any]:
+    return {"event": event, "run_id": RUN.run_id, "t_ns": T0, **fields}
+
+
+def stamp(start: int, end: int, b_out: int = MODEL, offset: int = 0) -> dict[str, Any]:
+    return ev(
+        "phase",
+        phase="training",
+        round=1,
+        node="pi1",
+        node_id=3,
+        message_type="train",
+        start_ns=T0 + start * MS + offset,
+        end_ns=T0 + end * MS + offset,
+        bytes_in=MODEL,
+        bytes_out=b_out,
+        source="client_mod",
+    )
+
+
+def window(kind: str, start: int, end: int, offset: int = 0) -> list[dict[str, Any]]:
+    first, last = (
+        ("receive_start", "receive_end")
+        if kind == "down"
+        else (
+            "send_start",
+            "send_end",
+        )
+    )
+    return [
+        ev("supernode_log", node="pi1", kind=k, at_ns=T0 + at * MS + offset,
+           message_type="train", message_id=f"{kind}{start}")
+        for k, at in ((first, start), (last, end))
+    ]  # fmt: skip
+
+
+def burst(
+    direction: str, start: int, end: int, nbytes: int, retrans: int = 0
+) -> dict[str, Any]:
+    return ev(
+        "transfer",
+        node="pi1",
+        network="5g",
+        direction=direction,
+        start_ns=T0 + start * MS,
+        end_ns=T0 + end * MS,
+        bytes=nbytes,
+        packets=nbytes // 1448 + 1,
+        retransmissions=retrans,
+        source="capture",
+    )
+
+
+def events(offset: int = 0) -> list[dict[str, Any]]:
+    """Instruction: window and capture agree. Reply: the window is 1 s longer."""
+    return [
+        *window("down", 1_000, 2_000, offset),
+        burst("down", 1_002, 1_998, MODEL + 500, retrans=2),
+        stamp(3_000, 4_000, offset=offset),
+        *window("up", 4_100, 6_100, offset),
+        burst("up", 4_110, 4_600, MODEL // 2, retrans=1),
+        burst("up", 4_800, 5_110, MODEL // 2 + 900, retrans=3),
+    ]
+
+
+def by_direction(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    return {
+        str(r["direction"]): {str(k): v for k, v in r.items()}
+        for r in df.to_dict("records")
+    }
+
+
+def test_reconcile_flags_the_planted_disagreement_only() -> None:
+    df = by_direction(reconcile_transfers(events()))
+
+    down, up = df["down"], df["up"]
+    assert down["wire_s"] == pytest.approx(0.996)
+    assert down["window_s"] == pytest.approx(1.0)
+    assert down["diff_s"] == pytest.approx(0.004)
+    assert down["disagrees"] is False
+    assert up["wire_s"] == pytest.approx(1.0)
+    assert up["window_s"] == pytest.approx(2.0)
+    assert up["diff_s"] == pytest.approx(1.0)
+    assert up["diff_pct"] == pytest.approx(100.0)
+    assert up["disagrees"] is True
+
+
+def test_reconcile_counts_retransmissions_bursts_and_goodput() -> None:
+    df = by_direction(reconcile_transfers(events()))
+
+    assert df["up"]["retransmissions"] == 4
+    assert df["up"]["bursts"] == 2
+    assert df["up"]["wire_bytes"] == MODEL + 900
+    assert df["up"]["goodput_mbps"] == pytest.approx((MODEL + 900) * 8 / 1.0 / 1e6)
+    assert df["down"]["retransmissions"] == 2
+
+
+@pytest.mark.parametrize(
+    ("threshold_s", "threshold_share", "flagged"),
+    [(0.02, 0.05, True), (1.5, 0.05, False), (0.02, 1.5, False)],
+)
+def test_reconcile_threshold_is_the_larger_of_seconds_and_share(
+    threshold_s: float, threshold_share: float, flagged: bool
+) -> None:
+    df = reconcile_transfers(events(), threshold_s, threshold_share)
+
+    assert df.loc[df["direction"] == "up", "disagrees"].tolist() == [flagged]
+
+
+def test_reconcile_corrects_the_node_clock_before_comparing() -> None:
+    offset = 3_000 * MS
+    clocks = [
+        ev("clock", node="pi1", path="5g", when=w, offset_ns=offset,
+           uncertainty_ns=MS, rtt_ns=2 * MS, injected_offset_ns=offset)
+        for w in ("start", "end")
+    ]  # fmt: skip
+
+    shifted = reconcile_transfers(events(offset) + clocks)
+    plain = reconcile_transfers(events())
+
+    pd.testing.assert_frame_equal(shifted, plain)
+    # without the estimate, the shifted windows miss their bursts entirely
+    lost = reconcile_transfers(events(offset))
+    assert lost["wire_s"].isna().all()
+
+
+def test_reconcile_without_capture_has_no_wire_side_and_no_verdict() -> None:
+    only_logs = [e for e in events() if e["event"] != "transfer"]
+
+    df = reconcile_transfers(only_logs)
+
+    assert {c: str(t) for c, t in df.dtypes.items()} == RECONCILE_DTYPES
+    assert len(df) == 2
+    assert df["wire_s"].isna().all()
+    assert df["disagrees"].isna().all()
+    assert df["window_s"].tolist() == [pytest.approx(1.0), pytest.approx(2.0)]
+
+
+def test_matches_come_in_instruction_reply_pairs() -> None:
+    matches = transfer_matches(events())
+
+    assert [m.direction for m in matches] == ["down", "up"]
+    assert [m.source for m in matches] == ["capture", "capture"]
+
+
+def system(nic_bytes_per_s: float) -> pd.DataFrame:
+    """pi1's wlan0 counters, one sample a second, receiving and sending steadily."""
+    rows = []
+    for second in range(0, 11):
+        for direction in ("recv", "sent"):
+            rows.append(
+                (RUN.run_id, "5g", "pi1", T0 + second * 1_000 * MS,
+                 f"net_bytes_{direction}", "wlan0", nic_bytes_per_s * second)
+            )  # fmt: skip
+    return pd.DataFrame(
+        rows, columns=["run_id", "network", "host", "t_ns", "metric", "device", "value"]
+    )
+
+
+def test_byte_accounting_sets_flower_wire_and_nic_bytes_side_by_side() -> None:
+    phases = phases_from_events(events(), RUN)
+
+    df = byte_accounting(phases, system(2_200_000.0), {"pi1": "wlan0"})
+
+    down, up = by_direction(df)["down"], by_direction(df)["up"]
+    assert down["flower_bytes"] == MODEL
+    assert down["wire_bytes"] == MODEL + 500
+    assert down["overhead"] == pytest.approx(500 / MODEL)
+    assert down["nic_bytes"] == pytest.approx(2_200_000.0 * 0.996)
+    assert down["nic_overhead"] == pytest.approx(2_200_000.0 * 0.996 / MODEL - 1)
+    assert up["wire_bytes"] == MODEL + 900
+    assert up["overhead"] == pytest.approx(900 / MODEL)
+    assert up["nic_note"] == ""
+
+
+def test_byte_accounting_says_why_nic_bytes_are_missing() -> None:
+    phases = phases_from_events(events(), RUN)
+
+    none = byte_accounting(phases, None)
+    no_nic = byte_accounting(phases, system(1.0), {})
+    outside = byte_accounting(phases, system(1.0).iloc[:4], {"pi1": "wlan0"})
+
+    assert none["nic_bytes"].isna().all()
+    assert set(none["nic_note"]) == {"no system table"}
+    assert no_nic["nic_note"].str.contains("no NIC given").all()
+    assert outside["nic_note"].str.contains("not inside the sampled span").all()
+    assert none["overhead"].notna().all()
+
+
+def test_byte_accounting_maps_the_interval_to_the_node_clock() -> None:
+    offset = 2_000 * MS  # the sampler stamps on the node's clock, 2 s ahead
+    phases = phases_from_events(events(), RUN)
+    phases.attrs["clock"] = [
+        {"run_id": RUN.run_id, "node": "pi1", "offset_start_ns": offset,
+         "offset_end_ns": offset, "uncertainty_ns": MS, "path": "5g",
+         "at_start_ns": T0, "at_end_ns": T0 + 10_000 * MS}
+    ]  # fmt: skip
+    table = system(1_000_000.0)
+    # counters only move during the node-clock second [3 s, 4 s]
+    table["value"] = [
+        0.0 if t < T0 + 3_000 * MS else (1e6 if t >= T0 + 4_000 * MS else 0.0)
+        for t in table["t_ns"]
+    ]
+
+    on_node = byte_accounting(phases, table, {"pi1": "wlan0"})
+    on_server = byte_accounting(phases, table, {"pi1": "wlan0"}, node_clock=False)
+
+    # the downlink, 1.002-1.998 s server time, is 3.002-3.998 s node time
+    assert by_direction(on_node)["down"]["nic_bytes"] == pytest.approx(0.996e6)
+    assert by_direction(on_server)["down"]["nic_bytes"] == 0.0
