@@ -192,7 +192,13 @@ class NodeClock:
 def _clock_points(events: Iterable[Mapping[str, Any]]) -> list[ClockPoint]:
     points = []
     for e in events:
-        if e.get("event") != "clock" or e.get("offset_ns") is None:
+        # A failed probe has no offset; a "when" other than start/end is no
+        # estimate of this run's bounds.
+        if (
+            e.get("event") != "clock"
+            or e.get("offset_ns") is None
+            or e.get("when") not in ("start", "end")
+        ):
             continue
         points.append(
             ClockPoint(
@@ -745,7 +751,10 @@ def node_round_times(phases: pd.DataFrame) -> pd.DataFrame:
     in ``df.attrs["anatomy"]``), so the server's own aggregation row is not
     counted twice. Columns: ``run_id``, ``round``, ``node``, ``round_s`` (sum of
     durations), ``span_s`` (last end - first start, equal to ``round_s`` when
-    the rows tile), ``uncertainty_s`` (the largest of the rows').
+    the rows tile), ``max_phase_uncertainty_s`` (the largest clock uncertainty
+    of one phase's duration; NaN when one is unknown, a node without a clock
+    estimate). The round time itself runs from a dispatch to a pickup, both on
+    the server clock: its split into phases is uncertain, its total is not.
     """
     records = anatomy_frame(phases.attrs.get("anatomy", []))
     tiled = records[records["tiled"]][["run_id", "round", "node"]]
@@ -757,7 +766,7 @@ def node_round_times(phases: pd.DataFrame) -> pd.DataFrame:
         round_s=("duration_s", "sum"),
         first_ns=("start_ns", "min"),
         last_ns=("end_ns", "max"),
-        uncertainty_s=("uncertainty_s", "max"),
+        max_phase_uncertainty_s=("uncertainty_s", lambda u: u.max(skipna=False)),
     ).reset_index()
     out["span_s"] = (out["last_ns"] - out["first_ns"]) / 1e9
     return out.drop(columns=["first_ns", "last_ns"])

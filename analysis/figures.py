@@ -2,9 +2,10 @@
 
 Plotting only: inputs are tables from :mod:`analysis.summary` or the phase table.
 Figures are drawn on the Agg canvas without pyplot, so no display or global state is
-touched. Colours are fixed (Okabe-Ito plus Paul Tol's greys, colour-blind safe): a
-phase, a network or a host has the same colour in every figure of every report.
-Phases that wait (on Flower's polling or on other nodes) are hatched.
+touched. Colours are fixed and colour-blind safe (Okabe-Ito; greys and Paul Tol's
+wine for the phases beyond its eight): a phase, a network or a host has the same
+colour in every figure of every report. Phases that wait (on Flower's polling or on
+other nodes) are hatched with lines, unresolved time with dots.
 """
 
 from __future__ import annotations
@@ -39,13 +40,21 @@ PHASE_COLOURS = {
     "pickup_wait": "#666666",  # dark grey, hatched
     "aggregation": "#CC79A7",  # reddish purple
     "server_other": "#882255",  # wine, hatched
+    "unresolved": "#F2F2F2",  # near white, dotted: time not resolved into phases
 }
-PHASE_HATCHES = {"dispatch_wait": "//", "pickup_wait": "\\\\", "server_other": "xx"}
+# Waiting phases are hatched with lines, unresolved time with dots.
+PHASE_HATCHES = {
+    "dispatch_wait": "//",
+    "pickup_wait": "\\\\",
+    "server_other": "xx",
+    "unresolved": "..",
+}
 # Hatch lines that stand out on their face colour.
 _HATCH_COLOURS = {
     "dispatch_wait": "#444444",
     "pickup_wait": "#FFFFFF",
     "server_other": "#FFFFFF",
+    "unresolved": "#444444",
 }
 # A phase the palette does not know (a newer table) is drawn, never dropped.
 _UNKNOWN_PHASE_COLOUR = "#DDDDDD"
@@ -92,8 +101,11 @@ def host_colours(hosts: list[str]) -> dict[str, str]:
 
 def _phase_style(phase: str) -> dict[str, object]:
     """Keyword arguments of a bar or patch of ``phase``: colour, hatch."""
+    colour = PHASE_COLOURS.get(phase, _UNKNOWN_PHASE_COLOUR)
+    # Face and edge rather than ``color``, which would also colour the hatch.
     style: dict[str, object] = {
-        "color": PHASE_COLOURS.get(phase, _UNKNOWN_PHASE_COLOUR),
+        "facecolor": colour,
+        "edgecolor": colour,
         "label": phase,
     }
     if phase in PHASE_HATCHES:
@@ -355,9 +367,10 @@ def system_timeline(
     """CPU % and NIC throughput per host over one run's time, two stacked panels.
 
     ``cpu`` has columns ``host, t_s, cpu_percent`` (mean over cores); ``nic``
-    has ``host, direction`` (``sent``/``recv``), ``start_s, end_s, mbit_s`` (one
-    row per sampling interval, drawn as steps; sent solid, received dashed).
-    ``marks_s`` draws dotted vertical lines (e.g. round starts). Raises
+    has ``host, device, direction`` (``sent``/``recv``), ``start_s, end_s,
+    mbit_s`` (one row per sampling interval, drawn as steps; sent solid,
+    received dashed). A host has one colour in both panels. ``marks_s`` draws
+    dotted vertical lines (e.g. round starts) inside the sampled span. Raises
     ValueError when both tables are empty.
     """
     if cpu.empty and nic.empty:
@@ -368,7 +381,9 @@ def system_timeline(
     for host in sorted(set(cpu["host"]), key=_natural_key):
         sel = cpu[cpu["host"] == host].sort_values("t_s")
         top.plot(sel["t_s"], sel["cpu_percent"], color=colours[host], label=host)
-    for (host, direction), sel in nic.groupby(["host", "direction"], sort=True):
+    for (host, device, direction), sel in nic.groupby(
+        ["host", "device", "direction"], sort=True
+    ):
         sel = sel.sort_values("start_s")
         xs = np.append(sel["start_s"].to_numpy(dtype=float), sel["end_s"].iloc[-1])
         ys = np.append(sel["mbit_s"].to_numpy(dtype=float), sel["mbit_s"].iloc[-1])
@@ -378,9 +393,10 @@ def system_timeline(
             where="post",
             color=colours[str(host)],
             linestyle=DIRECTION_LINESTYLES.get(str(direction), ":"),
-            label=f"{host} {direction}",
+            label=f"{host} {device} {direction}",
         )
-    for mark in marks_s or []:
+    times = [*cpu["t_s"], *nic["start_s"], *nic["end_s"]]
+    for mark in [m for m in marks_s or [] if min(times) <= m <= max(times)]:
         for ax in (top, bottom):
             ax.axvline(mark, color="#999999", linestyle=":", linewidth=0.8)
     top.set_ylabel("CPU (% of a core, mean over cores)")

@@ -29,7 +29,7 @@ from analysis.figures import (
     system_timeline,
     transfer_ecdf,
 )
-from analysis.phases import DTYPES, read_phases, unmatched_frame
+from analysis.phases import read_phases, unmatched_frame
 from analysis.summary import (
     LEGACY_PHASES,
     PHASE_DEFINITIONS,
@@ -68,24 +68,6 @@ figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{color:#555;font-size:.9rem}
 dt{font-weight:600;font-family:ui-monospace,monospace}dd{margin:0 0 .3rem 1.5rem}
 """
-# Columns every phase table has had since the first release; newer ones are optional.
-_LEGACY_COLUMNS = (
-    "campaign",
-    "run_id",
-    "network",
-    "strategy",
-    "repetition",
-    "round",
-    "node",
-    "phase",
-    "message_type",
-    "start_ns",
-    "end_ns",
-    "duration_s",
-    "bytes",
-    "message_bytes",
-    "source",
-)
 TRANSFER_COLUMNS = (
     "node",
     "round",
@@ -267,7 +249,8 @@ def _coverage_notes(df: pd.DataFrame, manifest: Mapping[str, Any]) -> list[str]:
     tiled = tiled_runs(df)
     for network in network_order(present):
         rows = df[df["network"] == network]
-        wanted = PHASE_ORDER if rows["run_id"].isin(tiled).any() else LEGACY_PHASES
+        anatomy = [p for p in PHASE_ORDER if p != "unresolved"]
+        wanted = anatomy if rows["run_id"].isin(tiled).any() else LEGACY_PHASES
         seen = set(rows["phase"])
         missing = [p for p in wanted if p not in seen]
         if missing:
@@ -280,13 +263,13 @@ def _round_definition(rounds: pd.DataFrame) -> str:
     parts = []
     if True in kinds:
         parts.append(
-            "Round time (runs with the round anatomy): the slowest node's time from "
+            "Round time (rounds with the round anatomy): the slowest node's time from "
             "the round's first dispatch to its last reply's pickup, i.e. the sum of "
             "its phases, server aggregation and waiting included."
         )
     if False in kinds:
         parts.append(
-            "Round time (runs without the round anatomy): the slowest node's "
+            "Round time (rounds without the round anatomy): the slowest node's "
             "downlink + training + evaluation + uplink, plus the server's "
             "aggregation; time messages wait in the SuperLink is in no phase."
         )
@@ -297,7 +280,7 @@ def _round_time_part(table: pd.DataFrame, rounds: pd.DataFrame) -> str:
     if table.empty:
         return ""
     rows = [
-        [network, n_rounds, complete, _fmt(median), _fmt(p95), slowest]
+        [network, n_rounds, complete, _fmt(median), _fmt(p95), _fmt(slowest)]
         for network, n_rounds, complete, median, p95, slowest in zip(
             table.index,
             table["rounds"].tolist(),
@@ -361,11 +344,12 @@ def _anatomy_section(df: pd.DataFrame, table: pd.DataFrame, figures: Path) -> st
         "so the stack need not reach it.",
     )
     rows = [
-        [network, phase, _fmt(median), _share(share), _fmt(round_s), n]
-        for network, phase, median, share, round_s, n in zip(
+        [network, phase, _fmt(median), _fmt(bound), _share(share), _fmt(round_s), n]
+        for network, phase, median, bound, share, round_s, n in zip(
             table["network"].tolist(),
             table["phase"].tolist(),
             table["median_s"].tolist(),
+            table["median_uncertainty_s"].tolist(),
             table["share"].tolist(),
             table["median_round_s"].tolist(),
             table["n"].tolist(),
@@ -376,6 +360,7 @@ def _anatomy_section(df: pd.DataFrame, table: pd.DataFrame, figures: Path) -> st
         "network",
         "phase",
         "median (s)",
+        "± clock (s)",
         "share of median round",
         "median round (s)",
         "samples",
@@ -385,7 +370,11 @@ def _anatomy_section(df: pd.DataFrame, table: pd.DataFrame, figures: Path) -> st
         + _table(headers, rows, numeric=lambda j: j > 1)
         + _note(
             "Samples are (run, round, node): a node's seconds in the phase during "
-            "the round, summed over its train and evaluate messages."
+            "the round, summed over its train and evaluate messages; a fully tiled "
+            "node round without the phase counts 0 s. ± clock: median clock "
+            "uncertainty of those seconds (phases bounded by a node and a server "
+            "instant). Node rounds the tiling could not resolve are left out (see "
+            "Data quality)."
         )
         + "<h3>Phases</h3>"
         + _definitions()
@@ -522,13 +511,22 @@ def _transfers_section(results_dir: Path) -> str:
     if disagrees.empty:
         return summary
     shown = disagrees.head(_MAX_LISTED)
-    rows = [[_fmt(v) for v in record] for record in shown[columns].to_numpy().tolist()]
+    rows = [
+        [_transfer_cell(c, v) for c, v in zip(columns, record, strict=True)]
+        for record in shown[columns].to_numpy().tolist()
+    ]
     more = len(disagrees) - len(shown)
     return (
         summary
         + _table(columns, rows, numeric=lambda j: j >= len(labels) + 4)
         + (_note(f"{more} more disagreeing transfers not listed.") if more else "")
     )
+
+
+def _transfer_cell(column: str, value: object) -> str:
+    if column == "diff_pct" and isinstance(value, float):
+        return _fmt(value, 1)
+    return _fmt(value)
 
 
 def _bytes_section(results_dir: Path) -> str:
@@ -578,10 +576,16 @@ def _bytes_cell(metric: str, value: object) -> str:
     return "–"
 
 
-def _system_series(
+def system_series(
     system: pd.DataFrame, run_id: str
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """CPU % (mean over cores) and the busiest NIC's Mbit/s per host of one run."""
+    """CPU % and NIC throughput per host of one run of a ``system.parquet`` table.
+
+    Returns ``cpu`` (``host, t_s, cpu_percent``: mean over the host's cores),
+    ``nic`` (``host, device, direction, start_s, end_s, mbit_s`` per sampling
+    interval of each host's busiest NIC, loopback left out) and the instant
+    ``t_s`` counts from: the run's first sample.
+    """
     run = system[system["run_id"] == run_id]
     t0 = int(run["t_ns"].min())
     cores = run[run["metric"] == "cpu_percent"]
@@ -603,7 +607,8 @@ def _system_series(
     rates = rates.merge(busiest[["host", "device"]], on=["host", "device"])
     nic = pd.DataFrame(
         {
-            "host": rates["host"].astype(str) + " (" + rates["device"] + ")",
+            "host": rates["host"].astype(str),
+            "device": rates["device"].astype(str),
             "direction": rates["direction"],
             "start_s": (rates["start_ns"] - t0) / 1e9,
             "end_s": (rates["end_ns"] - t0) / 1e9,
@@ -631,7 +636,7 @@ def _system_section(results_dir: Path, df: pd.DataFrame, figures: Path) -> str:
         runs = sorted(set(system.loc[system["network"] == network, "run_id"]))
         run_id = preferred.get(network, runs[0])
         run_id = run_id if run_id in runs else runs[0]
-        cpu, nic, t0 = _system_series(system, run_id)
+        cpu, nic, t0 = system_series(system, run_id)
         starts = df[df["run_id"] == run_id].groupby("round")["start_ns"].min()
         marks = [(int(t) - t0) / 1e9 for t in starts]
         parts.append(
@@ -715,7 +720,7 @@ def _runs_section(manifest: Mapping[str, Any], df: pd.DataFrame) -> str:
     return summary + _table(headers, rows, classes, numeric=lambda j: j in (2, 5))
 
 
-def _quality_section(df: pd.DataFrame) -> str:
+def _unmatched_part(df: pd.DataFrame) -> str:
     unmatched = unmatched_frame(df.attrs.get("unmatched", []))
     if unmatched.empty:
         return _note("Every client message was matched to its captured transfers.")
@@ -728,6 +733,47 @@ def _quality_section(df: pd.DataFrame) -> str:
             ["run", "direction", "reason", "messages"], rows, numeric=lambda j: j == 3
         )
     )
+
+
+def _tiling_part(df: pd.DataFrame) -> str:
+    """Node rounds the round anatomy could not tile, or tiled with doubts."""
+    records = [r for r in df.attrs.get("anatomy", []) if isinstance(r, Mapping)]
+    unresolved = df.loc[df["phase"] == "unresolved", ["run_id", "round", "node"]]
+    if not records and unresolved.empty:
+        return ""
+    parts = []
+    if records:
+        tiled = sum(1 for r in records if r.get("tiled"))
+        parts.append(
+            _note(f"The round anatomy tiled {tiled} of {len(records)} node rounds.")
+        )
+    noted = [r for r in records if r.get("note")]
+    if noted:
+        counts: dict[tuple[str, str, str], int] = {}
+        for r in noted:
+            key = (str(r.get("run_id", "")), "yes" if r.get("tiled") else "no")
+            counts[(*key, str(r["note"]))] = counts.get((*key, str(r["note"])), 0) + 1
+        rows = [[*key, n] for key, n in sorted(counts.items())][:_MAX_LISTED]
+        parts.append(
+            _table(
+                ["run", "tiled", "note", "node rounds"],
+                rows,
+                numeric=lambda j: j == 3,
+            )
+        )
+    if not unresolved.empty:
+        n = len(unresolved.drop_duplicates())
+        parts.append(
+            _note(
+                f"{n} tiled node rounds have unresolved stretches (instants missing "
+                "inside them): their rounds are incomplete and left out of medians."
+            )
+        )
+    return "<h3>Round anatomy</h3>" + "".join(parts)
+
+
+def _quality_section(df: pd.DataFrame) -> str:
+    return _unmatched_part(df) + _tiling_part(df)
 
 
 def _provenance_section(manifest: Mapping[str, Any]) -> str:
@@ -770,25 +816,6 @@ def _write_tables(results_dir: Path, df: pd.DataFrame) -> dict[str, pd.DataFrame
     return tables
 
 
-def _load_phases(path: Path) -> pd.DataFrame:
-    """The phase table, also when written before the current columns existed.
-
-    :func:`analysis.phases.read_phases` owns the contract; a table it refuses for
-    lacking newer columns is still read when it has the legacy columns (the
-    summaries treat the newer ones as missing).
-    """
-    try:
-        return read_phases(path)
-    except ValueError:
-        df = pd.read_parquet(path, engine="pyarrow")
-        if any(c not in df.columns for c in _LEGACY_COLUMNS):
-            raise
-    attrs = dict(df.attrs)
-    out = df.astype({c: t for c, t in DTYPES.items() if c in df.columns})
-    out.attrs = {"unmatched": list(attrs.get("unmatched", []))}
-    return out
-
-
 def build_report(results_dir: Path) -> Path:
     """Write ``results_dir/report.html`` (plus figures and CSVs) and return its path."""
     results_dir = Path(results_dir)
@@ -798,7 +825,7 @@ def build_report(results_dir: Path) -> Path:
             f"no phase table at {phases_path}: run `flowerbed campaign run` first "
             "(it writes phases.parquet and manifest.json into the results folder)"
         )
-    df = _load_phases(phases_path)
+    df = read_phases(phases_path)
     manifest, manifest_notes = _read_manifest(results_dir)
     tables = _write_tables(results_dir, df)
     figures = results_dir / "figures"

@@ -125,8 +125,9 @@ def per_node_round(df: pd.DataFrame) -> pd.DataFrame:
     rows summed. ``complete`` is False for a sum of a per-message phase
     (:data:`MESSAGE_PHASES`, e.g. downlink) that misses a message the node
     handled (not matched, or an ``unresolved`` stretch in its place), since that
-    sum would understate the phase; medians skip those. Rows of node ``server``
-    (the server's aggregation timer) stay apart under that node name.
+    sum would understate the phase; medians skip those, and ``unresolved`` sums,
+    which are no phase. Rows of node ``server`` (the server's aggregation timer)
+    stay apart under that node name.
     """
     rows = df.assign(uncertainty_s=_uncertainty(df))
     grouped = rows.groupby(NODE_ROUND_KEYS, sort=True, observed=True, dropna=False)
@@ -147,7 +148,9 @@ def per_node_round(df: pd.DataFrame) -> pd.DataFrame:
     )
     out = out.merge(handled, on=NODE_KEYS, how="left")
     per_message = out["phase"].isin(MESSAGE_PHASES)
-    out["complete"] = ~per_message | (out["messages"] >= out["handled"].fillna(0))
+    out["complete"] = (~per_message | (out["messages"] >= out["handled"].fillna(0))) & (
+        out["phase"] != "unresolved"
+    )
     return out.drop(columns="handled")
 
 
@@ -160,10 +163,18 @@ def node_rounds(df: pd.DataFrame) -> pd.DataFrame:
     is True when the node handled a message, every message has a downlink and
     an uplink, and no stretch is ``unresolved``.
     """
-    columns = [*NODE_KEYS, "tiled", "node_s", "uplink_s", "node_complete"]
     nodes = df[df["node"] != SERVER_NODE]
     if nodes.empty:
-        return pd.DataFrame(columns=columns)
+        typed = {c: pd.Series(dtype=df[c].dtype) for c in NODE_KEYS}
+        return pd.DataFrame(
+            {
+                **typed,
+                "tiled": pd.Series(dtype=bool),
+                "node_s": pd.Series(dtype="float64"),
+                "uplink_s": pd.Series(dtype="float64"),
+                "node_complete": pd.Series(dtype=bool),
+            }
+        )
     counts = (
         nodes.groupby([*NODE_KEYS, "phase"], observed=True)
         .size()
@@ -195,7 +206,7 @@ def node_rounds(df: pd.DataFrame) -> pd.DataFrame:
     out = status.join(sums, how="left").reset_index()
     out["node_s"] = out["node_s"].fillna(0.0)
     out["uplink_s"] = out["uplink_s"].fillna(0.0)
-    return out[columns]
+    return out[[*NODE_KEYS, "tiled", "node_s", "uplink_s", "node_complete"]]
 
 
 def _server_aggregation(df: pd.DataFrame) -> pd.Series:

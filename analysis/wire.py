@@ -379,6 +379,7 @@ def transfer_matches(events: Sequence[Mapping[str, Any]]) -> list[TransferMatch]
 
 RECONCILE_DTYPES = {
     "run_id": "str",
+    "network": "str",
     "node": "str",
     "round": "int64",
     "message_type": "str",
@@ -389,16 +390,16 @@ RECONCILE_DTYPES = {
     "wire_end_ns": "Int64",
     "wire_s": "float64",
     "wire_bytes": "Int64",
-    "window_start_ns": "Int64",
-    "window_end_ns": "Int64",
-    "window_s": "float64",
+    "log_start_ns": "Int64",
+    "log_end_ns": "Int64",
+    "log_s": "float64",
     "diff_s": "float64",
     "diff_pct": "float64",
     "disagrees": "boolean",
     "bursts": "int64",
     "packets": "Int64",
     "retransmissions": "Int64",
-    "goodput_mbps": "float64",
+    "goodput_mbit": "float64",
 }
 
 
@@ -408,12 +409,12 @@ def _sum_known(values: Iterable[int | None]) -> int | None:
 
 
 def _reconciled(
-    run_id: str, m: TransferMatch, threshold_s: float, threshold_share: float
+    run: tuple[str, str], m: TransferMatch, threshold_s: float, threshold_share: float
 ) -> dict[str, Any]:
     wire = m.span if m.complete else None
     wire_s = None if wire is None else (wire[1] - wire[0]) / 1e9
-    window_s = None if m.window is None else (m.window.end_ns - m.window.start_ns) / 1e9
-    diff_s = None if wire_s is None or window_s is None else window_s - wire_s
+    log_s = None if m.window is None else (m.window.end_ns - m.window.start_ns) / 1e9
+    diff_s = None if wire_s is None or log_s is None else log_s - wire_s
     disagrees = None
     if diff_s is not None and wire_s is not None:
         disagrees = abs(diff_s) > max(threshold_s, threshold_share * wire_s)
@@ -423,7 +424,8 @@ def _reconciled(
     if wire_s and wire_bytes is not None:
         goodput = wire_bytes * 8 / wire_s / 1e6
     return {
-        "run_id": run_id,
+        "run_id": run[0],
+        "network": run[1],
         "node": m.stamp.node,
         "round": m.stamp.round,
         "message_type": m.stamp.message_type,
@@ -434,16 +436,16 @@ def _reconciled(
         "wire_end_ns": None if wire is None else wire[1],
         "wire_s": wire_s,
         "wire_bytes": wire_bytes,
-        "window_start_ns": None if m.window is None else m.window.start_ns,
-        "window_end_ns": None if m.window is None else m.window.end_ns,
-        "window_s": window_s,
+        "log_start_ns": None if m.window is None else m.window.start_ns,
+        "log_end_ns": None if m.window is None else m.window.end_ns,
+        "log_s": log_s,
         "diff_s": diff_s,
         "diff_pct": None if diff_s is None or not wire_s else 100 * diff_s / wire_s,
         "disagrees": disagrees,
         "bursts": len(carried),
         "packets": _sum_known(t.packets for t in carried),
         "retransmissions": _sum_known(t.retransmissions for t in carried),
-        "goodput_mbps": goodput,
+        "goodput_mbit": goodput,
     }
 
 
@@ -456,11 +458,11 @@ def reconcile_transfers(
 
     One row per stamp and direction that has a capture or a log window. ``wire_*``
     come from the captured bursts (server clock; null unless they add up to the
-    message), ``window_*`` from the SuperNode log window (mapped to the server
-    clock). ``diff_s`` = window - wire, ``diff_pct`` = 100 * diff / wire, and
+    message), ``log_*`` from the SuperNode log window (mapped to the server
+    clock). ``diff_s`` = log - wire, ``diff_pct`` = 100 * diff / wire, and
     ``disagrees`` = ``|diff_s| > max(threshold_s, threshold_share * wire_s)``
     (null when one side is missing). ``packets`` and ``retransmissions`` sum the
-    capture's bursts; ``goodput_mbps`` = wire bytes * 8 / wire seconds / 1e6.
+    capture's bursts; ``goodput_mbit`` = wire bytes * 8 / wire seconds / 1e6.
     """
     if threshold_s < 0 or threshold_share < 0:
         raise ValueError(
@@ -468,8 +470,16 @@ def reconcile_transfers(
             f"threshold_share={threshold_share}"
         )
     run_id = next((str(e["run_id"]) for e in events if e.get("run_id")), "")
+    network = next(
+        (
+            str(e["network"])
+            for e in events
+            if e.get("event") in ("run_start", "transfer") and e.get("network")
+        ),
+        "",
+    )
     rows = [
-        _reconciled(run_id, m, threshold_s, threshold_share)
+        _reconciled((run_id, network), m, threshold_s, threshold_share)
         for m in transfer_matches(events)
         if m.complete or m.window is not None
     ]

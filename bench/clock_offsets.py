@@ -4,7 +4,7 @@ Needs root and a running emulated cluster (default: inventory/examples/emulated.
 `flowerbed cluster up` first). Prints one row per (node, path, injected offset):
 the estimate, its error and whether the error lies within the reported uncertainty.
 
-    sudo .venv/bin/python bench/clock_offsets.py [INVENTORY]
+    sudo .venv/bin/python -m bench.clock_offsets [INVENTORY]
 """
 
 from __future__ import annotations

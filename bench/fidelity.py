@@ -5,7 +5,7 @@ rate), runs two rounds of the default app over each, and prints, per rate and
 direction, the median measured transfer time of the model messages against the
 physical limit (TCP payload bytes x 8 / rate) and their ratio. Needs root.
 
-    sudo .venv/bin/python bench/fidelity.py [RATE_MBIT ...]
+    sudo .venv/bin/python -m bench.fidelity [RATE_MBIT ...]
 """
 
 from __future__ import annotations

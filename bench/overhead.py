@@ -8,7 +8,7 @@ sampler at 2 Hz, no capture) and ``capture`` (all of that plus tcpdump). The fig
 compared is Flower's ``elapsed`` for the run (``flwr ls``), divided by the rounds:
 it is measured the same way in every mode. Needs root.
 
-    sudo .venv/bin/python bench/overhead.py [REPETITIONS] [ROUNDS]
+    sudo .venv/bin/python -m bench.overhead [REPETITIONS] [ROUNDS]
 """
 
 from __future__ import annotations

@@ -351,10 +351,13 @@ def test_node_round_times_sum_the_tiles_and_skip_the_server_row() -> None:
     assert times["node"].tolist() == ["pi1", "pi2"]
     assert times["round_s"].tolist() == [pytest.approx(12.0), pytest.approx(12.0)]
     assert (times["round_s"] - times["span_s"]).abs().max() < 1e-9
-    assert times["uncertainty_s"].tolist() == [
+    assert times["max_phase_uncertainty_s"].tolist() == [
         pytest.approx(0.002),
         pytest.approx(0.003),
     ]
+    unknown = node_round_times(phases_from_events(run_events(clocks=False), RUN))
+    assert unknown["max_phase_uncertainty_s"].isna().all()
+    assert unknown["round_s"].tolist() == [pytest.approx(12.0), pytest.approx(12.0)]
 
 
 # --- clock correction ---------------------------------------------------------------

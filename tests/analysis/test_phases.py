@@ -718,3 +718,42 @@ def test_matches_respect_the_rules_for_any_capture(
             if r["phase"] == phase and r["source"] == "capture"
         )
         assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))
+
+
+# --- message ids ------------------------------------------------------------------
+
+
+def test_windows_logged_with_the_message_ids_win_over_position() -> None:
+    # The instruction's id (stamp) and the reply's id (pickup) name their windows,
+    # even when another window of the same type lies closer to the stamp.
+    events = [
+        log_line("pi1", "receive_start", 100 * MS, "train", "instr"),
+        log_line("pi1", "receive_end", 200 * MS, "train", "instr"),
+        *received("pi1", "train", 300 * MS, 400 * MS),
+        {
+            **stamp("pi1", 1, "train", 1_000 * MS, 2_000 * MS, MODEL, MODEL),
+            "message_id": "instr",
+        },
+        *sent("pi1", "train", 2_100 * MS, 2_500 * MS),
+        log_line("pi1", "send_start", 2_600 * MS, "train", "reply"),
+        log_line("pi1", "send_end", 2_900 * MS, "train", "reply"),
+        {"event": "pickup", "run_id": RUN.run_id, "t_ns": T0 + 3_000 * MS,
+         "message_id": "instr", "reply_id": "reply", "node_id": 42,
+         "pickup_ns": T0 + 3_000 * MS},
+    ]  # fmt: skip
+
+    df = phases_from_events(events, RUN)
+
+    down = rows(df, phase="downlink")
+    up = rows(df, phase="uplink")
+    assert down["start_ns"].tolist() == [T0 + 100 * MS]
+    assert up["start_ns"].tolist() == [T0 + 2_600 * MS]
+    assert set(df["message_id"]) == {"instr"}
+
+
+def test_measured_rows_have_zero_uncertainty_and_no_message_id_in_old_logs() -> None:
+    df = phases_from_events(one_round_events(), RUN)
+
+    assert (df["uncertainty_s"] == 0.0).all()
+    assert set(df["message_id"]) == {""}
+    assert df.attrs["anatomy"] and not any(r["tiled"] for r in df.attrs["anatomy"])

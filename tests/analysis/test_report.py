@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from pathlib import Path
@@ -12,7 +13,17 @@ import pandas as pd
 import pytest
 
 from analysis.phases import RunInfo, concat_phases, phases_from_events, write_phases
-from analysis.report import build_report, emulation_notices
+from analysis.report import build_report, emulation_notices, system_series
+from analysis.summary import PHASE_DEFINITIONS
+from analysis.system import read_system, write_system
+from tests.analysis.test_figures import has_colour
+from tests.analysis.test_summary import (
+    ANATOMY_DTYPES,
+    LEGACY_COLUMNS,
+    anatomy_frame,
+    anatomy_rows,
+)
+from tests.analysis.test_summary import phase_rows as summary_phase_rows
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
@@ -288,3 +299,332 @@ def test_emulation_notices_lists_only_inactive_features() -> None:
     notices = emulation_notices(manifest())
 
     assert notices == [f"Delay and jitter were not emulated: {DELAY_DETAIL}"]
+
+
+# --- A results folder with the round anatomy and every optional input ----------
+
+NEW_SECTIONS = (
+    *SECTIONS,
+    "Round anatomy",
+    "Round timelines",
+    "Transfers: wire vs SuperNode",
+    "Bytes",
+    "System",
+    "Clock offsets",
+)
+NETWORKS = ("ethernet", "wifi", "5g")
+SAMPLE_S = 0.5
+
+
+def clocks() -> list[dict[str, Any]]:
+    base = {"run_id": "5g-fedavg-r1", "path": "lan", "when": "start"}
+    return [
+        # recovered: |300.2 - 300.0| ms <= 0.5 ms
+        {
+            **base,
+            "node": "pi1",
+            "offset_ns": 300_200_000,
+            "uncertainty_ns": 500_000,
+            "injected_offset_ns": 300_000_000,
+        },
+        # missed: |-48 - (-50)| ms = 2 ms > 0.4 ms
+        {
+            **base,
+            "node": "pi2",
+            "offset_ns": -48_000_000,
+            "uncertainty_ns": 400_000,
+            "injected_offset_ns": -50_000_000,
+        },
+        # a real node: nothing injected
+        {
+            **base,
+            "node": "pi3",
+            "when": "end",
+            "offset_ns": 1_000_000,
+            "uncertainty_ns": 250_000,
+            "injected_offset_ns": None,
+        },
+    ]
+
+
+def transfers_csv(path: Path) -> None:
+    rows = [
+        # node, round, type, direction, wire, log, disagrees, retransmissions
+        ("pi1", 1, "train", "up", 2.0, 2.01, False, 0),
+        ("pi2", 1, "train", "up", 2.0, 2.9, True, 3),
+        ("pi1", 2, "train", "down", 1.0, 1.0, False, 0),
+        ("pi2", 2, "evaluate", "down", 0.5, 0.2, True, 0),
+        ("pi1", 3, "evaluate", "up", 0.2, 0.21, False, 0),
+    ]
+    records = [
+        {
+            "node": node,
+            "round": rnd,
+            "message_type": kind,
+            "direction": direction,
+            "wire_s": wire,
+            "log_s": log,
+            "diff_s": log - wire,
+            "diff_pct": 100 * (log - wire) / wire,
+            "disagrees": disagrees,
+            "retransmissions": retransmissions,
+            "goodput_mbit": 32.0 / wire,
+        }
+        for node, rnd, kind, direction, wire, log, disagrees, retransmissions in rows
+    ]
+    pd.DataFrame.from_records(records).to_csv(path, index=False)
+
+
+def bytes_csv(path: Path) -> None:
+    records = []
+    for network in NETWORKS:
+        for i, wire in enumerate((4_100_000, 4_120_000, 4_140_000)):
+            records.append(
+                {
+                    "network": network,
+                    "message_type": "train",
+                    "direction": "up",
+                    "flower_bytes": 4_000_000,
+                    "wire_bytes": wire,
+                    "nic_bytes": wire + 50_000 + i,
+                    "overhead": wire / 4_000_000 - 1,
+                }
+            )
+    pd.DataFrame.from_records(records).to_csv(path, index=False)
+
+
+def system_table(path: Path) -> None:
+    rows = []
+    for network in NETWORKS:
+        run_id = f"{network}-fedavg-r1"
+        t0 = T0 + 100_000 * MS  # round 1 starts here
+        for host in ("server", "pi1"):
+            for k in range(60):
+                t = t0 + int(k * SAMPLE_S * 1e9)
+                for core, busy in (("0", 20.0 + k), ("1", 40.0)):
+                    rows.append((run_id, network, host, t, "cpu_percent", core, busy))
+                eth0 = 2_000_000 if host == "pi1" else 1_000_000
+                for device, step in (("eth0", eth0), ("lo", 10)):
+                    for direction in ("sent", "recv"):
+                        rows.append(
+                            (
+                                run_id,
+                                network,
+                                host,
+                                t,
+                                f"net_bytes_{direction}",
+                                device,
+                                float(k * step),
+                            )
+                        )
+    table = pd.DataFrame.from_records(
+        rows, columns=["run_id", "network", "host", "t_ns", "metric", "device", "value"]
+    )
+    write_system(table, path)
+
+
+def anatomy_results(folder: Path) -> Path:
+    df = anatomy_frame(*(anatomy_rows(n) for n in NETWORKS))
+    df.attrs = {
+        "unmatched": [],
+        "anatomy": [
+            {
+                "run_id": "5g-fedavg-r1",
+                "round": r,
+                "node": n,
+                "tiled": True,
+                "round_start_ns": None,
+                "round_end_ns": None,
+                "note": "reply_handoff of train is -0.000200 s"
+                if (r, n) == (3, "pi1")
+                else "",
+            }
+            for r in (1, 2, 3)
+            for n in ("pi1", "pi2")
+        ],
+    }
+    write_phases(df, folder / "phases.parquet")
+    (folder / "manifest.json").write_text(
+        json.dumps({**manifest(), "clocks": clocks()})
+    )
+    transfers_csv(folder / "transfers.csv")
+    bytes_csv(folder / "bytes.csv")
+    system_table(folder / "system.parquet")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def anatomy_built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    folder = anatomy_results(tmp_path_factory.mktemp("anatomy"))
+    return folder, build_report(folder).read_text(encoding="utf-8")
+
+
+def section(page: str, title: str) -> str:
+    start = page.index(f"<h2>{title}</h2>")
+    return page[start : page.index("</section>", start)]
+
+
+def test_anatomy_report_has_every_section_and_figure(
+    anatomy_built: tuple[Path, str],
+) -> None:
+    folder, page = anatomy_built
+
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+
+    for title in NEW_SECTIONS:
+        assert f"<h2>{title}</h2>" in page, title
+    # phase bar, 2 ECDFs, anatomy bar, a timeline and a system figure per network
+    assert len(images) == 4 + 2 * len(NETWORKS)
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    names = ["anatomy_bar", *(f"timeline_{n}" for n in NETWORKS)]
+    for name in [*names, *(f"system_{n}" for n in NETWORKS)]:
+        assert (folder / "figures" / f"{name}.png").is_file(), name
+    assert "<script" not in page and "<link" not in page
+    assert "No figure" not in page
+
+
+def test_round_anatomy_section_shows_planted_shares(
+    anatomy_built: tuple[Path, str],
+) -> None:
+    folder, page = anatomy_built
+
+    anatomy = pd.read_csv(folder / "anatomy.csv")
+    part = section(page, "Round anatomy")
+
+    five = anatomy[anatomy["network"] == "5g"].set_index("phase")
+    assert five.loc["pickup_wait", "share"] == pytest.approx(3.0 / 10.9)
+    assert f"{3.0 / 10.9:.1%}" in part  # 27.5%
+    for phase, definition in PHASE_DEFINITIONS.items():
+        assert f"<dt>{phase}</dt><dd>{html.escape(definition)}</dd>" in part
+    rounds = pd.read_csv(folder / "round_times.csv")
+    assert rounds.loc[rounds["round"] == 2, "slowest_node"].tolist() == ["pi2"] * 3
+    assert "slowest node (most often)" in page
+    assert "first dispatch to its last reply&#x27;s pickup" in page
+
+
+def test_timelines_show_round_2_per_network(anatomy_built: tuple[Path, str]) -> None:
+    _, page = anatomy_built
+
+    part = section(page, "Round timelines")
+
+    for network in NETWORKS:
+        assert f"{network}: run {network}-fedavg-r1, round 2." in part
+
+
+def test_clock_offsets_check_the_injected_offset(
+    anatomy_built: tuple[Path, str],
+) -> None:
+    _, page = anatomy_built
+
+    part = section(page, "Clock offsets")
+
+    assert "3 measurements" in part
+    assert "1 of 2 recovered their injected offset" in part
+    failed = re.findall(r'<tr class="failed">(.*?)</tr>', part)
+    assert len(failed) == 1 and "pi2" in failed[0]
+    assert "300.200" in part and "0.200" in part  # offset and its error, in ms
+
+
+def test_transfers_list_only_the_disagreeing(anatomy_built: tuple[Path, str]) -> None:
+    _, page = anatomy_built
+
+    part = section(page, "Transfers: wire vs SuperNode")
+
+    assert "2 of 5 transfers disagree" in part
+    body = part[part.index("<tbody>") :]
+    assert body.count("<tr>") == 2
+    assert "pi1" not in body
+    assert "2.900" in body and "0.200" in body
+    assert "45.0" in body and "45.000" not in body  # diff_pct: one decimal
+
+
+def test_bytes_medians_per_network_and_message_type(
+    anatomy_built: tuple[Path, str],
+) -> None:
+    _, page = anatomy_built
+
+    part = section(page, "Bytes")
+
+    assert part.index("ethernet") < part.index("wifi") < part.index("5g")
+    assert part.count("4,120,000") == 3  # median wire bytes per network
+    assert part.count("4,170,001") == 3  # median NIC bytes
+    assert "0.030" in part  # median overhead
+
+
+def test_system_section_draws_one_run_per_network(
+    anatomy_built: tuple[Path, str],
+) -> None:
+    folder, page = anatomy_built
+
+    part = section(page, "System")
+
+    assert part.count("<img") == len(NETWORKS)
+    assert "run 5g-fedavg-r1" in part
+    png = folder / "figures" / "system_5g.png"
+    assert has_colour(png, "#0072B2")  # pi1
+    assert has_colour(png, "#000000")  # the server
+
+
+def test_system_series_means_cores_and_keeps_the_busiest_nic(tmp_path: Path) -> None:
+    system_table(tmp_path / "system.parquet")
+    system = read_system(tmp_path / "system.parquet")
+
+    cpu, nic, t0 = system_series(system, "5g-fedavg-r1")
+
+    assert t0 == T0 + 100_000 * MS
+    first = cpu[(cpu["host"] == "pi1") & (cpu["t_s"] == 0.0)]
+    assert first["cpu_percent"].tolist() == [pytest.approx(30.0)]  # (20 + 40) / 2
+    assert set(nic["device"]) == {"eth0"}
+    rates = nic.groupby("host")["mbit_s"].median()
+    assert rates["pi1"] == pytest.approx(32.0)  # 2 MB per 0.5 s
+    assert rates["server"] == pytest.approx(16.0)
+    assert nic["start_s"].min() == 0.0
+
+
+def test_data_quality_lists_tiling_notes(anatomy_built: tuple[Path, str]) -> None:
+    _, page = anatomy_built
+
+    part = section(page, "Data quality")
+
+    assert "The round anatomy tiled 6 of 6 node rounds." in part
+    assert "reply_handoff of train is -0.000200 s" in part
+
+
+def test_old_style_results_folder_still_renders(tmp_path: Path) -> None:
+    old = pd.DataFrame.from_records(
+        [*summary_phase_rows("5g"), *summary_phase_rows("ethernet")],
+        columns=list(LEGACY_COLUMNS),
+    ).astype({c: ANATOMY_DTYPES[c] for c in LEGACY_COLUMNS})
+    old.to_parquet(tmp_path / "phases.parquet", engine="pyarrow", index=False)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest()))
+
+    page = build_report(tmp_path).read_text()
+
+    for title in NEW_SECTIONS:
+        assert f"<h2>{title}</h2>" in page, title
+    assert len(re.findall(r'src="data:image/png', page)) == 3
+    assert "this phase table has no round anatomy" in page.lower()
+    assert "No transfers.csv in the results folder." in page
+    assert "No bytes.csv in the results folder." in page
+    assert "No system.parquet in the results folder." in page
+    assert "The manifest records no clock offsets." in page
+    medians = pd.read_csv(tmp_path / "median_phases.csv", index_col="network")
+    assert medians.loc["5g", "uplink"] == pytest.approx(3.3)
+    rounds = pd.read_csv(tmp_path / "round_time_table.csv", index_col="network")
+    assert rounds.loc["5g", "median_round_s"] == pytest.approx(7.0)
+    assert "Round time (rounds without the round anatomy)" in page
+
+
+def test_broken_optional_inputs_become_notes(tmp_path: Path) -> None:
+    folder = results_dir(tmp_path)
+    (folder / "transfers.csv").write_text("node,round\npi1,1\n")
+    (folder / "bytes.csv").write_text("network,foo\n5g,1\n")
+    (folder / "system.parquet").write_bytes(b"not parquet")
+
+    page = build_report(folder).read_text()
+
+    assert "lacks columns [&#x27;message_type&#x27;" in section(
+        page, "Transfers: wire vs SuperNode"
+    )
+    assert "bytes.csv has none of the columns" in section(page, "Bytes")
+    assert "could not be read" in section(page, "System")

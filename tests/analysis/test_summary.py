@@ -9,11 +9,14 @@ import pytest
 
 from analysis.phases import COLUMNS, DTYPES
 from analysis.summary import (
+    GAP_PHASES,
     NODE_PHASES,
+    PHASE_DEFINITIONS,
     PHASE_ORDER,
     anatomy_table,
     median_phase_table,
     network_order,
+    node_rounds,
     per_node_round,
     phase_stats,
     round_time_table,
@@ -297,6 +300,7 @@ ANATOMY_DTYPES = {
     "uncertainty_s": "float64",
     "message_id": "str",
 }
+TILED = [p for p in PHASE_ORDER if p != "unresolved"]
 # Planted anatomy, seconds per message (pickup_wait: 1.5 per message = 3 s per round).
 DISPATCH_WAIT, STARTUP, HANDOFF, PICKUP_WAIT = 0.25, 0.4, 0.1, 1.5
 DOWN = {"train": 1.0, "evaluate": 0.5}
@@ -305,7 +309,7 @@ NODE_AGGREGATION, SERVER_AGGREGATION = 0.2, 0.15
 TRAINING = {"pi1": 2.0, "pi2": 1.0}
 EVALUATION = {"pi1": 0.5, "pi2": 0.4}
 STRAGGLER = ("pi2", 10.0, 3.0)  # in round 2 pi2 trains 10 s and evaluates 3 s
-# Node clock rows carry a clock uncertainty; server-clock rows none.
+# Gaps bounded by a node-clock and a server-clock instant carry this uncertainty.
 NODE_CLOCK_UNCERTAINTY = 0.002
 # Expected: rounds 1 and 3 take 7.25 (pi1 train path) + 0.2 + 3.45 (pi1 evaluate
 # path) = 10.9 s, pi1 slowest; round 2 takes 15.25 + 0.2 + 5.95 = 21.4 s, pi2.
@@ -330,7 +334,8 @@ def anatomy_rows(
     ) -> int:
         end = start + round(seconds * 1e9)
         transfer = phase in ("downlink", "uplink")
-        on_node = phase in ("client_startup", "training", "evaluation", "reply_handoff")
+        # measured spans have none; gaps between a node and a server instant do
+        on_node = phase in ("client_startup", "reply_handoff")
         out.append(
             {
                 "campaign": "study",
@@ -376,7 +381,8 @@ def anatomy_rows(
         aggregation_start = max(picked.values())
         dispatch = aggregation_start + round(NODE_AGGREGATION * 1e9)
         for node, end in picked.items():
-            add(rnd, node, "server_other", "", end, (aggregation_start - end) / 1e9)
+            if end < aggregation_start:  # the tiling drops empty stretches
+                add(rnd, node, "server_other", "", end, (aggregation_start - end) / 1e9)
             add(rnd, node, "aggregation", "", aggregation_start, NODE_AGGREGATION)
             message(rnd, node, "evaluate", dispatch)
         add(
@@ -410,8 +416,17 @@ def test_tiled_round_time_is_the_slowest_nodes_sum() -> None:
     assert rounds["slowest_node_s"].tolist() == rounds["round_s"].tolist()
     assert rounds["tiled"].all() and rounds["complete"].all()
     assert rounds.loc[1, "slowest_uplink_s"] == pytest.approx(2.2)
-    # pi1: 2 x client_startup, training, evaluation, 2 x reply_handoff
-    assert rounds.loc[1, "slowest_uncertainty_s"] == pytest.approx(0.012)
+
+
+def test_node_rounds_sum_every_tiled_phase_but_not_the_server() -> None:
+    nodes = node_rounds(anatomy_frame(anatomy_rows("5g"))).set_index(["round", "node"])
+
+    assert "server" not in nodes.index.get_level_values("node")
+    assert nodes.loc[(1, "pi1"), "node_s"] == pytest.approx(10.9)
+    # pi1 waits 8 s for the straggler in round 2, then evaluates as usual
+    assert nodes.loc[(2, "pi1"), "node_s"] == pytest.approx(15.25 + 0.2 + 3.45)
+    assert nodes.loc[(2, "pi2"), "node_s"] == pytest.approx(21.4)
+    assert nodes["tiled"].all() and nodes["node_complete"].all()
 
 
 def test_anatomy_table_has_planted_medians_and_shares() -> None:
@@ -420,7 +435,7 @@ def test_anatomy_table_has_planted_medians_and_shares() -> None:
     anatomy = anatomy_table(df)
 
     five = anatomy[anatomy["network"] == "5g"].set_index("phase")
-    assert list(five.index) == list(PHASE_ORDER)
+    assert list(five.index) == TILED
     assert anatomy["network"].drop_duplicates().tolist() == ["ethernet", "5g"]
     assert five["median_round_s"].tolist() == [pytest.approx(10.9)] * len(five)
     assert five.loc["pickup_wait", "median_s"] == pytest.approx(3.0)
@@ -428,8 +443,12 @@ def test_anatomy_table_has_planted_medians_and_shares() -> None:
     assert five.loc["dispatch_wait", "median_s"] == pytest.approx(0.5)
     # training per (round, node): 2, 1 | 2, 10 | 2, 1 -> 2
     assert five.loc["training", "median_s"] == pytest.approx(2.0)
-    # server_other per (round, node): 0, 1 | 8, 0 | 0, 1 -> 0.5
+    # server_other per (round, node): 0, 1 | 8, 0 | 0, 1 -> 0.5 (no row counts 0)
     assert five.loc["server_other", "median_s"] == pytest.approx(0.5)
+    assert five.loc["server_other", "n"] == 6
+    # client_startup and reply_handoff: two node-clock bounded gaps per round
+    assert five.loc["client_startup", "median_uncertainty_s"] == pytest.approx(0.004)
+    assert five.loc["training", "median_uncertainty_s"] == pytest.approx(0.0)
     # per-node aggregation rows (6 samples), not the server's 0.15 s timer
     assert five.loc["aggregation", "median_s"] == pytest.approx(0.2)
     assert five.loc["aggregation", "n"] == 6
@@ -439,7 +458,7 @@ def test_anatomy_table_has_planted_medians_and_shares() -> None:
 def test_median_phase_table_of_a_tiled_table_keeps_server_aggregation() -> None:
     medians = median_phase_table(anatomy_frame(anatomy_rows("wifi")))
 
-    assert list(medians.columns) == [*PHASE_ORDER, "n"]
+    assert list(medians.columns) == [*TILED, "n"]
     assert medians.loc["wifi", "aggregation"] == pytest.approx(0.15)
     assert medians.loc["wifi", "pickup_wait"] == pytest.approx(3.0)
     assert medians.loc["wifi", "n"] == 3
@@ -452,26 +471,57 @@ def test_round_time_table_names_the_usual_straggler() -> None:
     assert table_.loc["5g", "most_often_slowest"] == "pi1"
 
 
-def test_missing_pickup_makes_the_tiled_round_incomplete() -> None:
+def test_an_untiled_node_round_makes_the_tiled_round_incomplete() -> None:
+    # pi2's round 1 could not be tiled (e.g. no pickup): measured phases only
     records = [
         r
         for r in anatomy_rows("5g")
         if not (
-            r["round"] == 1
-            and r["node"] == "pi2"
-            and r["phase"] == "pickup_wait"
-            and r["message_type"] == "evaluate"
+            r["round"] == 1 and r["node"] == "pi2" and r["phase"] not in NODE_PHASES
         )
     ]
     df = anatomy_frame(records)
 
+    rounds = round_times(df).set_index("round")
+    anatomy = anatomy_table(df).set_index("phase")
+
+    assert rounds["tiled"].all()
+    assert rounds["complete"].tolist() == [False, True, True]
+    assert rounds.loc[1, "round_s"] == pytest.approx(10.9)  # pi1's tiling
+    # pi2's round 1 still gives measured samples, not its (absent) gaps
+    assert anatomy.loc["training", "n"] == 6
+    assert anatomy.loc["pickup_wait", "n"] == 5
+    # median round over complete rounds 2 and 3: (21.4 + 10.9) / 2
+    assert anatomy.loc["pickup_wait", "median_round_s"] == pytest.approx(16.15)
+
+
+def test_unresolved_stretch_is_timed_but_incomplete() -> None:
+    # pi2's evaluate instruction in round 1 was not matched: dispatch -> handler
+    # is one unresolved stretch instead of dispatch_wait, downlink, client_startup
+    records, merged = [], None
+    for r in anatomy_rows("5g"):
+        gap = r["phase"] in ("dispatch_wait", "downlink", "client_startup")
+        if (r["round"], r["node"], r["message_type"]) == (1, "pi2", "evaluate") and gap:
+            merged = merged or {**r, "phase": "unresolved", "bytes": None}
+            merged["end_ns"] = r["end_ns"]
+            merged["duration_s"] = (merged["end_ns"] - merged["start_ns"]) / 1e9
+            continue
+        records.append(r)
+    assert merged is not None
+    df = anatomy_frame([*records, merged])
+
     per = per_node_round(df)
     rounds = round_times(df).set_index("round")
+    anatomy = anatomy_table(df).set_index("phase")
 
-    pickup = per[(per["round"] == 1) & (per["node"] == "pi2")].set_index("phase")
-    assert not bool(pickup.loc["pickup_wait", "complete"])
-    assert bool(pickup.loc["server_other", "complete"])
+    pi2 = per[(per["round"] == 1) & (per["node"] == "pi2")].set_index("phase")
+    assert pi2.loc["unresolved", "duration_s"] == pytest.approx(0.25 + 0.5 + 0.4)
+    assert not pi2.loc[["unresolved", "downlink", "dispatch_wait"], "complete"].any()
+    assert bool(pi2.loc["pickup_wait", "complete"])
+    assert rounds.loc[1, "round_s"] == pytest.approx(10.9)  # the total is exact
     assert rounds["complete"].tolist() == [False, True, True]
+    assert "unresolved" not in anatomy.index
+    assert anatomy.loc["downlink", "n"] == 5
 
 
 def test_study_ratios_on_a_tiled_table_use_the_slowest_nodes_round() -> None:
@@ -484,8 +534,7 @@ def test_study_ratios_on_a_tiled_table_use_the_slowest_nodes_round() -> None:
 
 
 def test_untiled_table_without_new_columns_keeps_the_old_definition() -> None:
-    df = table(phase_rows("5g"))
-    assert "uncertainty_s" not in df.columns
+    df = table(phase_rows("5g"))[list(LEGACY_COLUMNS)]
 
     per = per_node_round(df)
     rounds = round_times(df)
@@ -493,15 +542,15 @@ def test_untiled_table_without_new_columns_keeps_the_old_definition() -> None:
 
     assert per["uncertainty_s"].isna().all()
     assert not rounds["tiled"].any()
-    assert rounds["slowest_uncertainty_s"].isna().all()
     assert rounds["round_s"].tolist() == [pytest.approx(7.0)] * 3
     # no per-node aggregation: the server's timer stands in
     assert list(anatomy.index) == [*NODE_PHASES, "aggregation"]
     assert anatomy.loc["aggregation", "median_s"] == pytest.approx(0.2)
     assert anatomy.loc["uplink", "share"] == pytest.approx(3.3 / 7.0)
+    assert anatomy["median_uncertainty_s"].isna().all()
 
 
-def test_tiling_is_decided_per_run() -> None:
+def test_tiled_and_untiled_runs_mix() -> None:
     df = pd.concat(
         [table(phase_rows("ethernet")), anatomy_frame(anatomy_rows("5g"))],
         ignore_index=True,
@@ -513,3 +562,11 @@ def test_tiling_is_decided_per_run() -> None:
     by_network = rounds.groupby("network")["round_s"].first()
     assert by_network["ethernet"] == pytest.approx(1.0 + 2.0 + 0.5 + 0.1 + 0.2)
     assert by_network["5g"] == pytest.approx(10.9)
+
+
+def test_phase_vocabulary_matches_the_tiling() -> None:
+    from analysis import anatomy
+
+    assert set(PHASE_ORDER) == set(anatomy.ANATOMY_PHASES)
+    assert set(GAP_PHASES) == set(anatomy.GAP_PHASES)
+    assert set(PHASE_DEFINITIONS) == set(PHASE_ORDER)

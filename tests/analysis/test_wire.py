@@ -98,11 +98,11 @@ def test_reconcile_flags_the_planted_disagreement_only() -> None:
 
     down, up = df["down"], df["up"]
     assert down["wire_s"] == pytest.approx(0.996)
-    assert down["window_s"] == pytest.approx(1.0)
+    assert down["log_s"] == pytest.approx(1.0)
     assert down["diff_s"] == pytest.approx(0.004)
     assert down["disagrees"] is False
     assert up["wire_s"] == pytest.approx(1.0)
-    assert up["window_s"] == pytest.approx(2.0)
+    assert up["log_s"] == pytest.approx(2.0)
     assert up["diff_s"] == pytest.approx(1.0)
     assert up["diff_pct"] == pytest.approx(100.0)
     assert up["disagrees"] is True
@@ -114,8 +114,9 @@ def test_reconcile_counts_retransmissions_bursts_and_goodput() -> None:
     assert df["up"]["retransmissions"] == 4
     assert df["up"]["bursts"] == 2
     assert df["up"]["wire_bytes"] == MODEL + 900
-    assert df["up"]["goodput_mbps"] == pytest.approx((MODEL + 900) * 8 / 1.0 / 1e6)
+    assert df["up"]["goodput_mbit"] == pytest.approx((MODEL + 900) * 8 / 1.0 / 1e6)
     assert df["down"]["retransmissions"] == 2
+    assert df["down"]["network"] == "5g"
 
 
 @pytest.mark.parametrize(
@@ -156,7 +157,7 @@ def test_reconcile_without_capture_has_no_wire_side_and_no_verdict() -> None:
     assert len(df) == 2
     assert df["wire_s"].isna().all()
     assert df["disagrees"].isna().all()
-    assert df["window_s"].tolist() == [pytest.approx(1.0), pytest.approx(2.0)]
+    assert df["log_s"].tolist() == [pytest.approx(1.0), pytest.approx(2.0)]
 
 
 def test_matches_come_in_instruction_reply_pairs() -> None:
