@@ -378,6 +378,7 @@ def _anatomy_section(df: pd.DataFrame, table: pd.DataFrame, figures: Path) -> st
         )
         + "<h3>Phases</h3>"
         + _definitions()
+        + _note("docs/anatomy.md gives each phase's bounds and uncertainty.")
     )
 
 
@@ -801,6 +802,19 @@ def _section(title: str, body: str) -> str:
     return f"<section><h2>{_esc(title)}</h2>{body}</section>"
 
 
+# What malformed optional inputs (a CSV another tool wrote, a manifest key) raise.
+_INPUT_ERRORS = (ValueError, KeyError, TypeError, IndexError, OSError)
+
+
+def _guarded(title: str, build: Callable[[], str]) -> str:
+    """A section whose inputs are optional: a failure becomes a note, not a crash."""
+    try:
+        body = build()
+    except _INPUT_ERRORS as exc:
+        body = _note(f"{title} could not be shown: {type(exc).__name__}: {exc}.")
+    return _section(title, body)
+
+
 def _write_tables(results_dir: Path, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     tables = {
         "median_phases": median_phase_table(df),
@@ -858,13 +872,19 @@ def build_report(results_dir: Path) -> Path:
                 _median_section(tables["median_phases"], coverage)
                 + _round_time_part(tables["round_time_table"], tables["round_times"]),
             ),
-            _section("Round anatomy", _anatomy_section(df, tables["anatomy"], figures)),
-            _section("Round timelines", _timelines_section(df, figures)),
             _section("Study ratios", _ratios_section(tables["ratios"])),
-            _section("Transfers: wire vs SuperNode", _transfers_section(results_dir)),
-            _section("Bytes", _bytes_section(results_dir)),
-            _section("System", _system_section(results_dir, df, figures)),
-            _section("Clock offsets", _clocks_section(manifest)),
+            _guarded(
+                "Round anatomy",
+                partial(_anatomy_section, df, tables["anatomy"], figures),
+            ),
+            _guarded("Round timelines", partial(_timelines_section, df, figures)),
+            _guarded(
+                "Transfers: wire vs SuperNode",
+                partial(_transfers_section, results_dir),
+            ),
+            _guarded("Bytes", partial(_bytes_section, results_dir)),
+            _guarded("System", partial(_system_section, results_dir, df, figures)),
+            _guarded("Clock offsets", partial(_clocks_section, manifest)),
             _section("Runs", _runs_section(manifest, df)),
             _section("Data quality", _quality_section(df)),
             _section("Provenance", _provenance_section(manifest)),

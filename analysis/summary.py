@@ -38,27 +38,28 @@ PHASE_ORDER = (
     "server_other",
     "unresolved",
 )
+# One line each, as docs/anatomy.md defines them.
 PHASE_DEFINITIONS = {
-    "dispatch_wait": "from the ServerApp pushing the instruction to its first byte "
-    "reaching the node: it waits in the SuperLink until the SuperNode's poll",
-    "downlink": "the instruction's transfer: captured payload bytes, or the "
+    "dispatch_wait": "dispatch → downlink start: the instruction waits at the "
+    "SuperLink until the SuperNode's poll picks it up",
+    "downlink": "the instruction on the wire (captured payload bytes), else the "
     "SuperNode's receive log window",
-    "client_startup": "from the instruction received to the ClientApp's handler "
-    "starting (flwr-clientapp process start, deserialisation)",
-    "training": "the ClientApp's train handler, stamped by the client mod",
-    "evaluation": "the ClientApp's evaluate handler, stamped by the client mod",
-    "reply_handoff": "from the handler's end to the reply's first byte leaving "
-    "(serialisation, hand-over to the SuperNode)",
-    "uplink": "the reply's transfer: captured payload bytes, or the SuperNode's "
-    "send log window",
-    "pickup_wait": "from the reply's last byte to the ServerApp receiving it: it "
-    "waits in the SuperLink until the ServerApp's poll",
-    "aggregation": "the server's aggregation timer; on a node's row, the part of "
-    "it between that node's messages of the round",
-    "server_other": "the rest of the time between a node's messages: waiting for "
-    "the other nodes' replies, ServerApp bookkeeping, the next dispatch",
-    "unresolved": "a stretch whose inner instants are missing (e.g. a transfer "
-    "not matched): known in total, not by phase",
+    "client_startup": "downlink end → handler start: the SuperNode hands off, the "
+    "flwr-clientapp process starts and imports the app",
+    "training": "the app's train handler, stamped by the client mod",
+    "evaluation": "the app's evaluate handler, stamped by the client mod",
+    "reply_handoff": "handler end → uplink start: the reply goes back to the "
+    "SuperNode, which serialises it",
+    "uplink": "the reply on the wire (captured payload bytes), else the "
+    "SuperNode's send log window",
+    "pickup_wait": "uplink end → pickup: the reply waits at the SuperLink until "
+    "the ServerApp pulls it (Flower's poll)",
+    "aggregation": "the part of the gap between this node's messages that the "
+    "server's aggregation timer covers (node server: the timer itself)",
+    "server_other": "the rest of that gap: waiting for the other nodes' replies, "
+    "configure_evaluate, server-side bookkeeping",
+    "unresolved": "a stretch whose inner instants are unknown (e.g. no downlink "
+    "matched): exact in total, not split into phases",
 }
 # Phases the tiling derives from the instants around them: their presence marks a
 # tiled node round (analysis/anatomy.py GAP_PHASES).

@@ -25,6 +25,7 @@ import pandas as pd
 
 from analysis.phases import RunInfo, concat_phases, phases_from_events, write_phases
 from analysis.system import read_samples, system_table, write_system
+from analysis.wire import byte_accounting, reconcile_transfers
 from instrumentation.capture import (
     Capture,
     read_packets,
@@ -488,9 +489,23 @@ class RunTables:
     phases: pd.DataFrame
     system: pd.DataFrame | None
     clocks: list[dict[str, Any]]
+    transfers: pd.DataFrame
+    bytes: pd.DataFrame
 
 
-def collect_run(campaign: Campaign, outcome: RunOutcome, out: Path) -> RunTables:
+def _node_samples(path: Path, offset_ns: int) -> list[dict[str, Any]]:
+    """A node's system samples, shifted by an emulated node's injected offset."""
+    samples = read_samples(path)
+    if offset_ns:
+        for sample in samples:
+            if "t_ns" in sample:
+                sample["t_ns"] = int(sample["t_ns"]) + offset_ns
+    return samples
+
+
+def collect_run(
+    campaign: Campaign, inventory: Inventory, outcome: RunOutcome, out: Path
+) -> RunTables:
     """Read one run's event log and system samples into tables."""
     info = RunInfo(
         campaign=campaign.name,
@@ -519,12 +534,29 @@ def collect_run(campaign: Campaign, outcome: RunOutcome, out: Path) -> RunTables
         for e in events
         if e["event"] in ("clock", "clock_error")
     ]
+    offsets = campaign.clock_offsets_ns
     tables = [
-        system_table(read_samples(path), outcome.run_id, outcome.network)
+        system_table(
+            _node_samples(path, offsets.get(path.stem, 0)),
+            outcome.run_id,
+            outcome.network,
+        )
         for path in sorted((run_dir / "system").glob("*.jsonl"))
     ]
     system = pd.concat(tables, ignore_index=True) if tables else None
-    return RunTables(phases_from_events(events, info), system, clocks)
+    phases = phases_from_events(events, info)
+    nics = {}
+    for host in inventory.clients:
+        iface = host.interface(outcome.network)
+        if iface is not None:
+            nics[host.name] = iface.ifname
+    return RunTables(
+        phases,
+        system,
+        clocks,
+        reconcile_transfers(events),
+        byte_accounting(phases, system, nics),
+    )
 
 
 def run_campaign(
@@ -554,6 +586,10 @@ def run_campaign(
         system = [t.system for t in tables if t.system is not None]
         if system:
             write_system(pd.concat(system, ignore_index=True), out / "system.parquet")
+        for name, attr in (("transfers.csv", "transfers"), ("bytes.csv", "bytes")):
+            frames = [getattr(t, attr) for t in tables if len(getattr(t, attr))]
+            if frames:
+                pd.concat(frames, ignore_index=True).to_csv(out / name, index=False)
         manifest = build_manifest(campaign, inventory, outcomes, features)
         manifest["clocks"] = [c for t in tables for c in t.clocks]
         write_json_atomic(manifest_path, manifest)
@@ -568,7 +604,7 @@ def run_campaign(
             )
             outcome = execute_run(campaign, inventory, plan, out, progress)
             outcomes.append(outcome)
-            tables.append(collect_run(campaign, outcome, out))
+            tables.append(collect_run(campaign, inventory, outcome, out))
             progress(
                 f"  {outcome.status} in {outcome.duration_s:.1f} s"
                 + (f": {outcome.reason.splitlines()[0]}" if outcome.reason else "")

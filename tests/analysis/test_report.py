@@ -13,7 +13,13 @@ import pandas as pd
 import pytest
 
 from analysis.phases import RunInfo, concat_phases, phases_from_events, write_phases
-from analysis.report import build_report, emulation_notices, system_series
+from analysis import report as report_module
+from analysis.report import (
+    TRANSFER_COLUMNS,
+    build_report,
+    emulation_notices,
+    system_series,
+)
 from analysis.summary import PHASE_DEFINITIONS
 from analysis.system import read_system, write_system
 from tests.analysis.test_figures import has_colour
@@ -628,3 +634,37 @@ def test_broken_optional_inputs_become_notes(tmp_path: Path) -> None:
     )
     assert "bytes.csv has none of the columns" in section(page, "Bytes")
     assert "could not be read" in section(page, "System")
+
+
+def test_malformed_clock_records_and_transfer_values_do_not_crash(
+    tmp_path: Path,
+) -> None:
+    folder = results_dir(tmp_path)
+    broken = {**manifest(), "clocks": [{"node": "pi1", "offset_ns": 5}, "junk", {}]}
+    (folder / "manifest.json").write_text(json.dumps(broken))
+    (folder / "transfers.csv").write_text(
+        ",".join(TRANSFER_COLUMNS) + "\npi1,1,train,up,x,y,z,w,maybe,0,1\n"
+    )
+
+    page = build_report(folder).read_text()
+
+    clocks_part = section(page, "Clock offsets")
+    assert "2 measurements" in clocks_part
+    assert "0.000" in clocks_part  # 5 ns
+    assert "0 of 1 transfers disagree" in section(page, "Transfers: wire vs SuperNode")
+
+
+def test_a_failing_optional_section_becomes_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = results_dir(tmp_path)
+
+    def broken(*_: object) -> str:
+        raise KeyError("metric")
+
+    monkeypatch.setattr(report_module, "_system_section", broken)
+
+    page = build_report(folder).read_text()
+
+    assert "System could not be shown: KeyError: &#x27;metric&#x27;." in page
+    assert "<h2>Provenance</h2>" in page
