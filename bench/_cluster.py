@@ -1,4 +1,4 @@
-"""A throwaway emulated cluster for benchmarks: its own name, its own subnets, always removed."""
+"""A throwaway emulated cluster for benchmarks: own name and subnets, always removed."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from testbed import emulated
 
 
 def inventory_yaml(
-    name: str, networks: dict[str, tuple[float, float]], clients: int = 2, base: int = 240
+    name: str,
+    networks: dict[str, tuple[float, float]],
+    clients: int = 2,
+    base: int = 240,
 ) -> str:
-    """An inventory with ``networks`` (name -> (downlink, uplink) Mbit/s) on 10.<base>.x."""
+    """An inventory of ``networks`` (name -> (down, up) Mbit/s) on 10.<base>.x."""
     nets, ifaces = [], {i: [] for i in range(1, clients + 1)}
     for k, (net, (down, up)) in enumerate(networks.items(), start=1):
         nets.append(
@@ -25,7 +28,9 @@ def inventory_yaml(
             f'source: "benchmark"}}\n'
         )
         for i in ifaces:
-            ifaces[i].append(f"            {net}: {{ifname: if{k}, ip: 10.{base}.{k}.{10 + i}}}\n")
+            ifaces[i].append(
+                f"            {net}: {{ifname: if{k}, ip: 10.{base}.{k}.{10 + i}}}\n"
+            )
     hosts = "".join(
         f"        node{i}:\n          ansible_host: 10.{base}.0.{10 + i}\n"
         f"          interfaces:\n{''.join(lines)}"
@@ -35,14 +40,16 @@ def inventory_yaml(
         f"all:\n  vars:\n    cluster_name: {name}\n"
         f"    management: {{subnet: 10.{base}.0.0/24, server_address: 10.{base}.0.1}}\n"
         f"    networks:\n{''.join(nets)}"
-        f"  children:\n    server:\n      hosts:\n        server: {{ansible_host: 10.{base}.0.1}}\n"
+        "  children:\n    server:\n      hosts:\n"
+        f"        server: {{ansible_host: 10.{base}.0.1}}\n"
         f"    clients:\n      hosts:\n{hosts}"
     )
 
 
 @contextmanager
-def bench_cluster(folder: Path, networks: dict[str, tuple[float, float]],
-                  clients: int = 2) -> Iterator[Inventory]:
+def bench_cluster(
+    folder: Path, networks: dict[str, tuple[float, float]], clients: int = 2
+) -> Iterator[Inventory]:
     """Build a cluster for the benchmark; remove it afterwards whatever happens."""
     path = folder / "inventory.yaml"
     path.write_text(inventory_yaml("fbb" + secrets.token_hex(2), networks, clients))
@@ -54,7 +61,9 @@ def bench_cluster(folder: Path, networks: dict[str, tuple[float, float]],
         emulated.cluster_down(inventory)
 
 
-def campaign_yaml(folder: Path, networks: list[str], rounds: int, **extra: object) -> Path:
+def campaign_yaml(
+    folder: Path, networks: list[str], rounds: int, **extra: object
+) -> Path:
     """A campaign file for the default app with small, fast settings."""
     lines = [
         "name: bench",

@@ -29,14 +29,21 @@ def main() -> int:
         folder = Path(tmp)
         with bench_cluster(folder, networks) as inventory:
             campaign = load_campaign(
-                campaign_yaml(folder, list(networks), rounds=2, system_sampling_hz=0,
-                              clock_probes="false")
+                campaign_yaml(
+                    folder,
+                    list(networks),
+                    rounds=2,
+                    system_sampling_hz=0,
+                    clock_probes="false",
+                )
             )
             run_campaign(campaign, inventory, folder / "out", progress=lambda _: None)
         df = pd.read_parquet(folder / "out" / "phases.parquet")
     model = df[df.phase.isin(["downlink", "uplink"]) & (df["bytes"] > 1_000_000)]
-    print(f"{'rate Mbit/s':>11} {'direction':9} {'n':>3} {'bytes':>9} {'measured s':>10} "
-          f"{'limit s':>8} {'ratio':>6} {'source':8}")
+    print(
+        f"{'rate Mbit/s':>11} {'direction':9} {'n':>3} {'bytes':>9} {'measured s':>10} "
+        f"{'limit s':>8} {'ratio':>6} {'source':8}"
+    )
     for rate in rates:
         for phase in ("downlink", "uplink"):
             cell = model[(model.network == f"r{int(rate)}") & (model.phase == phase)]
@@ -45,9 +52,12 @@ def main() -> int:
                 continue
             limit = cell["bytes"].astype(float) * 8 / (rate * 1e6)
             ratio = (cell["duration_s"] / limit).median()
-            print(f"{rate:>11g} {phase:9} {len(cell):>3} {int(cell['bytes'].median()):>9} "
-                  f"{cell['duration_s'].median():>10.3f} {limit.median():>8.3f} "
-                  f"{ratio:>6.3f} {cell['source'].iloc[0]:8}")
+            print(
+                f"{rate:>11g} {phase:9} {len(cell):>3} "
+                f"{int(cell['bytes'].median()):>9} "
+                f"{cell['duration_s'].median():>10.3f} {limit.median():>8.3f} "
+                f"{ratio:>6.3f} {cell['source'].iloc[0]:8}"
+            )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Instrumentation overhead: Flower's own run time with flowerbed's measurement on and off.
+"""Instrumentation overhead: Flower's own run time with flowerbed on and off.
 
 Three modes on one throwaway emulated cluster (3 nodes, one Ethernet-class
 network), interleaved so that drift on the machine hits all modes alike:
@@ -36,7 +36,9 @@ def main() -> int:
     per_round: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        with bench_cluster(folder, {"ethernet": (940.0, 940.0)}, clients=3) as inventory:
+        with bench_cluster(
+            folder, {"ethernet": (940.0, 940.0)}, clients=3
+        ) as inventory:
             for rep in range(repetitions):
                 order = list(MODES) if rep % 2 == 0 else list(reversed(MODES))
                 for mode in order:
@@ -44,15 +46,20 @@ def main() -> int:
                         campaign_yaml(folder, ["ethernet"], rounds, **MODES[mode])
                     )
                     out = folder / f"{mode}-{rep}"
-                    (outcome,) = run_campaign(campaign, inventory, out,
-                                              progress=lambda _: None)
+                    (outcome,) = run_campaign(
+                        campaign, inventory, out, progress=lambda _: None
+                    )
                     if outcome.status != "ok" or outcome.flower_elapsed_s is None:
-                        print(f"{mode} repetition {rep + 1}: {outcome.status} "
-                              f"{outcome.reason.splitlines()[:1]}")
+                        print(
+                            f"{mode} repetition {rep + 1}: {outcome.status} "
+                            f"{outcome.reason.splitlines()[:1]}"
+                        )
                         continue
                     per_round[mode].append(outcome.flower_elapsed_s / rounds)
-                    print(f"{mode:8} repetition {rep + 1}: "
-                          f"{outcome.flower_elapsed_s / rounds:.3f} s per round")
+                    print(
+                        f"{mode:8} repetition {rep + 1}: "
+                        f"{outcome.flower_elapsed_s / rounds:.3f} s per round"
+                    )
     print(f"\n{'mode':8} {'n':>2} {'mean s/round':>12} {'stdev':>7} {'vs bare':>8}")
     bare = statistics.mean(per_round["bare"]) if per_round["bare"] else float("nan")
     for mode, values in per_round.items():
@@ -60,7 +67,10 @@ def main() -> int:
             continue
         mean = statistics.mean(values)
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        print(f"{mode:8} {len(values):>2} {mean:>12.3f} {spread:>7.3f} {mean / bare:>8.3f}")
+        print(
+            f"{mode:8} {len(values):>2} {mean:>12.3f} {spread:>7.3f} "
+            f"{mean / bare:>8.3f}"
+        )
     return 0
 
 

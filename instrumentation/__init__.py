@@ -1,1 +1,1 @@
-"""What measures: the client mod, server-side timers, packet capture and the event log."""
+"""What measures: client mod, injection, timers, capture, clocks, system, event log."""

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Protocol, Any
 
 import numpy as np
 
@@ -41,6 +41,13 @@ REPAIR_EVENT = "log_repaired"
 PHASES = frozenset({"training", "evaluation", "aggregation"})
 PHASE_SOURCES = frozenset({"client_mod", "server_timer"})
 MESSAGE_TYPES = frozenset({"train", "evaluate", ""})
+
+
+class EventSink(Protocol):
+    """Anything that takes events, such as :class:`EventLog` (or a list in tests)."""
+
+    def append(self, event: str, **fields: Any) -> None:
+        """Record one event."""
 
 
 class EventLogError(ValueError):

@@ -36,7 +36,7 @@ from flwr.serverapp.strategy import Strategy
 from instrumentation.events import EventLog
 from instrumentation.inject_client import InjectError, load_component
 from instrumentation.measured_grid import MeasuredGrid
-from instrumentation.server_timers import EventSink
+from instrumentation.events import EventSink
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from instrumentation.client_mod import STAMPS_KEY, ClientStamps, content_bytes
-from instrumentation.server_timers import EventSink
+from instrumentation.events import EventSink
 
 
 def message_category(message_type: str) -> str:

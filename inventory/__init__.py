@@ -1,1 +1,1 @@
-"""Cluster description: typed models, the Ansible-style YAML loader and its validator."""
+"""Cluster description: typed models, the Ansible-style YAML loader, its validator."""

@@ -1,4 +1,4 @@
-"""Typed, frozen models of a cluster: link profiles, networks, interfaces, hosts, the inventory."""
+"""Typed, frozen models of a cluster: link profiles, networks, hosts, the inventory."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class LinkProfile:
 
 @dataclass(frozen=True)
 class Network:
-    """A network under test: its subnet, the server's address on it, its link profile."""
+    """A network under test: subnet, the server's address on it, link profile."""
 
     name: str
     subnet: ipaddress.IPv4Network
@@ -79,7 +79,7 @@ class Interface:
 
 @dataclass(frozen=True)
 class Host:
-    """One machine of the inventory, with every variable Ansible-style inheritance gave it."""
+    """One machine of the inventory, with the variables inheritance gave it."""
 
     name: str
     ansible_host: str

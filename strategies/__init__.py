@@ -1,1 +1,1 @@
-"""Flower server strategies, one module per method, with the client-side pieces they need."""
+"""Flower server strategies, one module per method, with their client-side pieces."""

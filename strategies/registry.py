@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,16 +85,7 @@ def check_parameters(name: str, parameters: Mapping[str, Any]) -> None:
         )
 
 
-def build_strategy(
-    name: str,
-    parameters: Mapping[str, Any],
-    wrap: Callable[[type[Strategy]], Callable[..., Strategy]] | None = None,
-    **extra: Any,
-) -> Strategy:
-    """Instantiate strategy ``name``; ``wrap`` adds instrumentation."""
+def build_strategy(name: str, parameters: Mapping[str, Any]) -> Strategy:
+    """Instantiate strategy ``name`` with ``parameters`` (checked first)."""
     check_parameters(name, parameters)
-    spec = strategy_spec(name)
-    factory: Callable[..., Strategy] = (
-        wrap(spec.strategy_cls) if wrap else spec.strategy_cls
-    )
-    return factory(**dict(parameters), **extra)
+    return strategy_spec(name).strategy_cls(**dict(parameters))

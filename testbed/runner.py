@@ -33,6 +33,7 @@ from instrumentation.capture import (
     transfer_events,
 )
 from instrumentation.client_mod import CLOCK_OFFSET_KEY
+from instrumentation.clock import ChronyError, chrony_tracking
 from instrumentation.events import EventLog, read_events
 from instrumentation.inject_server import EVENT_LOG_KEY, RUN_ID_KEY
 from instrumentation.supernode_log import supernode_log_events
@@ -299,10 +300,22 @@ class _Run:
     def record_clocks(self, when: str, paths: list[ClockPath]) -> None:
         """Probe every node's clock offset over every path; write ``clock`` events."""
         results = probe_all(self.inventory, paths, dict(self.campaign.clock_offsets_ns))
+        try:  # the server's own synchronisation state, when chrony runs here
+            tracking, chrony_error = chrony_tracking(), ""
+        except ChronyError as err:
+            tracking, chrony_error = None, str(err)
         with EventLog(self.events_path, run_id=self.plan.run_id) as events:
             for result in results:
                 kind = "clock_error" if "error" in result else "clock"
                 events.append(kind, when=when, **result)
+            if tracking is not None or chrony_error:
+                events.append(
+                    "chrony",
+                    when=when,
+                    host=self.inventory.server.name,
+                    tracking=tracking,
+                    error=chrony_error,
+                )
 
     def stop_flower_run(self) -> None:
         if self.flower_run_id and not self.finished:
@@ -576,6 +589,8 @@ def run_campaign(
             f"{', '.join(unknown)} that are not clients of {inventory.path}. "
             "Fix: use client host names"
         )
+    # Absolute: Flower processes run with their FLWR_HOME as working directory.
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     outcomes: list[RunOutcome] = []
     tables: list[RunTables] = []

@@ -16,7 +16,6 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
-from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.task_identity import TaskIdentity
 
 from instrumentation.client_mod import (
@@ -25,7 +24,6 @@ from instrumentation.client_mod import (
     content_bytes,
     timing_mod,
 )
-from instrumentation.server_timers import measured, record_client_stamps
 
 
 @pytest.fixture(autouse=True)
@@ -92,44 +90,3 @@ def test_evaluate_is_stamped_as_evaluation() -> None:
 def test_query_messages_pass_through_unstamped() -> None:
     reply = timing_mod(_instruction("query"), _context(), _handler(0.0, 1))
     assert STAMPS_KEY not in reply.content
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def append(self, event: str, **fields: Any) -> None:
-        self.events.append((event, fields))
-
-
-def test_measured_fedavg_records_stamps_and_aggregation_and_still_averages() -> None:
-    replies = []
-    for i, value in enumerate((1.0, 3.0)):
-        msg = _instruction("train", 1)
-
-        def handler(m: Message, c: Context, value: float = value) -> Message:
-            content = RecordDict(
-                {
-                    "arrays": ArrayRecord([np.full(4, value, dtype=np.float32)]),
-                    "metrics": MetricRecord({"num-examples": 10}),
-                }
-            )
-            return Message(content=content, reply_to=m)
-
-        replies.append(timing_mod(msg, _context(f"pi0{i}"), handler))
-    sink = _Sink()
-    strategy = measured(FedAvg)(sink=sink)
-    arrays, _ = strategy.aggregate_train(1, replies)
-    assert arrays is not None
-    np.testing.assert_allclose(next(iter(arrays.values())).numpy(), np.full(4, 2.0))
-    phases = [f for e, f in sink.events if e == "phase"]
-    assert [p["phase"] for p in phases] == ["training", "training", "aggregation"]
-    assert {p["node"] for p in phases} == {"pi00", "pi01", "server"}
-    agg = phases[-1]
-    assert agg["round"] == 1 and agg["end_ns"] >= agg["start_ns"]
-
-
-def test_replies_without_stamps_are_ignored() -> None:
-    msg = _instruction("train")
-    reply = _handler(0.0, 1)(msg, _context())
-    assert record_client_stamps(_Sink(), [reply]) == 0

@@ -1,7 +1,6 @@
 import pytest
 from flwr.serverapp.strategy import FedAvg
 
-from instrumentation.server_timers import measured
 from strategies.registry import (
     REGISTRY,
     build_strategy,
@@ -26,14 +25,9 @@ def test_parameters_are_checked() -> None:
         check_parameters("fedavg", {"proximal_mu": 0.1})
 
 
-def test_build_wraps_with_instrumentation() -> None:
-    class Sink:
-        def append(self, event: str, **fields: object) -> None:
-            pass
-
-    strategy = build_strategy(
-        "fedavg", {"fraction_evaluate": 0.5}, wrap=measured, sink=Sink()
-    )
+def test_build_passes_parameters() -> None:
+    strategy = build_strategy("fedavg", {"fraction_evaluate": 0.5})
     assert isinstance(strategy, FedAvg)
-    assert type(strategy).__name__ == "MeasuredFedAvg"
     assert strategy.fraction_evaluate == 0.5
+    with pytest.raises(ValueError, match="proximal_mu"):
+        build_strategy("fedavg", {"proximal_mu": 0.1})
