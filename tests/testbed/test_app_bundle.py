@@ -59,7 +59,7 @@ def _write_app(root: Path, pyproject: str, **files: str) -> Path:
             DIGITS_APP,
             "flowerbed_digits.server_app:app",
             "flowerbed_digits.client_app:app",
-            {"num-server-rounds", "strategy", "event-log", "model-width"},
+            {"num-server-rounds", "strategy", "min-nodes", "model-width"},
         ),
     ],
 )
