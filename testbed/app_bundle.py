@@ -30,7 +30,17 @@ CLIENT_COMPONENT = f"{INJECT_PACKAGE}.client:app"
 INJECTED_CONFIG: Mapping[str, str] = {EVENT_LOG_KEY: "", RUN_ID_KEY: ""}
 
 # Never copied: version control, caches, environments, earlier results and FABs.
-_SKIPPED_DIRS = frozenset({".git", "__pycache__", ".venv", ".flwr"})
+_SKIPPED_DIRS = frozenset(
+    {
+        ".git",
+        "__pycache__",
+        ".venv",
+        ".flwr",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+    }
+)
 _SKIPPED_TOP_LEVEL = frozenset({"results"})
 _SKIPPED_SUFFIXES = (".fab",)
 

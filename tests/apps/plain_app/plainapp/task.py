@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 FEATURES = 8
@@ -16,11 +15,11 @@ def build_model() -> torch.nn.Module:
 
 def node_data(partition_id: int, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
     """This node's samples of ``y = x @ w + noise`` (same ``w`` everywhere)."""
-    w = np.linspace(-1.0, 1.0, FEATURES, dtype=np.float32)
-    rng = np.random.default_rng(partition_id)
-    x = rng.normal(size=(samples, FEATURES)).astype(np.float32)
-    y = x @ w + 0.1 * rng.normal(size=samples).astype(np.float32)
-    return torch.from_numpy(x), torch.from_numpy(y).unsqueeze(1)
+    w = torch.linspace(-1.0, 1.0, FEATURES)
+    generator = torch.Generator().manual_seed(partition_id)
+    x = torch.randn(samples, FEATURES, generator=generator)
+    y = x @ w + 0.1 * torch.randn(samples, generator=generator)
+    return x, y.unsqueeze(1)
 
 
 def fit(
