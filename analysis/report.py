@@ -81,6 +81,8 @@ TRANSFER_COLUMNS = (
     "retransmissions",
     "goodput_mbit",
 )
+# Shown beside wire_s when transfers.csv has them (a capture on the node's side).
+NODE_SIDE_TRANSFER_COLUMNS = ("node_wire_s", "side_diff_s")
 BYTE_COLUMNS = ("flower_bytes", "wire_bytes", "nic_bytes", "overhead")
 # At most this many disagreeing transfers are listed; the count is always complete.
 _MAX_LISTED = 200
@@ -502,13 +504,18 @@ def _transfers_section(results_dir: Path) -> str:
         return _note(problem)
     disagrees = table[_as_bool(table["disagrees"])]
     labels = [c for c in ("run_id", "network") if c in table.columns]
-    columns = [*labels, *(c for c in TRANSFER_COLUMNS if c != "disagrees")]
+    columns = [*labels]
+    for c in TRANSFER_COLUMNS:
+        if c != "disagrees":
+            columns.append(c)
+        if c == "wire_s":
+            columns += [n for n in NODE_SIDE_TRANSFER_COLUMNS if n in table.columns]
     diff = pd.to_numeric(table["diff_s"], errors="coerce").abs()
     summary = (
         f"<p>{len(disagrees)} of {len(table)} transfers disagree between the wire "
         "(captured payload bytes) and the SuperNode's log window; median "
         f"|wire − log| {_fmt(float(diff.median()))} s.</p>"
-    )
+    ) + _node_side_summary(table)
     if disagrees.empty:
         return summary
     shown = disagrees.head(_MAX_LISTED)
@@ -521,6 +528,26 @@ def _transfers_section(results_dir: Path) -> str:
         summary
         + _table(columns, rows, numeric=lambda j: j >= len(labels) + 4)
         + (_note(f"{more} more disagreeing transfers not listed.") if more else "")
+    )
+
+
+def _node_side_summary(table: pd.DataFrame) -> str:
+    """What the capture on the nodes' own interfaces saw, when there was one."""
+    if not set(NODE_SIDE_TRANSFER_COLUMNS) <= set(table.columns):
+        return ""
+    seen = pd.to_numeric(table["node_wire_s"], errors="coerce").notna()
+    if not seen.any():
+        return _note(
+            "No transfer was seen by a capture on the node's own interface "
+            "(node_wire_s is empty): node-side capture off or lost."
+        )
+    side = pd.to_numeric(table.loc[seen, "side_diff_s"], errors="coerce").abs()
+    return (
+        f"<p>The nodes' own interfaces saw {int(seen.sum())} of {len(table)} "
+        f"transfers; median |node − server| duration {_fmt(float(side.median()))} s, "
+        f"largest {_fmt(float(side.max()))} s (side_diff_s = node_wire_s − wire_s; "
+        "a queue growing between the two capture points during a transfer makes "
+        "it positive for a downlink, negative for an uplink: docs/anatomy.md).</p>"
     )
 
 

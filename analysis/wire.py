@@ -5,7 +5,8 @@ log window that received its instruction or sent its reply, then with the
 captured ``transfer`` bursts inside that window (docs/events.md gives the rules
 and the fallbacks); :func:`match_transfers` does that for the phase table. On
 top of the matches, :func:`reconcile_transfers` sets the capture's view of each
-transfer beside the SuperNode's and flags where they disagree, and
+transfer beside the SuperNode's and flags where they disagree, adds what the
+capture on the node's own interface saw (``node_transfer``), and
 :func:`byte_accounting` sets Flower's byte count beside the wire's and the NIC
 counters'.
 """
@@ -136,20 +137,40 @@ def stamps(
     return out
 
 
+def _burst(e: Mapping[str, Any], clock: NodeClock | None = None) -> Burst:
+    """A burst from a ``transfer`` event, or from a ``node_transfer`` event whose
+    instants ``clock`` maps to the server clock."""
+    start_ns, end_ns = int(e["start_ns"]), int(e["end_ns"])
+    if clock is not None:
+        start_ns, end_ns = clock.to_server(start_ns), clock.to_server(end_ns)
+    return Burst(
+        node=str(e["node"]),
+        direction=str(e["direction"]),
+        start_ns=start_ns,
+        end_ns=end_ns,
+        bytes=int(e["bytes"]),
+        packets=optional_int(e.get("packets")),
+        retransmissions=optional_int(e.get("retransmissions")),
+    )
+
+
 def bursts(events: Iterable[Mapping[str, Any]]) -> list[Burst]:
-    """Every captured ``transfer`` burst."""
+    """Every burst captured on the server side (``transfer``)."""
+    return [_burst(e) for e in events if e.get("event") == "transfer"]
+
+
+def node_bursts(
+    events: Iterable[Mapping[str, Any]], clocks: Mapping[str, NodeClock]
+) -> list[Burst]:
+    """Every burst captured on a node's own interface (``node_transfer``).
+
+    Their instants are on the node's clock: ``clocks`` (:func:`node_clocks`)
+    maps them to the server clock; a node without an estimate keeps its own.
+    """
     return [
-        Burst(
-            node=str(e["node"]),
-            direction=str(e["direction"]),
-            start_ns=int(e["start_ns"]),
-            end_ns=int(e["end_ns"]),
-            bytes=int(e["bytes"]),
-            packets=optional_int(e.get("packets")),
-            retransmissions=optional_int(e.get("retransmissions")),
-        )
+        _burst(e, clocks.get(str(e["node"]), NodeClock(str(e["node"]))))
         for e in events
-        if e.get("event") == "transfer"
+        if e.get("event") == "node_transfer"
     ]
 
 
@@ -390,6 +411,11 @@ RECONCILE_DTYPES = {
     "wire_end_ns": "Int64",
     "wire_s": "float64",
     "wire_bytes": "Int64",
+    "node_wire_start_ns": "Int64",
+    "node_wire_end_ns": "Int64",
+    "node_wire_s": "float64",
+    "node_wire_bytes": "Int64",
+    "side_diff_s": "float64",
     "log_start_ns": "Int64",
     "log_end_ns": "Int64",
     "log_s": "float64",
@@ -408,11 +434,51 @@ def _sum_known(values: Iterable[int | None]) -> int | None:
     return sum(known) if known else None
 
 
+def _node_side(
+    m: TransferMatch, wire: tuple[int, int, int | None] | None, seen: Sequence[Burst]
+) -> tuple[int, int, int] | None:
+    """(start_ns, end_ns, bytes) of the node-side bursts of the match's node and
+    direction that overlap the server-side wire interval (else the SuperNode
+    window) widened by WINDOW_SLACK_NS; None when there are none.
+
+    The slack keeps a short message whose two sides are one one-way delay apart
+    (a few ms on a real link) from missing its node-side burst.
+    """
+    if wire is not None:
+        lo, hi = wire[0], wire[1]
+    elif m.window is not None:
+        lo, hi = m.window.start_ns, m.window.end_ns
+    else:
+        return None
+    lo, hi = lo - WINDOW_SLACK_NS, hi + WINDOW_SLACK_NS
+    hits = [
+        b
+        for b in seen
+        if b.node == m.stamp.node
+        and b.direction == m.direction
+        and b.start_ns <= hi
+        and b.end_ns >= lo
+    ]
+    if not hits:
+        return None
+    return (
+        min(b.start_ns for b in hits),
+        max(b.end_ns for b in hits),
+        sum(b.bytes for b in hits),
+    )
+
+
 def _reconciled(
-    run: tuple[str, str], m: TransferMatch, threshold_s: float, threshold_share: float
+    run: tuple[str, str],
+    m: TransferMatch,
+    seen_at_node: Sequence[Burst],
+    threshold_s: float,
+    threshold_share: float,
 ) -> dict[str, Any]:
     wire = m.span if m.complete else None
     wire_s = None if wire is None else (wire[1] - wire[0]) / 1e9
+    node = _node_side(m, wire, seen_at_node)
+    node_s = None if node is None else (node[1] - node[0]) / 1e9
     log_s = None if m.window is None else (m.window.end_ns - m.window.start_ns) / 1e9
     diff_s = None if wire_s is None or log_s is None else log_s - wire_s
     disagrees = None
@@ -436,6 +502,11 @@ def _reconciled(
         "wire_end_ns": None if wire is None else wire[1],
         "wire_s": wire_s,
         "wire_bytes": wire_bytes,
+        "node_wire_start_ns": None if node is None else node[0],
+        "node_wire_end_ns": None if node is None else node[1],
+        "node_wire_s": node_s,
+        "node_wire_bytes": None if node is None else node[2],
+        "side_diff_s": None if node_s is None or wire_s is None else node_s - wire_s,
         "log_start_ns": None if m.window is None else m.window.start_ns,
         "log_end_ns": None if m.window is None else m.window.end_ns,
         "log_s": log_s,
@@ -463,6 +534,13 @@ def reconcile_transfers(
     ``disagrees`` = ``|diff_s| > max(threshold_s, threshold_share * wire_s)``
     (null when one side is missing). ``packets`` and ``retransmissions`` sum the
     capture's bursts; ``goodput_mbit`` = wire bytes * 8 / wire seconds / 1e6.
+
+    ``node_wire_*`` come from the capture on the node's own interface
+    (``node_transfer``, mapped to the server clock with the run's ``clock``
+    estimates): the node's bursts of that direction that overlap the
+    server-side wire interval (without one, the SuperNode window) widened by
+    ``WINDOW_SLACK_NS``; ``side_diff_s`` = node_wire_s - wire_s. All null when
+    the node side was not captured.
     """
     if threshold_s < 0 or threshold_share < 0:
         raise ValueError(
@@ -478,8 +556,9 @@ def reconcile_transfers(
         ),
         "",
     )
+    seen_at_node = node_bursts(events, node_clocks(events))
     rows = [
-        _reconciled((run_id, network), m, threshold_s, threshold_share)
+        _reconciled((run_id, network), m, seen_at_node, threshold_s, threshold_share)
         for m in transfer_matches(events)
         if m.complete or m.window is not None
     ]

@@ -2,18 +2,21 @@
 
 One run = one SuperLink on the server's address on the network under test, one
 SuperNode per client inside its namespace pointed at that address (so the
-traffic crosses that network's shaped links), a packet capture per node on the
-server side of its link, ``flwr run``, a deadline, and a teardown that happens
-on success, failure, timeout and Ctrl-C alike.
+traffic crosses that network's shaped links), two packet captures per node (the
+server side of its link and the node's own interface under test, inside its
+namespace), ``flwr run``, a deadline, and a teardown that happens on success,
+failure, timeout and Ctrl-C alike.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -158,6 +161,24 @@ def _run_info(env: dict[str, str], flower_run_id: str) -> dict[str, Any]:
     return dict(runs[0]) if runs else {}
 
 
+def _finished_elapsed(
+    env: dict[str, str], flower_run_id: str, deadline_s: float = 30.0
+) -> float | None:
+    """Flower's ``elapsed`` for the run once Flower marks it finished.
+
+    The ServerApp writes ``app_end`` a moment before Flower closes the run; read
+    earlier, ``elapsed`` would still be growing.
+    """
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        info = _run_info(env, flower_run_id)
+        if str(info.get("status", "")).startswith("finished"):
+            elapsed = info.get("elapsed")
+            return float(elapsed) if elapsed is not None else None
+        time.sleep(0.5)
+    return None
+
+
 def _run_status(env: dict[str, str], flower_run_id: str) -> str:
     """Flower's status string for a run (``running``, ``finished:completed``, ...)."""
     return str(_run_info(env, flower_run_id).get("status", "unknown"))
@@ -170,6 +191,25 @@ def _count_rounds(events_path: Path) -> tuple[int, bool]:
     events = read_events(events_path)
     rounds = {e["round"] for e in events if e.get("phase") == "aggregation"}
     return len(rounds), any(e["event"] == "app_end" for e in events)
+
+
+@dataclass(frozen=True)
+class RunCapture:
+    """One packet capture of a run: whose link, which end of it, where it writes.
+
+    ``side`` is ``server`` (the host-side veth: ``transfer`` events, server clock)
+    or ``node`` (the node's interface under test, captured inside its namespace:
+    ``node_transfer`` events, node clock).
+    """
+
+    host: Host
+    side: str
+    pcap: Path
+    capture: Capture
+
+    def __post_init__(self) -> None:
+        if self.side not in ("server", "node"):
+            raise ValueError(f"side must be 'server' or 'node', got {self.side!r}")
 
 
 class _Run:
@@ -189,16 +229,42 @@ class _Run:
         self.finished = False
         self.elapsed_s: float | None = None
 
-    def start_captures(self, stack: ExitStack) -> list[tuple[Host, Path, Capture]]:
+    def start_captures(self, stack: ExitStack) -> list[RunCapture]:
+        """Per node: a capture on the server side of its link and one on its own
+        interface under test, inside its namespace (as tcpdump would run on a Pi).
+        """
         captures = []
+        folder = self.dir / "captures"
+        folder.mkdir(parents=True, exist_ok=True)
         for host in self.inventory.clients:
-            pcap = self.dir / "captures" / f"{host.name}.pcap"
-            pcap.parent.mkdir(parents=True, exist_ok=True)
-            iface = host_side_veth(self.inventory, host.name, self.network.name)
-            capture = Capture(iface, pcap, self.port)
-            capture.start()
-            stack.callback(capture.stop)
-            captures.append((host, pcap, capture))
+            iface = host.interface(self.network.name)
+            if iface is None:
+                raise RunFailed(
+                    f"host {host.name} has no interface on network "
+                    f"{self.network.name} in {self.inventory.path}; add one or "
+                    "leave the network out of the campaign"
+                )
+            server_side = host_side_veth(self.inventory, host.name, self.network.name)
+            namespace = node_namespace(self.inventory, host.name)
+            points = (
+                (
+                    "server",
+                    Capture(server_side, folder / f"{host.name}.pcap", self.port),
+                ),
+                (
+                    "node",
+                    Capture(
+                        iface.ifname,
+                        folder / f"{host.name}-node.pcap",
+                        self.port,
+                        prefix=["ip", "netns", "exec", namespace],
+                    ),
+                ),
+            )
+            for side, capture in points:
+                capture.start()
+                stack.callback(capture.stop)
+                captures.append(RunCapture(host, side, capture.pcap_path, capture))
         return captures
 
     def start_superlink(self, stack: ExitStack) -> ManagedProcess:
@@ -384,23 +450,41 @@ def _wait(
         time.sleep(0.5)
 
 
-def _post_process(run: _Run, captures: list[tuple[Host, Path, Capture]]) -> None:
+def _capture_events(run: _Run, captured: RunCapture) -> list[dict[str, Any]]:
+    """The ``transfer`` (server side) or ``node_transfer`` (node side) events of
+    one capture, without the keys the event log adds.
+
+    On a real node tcpdump stamps packets with the node's clock; an emulated node
+    with an injected offset gets it here, as its SuperNode log and samples do.
+    """
+    transfers = segment_transfers(
+        read_packets(captured.pcap), str(run.network.server_address), run.port
+    )
+    offset = 0
+    if captured.side == "node":
+        offset = run.campaign.clock_offsets_ns.get(captured.host.name, 0)
+    out = []
+    for event in transfer_events(transfers, captured.host.name, run.network.name):
+        fields = {
+            k: v for k, v in event.items() if k not in ("event", "run_id", "t_ns")
+        }
+        if captured.side == "node":
+            fields["start_ns"] += offset
+            fields["end_ns"] += offset
+            fields["side"] = "node"
+        out.append(fields)
+    return out
+
+
+def _post_process(run: _Run, captures: list[RunCapture]) -> None:
     """Turn captures and SuperNode logs into events of the run's log."""
     with EventLog(run.events_path, run_id=run.plan.run_id) as events:
-        for host, pcap, _ in captures:
-            if not pcap.exists():
+        for captured in captures:
+            if not captured.pcap.exists():
                 continue
-            packets = read_packets(pcap)
-            transfers = segment_transfers(
-                packets, str(run.network.server_address), run.port
-            )
-            for event in transfer_events(transfers, host.name, run.network.name):
-                fields = {
-                    k: v
-                    for k, v in event.items()
-                    if k not in ("event", "run_id", "t_ns")
-                }
-                events.append("transfer", **fields)
+            kind = "transfer" if captured.side == "server" else "node_transfer"
+            for fields in _capture_events(run, captured):
+                events.append(kind, **fields)
         for host in run.inventory.clients:
             log = run.dir / "nodes" / f"{host.name}.log"
             if log.exists():
@@ -424,7 +508,7 @@ def execute_run(
     run.dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     status, reason, rounds = "failed", "", 0
-    captures: list[tuple[Host, Path, Capture]] = []
+    captures: list[RunCapture] = []
     with EventLog(run.events_path, run_id=plan.run_id) as events:
         events.append(
             "run_start",
@@ -460,8 +544,7 @@ def execute_run(
             if status == "ok":
                 run.finished = True
                 run.serverapp_log()
-                elapsed = _run_info(run.cli_env, run.flower_run_id).get("elapsed")
-                run.elapsed_s = float(elapsed) if elapsed is not None else None
+                run.elapsed_s = _finished_elapsed(run.cli_env, run.flower_run_id)
     except KeyboardInterrupt:
         status, reason = "interrupted", "interrupted by the user (Ctrl-C)"
     except (ProcessError, RunFailed, OSError, subprocess.SubprocessError) as err:
@@ -611,6 +694,7 @@ def run_campaign(
 
     save()
     plans = plan_runs(campaign)
+    previous = _stop_on_sigterm()
     try:
         for plan in plans:
             progress(
@@ -630,4 +714,18 @@ def run_campaign(
     except KeyboardInterrupt:
         save()
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return outcomes
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _stop_on_sigterm() -> Any:
+    """Treat SIGTERM like Ctrl-C: a killed campaign still tears its processes down."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)

@@ -232,3 +232,121 @@ def test_byte_accounting_maps_the_interval_to_the_node_clock() -> None:
     # the downlink, 1.002-1.998 s server time, is 3.002-3.998 s node time
     assert by_direction(on_node)["down"]["nic_bytes"] == pytest.approx(0.996e6)
     assert by_direction(on_server)["down"]["nic_bytes"] == 0.0
+
+
+# --- the node side: the capture on the node's own interface -----------------------
+
+
+def node_burst(
+    direction: str,
+    start: int,
+    end: int,
+    nbytes: int,
+    offset: int = 0,
+    node: str = "pi1",
+) -> dict[str, Any]:
+    """A ``node_transfer`` event; its instants on the node's clock, ``offset`` ahead."""
+    return ev(
+        "node_transfer",
+        node=node,
+        network="5g",
+        direction=direction,
+        start_ns=T0 + start * MS + offset,
+        end_ns=T0 + end * MS + offset,
+        bytes=nbytes,
+        packets=nbytes // 1448 + 1,
+        retransmissions=0,
+        source="capture",
+        side="node",
+    )
+
+
+def clock_estimates(start_offset: int, end_offset: int) -> list[dict[str, Any]]:
+    """pi1's estimates at server instants T0 (start) and T0 + 10 s (end)."""
+    return [
+        {**ev("clock", node="pi1", path="5g", when=w, offset_ns=o, uncertainty_ns=MS,
+              rtt_ns=2 * MS), "t_ns": T0 + at * MS}
+        for w, o, at in (("start", start_offset, 0), ("end", end_offset, 10_000))
+    ]  # fmt: skip
+
+
+def seen_at_node(offset: int) -> list[dict[str, Any]]:
+    """The downlink reaches the node 1 ms after it leaves the server; the reply
+    leaves the node 5 ms before the server sees it and ends 30 ms earlier (a queue
+    between the two). Plus noise that belongs to no transfer."""
+    return [
+        node_burst("down", 1_003, 1_999, MODEL + 500, offset),
+        node_burst("up", 4_105, 4_598, MODEL // 2, offset),
+        node_burst("up", 4_797, 5_080, MODEL // 2 + 900, offset),
+        node_burst("up", 9_000, 9_001, 300, offset),  # a heartbeat, later
+        node_burst("up", 4_200, 5_000, 999, offset, node="pi2"),  # another node
+    ]
+
+
+def test_node_side_is_mapped_to_the_server_clock_and_set_beside_the_wire() -> None:
+    offset = 3_000 * MS
+    recorded = events(offset) + seen_at_node(offset) + clock_estimates(offset, offset)
+
+    df = by_direction(reconcile_transfers(recorded))
+
+    down, up = df["down"], df["up"]
+    assert down["node_wire_start_ns"] == T0 + 1_003 * MS
+    assert down["node_wire_end_ns"] == T0 + 1_999 * MS
+    assert down["node_wire_s"] == pytest.approx(0.996)
+    assert down["side_diff_s"] == pytest.approx(0.0)
+    assert down["node_wire_bytes"] == down["wire_bytes"] == MODEL + 500
+    assert up["node_wire_start_ns"] == T0 + 4_105 * MS
+    assert up["node_wire_end_ns"] == T0 + 5_080 * MS
+    assert up["node_wire_s"] == pytest.approx(0.975)
+    assert up["side_diff_s"] == pytest.approx(0.975 - 1.0)
+    assert up["node_wire_bytes"] == MODEL + 900  # not pi2's, not the heartbeat
+
+
+def test_node_side_follows_a_drifting_node_clock() -> None:
+    # offset 3000 ms at server 0 s, 3010 ms at 10 s: 3004 ms at 4 s, 3005 ms at 5 s
+    # (the stamps and windows, around 3 s, are near enough with 3003 ms)
+    recorded = (
+        events(3_003 * MS)
+        + clock_estimates(3_000 * MS, 3_010 * MS)
+        + [node_burst("up", 4_000 + 3_004, 5_000 + 3_005, MODEL + 900)]
+    )
+
+    up = by_direction(reconcile_transfers(recorded))["up"]
+
+    assert up["node_wire_start_ns"] == T0 + 4_000 * MS
+    assert up["node_wire_end_ns"] == T0 + 5_000 * MS
+
+
+def test_node_side_without_a_clock_estimate_stays_on_the_node_clock() -> None:
+    # 3 s ahead and uncorrected: nothing overlaps the server-side interval
+    recorded = events() + seen_at_node(3_000 * MS)
+
+    df = reconcile_transfers(recorded)
+
+    assert df["node_wire_s"].isna().all()
+    assert df["wire_s"].notna().all()
+
+
+def test_missing_node_side_gives_nulls_and_the_same_server_side() -> None:
+    with_node = reconcile_transfers(events() + seen_at_node(0))
+
+    df = reconcile_transfers(events())
+
+    assert {c: str(t) for c, t in df.dtypes.items()} == RECONCILE_DTYPES
+    node_columns = [c for c in RECONCILE_DTYPES if c.startswith("node_wire")]
+    assert len(node_columns) == 4
+    assert df[[*node_columns, "side_diff_s"]].isna().all().all()
+    others = [c for c in RECONCILE_DTYPES if c not in {*node_columns, "side_diff_s"}]
+    pd.testing.assert_frame_equal(df[others], with_node[others])
+
+
+def test_node_side_without_server_capture_overlaps_the_supernode_window() -> None:
+    only_logs = [e for e in events() if e["event"] != "transfer"]
+
+    df = by_direction(reconcile_transfers(only_logs + seen_at_node(0)))
+
+    assert df["up"]["wire_s"] is None or pd.isna(df["up"]["wire_s"])
+    assert df["up"]["node_wire_s"] == pytest.approx(0.975)
+    assert df["up"]["node_wire_bytes"] == MODEL + 900
+    assert pd.isna(df["up"]["side_diff_s"])
+    assert df["down"]["node_wire_s"] == pytest.approx(0.996)

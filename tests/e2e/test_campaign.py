@@ -258,6 +258,32 @@ def test_wire_and_supernode_agree_on_long_transfers(demo_results: Path) -> None:
     assert bad.empty, bad[["network", "node", "round", "direction", "wire_s", "log_s"]]
 
 
+def test_node_side_capture_agrees_with_the_server_side(demo_results: Path) -> None:
+    assert (demo_results / "runs" / "5g-r1" / "captures" / "node1-node.pcap").is_file()
+    transfers = pd.read_csv(demo_results / "transfers.csv")
+    model = transfers[
+        (transfers["message_type"] == "train") & (transfers["message_bytes"] > 10**6)
+    ]
+    assert len(model) == 3 * 2 * 2 * 2  # networks x rounds x nodes x directions
+    assert model["node_wire_s"].notna().all(), model
+    # both shapers sit before the sender's tcpdump tap: the two ends agree
+    long = model[model["wire_s"] > 1.0]
+    assert set(long["network"]) >= {"5g", "wifi"}
+    tolerance = (0.05 * long["wire_s"]).clip(lower=0.02)
+    bad = long[(long["node_wire_s"] - long["wire_s"]).abs() > tolerance]
+    assert bad.empty, bad[["network", "node", "round", "direction", "wire_s",
+                           "node_wire_s", "side_diff_s"]]  # fmt: skip
+    # the same TCP payload at both ends
+    gap = (model["node_wire_bytes"] - model["wire_bytes"]).abs()
+    assert (gap <= 0.01 * model["wire_bytes"]).all(), model
+    # a downlink reaches the node after it leaves the server, an uplink leaves the
+    # node before the server sees it (within the clock estimate's error)
+    down, up = model[model["direction"] == "down"], model[model["direction"] == "up"]
+    assert (down["node_wire_end_ns"] >= down["wire_end_ns"] - 2_000_000).all()
+    assert (up["node_wire_start_ns"] <= up["wire_start_ns"] + 2_000_000).all()
+    assert "own interfaces saw" in build_report(demo_results).read_text()
+
+
 def test_byte_accounting_has_three_views(demo_results: Path) -> None:
     table = pd.read_csv(demo_results / "bytes.csv")
     model = table[(table["message_type"] == "train") & (table["flower_bytes"] > 10**6)]
