@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
@@ -25,7 +27,29 @@ PHASE_BY_MESSAGE_TYPE = {"train": "training", "evaluate": "evaluation"}
 
 def content_bytes(content: RecordDict) -> int:
     """Bytes of a message's content as Flower counts them (sum of ``count_bytes``)."""
-    return sum(int(record.count_bytes()) for record in content.values())
+    return sum(_record_bytes(record) for record in content.values())
+
+
+def _record_bytes(record: Any) -> int:
+    """``record.count_bytes()``, with the same rules applied by hand where it fails.
+
+    flwr 1.42's ``count_bytes`` raises on an empty string or an empty list in a
+    Config/MetricRecord; the app's message is fine, so measuring must not fail.
+    """
+    try:
+        return int(record.count_bytes())
+    except (ValueError, IndexError):
+        return sum(len(str(key)) + _value_bytes(value) for key, value in record.items())
+
+
+def _value_bytes(value: Any) -> int:
+    if isinstance(value, list):
+        return sum(_value_bytes(item) for item in value)
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, bool):
+        return 1
+    return 8  # Flower's protobuf carries ints and floats as 64-bit values
 
 
 @dataclass(frozen=True)
@@ -81,12 +105,19 @@ class ClientStamps:
 
 
 def _process_start_ns() -> int:
-    """Wall-clock instant at which this process started (0 if unknown)."""
-    try:
-        import psutil
+    """Wall-clock instant this process started, to a clock tick (0 if unknown).
 
-        return int(psutil.Process(os.getpid()).create_time() * 1e9)
-    except Exception:  # noqa: BLE001 - best effort; 0 means unknown
+    Read from /proc (start time in ticks since boot) against CLOCK_BOOTTIME, so the
+    fresh ``flwr-clientapp`` process of every message pays no psutil import.
+    """
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        start_ticks = int(stat.rpartition(")")[2].split()[19])
+        since_start_s = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / float(
+            os.sysconf("SC_CLK_TCK")
+        )
+        return time.time_ns() - int(since_start_s * 1e9)
+    except (OSError, ValueError, IndexError, AttributeError):
         return 0
 
 

@@ -90,3 +90,29 @@ def test_evaluate_is_stamped_as_evaluation() -> None:
 def test_query_messages_pass_through_unstamped() -> None:
     reply = timing_mod(_instruction("query"), _context(), _handler(0.0, 1))
     assert STAMPS_KEY not in reply.content
+
+
+def test_records_flower_cannot_count_do_not_break_the_handler() -> None:
+    # flwr 1.42's count_bytes raises on an empty string or list; the mod must not.
+    def handler(msg: Message, context: Context) -> Message:
+        content = RecordDict(
+            {
+                "metrics": MetricRecord({"num-examples": 10, "losses": []}),
+                "config": ConfigRecord({"note": "", "tags": ["a", "bc"]}),
+            }
+        )
+        return Message(content=content, reply_to=msg)
+
+    reply = timing_mod(_instruction("train"), _context(), handler)
+    stamps = ClientStamps.from_config_record(reply.content.config_records[STAMPS_KEY])
+    # keys plus values: 8 + 12 ("num-examples") + 6 ("losses"), 4 + 4 + 3 ("a", "bc")
+    assert stamps.bytes_out == (8 + 12 + 0 + 6) + (4 + 0 + 4 + 3)
+
+
+def test_process_start_is_this_process_start() -> None:
+    import psutil
+
+    from instrumentation.client_mod import _process_start_ns
+
+    expected = psutil.Process().create_time()
+    assert abs(_process_start_ns() / 1e9 - expected) < 1.0  # psutil: 1 s boot time
