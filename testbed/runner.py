@@ -450,6 +450,13 @@ def _wait(
         time.sleep(0.5)
 
 
+# Bursts are cut at 50 ms of silence, finer than the parser's default: a message is
+# then rebuilt from every burst inside the SuperNode's send/receive window, and a
+# poll or heartbeat 0.1-0.25 s beside the message stays a burst of its own instead
+# of stretching the message's first or last byte.
+CAPTURE_GAP_S = 0.05
+
+
 def _capture_events(run: _Run, captured: RunCapture) -> list[dict[str, Any]]:
     """The ``transfer`` (server side) or ``node_transfer`` (node side) events of
     one capture, without the keys the event log adds.
@@ -458,7 +465,10 @@ def _capture_events(run: _Run, captured: RunCapture) -> list[dict[str, Any]]:
     with an injected offset gets it here, as its SuperNode log and samples do.
     """
     transfers = segment_transfers(
-        read_packets(captured.pcap), str(run.network.server_address), run.port
+        read_packets(captured.pcap),
+        str(run.network.server_address),
+        run.port,
+        gap_s=CAPTURE_GAP_S,
     )
     offset = 0
     if captured.side == "node":
