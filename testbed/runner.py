@@ -528,7 +528,8 @@ def execute_run(
             address=run.address,
         )
     try:
-        with ExitStack() as stack:  # unwinds in reverse: run, nodes, link, captures
+        # The stack unwinds in reverse: run, nodes, link, probes, samplers, captures.
+        with ExitStack() as stack:
             measure = campaign.instrument
             if measure and campaign.capture:
                 captures = run.start_captures(stack)
