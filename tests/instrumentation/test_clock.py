@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import signal
 import socket
 import stat
@@ -17,10 +15,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.netns import VethPair, veth_pair
 
 from instrumentation import clock
 from instrumentation.clock import (
@@ -488,66 +487,22 @@ def test_cli_serve_bind_failure_exits_2() -> None:
 # --- real network namespaces ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NetnsPair:
-    server_ns: str
-    node_ns: str
-    server_if: str
-    node_if: str
-    server_ip: str = "10.78.0.1"
-    node_ip: str = "10.78.0.2"
-
-
-def _run(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True, timeout=20)
-
-
 @pytest.fixture
-def netns_pair() -> Iterator[NetnsPair]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    if shutil.which("ip") is None:
-        pytest.skip("needs ip (iproute2)")
-    suffix = secrets.token_hex(3)
-    pair = NetnsPair(
-        server_ns=f"fbtclk{suffix}s",
-        node_ns=f"fbtclk{suffix}n",
-        server_if=f"fbtclk{suffix}s",
-        node_if=f"fbtclk{suffix}n",
-    )
-    try:
-        _run("ip", "netns", "add", pair.server_ns)
-        _run("ip", "netns", "add", pair.node_ns)
-        _run(
-            "ip", "link", "add", pair.server_if, "netns", pair.server_ns,
-            "type", "veth", "peer", "name", pair.node_if, "netns", pair.node_ns,
-        )  # fmt: skip
-        for ns, ifname, ip in (
-            (pair.server_ns, pair.server_if, pair.server_ip),
-            (pair.node_ns, pair.node_if, pair.node_ip),
-        ):
-            _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", ifname)
-            _run("ip", "-n", ns, "link", "set", ifname, "up")
-            _run("ip", "-n", ns, "link", "set", "lo", "up")
+def netns_pair() -> Iterator[VethPair]:
+    with veth_pair("fbtclk") as pair:
         yield pair
-    finally:
-        # Deleting a namespace deletes the veth end inside it, and so the pair.
-        for ns in (pair.server_ns, pair.node_ns):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
 
 
 @pytest.mark.root
-def test_netns_probe_recovers_injected_offset(netns_pair: NetnsPair) -> None:
+def test_netns_probe_recovers_injected_offset(netns_pair: VethPair) -> None:
     pair = netns_pair
     injected = 300_000_000
-    server, port = _start_serve(
-        ["ip", "netns", "exec", pair.server_ns], pair.server_ip, 0
-    )
+    server, port = _start_serve(["ip", "netns", "exec", pair.ns_a], pair.ip_a, 0)
     try:
         done = subprocess.run(
             [
-                "ip", "netns", "exec", pair.node_ns,
-                *probe_argv(pair.server_ip, port, samples=8,
+                "ip", "netns", "exec", pair.ns_b,
+                *probe_argv(pair.ip_a, port, samples=8,
                             inject_offset_ns=injected, python=sys.executable),
             ],
             capture_output=True, text=True, timeout=60, cwd=REPO, env=_python_env(),

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +21,9 @@ from typing import Any
 
 import psutil
 import pytest
+
+from tests.netns import VethPair
+from tests.netns import veth_pair as make_veth_pair
 
 from analysis.system import bytes_between, read_samples, system_table
 from instrumentation.system import (
@@ -383,54 +384,10 @@ def test_sampler_overhead_at_2_hz_over_10_s(tmp_path: Path) -> None:
 # ------------------------------------------------------- real network namespaces
 
 
-@dataclass(frozen=True)
-class VethPair:
-    ns_a: str
-    ns_b: str
-    if_a: str
-    if_b: str
-    ip_a: str = "10.78.0.1"
-    ip_b: str = "10.78.0.2"
-
-
-def _run(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True, timeout=20)
-
-
 @pytest.fixture
 def veth_pair() -> Iterator[VethPair]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    if shutil.which("ip") is None:
-        pytest.skip("needs ip (apt install iproute2)")
-    suffix = secrets.token_hex(3)
-    pair = VethPair(
-        ns_a=f"fbtsys{suffix}a",
-        ns_b=f"fbtsys{suffix}b",
-        if_a=f"fbtsys{suffix}a",
-        if_b=f"fbtsys{suffix}b",
-    )
-    try:
-        _run("ip", "netns", "add", pair.ns_a)
-        _run("ip", "netns", "add", pair.ns_b)
-        _run(
-            "ip", "link", "add", pair.if_a, "netns", pair.ns_a,
-            "type", "veth", "peer", "name", pair.if_b, "netns", pair.ns_b,
-        )  # fmt: skip
-        for ns, ifname, ip in (
-            (pair.ns_a, pair.if_a, pair.ip_a),
-            (pair.ns_b, pair.if_b, pair.ip_b),
-        ):
-            # No IPv6: router solicitations would add bytes we did not send.
-            _run("ip", "netns", "exec", ns, "sysctl", "-qw",
-                 "net.ipv6.conf.all.disable_ipv6=1")  # fmt: skip
-            _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", ifname)
-            _run("ip", "-n", ns, "link", "set", ifname, "up")
-            _run("ip", "-n", ns, "link", "set", "lo", "up")
+    with make_veth_pair("fbtsys") as pair:
         yield pair
-    finally:
-        for ns in (pair.ns_a, pair.ns_b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
 
 
 PAYLOAD_BYTES = 3_000_000
