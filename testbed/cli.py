@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, is_dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from testbed.cli_common import (
+    Format,
+    FormatOpt,
+    InventoryArg,
+    fail,
+    first_line,
+    jsonable,
+)
+from testbed.cli_report import report_app
 
 app = typer.Typer(
     help="Measured federated-learning campaigns on emulated and real edge clusters.",
@@ -21,49 +28,10 @@ cluster_app = typer.Typer(
     help="Build, inspect and remove the emulated cluster.", no_args_is_help=True
 )
 campaign_app = typer.Typer(help="Run measurement campaigns.", no_args_is_help=True)
-report_app = typer.Typer(
-    help="Turn campaign results into reports.", no_args_is_help=True
-)
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(report_app, name="report")
-
-
-class Format(StrEnum):
-    """Output formats."""
-
-    text = "text"
-    json = "json"
-
-
-InventoryArg = Annotated[Path, typer.Argument(help="Inventory YAML file.")]
-FormatOpt = Annotated[
-    Format, typer.Option("--format", help="text for people, json for scripts.")
-]
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # strict JSON has no Infinity (an unshaped management link)
-    if isinstance(value, int | float | str | bool) or value is None:
-        return value
-    return str(value)
-
-
-def _first_line(text: str) -> str:
-    return text.splitlines()[0] if text else ""
 
 
 def _load_inventory(path: Path, networks: list[str] | None = None) -> Any:
@@ -72,7 +40,7 @@ def _load_inventory(path: Path, networks: list[str] | None = None) -> Any:
     try:
         return load_inventory(path, networks=networks)
     except InventoryError as err:
-        _fail(str(err), 2)
+        fail(str(err), 2)
 
 
 @inventory_app.command("validate")
@@ -86,7 +54,7 @@ def inventory_validate(
     """Load and validate an inventory; print its hosts, networks and link profiles."""
     inv = _load_inventory(inventory, networks.split(",") if networks else None)
     if fmt is Format.json:
-        typer.echo(json.dumps(_jsonable(inv), indent=2))
+        typer.echo(json.dumps(jsonable(inv), indent=2))
         return
     typer.echo(f"inventory {inv.name} ({inventory}): valid")
     typer.echo(
@@ -120,9 +88,9 @@ def cluster_up(inventory: InventoryArg, fmt: FormatOpt = Format.text) -> None:
         emulated.require_root("cluster up")
         state = emulated.cluster_up(inv)
     except emulated.EmulationError as err:
-        _fail(str(err))
+        fail(str(err))
     if fmt is Format.json:
-        typer.echo(json.dumps(_jsonable(state), indent=2))
+        typer.echo(json.dumps(jsonable(state), indent=2))
         return
     typer.echo(emulated.describe_state(state))
 
@@ -137,7 +105,7 @@ def cluster_down(inventory: InventoryArg) -> None:
         emulated.require_root("cluster down")
         removed = emulated.cluster_down(inv)
     except emulated.EmulationError as err:
-        _fail(str(err))
+        fail(str(err))
     typer.echo(f"cluster {inv.name}: removed {removed}")
 
 
@@ -150,9 +118,9 @@ def cluster_status(inventory: InventoryArg, fmt: FormatOpt = Format.text) -> Non
     try:
         status = emulated.cluster_status(inv)
     except emulated.EmulationError as err:
-        _fail(str(err))
+        fail(str(err))
     if fmt is Format.json:
-        typer.echo(json.dumps(_jsonable(status), indent=2))
+        typer.echo(json.dumps(jsonable(status), indent=2))
         return
     typer.echo(emulated.describe_status(status))
 
@@ -176,15 +144,15 @@ def campaign_run(
     try:
         camp = load_campaign(campaign)
     except CampaignError as err:
-        _fail(str(err), 2)
+        fail(str(err), 2)
     inv = _load_inventory(inventory, list(camp.networks))
     try:
         emulated.require_root("campaign run on the emulated cluster")
         status = emulated.cluster_status(inv)
     except emulated.EmulationError as err:
-        _fail(str(err))
+        fail(str(err))
     if not emulated.is_up(status):
-        _fail(
+        fail(
             f"the emulated cluster of {inventory} is not (fully) up; "
             f"run `flowerbed cluster up {inventory}` first"
         )
@@ -215,28 +183,11 @@ def campaign_run(
     if failed:
         for o in failed:
             typer.secho(
-                f"  {o.run_id}: {o.status}: {_first_line(o.reason)}",
+                f"  {o.run_id}: {o.status}: {first_line(o.reason)}",
                 fg=typer.colors.RED,
                 err=True,
             )
         raise typer.Exit(1)
-
-
-@report_app.command("build")
-def report_build(
-    results: Annotated[Path, typer.Argument(help="A campaign's results folder.")],
-    quiet: Annotated[bool, typer.Option(help="Print only the report's path.")] = False,
-) -> None:
-    """Write report.html (self-contained), figures and CSV tables into RESULTS."""
-    from analysis.report import build_report
-
-    try:
-        path = build_report(results)
-    except (FileNotFoundError, ValueError) as err:
-        _fail(str(err))
-    if not quiet:
-        typer.echo(f"figures and tables in {results}")
-    typer.echo(str(path.resolve()))
 
 
 def main() -> None:

@@ -1,0 +1,47 @@
+"""Pieces every ``flowerbed`` sub-command shares: formats, failing, JSON output."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, is_dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+class Format(StrEnum):
+    """Output formats."""
+
+    text = "text"
+    json = "json"
+
+
+InventoryArg = Annotated[Path, typer.Argument(help="Inventory YAML file.")]
+FormatOpt = Annotated[
+    Format, typer.Option("--format", help="text for people, json for scripts.")
+]
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # strict JSON has no Infinity (an unshaped management link)
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+def first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
