@@ -1,22 +1,24 @@
-"""Executors: where a command runs (this machine, or inside a network namespace on it).
+"""Executors: where a command runs (this machine, a network namespace, an SSH host).
 
-Every command gets a timeout; a failure raises ``CommandError`` naming the command,
-its exit code, the tail of its stderr and where it ran. An SSH executor will follow
-the same small ``Executor`` protocol.
+One small ``Executor`` protocol: run a command to its end, start a background
+process (``Background``: its own process group, line-stamped log on that host),
+put a file and get a file. Every command gets a timeout; a failure raises
+``CommandError`` naming the command, its exit code, the tail of its stderr and
+where it ran. ``testbed/ssh.py`` holds the SSH implementation.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from typing import IO, Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 DEFAULT_TIMEOUT_S = 30.0
 _STDERR_TAIL_CHARS = 600
-
-Stream = int | IO[Any] | None
 
 
 class CommandError(RuntimeError):
@@ -48,8 +50,39 @@ class CommandError(RuntimeError):
 
 
 @runtime_checkable
+class Background(Protocol):
+    """A background process started by an executor, stopped with its whole group."""
+
+    name: str
+
+    def poll(self) -> int | None:
+        """Exit code, or None while running."""
+        ...
+
+    def check_alive(self) -> None:
+        """Raise ``ProcessError`` with the log tail if the process has exited."""
+        ...
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the whole process group (no error if it is gone)."""
+        ...
+
+    def gone(self) -> bool:
+        """Whether the process and every member of its group have exited."""
+        ...
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last ``lines`` lines of its log, without the stamps."""
+        ...
+
+    def reap(self) -> None:
+        """Release local resources once the process is gone."""
+        ...
+
+
+@runtime_checkable
 class Executor(Protocol):
-    """Runs commands somewhere: ``run`` waits for the end, ``popen`` starts one."""
+    """Runs commands somewhere and moves files there and back."""
 
     @property
     def where(self) -> str:
@@ -66,14 +99,25 @@ class Executor(Protocol):
         """Run ``argv`` to completion and return its result (raise if ``check``)."""
         ...
 
-    def popen(
+    def start(
         self,
+        name: str,
         argv: Sequence[str],
-        stdout: Stream = None,
-        stderr: Stream = None,
+        log_path: str,
         env: Mapping[str, str] | None = None,
-    ) -> subprocess.Popen[bytes]:
-        """Start ``argv`` in the background, in its own process group."""
+        cwd: str | None = None,
+    ) -> Background:
+        """Start ``argv`` in its own session; its output, each line prefixed with
+        the ``time.time_ns()`` of that host when read, goes to ``log_path`` there.
+        """
+        ...
+
+    def put(self, local: Path, remote: str, mode: int | None = None) -> None:
+        """Copy local file ``local`` to path ``remote`` on this executor's host."""
+        ...
+
+    def get(self, remote: str, local: Path) -> None:
+        """Copy file ``remote`` on this executor's host to local path ``local``."""
         ...
 
 
@@ -118,21 +162,37 @@ class LocalExecutor:
             raise CommandError(argv, self.where, result.returncode, result.stderr)
         return result
 
-    def popen(
+    def start(
         self,
+        name: str,
         argv: Sequence[str],
-        stdout: Stream = None,
-        stderr: Stream = None,
+        log_path: str,
         env: Mapping[str, str] | None = None,
-    ) -> subprocess.Popen[bytes]:
-        """Start ``argv`` in its own process group (stop it with ``os.killpg``)."""
-        return subprocess.Popen(
-            list(argv),
-            stdout=stdout,
-            stderr=stderr,
-            env=_merged_env(env),
-            process_group=0,
+        cwd: str | None = None,
+    ) -> Background:
+        """Start ``argv`` here as a :class:`ManagedProcess`."""
+        from testbed.processes import ManagedProcess
+
+        return ManagedProcess(
+            name, argv, Path(log_path), env=env, cwd=Path(cwd) if cwd else None
         )
+
+    def put(self, local: Path, remote: str, mode: int | None = None) -> None:
+        """Copy ``local`` to ``remote`` on this machine (atomically, via rename)."""
+        _copy_atomic(local, Path(remote), mode)
+
+    def get(self, remote: str, local: Path) -> None:
+        """Copy ``remote`` on this machine to ``local``."""
+        _copy_atomic(Path(remote), local, None)
+
+
+def _copy_atomic(src: Path, dst: Path, mode: int | None) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.part")
+    shutil.copyfile(src, tmp)
+    if mode is not None:
+        tmp.chmod(mode)
+    tmp.replace(dst)
 
 
 class NetnsExecutor:
@@ -173,12 +233,21 @@ class NetnsExecutor:
                 argv, self.where, exc.returncode, exc.stderr, exc.timeout_s
             ) from exc
 
-    def popen(
+    def start(
         self,
+        name: str,
         argv: Sequence[str],
-        stdout: Stream = None,
-        stderr: Stream = None,
+        log_path: str,
         env: Mapping[str, str] | None = None,
-    ) -> subprocess.Popen[bytes]:
-        """Start ``argv`` inside the namespace, in its own process group."""
-        return self.inner.popen(self.wrap(argv), stdout=stdout, stderr=stderr, env=env)
+        cwd: str | None = None,
+    ) -> Background:
+        """Start ``argv`` inside the namespace, in its own session."""
+        return self.inner.start(name, self.wrap(argv), log_path, env=env, cwd=cwd)
+
+    def put(self, local: Path, remote: str, mode: int | None = None) -> None:
+        """Namespaces share the file system of ``inner``'s host."""
+        self.inner.put(local, remote, mode)
+
+    def get(self, remote: str, local: Path) -> None:
+        """Namespaces share the file system of ``inner``'s host."""
+        self.inner.get(remote, local)

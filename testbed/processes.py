@@ -17,7 +17,10 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from testbed.executor import Background
 
 
 class ProcessError(RuntimeError):
@@ -109,7 +112,8 @@ class ManagedProcess:
         stop_all([self], grace_s)
         return self._proc.poll()
 
-    def _reap(self) -> None:
+    def reap(self) -> None:
+        """Collect the exit status and the log pump once the group is gone."""
         try:
             self._proc.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
@@ -117,7 +121,7 @@ class ManagedProcess:
         self._pump.join(timeout=2.0)
 
 
-def stop_all(processes: Sequence[ManagedProcess], grace_s: float = 5.0) -> None:
+def stop_all(processes: Sequence[Background], grace_s: float = 5.0) -> None:
     """Stop process groups at once: SIGTERM, wait ``grace_s``, SIGKILL the rest."""
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         alive = [p for p in processes if not p.gone()]
@@ -129,7 +133,7 @@ def stop_all(processes: Sequence[ManagedProcess], grace_s: float = 5.0) -> None:
         while time.monotonic() < deadline and not all(p.gone() for p in alive):
             time.sleep(0.05)
     for proc in processes:
-        proc._reap()
+        proc.reap()
 
 
 def _group_alive(pgid: int) -> bool:

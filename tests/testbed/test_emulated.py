@@ -6,7 +6,6 @@ import ipaddress
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,8 @@ import pytest
 from inventory.models import Host, Interface, Inventory, LinkProfile, Network
 from testbed import emulated
 from testbed.emulated import ClusterUpError, PlanError
-from testbed.executor import CommandError, LocalExecutor, NetnsExecutor
+from testbed.executor import Background, CommandError, LocalExecutor, NetnsExecutor
+from testbed.processes import ManagedProcess
 from testbed.features import EmulationFeatures
 
 IP = ipaddress.IPv4Address
@@ -476,13 +476,20 @@ class _InjectFault:
             argv[argv.index("rate") + 1] = "notarate"
         return self.inner.run(argv, check=check, timeout=timeout, env=env)
 
-    def popen(
+    def start(
         self,
+        name: str,
         argv: Sequence[str],
-        stdout: object = None,
-        stderr: object = None,
+        log_path: str,
         env: Mapping[str, str] | None = None,
-    ) -> subprocess.Popen[bytes]:
+        cwd: str | None = None,
+    ) -> Background:
+        raise NotImplementedError
+
+    def put(self, local: Path, remote: str, mode: int | None = None) -> None:
+        raise NotImplementedError
+
+    def get(self, remote: str, local: Path) -> None:
         raise NotImplementedError
 
 
@@ -551,11 +558,14 @@ def test_up_refuses_subnets_the_host_already_routes(scratch: Inventory) -> None:
 
 
 @pytest.mark.root
-def test_down_reports_processes_left_in_a_namespace(scratch: Inventory) -> None:
+def test_down_reports_processes_left_in_a_namespace(
+    scratch: Inventory, tmp_path: Path
+) -> None:
     inv = scratch
     emulated.cluster_up(inv)
     node = NetnsExecutor(emulated.node_namespace(inv, "pi1"))
-    sleeper = node.popen(["sleep", "30"])
+    sleeper = node.start("sleeper", ["sleep", "30"], str(tmp_path / "sleep.log"))
+    assert isinstance(sleeper, ManagedProcess)
     try:
         report = emulated.cluster_down(inv)
 
@@ -566,8 +576,7 @@ def test_down_reports_processes_left_in_a_namespace(scratch: Inventory) -> None:
         # its devices went with the host-side veths, even though the netns lives on
         assert emulated.host_side_veth(inv, "pi1", "cell") not in _links()
     finally:
-        os.killpg(sleeper.pid, signal.SIGKILL)
-        sleeper.wait()
+        sleeper.stop(grace_s=0.1)
 
 
 # --- host checks with a scripted executor (the real firewall is not ours to change) ---
@@ -596,13 +605,20 @@ class _Scripted:
             return subprocess.CompletedProcess(list(argv), 255, "", "unknown key")
         return subprocess.CompletedProcess(list(argv), 0, self.bridge_nf + "\n", "")
 
-    def popen(
+    def start(
         self,
+        name: str,
         argv: Sequence[str],
-        stdout: object = None,
-        stderr: object = None,
+        log_path: str,
         env: Mapping[str, str] | None = None,
-    ) -> subprocess.Popen[bytes]:
+        cwd: str | None = None,
+    ) -> Background:
+        raise NotImplementedError
+
+    def put(self, local: Path, remote: str, mode: int | None = None) -> None:
+        raise NotImplementedError
+
+    def get(self, remote: str, local: Path) -> None:
         raise NotImplementedError
 
 
@@ -657,13 +673,33 @@ def test_missing_program_is_a_command_error() -> None:
         LocalExecutor().run(["flowerbed-no-such-program"])
 
 
-def test_popen_starts_its_own_process_group() -> None:
-    proc = LocalExecutor().popen(["sleep", "5"])
+def test_start_runs_in_its_own_process_group_with_a_stamped_log(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "echo.log"
+    proc = LocalExecutor().start("echo", ["sh", "-c", "echo hello; sleep 5"], str(log))
+    assert isinstance(proc, ManagedProcess)
     try:
         assert os.getpgid(proc.pid) == proc.pid != os.getpgid(0)
+        deadline = time.monotonic() + 5
+        while "hello" not in proc.log_tail() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stamp, _, text = log.read_text().partition(" ")
+        assert text.strip() == "hello" and abs(int(stamp) - time.time_ns()) < 5e9
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.stop(grace_s=0.1)
+    assert proc.gone()
+
+
+def test_local_put_and_get_copy_files_with_mode(tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("payload")
+    LocalExecutor().put(src, str(tmp_path / "sub" / "b.txt"), mode=0o600)
+    copied = tmp_path / "sub" / "b.txt"
+    assert copied.read_text() == "payload"
+    assert copied.stat().st_mode & 0o777 == 0o600
+    LocalExecutor().get(str(copied), tmp_path / "back" / "c.txt")
+    assert (tmp_path / "back" / "c.txt").read_text() == "payload"
 
 
 @pytest.mark.root
