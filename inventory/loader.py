@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from inventory.models import (
+    DEFAULT_FLOWERBED_DIR,
     Host,
     Interface,
     Inventory,
@@ -827,6 +828,11 @@ class _Builder:
         if user_var is not None and user_var.value is not None:
             user = self.host_value(host, host_vars, "ansible_user", _text)
         port = self.host_value(host, host_vars, "ansible_port", _port)
+        key_file = self.host_value(
+            host, host_vars, "ansible_ssh_private_key_file", _text
+        )
+        flowerbed_dir = self.host_value(host, host_vars, "flowerbed_dir", _text)
+        python = self.host_value(host, host_vars, "ansible_python_interpreter", _text)
         self.check_management_address(host, host_vars, ansible_host, management)
         interfaces = self.interfaces(host, host_vars.get("interfaces"), is_server)
         node_config = self.node_config(host, host_vars.get("node_config"))
@@ -838,7 +844,22 @@ class _Builder:
             groups=groups,
             interfaces=interfaces,
             node_config=node_config,
+            ssh_key_file=self.local_path(key_file),
+            flowerbed_dir=(
+                flowerbed_dir.replace("{host}", host.name)
+                if isinstance(flowerbed_dir, str)
+                else DEFAULT_FLOWERBED_DIR
+            ),
+            python=python if isinstance(python, str) else "python3",
         )
+
+    def local_path(self, value: object) -> Path | None:
+        """A path on this machine named in the inventory: ~ expanded, relative
+        to the inventory file's folder."""
+        if not isinstance(value, str):
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.path.parent / path
 
     def host_value(
         self, host: _HostDef, host_vars: dict[str, _Var], key: str, check: Any

@@ -15,6 +15,9 @@ _IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
+DEFAULT_FLOWERBED_DIR = "flowerbed"
+
+
 def is_valid_name(name: str) -> bool:
     """Tell whether ``name`` is usable as a host, network or cluster name."""
     return bool(_NAME.match(name))
@@ -88,6 +91,13 @@ class Host:
     groups: tuple[str, ...] = ()
     interfaces: tuple[Interface, ...] = ()
     node_config: tuple[tuple[str, NodeConfigValue], ...] = ()
+    # SSH private key (ansible_ssh_private_key_file); None: the SSH agent.
+    ssh_key_file: Path | None = None
+    # Where flowerbed keeps its virtualenv, app bundle, keys and run files on the
+    # host; relative paths are under the login's home directory.
+    flowerbed_dir: str = DEFAULT_FLOWERBED_DIR
+    # The Python that builds the virtualenv (ansible_python_interpreter).
+    python: str = "python3"
 
     def interface(self, network: str) -> Interface | None:
         """Return this host's interface on ``network``, or None if it has none."""
@@ -132,6 +142,21 @@ class Inventory:
     def network_names(self) -> tuple[str, ...]:
         """Names of the networks under test, in file order."""
         return tuple(n.name for n in self.networks)
+
+    def var(self, key: str, default: object = None) -> object:
+        """The value of ``all.vars[key]``, or ``default``."""
+        return dict(self.vars).get(key, default)
+
+    @property
+    def known_hosts(self) -> Path:
+        """The SSH known_hosts file for this cluster (``ssh_known_hosts`` in
+        all.vars, relative to the inventory file; default ~/.ssh/known_hosts).
+        """
+        value = self.var("ssh_known_hosts")
+        if not isinstance(value, str) or not value:
+            return Path("~/.ssh/known_hosts").expanduser()
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.path.parent / path
 
     def client(self, name: str) -> Host:
         """Return the client host called ``name``."""

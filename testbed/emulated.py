@@ -19,6 +19,7 @@ from typing import Any
 
 from inventory.models import Host, Inventory, Network, is_valid_ifname, is_valid_name
 from testbed import netcmd, shaping
+from testbed.emulated_ssh import ClusterSSH, ssh_down, ssh_up
 from testbed.executor import CommandError, Executor, LocalExecutor, NetnsExecutor
 from testbed.features import EmulationFeatures, detect_features
 from testbed.shaping import Direction, LossMode, LossRule, Shaper
@@ -477,6 +478,7 @@ class ClusterState:
     features: EmulationFeatures
     emulation: tuple[FeatureUse, ...]
     shaper: Shaper = "htb"
+    ssh: ClusterSSH | None = None
 
     def manifest(self) -> dict[str, object]:
         """Return a JSON-ready description for a run manifest."""
@@ -778,8 +780,12 @@ def cluster_up(
     shaper: Shaper = "htb",
     loss_mode: LossMode = "random",
     check_host: bool = True,
+    ssh: bool = True,
 ) -> ClusterState:
     """Build (or converge to) the emulated cluster of ``inventory``; return its state.
+
+    With ``ssh`` and a management network, every node also runs an sshd on its
+    management address (``testbed/emulated_ssh.py``).
 
     Safe to run twice: existing pieces are detected and kept, qdiscs re-applied with
     ``replace``. ``features`` defaults to ``detect_features()``; delay and jitter are
@@ -820,7 +826,15 @@ def cluster_up(
             _apply_link_shaping(b, link, features, shaper)
         _apply_loss(b, node, features)
     uses = _feature_uses(inventory, features, shaper, loss_mode)
-    return ClusterState(plan, features, uses, shaper)
+    servers = None
+    if ssh and inventory.management is not None:
+        with b.step("starting sshd in the nodes"):
+            servers = ssh_up(inventory, _node_namespaces(inventory), host)
+    return ClusterState(plan, features, uses, shaper, servers)
+
+
+def _node_namespaces(inventory: Inventory) -> dict[str, str]:
+    return {h.name: node_namespace(inventory, h.name) for h in inventory.clients}
 
 
 # --- tearing down -------------------------------------------------------------------
@@ -896,7 +910,9 @@ def cluster_down(
 def _teardown(inventory: Inventory, host: Executor) -> TeardownReport:
     namespaces, veths, bridges = _planned_names(inventory)
     host_links = _links(host)
-    removed: list[str] = []
+    removed: list[str] = [
+        f"sshd@{name}" for name in ssh_down(inventory, _node_namespaces(inventory))
+    ]
     for veth in veths:
         if veth in host_links and _run_ignoring_absence(host, netcmd.link_del(veth)):
             removed.append(veth)
@@ -1246,6 +1262,11 @@ def describe_state(state: ClusterState) -> str:
                 f"    {link.network}: {link.node_ifname} {link.address} "
                 f"<-> {link.host_side} ({shaping_text})"
             )
+    if state.ssh is not None:
+        lines.append(
+            f"ssh: every node's sshd on its management address; user key "
+            f"{state.ssh.user_key}, host keys in {state.ssh.known_hosts}"
+        )
     lines.append("emulation:")
     lines += _describe_uses(state.emulation)
     return "\n".join(lines)

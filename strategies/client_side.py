@@ -1,0 +1,165 @@
+"""The client half of a strategy: model variant, optimiser, kept state, keys sent.
+
+A strategy is two halves: the server strategy (a ``flwr.serverapp.strategy``
+subclass) and what each client must do for it. :class:`ClientSide` is the
+second half as plain data and pure hooks, so the Flower app, the simulation
+runtime and the in-process accuracy studies (bench/) all run a method with the
+same pieces:
+
+1. ``build_model(shape)`` builds the model variant the method trains;
+2. :meth:`ClientSide.load_global` loads what the server sent;
+3. :meth:`ClientSide.restore_local` overwrites the keys the client keeps from
+   ``context.state`` (a FedBN node's BatchNorm layers, for instance);
+4. ``build_optimizer(model, settings)`` builds the local optimiser;
+5. after training, :meth:`ClientSide.keep_local` saves the kept keys to
+   ``context.state`` and :meth:`ClientSide.shared_state` is what is sent back.
+
+Methods that change what travels (sub-models, asynchronous versions) plug in
+new ``build_model`` and ``local_keys`` functions without touching the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from flwr.app import ArrayRecord, RecordDict
+from torch import nn
+
+from workloads.squeezenet import SqueezeNetConfig, build_model
+
+# The context.state entry under which a node keeps its local keys between rounds.
+LOCAL_STATE_KEY = "flowerbed-local-keys"
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the data fixes about a model: input channels, classes, and its width."""
+
+    in_channels: int = 1
+    num_classes: int = 10
+    width: float = 1.17
+
+    def __post_init__(self) -> None:
+        if self.in_channels < 1 or self.num_classes < 2 or not self.width > 0:
+            raise ValueError(
+                "ModelShape needs in_channels >= 1, num_classes >= 2 and width > 0,"
+                f" got {self}"
+            )
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """Local optimiser settings; ``clip_lambda`` only matters to clipping optimisers."""
+
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    clip_lambda: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {self.lr!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if not self.clip_lambda > 0:
+            raise ValueError(f"clip_lambda must be > 0, got {self.clip_lambda!r}")
+
+
+ModelFactory = Callable[[ModelShape], nn.Module]
+OptimizerFactory = Callable[[nn.Module, OptimizerSettings], torch.optim.Optimizer]
+LocalKeys = Callable[[nn.Module], frozenset[str]]
+
+
+def plain_squeezenet(shape: ModelShape) -> nn.Module:
+    """The default SqueezeNet-style CNN, no normalization layers."""
+    return build_model(
+        SqueezeNetConfig(shape.in_channels, shape.num_classes, shape.width)
+    )
+
+
+def batchnorm_squeezenet(shape: ModelShape) -> nn.Module:
+    """The SqueezeNet-style CNN with a BatchNorm2d after every hidden convolution."""
+    return build_model(
+        SqueezeNetConfig(
+            shape.in_channels, shape.num_classes, shape.width, batch_norm=True
+        )
+    )
+
+
+def sgd(model: nn.Module, settings: OptimizerSettings) -> torch.optim.Optimizer:
+    """Plain SGD with momentum over every parameter."""
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+    )
+
+
+def no_local_keys(model: nn.Module) -> frozenset[str]:
+    """Everything is shared: the FedAvg family keeps nothing on the client."""
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class ClientSide:
+    """What a client does for a strategy: model variant, optimiser, kept keys."""
+
+    model_variant: str
+    build_model: ModelFactory = plain_squeezenet
+    build_optimizer: OptimizerFactory = sgd
+    local_keys: LocalKeys = no_local_keys
+
+    def shared_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The part of ``model``'s state dict that is sent to the server."""
+        kept = self.local_keys(model)
+        return {k: v for k, v in model.state_dict().items() if k not in kept}
+
+    def load_global(self, model: nn.Module, arrays: ArrayRecord) -> None:
+        """Load the server's arrays into ``model``; they must cover every shared key.
+
+        Keys the client keeps are ignored if the server sent them anyway.
+        """
+        received = arrays.to_torch_state_dict()
+        kept = self.local_keys(model)
+        shared = {k: v for k, v in received.items() if k not in kept}
+        missing = sorted(set(self.shared_state(model)) - set(shared))
+        unexpected = sorted(set(shared) - set(model.state_dict()))
+        if missing or unexpected:
+            raise ValueError(
+                f"{self.model_variant} model: the server's arrays miss keys"
+                f" {missing[:5]} and bring unknown keys {unexpected[:5]}; the server"
+                " and the client must build the same model variant (strategy and"
+                " model-width)"
+            )
+        model.load_state_dict(shared, strict=False)
+
+    def restore_local(self, model: nn.Module, state: RecordDict) -> bool:
+        """Load the kept keys from ``context.state``; False if nothing was kept yet."""
+        if LOCAL_STATE_KEY not in state.array_records:
+            return False
+        kept = state.array_records[LOCAL_STATE_KEY].to_torch_state_dict()
+        expected = self.local_keys(model)
+        if set(kept) != expected:
+            raise ValueError(
+                f"{self.model_variant} model: context.state holds keys"
+                f" {sorted(set(kept) ^ expected)[:5]} that do not match the model's"
+                " local keys; a node must not change model variant within a run"
+            )
+        model.load_state_dict(kept, strict=False)
+        return True
+
+    def keep_local(self, model: nn.Module, state: RecordDict) -> None:
+        """Save the keys this client keeps into ``context.state`` (if any)."""
+        kept = self.local_keys(model)
+        if not kept:
+            return
+        local: Mapping[str, torch.Tensor] = {
+            k: v.detach().clone() for k, v in model.state_dict().items() if k in kept
+        }
+        state[LOCAL_STATE_KEY] = ArrayRecord(dict(local))
+
+
+PLAIN = ClientSide("plain")

@@ -1,0 +1,716 @@
+"""Heterogeneous model reduction: channel sub-models, coverage-weighted aggregation.
+
+One mechanism, three extraction rules, as unified in "Every Parameter Matters"
+(Zhou et al., NeurIPS 2023):
+
+* ``static``  (HeteroFL, Diao et al. 2021): a client of capacity ratio ``r``
+  always gets the first ``ceil(r * C)`` channels of every hidden layer.
+* ``random``  (Federated Dropout, Caldas et al. 2018): a fresh random subset of
+  ``ceil(r * C)`` channels per client, layer and round.
+* ``rolling`` (FedRolex, Alam et al. 2022): a window of ``ceil(r * C)``
+  channels whose start advances by ``rolling_step`` each round. With
+  ``rolling_tile=True`` (the default) the clients' windows are laid back to
+  back around the channel ring, so that whenever the ratios sum to at least 1
+  every channel is covered in every round (the condition the paper's minimum
+  coverage index asks for); ``rolling_tile=False`` gives every client the same
+  window start, as in FedRolex's public code.
+
+A :class:`ReductionPlan` says, for every state-dict key, which channel groups
+each tensor axis is made of, so masks stay consistent across layers: the output
+channels kept in a convolution are the input channels kept in its consumer(s)
+and in the BatchNorm after it. :func:`plan_from_model` derives it for
+conv/linear stacks and SqueezeNet Fire modules (concatenated expands).
+
+The server averages every scalar parameter over the clients whose mask covered
+it, weighted by their example counts; a parameter nobody covered keeps its
+value. Per round it reports ``gamma-round`` (the minimum over parameters of the
+number of clients covering it this round), ``gamma-star`` (the minimum of
+``gamma-round`` over the rounds so far: the paper's minimum coverage index) and
+``never-covered-fraction`` (the share of parameters no client has covered since
+the first round).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from logging import INFO
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy.strategy_utils import sample_nodes
+from flwr.supercore import log
+from torch import nn
+
+ExtractionMode = Literal["static", "random", "rolling"]
+EXTRACTION_MODES: tuple[ExtractionMode, ...] = ("static", "random", "rolling")
+
+# ConfigRecord keys the server adds to each client's training config.
+RATIO_KEY = "heterofl-ratio"
+MODE_KEY = "heterofl-mode"
+MASK_KEY = "heterofl-mask"  # JSON: {group name: [kept channel indices]}
+
+NDArray = npt.NDArray[np.generic]
+IndexArray = npt.NDArray[np.int64]
+StateArrays = Mapping[str, NDArray]
+
+# A tensor axis is the concatenation of these channel groups; () = never reduced.
+AxisGroups = tuple[str, ...]
+# Kept channel indices per group (sorted, unique, within the group's size).
+ChannelMask = Mapping[str, IndexArray]
+
+
+@dataclass(frozen=True)
+class ReductionPlan:
+    """Which channel groups each axis of each state-dict tensor is made of.
+
+    Parameters
+    ----------
+    group_sizes
+        Full size of every channel group (a hidden layer's output channels).
+    axes
+        Per state-dict key, one :data:`AxisGroups` per tensor dimension.
+    """
+
+    group_sizes: Mapping[str, int]
+    axes: Mapping[str, tuple[AxisGroups, ...]]
+
+    def __post_init__(self) -> None:
+        for name, size in self.group_sizes.items():
+            if size < 1:
+                raise ValueError(f"channel group {name!r} has size {size}; need >= 1")
+        for key, axes in self.axes.items():
+            for groups in axes:
+                unknown = [g for g in groups if g not in self.group_sizes]
+                if unknown:
+                    raise ValueError(
+                        f"plan entry {key!r} names unknown channel group(s) {unknown}"
+                    )
+
+    def check(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        """Raise ValueError unless ``shapes`` (full model) match the plan exactly."""
+        if set(shapes) != set(self.axes):
+            missing = sorted(set(shapes) - set(self.axes))
+            extra = sorted(set(self.axes) - set(shapes))
+            raise ValueError(
+                f"plan and model keys differ: not in plan {missing}, not in model"
+                f" {extra}; build the plan with plan_from_model(model)"
+            )
+        for key, shape in shapes.items():
+            axes = self.axes[key]
+            if len(axes) != len(shape):
+                raise ValueError(
+                    f"{key!r} has {len(shape)} dims but the plan describes {len(axes)}"
+                )
+            for dim, groups in enumerate(axes):
+                if groups and sum(self.group_sizes[g] for g in groups) != shape[dim]:
+                    raise ValueError(
+                        f"{key!r} dim {dim} has size {shape[dim]} but groups"
+                        f" {groups} sum to {sum(self.group_sizes[g] for g in groups)}"
+                    )
+
+
+# --- deriving a plan from a torch model --------------------------------------
+
+_PASS_THROUGH = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.Flatten,
+)
+
+
+@dataclass
+class _PlanBuilder:
+    last_layer: nn.Module
+    group_sizes: dict[str, int] = field(default_factory=dict)
+    axes: dict[str, tuple[AxisGroups, ...]] = field(default_factory=dict)
+
+    def walk(self, module: nn.Module, path: str, inputs: AxisGroups) -> AxisGroups:
+        prefix = f"{path}." if path else ""
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            return self._layer(module, path, prefix, inputs)
+        if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                if getattr(module, name, None) is not None:
+                    self.axes[prefix + name] = (inputs,)
+            if module.num_batches_tracked is not None:
+                self.axes[prefix + "num_batches_tracked"] = ()
+            return inputs
+        if all(hasattr(module, a) for a in ("squeeze", "expand1x1", "expand3x3")):
+            squeeze = module.get_submodule("squeeze")
+            squeezed = self.walk(squeeze, prefix + "squeeze", inputs)
+            expand1 = module.get_submodule("expand1x1")
+            expand3 = module.get_submodule("expand3x3")
+            left = self.walk(expand1, prefix + "expand1x1", squeezed)
+            right = self.walk(expand3, prefix + "expand3x3", squeezed)
+            return left + right  # torch.cat along channels
+        if isinstance(module, nn.Sequential) or not path:
+            # Containers (and the root model) run their children in order.
+            for name, child in module.named_children():
+                inputs = self.walk(child, prefix + name, inputs)
+            return inputs
+        if isinstance(module, _PASS_THROUGH):
+            return inputs
+        if any(True for _ in module.parameters()):
+            raise ValueError(
+                f"plan_from_model cannot reduce module {path!r} of type"
+                f" {type(module).__name__}; supported: Conv2d (groups=1), Linear,"
+                " BatchNorm, SqueezeNet Fire modules and Sequentials of them"
+            )
+        return inputs
+
+    def _layer(
+        self, layer: nn.Conv2d | nn.Linear, path: str, prefix: str, inputs: AxisGroups
+    ) -> AxisGroups:
+        if isinstance(layer, nn.Conv2d):
+            if layer.groups != 1:
+                raise ValueError(f"{path!r}: grouped convolutions are not supported")
+            in_size, out_size, extra = layer.in_channels, layer.out_channels, 2
+        else:
+            in_size, out_size, extra = layer.in_features, layer.out_features, 0
+        if inputs and sum(self.group_sizes[g] for g in inputs) != in_size:
+            raise ValueError(
+                f"{path!r} takes {in_size} inputs but the channels before it number"
+                f" {sum(self.group_sizes[g] for g in inputs)}: flattening spatial"
+                " maps into a Linear is not supported; pool to 1x1 first"
+            )
+        outputs: AxisGroups = ()
+        if layer is not self.last_layer:
+            self.group_sizes[path] = out_size
+            outputs = (path,)
+        self.axes[prefix + "weight"] = (outputs, inputs) + ((),) * extra
+        if layer.bias is not None:
+            self.axes[prefix + "bias"] = (outputs,)
+        return outputs
+
+
+def plan_from_model(model: nn.Module) -> ReductionPlan:
+    """Derive the channel plan of a conv/linear stack (forward order = module order).
+
+    The input channels of the first layer and the outputs of the last Conv2d or
+    Linear (the classes) are never reduced; every other layer's output channels
+    form one group. Fire modules (children ``squeeze``, ``expand1x1``,
+    ``expand3x3``) feed the concatenation of both expands to the next layer.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    if not layers:
+        raise ValueError("plan_from_model: the model has no Conv2d or Linear layer")
+    builder = _PlanBuilder(last_layer=layers[-1])
+    builder.walk(model, "", ())
+    plan = ReductionPlan(dict(builder.group_sizes), dict(builder.axes))
+    plan.check({k: tuple(v.shape) for k, v in model.state_dict().items()})
+    return plan
+
+
+# --- masks ---------------------------------------------------------------------
+
+
+def kept_channels(size: int, ratio: float) -> int:
+    """Channels a client of capacity ``ratio`` keeps out of ``size``: ceil(r*C) >= 1."""
+    if not 0 < ratio <= 1:
+        raise ValueError(f"capacity ratio must be in (0, 1], got {ratio!r}")
+    # The epsilon keeps e.g. 0.3 * 10 = 3.0000000000000004 from becoming 4.
+    return max(1, min(size, math.ceil(ratio * size - 1e-9)))
+
+
+def make_mask(
+    plan: ReductionPlan,
+    ratio: float,
+    mode: ExtractionMode,
+    *,
+    server_round: int,
+    offset: float = 0.0,
+    rng: np.random.Generator | None = None,
+    rolling_step: int = 1,
+) -> dict[str, IndexArray]:
+    """Choose the kept channels of every group for one client and round.
+
+    Parameters
+    ----------
+    plan
+        The model's channel plan.
+    ratio
+        The client's capacity ratio ``r`` in (0, 1].
+    mode
+        ``static`` (first channels), ``random`` (uniform subset, needs ``rng``)
+        or ``rolling`` (a window starting at ``server_round * rolling_step``
+        plus ``offset * C``, wrapping around).
+    server_round
+        The round, from 1; only ``rolling`` uses it.
+    offset
+        Where this client's rolling window starts, as a fraction of each group.
+    rng
+        Random source for ``random``.
+    rolling_step
+        Channels the rolling window advances per round.
+    """
+    mask: dict[str, IndexArray] = {}
+    for group, size in plan.group_sizes.items():
+        kept = kept_channels(size, ratio)
+        if mode == "static":
+            indices = np.arange(kept)
+        elif mode == "random":
+            if rng is None:
+                raise ValueError("make_mask: mode 'random' needs an rng")
+            indices = np.sort(rng.choice(size, size=kept, replace=False))
+        elif mode == "rolling":
+            start = (server_round - 1) * rolling_step + round(offset * size)
+            indices = np.sort((start + np.arange(kept)) % size)
+        else:
+            raise ValueError(
+                f"unknown extraction mode {mode!r}; use {EXTRACTION_MODES}"
+            )
+        mask[group] = indices.astype(np.int64)
+    return mask
+
+
+def round_masks(
+    plan: ReductionPlan,
+    ratios: Mapping[int, float],
+    mode: ExtractionMode,
+    *,
+    server_round: int,
+    seed: int = 0,
+    rolling_step: int = 1,
+    rolling_tile: bool = True,
+) -> dict[int, dict[str, IndexArray]]:
+    """Masks for all clients of a round, keyed like ``ratios`` (client id -> ratio).
+
+    Random masks are drawn from a generator seeded with ``(seed, round, client)``,
+    so a round is reproducible. Tiled rolling windows start where the previous
+    client's (in ascending id order) ended.
+    """
+    masks: dict[int, dict[str, IndexArray]] = {}
+    offset = 0.0
+    for client in sorted(ratios):
+        rng = np.random.default_rng([seed, server_round, client])
+        masks[client] = make_mask(
+            plan,
+            ratios[client],
+            mode,
+            server_round=server_round,
+            offset=offset if rolling_tile else 0.0,
+            rng=rng,
+            rolling_step=rolling_step,
+        )
+        offset = (offset + ratios[client]) % 1.0
+    return masks
+
+
+def mask_to_json(mask: ChannelMask) -> str:
+    """Serialise a mask for a ConfigRecord string value."""
+    return json.dumps({g: [int(i) for i in idx] for g, idx in mask.items()})
+
+
+def mask_from_json(text: str) -> dict[str, IndexArray]:
+    """Parse a mask written by :func:`mask_to_json`."""
+    raw = json.loads(text)
+    return {g: np.asarray(idx, dtype=np.int64) for g, idx in raw.items()}
+
+
+# --- extraction and aggregation ----------------------------------------------
+
+
+def _axis_indices(
+    plan: ReductionPlan, mask: ChannelMask, key: str, shape: tuple[int, ...]
+) -> tuple[IndexArray, ...]:
+    """Per dimension of ``key``: the full-model indices a client keeps."""
+    per_dim: list[IndexArray] = []
+    for dim, groups in enumerate(plan.axes[key]):
+        if not groups:
+            per_dim.append(np.arange(shape[dim], dtype=np.int64))
+            continue
+        parts, start = [], 0
+        for group in groups:
+            parts.append(start + mask[group])
+            start += plan.group_sizes[group]
+        per_dim.append(np.concatenate(parts))
+    return tuple(per_dim)
+
+
+def extract_submodel(
+    plan: ReductionPlan, state: StateArrays, mask: ChannelMask
+) -> dict[str, NDArray]:
+    """Cut a client's sub-model out of the full ``state`` (copies, C-contiguous)."""
+    sub: dict[str, NDArray] = {}
+    for key, full in state.items():
+        if full.ndim == 0:
+            sub[key] = full.copy()
+            continue
+        index = np.ix_(*_axis_indices(plan, mask, key, full.shape))
+        sub[key] = np.ascontiguousarray(full[index])
+    return sub
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    """One client's trained sub-model, the mask it was cut with, and its weight."""
+
+    arrays: StateArrays
+    mask: ChannelMask
+    weight: float
+
+    def __post_init__(self) -> None:
+        if not self.weight > 0:
+            raise ValueError(f"client weight must be > 0, got {self.weight!r}")
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """The new global state and how many clients covered each parameter."""
+
+    state: dict[str, NDArray]
+    coverage: dict[str, npt.NDArray[np.int64]]
+
+    @property
+    def min_coverage(self) -> int:
+        """Minimum over all parameters of the number of clients covering it."""
+        return min(int(c.min()) for c in self.coverage.values() if c.size)
+
+
+def aggregate_by_coverage(
+    plan: ReductionPlan, state: StateArrays, results: Sequence[ClientResult]
+) -> Aggregate:
+    """Average every parameter over the clients that covered it; keep the rest.
+
+    A parameter covered by clients ``S`` becomes ``sum_i w_i x_i / sum_i w_i``
+    over ``i`` in ``S``; a parameter nobody covered keeps its value in
+    ``state``. Non-floating tensors (e.g. ``num_batches_tracked``) keep theirs.
+    """
+    new_state: dict[str, NDArray] = {}
+    coverage: dict[str, npt.NDArray[np.int64]] = {}
+    for key, full in state.items():
+        sums = np.zeros(full.shape, dtype=np.float64)
+        weights = np.zeros(full.shape, dtype=np.float64)
+        counts = np.zeros(full.shape, dtype=np.int64)
+        for result in results:
+            local = np.asarray(result.arrays[key], dtype=np.float64)
+            index = np.ix_(*_axis_indices(plan, result.mask, key, full.shape))
+            if local.shape != sums[index].shape:
+                raise ValueError(
+                    f"client array {key!r} has shape {local.shape} but its mask"
+                    f" selects {sums[index].shape}; was it cut with this mask?"
+                )
+            # Indices within one mask are unique, so += on a fancy index is exact.
+            sums[index] += result.weight * local
+            weights[index] += result.weight
+            counts[index] += 1
+        coverage[key] = counts
+        if not np.issubdtype(full.dtype, np.floating):
+            new_state[key] = full.copy()
+            continue
+        covered = counts > 0
+        merged = np.array(full, dtype=np.float64, copy=True)
+        merged[covered] = sums[covered] / weights[covered]
+        new_state[key] = merged.astype(full.dtype)
+    return Aggregate(new_state, coverage)
+
+
+@dataclass
+class CoverageTracker:
+    """Running coverage statistics over rounds: Gamma* and never-covered share."""
+
+    gamma_star: int | None = None
+    ever_covered: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
+
+    def update(self, coverage: Mapping[str, npt.NDArray[np.int64]]) -> dict[str, float]:
+        """Fold in one round's coverage; return this round's metrics."""
+        gamma_round = min(int(c.min()) for c in coverage.values() if c.size)
+        self.gamma_star = (
+            gamma_round
+            if self.gamma_star is None
+            else min(self.gamma_star, gamma_round)
+        )
+        for key, counts in coverage.items():
+            seen = self.ever_covered.get(key)
+            now = counts > 0
+            self.ever_covered[key] = now if seen is None else (seen | now)
+        total = sum(v.size for v in self.ever_covered.values())
+        never = sum(int((~v).sum()) for v in self.ever_covered.values())
+        return {
+            "gamma-round": float(gamma_round),
+            "gamma-star": float(self.gamma_star),
+            "never-covered-fraction": never / total if total else 0.0,
+        }
+
+
+# --- client side -------------------------------------------------------------
+
+
+def build_submodel(
+    template: nn.Module, arrays: ArrayRecord | Mapping[str, torch.Tensor]
+) -> nn.Module:
+    """A copy of the full-width ``template`` resized to and loaded with ``arrays``.
+
+    Every parameter and buffer takes the shape of its received array, so the
+    copy computes with the reduced widths (less compute and memory, not just
+    zeroed channels). ``arrays`` must carry every state-dict key of the template.
+    """
+    state = arrays.to_torch_state_dict() if isinstance(arrays, ArrayRecord) else arrays
+    model = copy.deepcopy(template)
+    expected = set(model.state_dict())
+    if set(state) != expected:
+        raise ValueError(
+            "received sub-model keys differ from the template's: missing"
+            f" {sorted(expected - set(state))},"
+            f" unexpected {sorted(set(state) - expected)}"
+        )
+    for key, value in state.items():
+        module_path, _, name = key.rpartition(".")
+        module = model.get_submodule(module_path)
+        tensor = torch.as_tensor(value).detach().clone()
+        if name in module._parameters:
+            module._parameters[name] = nn.Parameter(tensor)
+        else:
+            module._buffers[name] = tensor
+    for module in model.modules():
+        # Keep the descriptive attributes true to the new shapes.
+        if isinstance(module, nn.Conv2d):
+            module.out_channels, module.in_channels = module.weight.shape[:2]
+        elif isinstance(module, nn.Linear):
+            module.out_features, module.in_features = module.weight.shape
+        elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+            for name in ("weight", "running_mean"):
+                stat = getattr(module, name, None)
+                if stat is not None:
+                    module.num_features = int(stat.shape[0])
+                    break
+    return model
+
+
+def attach_scaler(
+    model: nn.Module, ratio: float
+) -> list[torch.utils.hooks.RemovableHandle]:
+    """HeteroFL's scaler: divide every hidden layer's output by ``ratio`` in training.
+
+    A sub-model sums ``ratio`` as many channels as the full model, so its
+    activations are smaller; scaling them while training (not in evaluation)
+    keeps the full model's activation scale. The last Conv2d/Linear is left as
+    it is. Returns the hook handles (``handle.remove()`` detaches them).
+    """
+    if not 0 < ratio <= 1:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
+    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+    def scale(module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
+        return output / ratio if module.training else output
+
+    return [layer.register_forward_hook(scale) for layer in layers[:-1]]
+
+
+@dataclass(frozen=True)
+class SubmodelAssignment:
+    """What the server told a client about its sub-model (from the ConfigRecord)."""
+
+    ratio: float
+    mode: str
+    mask: dict[str, IndexArray]
+
+
+def read_assignment(config: ConfigRecord) -> SubmodelAssignment:
+    """Read the ratio, mode and mask a HeteroFL server put into a train config."""
+    missing = [k for k in (RATIO_KEY, MODE_KEY, MASK_KEY) if k not in config]
+    if missing:
+        raise ValueError(
+            f"train config lacks {missing}: was this message sent by the heterofl"
+            " strategy? (client and server strategies must match)"
+        )
+    return SubmodelAssignment(
+        ratio=float(config[RATIO_KEY]),  # type: ignore[arg-type]
+        mode=str(config[MODE_KEY]),
+        mask=mask_from_json(str(config[MASK_KEY])),
+    )
+
+
+# --- server strategy ---------------------------------------------------------
+
+
+def _numpy_state(arrays: ArrayRecord) -> dict[str, NDArray]:
+    return {key: array.numpy() for key, array in arrays.items()}
+
+
+def _array_record(state: StateArrays) -> ArrayRecord:
+    return ArrayRecord(
+        {key: Array(np.ascontiguousarray(v)) for key, v in state.items()}
+    )
+
+
+class HeteroFL(FedAvg):
+    """FedAvg with per-client channel sub-models and coverage-weighted averaging.
+
+    Parameters
+    ----------
+    plan
+        The model's channel plan (:func:`plan_from_model`).
+    mode
+        ``static``, ``random`` or ``rolling`` sub-model extraction.
+    ratios
+        Capacity ratios handed out to the sampled nodes in ascending node-id
+        order, cyclically (node ids are only known at run time). Ignored for
+        nodes ``ratio_of`` answers for.
+    ratio_of
+        Optional ``node_id -> ratio`` (e.g. from the inventory); ``None`` means
+        "use ``ratios``".
+    seed
+        Seed of the random masks.
+    rolling_step, rolling_tile
+        See :func:`round_masks`.
+    **fedavg
+        Passed to :class:`flwr.serverapp.strategy.FedAvg`.
+    """
+
+    def __init__(
+        self,
+        plan: ReductionPlan,
+        mode: ExtractionMode = "rolling",
+        ratios: Sequence[float] = (1.0,),
+        ratio_of: Callable[[int], float | None] | None = None,
+        seed: int = 0,
+        rolling_step: int = 1,
+        rolling_tile: bool = True,
+        **fedavg: object,
+    ) -> None:
+        super().__init__(**fedavg)  # type: ignore[arg-type]
+        if mode not in EXTRACTION_MODES:
+            raise ValueError(
+                f"unknown extraction mode {mode!r}; use {EXTRACTION_MODES}"
+            )
+        if not ratios:
+            raise ValueError("ratios must name at least one capacity ratio")
+        for ratio in ratios:
+            kept_channels(1, ratio)  # validates the range
+        self.plan = plan
+        self.mode: ExtractionMode = mode
+        self.ratios = tuple(ratios)
+        self.ratio_of = ratio_of
+        self.seed = seed
+        self.rolling_step = rolling_step
+        self.rolling_tile = rolling_tile
+        self.tracker = CoverageTracker()
+        self._global: dict[str, NDArray] = {}
+        self._sent: dict[int, tuple[float, dict[str, IndexArray]]] = {}
+
+    def summary(self) -> None:
+        """Log the FedAvg summary plus the reduction settings."""
+        super().summary()
+        log(INFO, "\t├──> HeteroFL: mode %s, ratios %s", self.mode, self.ratios)
+
+    def node_ratios(self, node_ids: Iterable[int]) -> dict[int, float]:
+        """Capacity ratio per node: ``ratio_of`` first, else ``ratios`` cyclically."""
+        ratios: dict[int, float] = {}
+        for position, node_id in enumerate(sorted(node_ids)):
+            ratio = self.ratio_of(node_id) if self.ratio_of is not None else None
+            ratios[node_id] = (
+                ratio if ratio is not None else self.ratios[position % len(self.ratios)]
+            )
+        return ratios
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Send every sampled node its own sub-model and mask."""
+        if self.fraction_train == 0.0:
+            return []
+        num_nodes = int(len(list(grid.get_node_ids())) * self.fraction_train)
+        sample_size = max(num_nodes, self.min_train_nodes)
+        node_ids, _ = sample_nodes(grid, self.min_available_nodes, sample_size)
+        self._global = _numpy_state(arrays)
+        self.plan.check({k: v.shape for k, v in self._global.items()})
+        ratios = self.node_ratios(node_ids)
+        masks = round_masks(
+            self.plan,
+            ratios,
+            self.mode,
+            server_round=server_round,
+            seed=self.seed,
+            rolling_step=self.rolling_step,
+            rolling_tile=self.rolling_tile,
+        )
+        self._sent = {node: (ratios[node], masks[node]) for node in ratios}
+        messages = []
+        for node_id in sorted(ratios):
+            node_config = ConfigRecord(dict(config))
+            node_config["server-round"] = server_round
+            node_config[RATIO_KEY] = ratios[node_id]
+            node_config[MODE_KEY] = self.mode
+            node_config[MASK_KEY] = mask_to_json(masks[node_id])
+            sub = extract_submodel(self.plan, self._global, masks[node_id])
+            content = RecordDict(
+                {
+                    self.arrayrecord_key: _array_record(sub),
+                    self.configrecord_key: node_config,
+                }
+            )
+            messages.append(
+                Message(
+                    content,
+                    dst_node_id=node_id,
+                    message_type=MessageType.TRAIN,
+                    group_id=str(server_round),
+                )
+            )
+        log(INFO, "configure_train: %s sub-models (%s)", len(messages), self.mode)
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Average each parameter over the replies whose sub-model covered it."""
+        valid, _ = self._check_and_log_replies(replies, is_train=True)
+        results = []
+        for reply in valid:
+            node_id = reply.metadata.src_node_id
+            if node_id not in self._sent:
+                log(
+                    INFO, "aggregate_train: ignoring reply from unsent node %s", node_id
+                )
+                continue
+            record = reply.content.array_records[self.arrayrecord_key]
+            weight = float(
+                next(iter(reply.content.metric_records.values()))[self.weighted_by_key]  # type: ignore[arg-type]
+            )
+            results.append(
+                ClientResult(_numpy_state(record), self._sent[node_id][1], weight)
+            )
+        if not results:
+            return None, None
+        merged = aggregate_by_coverage(self.plan, self._global, results)
+        metrics = self.train_metrics_aggr_fn(
+            [reply.content for reply in valid], self.weighted_by_key
+        )
+        for key, value in self.tracker.update(merged.coverage).items():
+            metrics[key] = value
+        log(
+            INFO,
+            "aggregate_train: gamma-round %s, gamma-star %s",
+            metrics["gamma-round"],
+            metrics["gamma-star"],
+        )
+        return _array_record(merged.state), metrics
