@@ -833,6 +833,7 @@ class _Builder:
         )
         flowerbed_dir = self.host_value(host, host_vars, "flowerbed_dir", _text)
         python = self.host_value(host, host_vars, "ansible_python_interpreter", _text)
+        wheelhouse = self.host_value(host, host_vars, "flowerbed_wheelhouse", _text)
         self.check_management_address(host, host_vars, ansible_host, management)
         interfaces = self.interfaces(host, host_vars.get("interfaces"), is_server)
         node_config = self.node_config(host, host_vars.get("node_config"))
@@ -851,6 +852,11 @@ class _Builder:
                 else DEFAULT_FLOWERBED_DIR
             ),
             python=python if isinstance(python, str) else "python3",
+            wheelhouse_dir=(
+                wheelhouse.replace("{host}", host.name)
+                if isinstance(wheelhouse, str)
+                else None
+            ),
         )
 
     def local_path(self, value: object) -> Path | None:

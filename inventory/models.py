@@ -98,6 +98,9 @@ class Host:
     flowerbed_dir: str = DEFAULT_FLOWERBED_DIR
     # The Python that builds the virtualenv (ansible_python_interpreter).
     python: str = "python3"
+    # Where the server's wheelhouse lands (flowerbed_wheelhouse); None:
+    # <flowerbed_dir>/wheelhouse. Hosts sharing a disk may share it.
+    wheelhouse_dir: str | None = None
 
     def interface(self, network: str) -> Interface | None:
         """Return this host's interface on ``network``, or None if it has none."""

@@ -452,13 +452,18 @@ class CoverageTracker:
             seen = self.ever_covered.get(key)
             now = counts > 0
             self.ever_covered[key] = now if seen is None else (seen | now)
-        total = sum(v.size for v in self.ever_covered.values())
-        never = sum(int((~v).sum()) for v in self.ever_covered.values())
         return {
             "gamma-round": float(gamma_round),
             "gamma-star": float(self.gamma_star),
-            "never-covered-fraction": never / total if total else 0.0,
+            "never-covered-fraction": self.never_covered_fraction,
         }
+
+    @property
+    def never_covered_fraction(self) -> float:
+        """Share of scalar parameters no client has covered in any round so far."""
+        total = sum(v.size for v in self.ever_covered.values())
+        never = sum(int((~v).sum()) for v in self.ever_covered.values())
+        return never / total if total else 0.0
 
 
 # --- client side -------------------------------------------------------------

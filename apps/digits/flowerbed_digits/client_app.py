@@ -1,54 +1,84 @@
-"""ClientApp: trains and evaluates the CNN on this node's digits partition."""
+"""ClientApp: trains and evaluates the strategy's model variant on this node's data."""
 
 from __future__ import annotations
 
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from torch import nn
 
 from flowerbed_digits.settings import DigitsSettings
-from workloads.digits import partition
-from workloads.squeezenet import SqueezeNetConfig, build_model
+from strategies.client_side import ClientSide, ModelShape
+from strategies.registry import client_side, optimizer_settings
+from workloads import digits, digits5
+from workloads.local_update import train_with
 from workloads.training import evaluate as evaluate_model
-from workloads.training import train as train_model
 
 # flowerbed measures this app like any other: its mod is injected at launch
 # (testbed/app_bundle.py), the app itself carries no instrumentation.
 app = ClientApp()
 
+Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
-def _load(msg: Message, context: Context) -> tuple[torch.nn.Module, DigitsSettings]:
+
+def model_shape(settings: DigitsSettings) -> ModelShape:
+    """The model shape the dataset needs (Digits-5-lite images have 3 channels)."""
+    channels = digits5.CHANNELS if settings.dataset == "digits5" else 1
+    return ModelShape(channels, digits.NUM_CLASSES, settings.model_width)
+
+
+def _load(
+    msg: Message, context: Context
+) -> tuple[nn.Module, ClientSide, DigitsSettings]:
+    """The strategy's model variant: global arrays, then what this node kept."""
     settings = DigitsSettings.from_run_config(context.run_config)
     torch.set_num_threads(1)
-    model = build_model(SqueezeNetConfig(width=settings.model_width))
-    arrays = next(iter(msg.content.array_records.values()))
-    model.load_state_dict(arrays.to_torch_state_dict())
-    return model, settings
+    side = client_side(settings.strategy)
+    model = side.build_model(model_shape(settings))
+    side.load_global(model, next(iter(msg.content.array_records.values())))
+    side.restore_local(model, context.state)
+    return model, side, settings
 
 
-def _my_partition(context: Context, settings: DigitsSettings):  # type: ignore[no-untyped-def]
-    return partition(
-        int(context.node_config["partition-id"]),
-        int(context.node_config["num-partitions"]),
+def _my_data(context: Context, settings: DigitsSettings) -> Split:
+    """(x_train, y_train, x_val, y_val) of this node."""
+    partition_id = int(context.node_config["partition-id"])
+    num_partitions = int(context.node_config["num-partitions"])
+    if settings.dataset == "digits5":
+        mine = digits5.node_data(
+            partition_id, num_partitions, settings.samples_per_node, settings.seed
+        )
+        return mine.x_train, mine.y_train, mine.x_test, mine.y_test
+    part = digits.partition(
+        partition_id,
+        num_partitions,
         samples_per_node=settings.samples_per_node,
         seed=settings.seed,
     )
+    return part.x_train, part.y_train, part.x_val, part.y_val
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """Train the received model locally; reply with weights and metrics."""
-    model, settings = _load(msg, context)
-    data = _my_partition(context, settings)
-    result = train_model(
+    """Train the received model locally; reply with the shared weights and metrics."""
+    model, side, settings = _load(msg, context)
+    x_train, y_train, _, _ = _my_data(context, settings)
+    optimizer = side.build_optimizer(
         model,
-        data.x_train,
-        data.y_train,
+        optimizer_settings(
+            settings.strategy, settings.parameters, lr=settings.learning_rate
+        ),
+    )
+    result = train_with(
+        model,
+        optimizer,
+        x_train,
+        y_train,
         epochs=settings.local_epochs,
         batch_size=settings.batch_size,
-        lr=settings.learning_rate,
         seed=settings.seed + int(context.node_config["partition-id"]),
     )
+    side.keep_local(model, context.state)
     metrics = MetricRecord(
         {
             "train-loss": result.loss,
@@ -57,17 +87,17 @@ def train(msg: Message, context: Context) -> Message:
         }
     )
     content = RecordDict(
-        {"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}
+        {"arrays": ArrayRecord(side.shared_state(model)), "metrics": metrics}
     )
     return Message(content=content, reply_to=msg)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Evaluate the received model on the local validation split."""
-    model, settings = _load(msg, context)
-    data = _my_partition(context, settings)
-    result = evaluate_model(model, data.x_val, data.y_val, batch_size=256)
+    """Evaluate the received model (with what this node kept) on local data."""
+    model, _, settings = _load(msg, context)
+    _, _, x_val, y_val = _my_data(context, settings)
+    result = evaluate_model(model, x_val, y_val, batch_size=256)
     metrics = MetricRecord(
         {
             "eval-loss": result.loss,

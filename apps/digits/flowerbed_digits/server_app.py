@@ -8,14 +8,25 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
+from flowerbed_digits.client_app import model_shape
 from flowerbed_digits.settings import DigitsSettings
 from instrumentation.inject_server import current_sink
-from strategies.registry import build_strategy
-from workloads.digits import test_set
-from workloads.squeezenet import SqueezeNetConfig, build_model
+from strategies.registry import build_strategy, client_side
+from workloads import digits, digits5
 from workloads.training import evaluate
 
 app = ServerApp()
+
+
+def _server_test_set(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The server's test set: digits' held-out 20 %, or every Digits-5-lite domain's."""
+    if dataset == "digits5":
+        domains = [digits5.domain_data(d) for d in range(len(digits5.DOMAINS))]
+        return (
+            torch.cat([d.x_test for d in domains]),
+            torch.cat([d.y_test for d in domains]),
+        )
+    return digits.test_set()
 
 
 @app.main()
@@ -24,14 +35,18 @@ def main(grid: Grid, context: Context) -> None:
     settings = DigitsSettings.from_run_config(context.run_config)
     torch.manual_seed(settings.seed)
     torch.set_num_threads(1)
-    model = build_model(SqueezeNetConfig(width=settings.model_width))
-    x_test, y_test = test_set()
+    side = client_side(settings.strategy)
+    model = side.build_model(model_shape(settings))
+    x_test, y_test = _server_test_set(settings.dataset)
 
     def evaluate_global(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         model.load_state_dict(arrays.to_torch_state_dict())
         start_ns = time.time_ns()
         result = evaluate(model, x_test, y_test, batch_size=256)
-        values = {"accuracy": result.accuracy, "loss": result.loss}
+        values: dict[str, float | int | list[int] | list[float]] = {
+            "accuracy": result.accuracy,
+            "loss": result.loss,
+        }
         sink = current_sink()  # set when flowerbed launched the run (injection)
         if sink is not None:
             sink.append(
@@ -44,16 +59,15 @@ def main(grid: Grid, context: Context) -> None:
             )
         return MetricRecord(values)
 
-    strategy = build_strategy(
-        settings.strategy,
-        {
-            "fraction_train": 1.0,
-            "fraction_evaluate": settings.fraction_evaluate,
-            "min_available_nodes": settings.min_nodes,
-            "min_train_nodes": settings.min_nodes,
-            "min_evaluate_nodes": min(settings.min_nodes, 2),
-        },
-    )
+    parameters = {
+        "fraction_train": 1.0,
+        "fraction_evaluate": settings.fraction_evaluate,
+        "min_available_nodes": settings.min_nodes,
+        "min_train_nodes": settings.min_nodes,
+        "min_evaluate_nodes": min(settings.min_nodes, 2),
+    }
+    parameters.update(settings.parameters)
+    strategy = build_strategy(settings.strategy, parameters, model=model)
     strategy.start(
         grid=grid,
         initial_arrays=ArrayRecord(model.state_dict()),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+DATASETS = ("digits", "digits5")
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,12 @@ class DigitsSettings:
     seed: int = 0
     round_timeout_s: float = 600.0
     min_nodes: int = 2
+    # "digits": one grey domain split over the nodes; "digits5": Digits-5-lite,
+    # node p holds domain p mod 5 (workloads/digits5.py).
+    dataset: str = "digits"
+    # The campaign's strategy parameters as a JSON object (Flower's run config
+    # holds only scalars); server and client take their share via the registry.
+    strategy_parameters: str = "{}"
 
     def __post_init__(self) -> None:
         if self.num_server_rounds < 1:
@@ -34,6 +43,27 @@ class DigitsSettings:
             raise ValueError("fraction-evaluate must be in [0, 1]")
         if self.model_width <= 0:
             raise ValueError("model-width must be > 0")
+        if self.dataset not in DATASETS:
+            raise ValueError(
+                f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}"
+            )
+        _ = self.parameters  # fail here, at the edge, on bad JSON
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The strategy parameters, decoded from ``strategy-parameters``."""
+        try:
+            decoded = json.loads(self.strategy_parameters)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"strategy-parameters must be a JSON object, got"
+                f" {self.strategy_parameters!r} ({err})"
+            ) from None
+        if not isinstance(decoded, dict):
+            raise ValueError(
+                f"strategy-parameters must be a JSON object, got {decoded!r}"
+            )
+        return decoded
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> DigitsSettings:
@@ -42,5 +72,6 @@ class DigitsSettings:
         for name, field in cls.__dataclass_fields__.items():
             key = name.replace("_", "-")
             if key in run_config:
-                kwargs[name] = type(field.default)(run_config[key])
+                default: Any = field.default
+                kwargs[name] = type(default)(run_config[key])
         return cls(**kwargs)
