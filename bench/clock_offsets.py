@@ -14,8 +14,15 @@ import tempfile
 from pathlib import Path
 
 from inventory.loader import load_inventory
-from testbed.probes import clock_paths, probe_node, start_clock_responders
+from testbed.probes import (
+    CLOCK_PORT,
+    PROBE_SAMPLES,
+    clock_paths,
+    start_clock_responders,
+)
 from testbed.processes import stop_all
+from testbed.runner import BIN_DIR
+from testbed.sites import netns_site, probe_clock
 
 OFFSETS_MS = (-500, -250, -100, 0, 100, 250, 300, 500)
 
@@ -37,10 +44,15 @@ def main() -> int:
                 f"{'error us':>9} {'uncert. us':>10} within"
             )
             for host in inventory.clients:
+                site = netns_site(inventory, host, BIN_DIR)
                 for clock_path in paths:
                     for offset_ms in OFFSETS_MS:
-                        result = probe_node(
-                            inventory, host, clock_path, offset_ms * 10**6
+                        result = probe_clock(
+                            site,
+                            clock_path.server_address,
+                            CLOCK_PORT,
+                            PROBE_SAMPLES,
+                            offset_ms * 10**6,
                         )
                         error_ns = result["offset_ns"] - offset_ms * 10**6
                         within = abs(error_ns) <= result["uncertainty_ns"]

@@ -68,8 +68,12 @@ def tcpdump_argv(
     port: int,
     snaplen: int = 128,
     buffer_kib: int | None = None,
+    peer: str | None = None,
 ) -> list[str]:
     """Build the tcpdump command capturing TCP headers of ``port`` on ``interface``.
+
+    ``peer`` (an IPv4 address) keeps only packets to or from it: on a lab server
+    one interface carries every node's traffic, so each node's capture filters.
 
     ``-Z root`` stops tcpdump from switching to the ``tcpdump`` user after opening
     the interface: the file would then belong to that user (and rotated or
@@ -96,7 +100,10 @@ def tcpdump_argv(
         if buffer_kib <= 0:
             raise ValueError(f"buffer_kib must be > 0, got {buffer_kib}")
         argv += ["-B", str(buffer_kib)]
-    return argv + ["-w", str(pcap_path), f"tcp port {port}"]
+    expression = f"tcp port {port}"
+    if peer is not None:
+        expression += f" and host {ipaddress.IPv4Address(peer)}"
+    return argv + ["-w", str(pcap_path), expression]
 
 
 @dataclass(frozen=True)
@@ -149,12 +156,13 @@ class Capture:
         snaplen: int = 128,
         buffer_kib: int | None = None,
         prefix: Sequence[str] = (),
+        peer: str | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
         stop_timeout_s: float = STOP_TIMEOUT_S,
     ) -> None:
         self.pcap_path = Path(pcap_path)
         self.argv = list(prefix) + tcpdump_argv(
-            interface, self.pcap_path, port, snaplen, buffer_kib
+            interface, self.pcap_path, port, snaplen, buffer_kib, peer
         )
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s

@@ -513,21 +513,27 @@ def build_submodel(
 def attach_scaler(
     model: nn.Module, ratio: float
 ) -> list[torch.utils.hooks.RemovableHandle]:
-    """HeteroFL's scaler: divide every hidden layer's output by ``ratio`` in training.
+    """Scale reduced inputs by ``1 / ratio`` while training, like inverted dropout.
 
-    A sub-model sums ``ratio`` as many channels as the full model, so its
-    activations are smaller; scaling them while training (not in evaluation)
-    keeps the full model's activation scale. The last Conv2d/Linear is left as
-    it is. Returns the hook handles (``handle.remove()`` detaches them).
+    Every Conv2d/Linear after the first sees only ``ratio`` of its input
+    channels, so its pre-activations are about ``ratio`` times those of the
+    full model. Dividing those layers' inputs by ``ratio`` in training (not in
+    evaluation) keeps the activation scale the full model will see; this is
+    HeteroFL's "scaler" placed where the reduction happens (on the inputs, so
+    the first layer, whose input is the image, is left alone and scales do not
+    compound through a network without normalisation). Returns the hook
+    handles (``handle.remove()`` detaches them).
     """
     if not 0 < ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
     layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
 
-    def scale(module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
-        return output / ratio if module.training else output
+    def scale(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> object:
+        if not module.training:
+            return None
+        return (inputs[0] / ratio, *inputs[1:])
 
-    return [layer.register_forward_hook(scale) for layer in layers[:-1]]
+    return [layer.register_forward_pre_hook(scale) for layer in layers[1:]]
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,13 @@ GIB = 1024**3
 MIB = 1024**2
 
 # Checks whose failure says the host could not be checked at all.
-ACCESS_CHECKS = ("reachable", "host-key", "authenticated", "time-limit")
+ACCESS_CHECKS = (
+    "reachable",
+    "host-key",
+    "authenticated",
+    "time-limit",
+    "internal-error",
+)
 # Where non-root logins usually lack sbin in PATH (Debian, Raspberry Pi OS over SSH).
 _SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
 # Capabilities a tool needs when it does not run as root.
@@ -519,6 +525,8 @@ class _HostChecker:
                 argv, check=False, timeout=timeout_s
             )
         except CommandError as exc:
+            if exc.returncode is None and time.monotonic_ns() >= self.deadline_ns:
+                raise _OutOfTime from exc
             if exc.returncode is None:
                 raise
             return _Ran(exc.returncode, "", exc.stderr)
@@ -704,9 +712,11 @@ class _HostChecker:
                 f"skipped: interface {iface.ifname} is missing",
             )
             return
-        state = states[0]
-        self.judge_interface(net, state, iface.address, key, said)
-        self.check_route(net, iface.ifname, iface.address)
+        self.judge_interface(net, states[0], iface.address, key, said)
+        self.guarded(
+            f"route:{net.name}",
+            functools.partial(self.check_route, net, iface.ifname, iface.address),
+        )
 
     def judge_interface(
         self,
@@ -1038,6 +1048,12 @@ def check_host(
         checker = _HostChecker(host, role, inventory, options, executor, deadline_ns)
         try:
             checker.check_access()
+        except _OutOfTime:
+            message = (
+                f"logging in to {host.name} took longer than the time limit of "
+                f"{options.host_timeout_s:g} s; check its network and sshd"
+            )
+            return [CheckRow(host.name, "time-limit", False, None, message)]
         except Exception as exc:  # noqa: BLE001
             return access_rows(host, inventory, exc)
         checker.check_all()
@@ -1057,10 +1073,24 @@ def _hosts_of(inventory: Inventory) -> Iterator[tuple[Host, Role]]:
         yield client, "client"
 
 
+def _rows_of(
+    future: concurrent.futures.Future[list[CheckRow]], name: str
+) -> list[CheckRow]:
+    exc = future.exception()
+    if exc is None:
+        return future.result()
+    message = (
+        f"checking {name} stopped on an internal error: {exc!r}; this is a "
+        "flowerbed bug, report it with this message"
+    )
+    return [CheckRow(name, "internal-error", False, None, message)]
+
+
 def check_inventory(
     inventory: Inventory,
     executors: Mapping[str, ExecutorFactory],
     options: CheckOptions | None = None,
+    progress: Callable[[str, tuple[CheckRow, ...]], None] | None = None,
 ) -> CheckReport:
     """Check the server and every client of ``inventory`` in parallel.
 
@@ -1074,6 +1104,9 @@ def check_inventory(
         it may connect (and raise an error with a ``kind``) or connect lazily.
     options
         Thresholds and time limits; the defaults suit a Raspberry Pi lab.
+    progress
+        Called in the calling thread with each host's name and rows as soon as
+        that host is done (for a progress display).
 
     Returns
     -------
@@ -1106,23 +1139,24 @@ def check_inventory(
         futures[future] = host.name
     # Hosts beyond the pool's size wait for a worker, so their limit starts later.
     waves = math.ceil(len(futures) / workers) if futures else 0
-    budget_s = options.host_timeout_s * waves + 5.0
-    done, _ = concurrent.futures.wait(futures, timeout=budget_s)
-    for future, name in futures.items():
-        if future in done:
-            results[name] = future.result()
-        else:
-            results[name] = [
-                CheckRow(
-                    name,
-                    "time-limit",
-                    False,
-                    None,
-                    f"checking {name} did not finish within {budget_s:g} s: a "
-                    f"command hangs there; log in to {name} and look for a stuck "
-                    "mount, DNS lookup or sshd",
-                )
-            ]
+    # The grace covers a command that ignores its timeout (a hung SSH channel).
+    budget_s = options.host_timeout_s * waves + min(5.0, options.host_timeout_s)
+    try:
+        for future in concurrent.futures.as_completed(futures, timeout=budget_s):
+            name = futures[future]
+            results[name] = _rows_of(future, name)
+            if progress is not None:
+                progress(name, tuple(results[name]))
+    except TimeoutError:
+        pass
+    for name in futures.values():
+        if name not in results:
+            message = (
+                f"checking {name} did not finish within {budget_s:g} s: a command "
+                f"hangs there; log in to {name} and look for a stuck mount, DNS "
+                "lookup or sshd"
+            )
+            results[name] = [CheckRow(name, "time-limit", False, None, message)]
     pool.shutdown(wait=False, cancel_futures=True)
     order = [host.name for host, _ in hosts]
     return CheckReport(
@@ -1166,7 +1200,11 @@ def group_mark(rows: Sequence[CheckRow]) -> str:
 
 
 def render_text(report: CheckReport) -> str:
-    """A compact table (one line per host), then the failures and unknowns."""
+    """A compact table (one line per host), then the failures and unknowns.
+
+    Marks: ✓ passed, ✗ failed, ? unknown or skipped, - not checked (the host
+    could not be reached). Each failure line says what to do.
+    """
     heads = columns(report)
     name_width = max([len("host"), *(len(h) for h in report.hosts)])
     widths = [max(len(h), 1) for h in heads]
@@ -1185,7 +1223,15 @@ def render_text(report: CheckReport) -> str:
             for head, width in zip(heads, widths, strict=True)
         ]
         lines.append("  ".join([f"{host:<{name_width}}", *cells]).rstrip())
-    problems = [row for row in report.rows if row.ok is not True and row.message]
+    problems: list[CheckRow] = []
+    said: set[tuple[str, str]] = set()
+    for row in report.rows:
+        # An unknown that follows a problem of its group (the route of a missing
+        # interface, the offset of an unsynchronised clock) repeats it: JSON only.
+        if row.ok is True or (row.ok is None and (row.host, row.group) in said):
+            continue
+        problems.append(row)
+        said.add((row.host, row.group))
     if problems:
         lines.append("")
         for row in problems:

@@ -190,6 +190,14 @@ def flwr_ls_argv(bin_dir: Path, run_id: int | None = None) -> list[str]:
     return argv
 
 
+def flwr_supernode_register_argv(bin_dir: Path, public_key: Path) -> list[str]:
+    """``flwr supernode register KEY.pub CONNECTION`` (SuperNode authentication)."""
+    return [
+        str(bin_dir / "flwr"), "supernode", "register", str(public_key),
+        CONNECTION_NAME,
+    ]  # fmt: skip
+
+
 def flwr_stop_argv(bin_dir: Path, run_id: int) -> list[str]:
     """``flwr stop RUN_ID CONNECTION``."""
     return [str(bin_dir / "flwr"), "stop", str(run_id), CONNECTION_NAME]

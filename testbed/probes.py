@@ -3,8 +3,8 @@
 Clocks: a UDP responder on the server's address on the network under test (and on
 the management network when the inventory has one); before and after the run each
 node runs an NTP-style probe over each path, and the estimates become ``clock``
-events. System metrics: one sampler on the server and one inside every node's
-namespace, each writing JSON lines into the run folder.
+events. System metrics: the server's sampler (each node's starts through its
+site, ``testbed/sites.py``), writing JSON lines into the run folder.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from instrumentation.clock import probe_argv, serve_argv
-from inventory.models import Host, Inventory, Network
-from testbed.emulated import bridge_name, node_namespace
+from instrumentation.clock import serve_argv
+from inventory.models import Inventory, Network
+from testbed.emulated import bridge_name
 from testbed.processes import ManagedProcess, ProcessError
 
 PYTHON = sys.executable
@@ -68,88 +66,42 @@ def start_clock_responders(
     return procs
 
 
-def probe_node(
-    inventory: Inventory, host: Host, path: ClockPath, injected_offset_ns: int
-) -> dict[str, Any]:
-    """Run one probe inside ``host``'s namespace; return a ``clock`` event's fields."""
-    argv = ["ip", "netns", "exec", node_namespace(inventory, host.name)]
-    argv += probe_argv(
-        path.server_address,
-        CLOCK_PORT,
-        samples=PROBE_SAMPLES,
-        inject_offset_ns=injected_offset_ns,
-        python=PYTHON,
-    )
-    fields: dict[str, Any] = {
-        "node": host.name,
-        "path": path.name,
-        "injected_offset_ns": injected_offset_ns,
-    }
-    try:
-        result = subprocess.run(
-            argv, capture_output=True, text=True, timeout=30, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return {**fields, "error": "clock probe timed out after 30 s"}
-    if result.returncode != 0:
-        return {**fields, "error": result.stderr.strip()[-500:]}
-    estimate = json.loads(result.stdout)
-    return {
-        **fields,
-        "offset_ns": int(estimate["offset_ns"]),
-        "uncertainty_ns": int(estimate["uncertainty_ns"]),
-        "rtt_ns": int(estimate["rtt_ns"]),
-        "samples_used": int(estimate["samples_used"]),
-    }
-
-
-def probe_all(
-    inventory: Inventory, paths: Sequence[ClockPath], offsets_ns: dict[str, int]
-) -> list[dict[str, Any]]:
-    """Probe every (node, path) in parallel; one result per pair, errors included."""
-    jobs = [(host, path) for host in inventory.clients for path in paths]
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(jobs)))) as pool:
-        futures = [
-            pool.submit(probe_node, inventory, h, p, offsets_ns.get(h.name, 0))
-            for h, p in jobs
-        ]
-        return [f.result() for f in futures]
-
-
-def start_samplers(
+def start_server_sampler(
     inventory: Inventory, network: Network, run_dir: Path, interval_s: float
-) -> list[ManagedProcess]:
-    """One system sampler on the server and one inside every node's namespace."""
+) -> ManagedProcess:
+    """The system sampler on the server (nodes get theirs through their sites)."""
     out = run_dir / "system"
     out.mkdir(parents=True, exist_ok=True)
-    base = [PYTHON, "-m", "instrumentation.system", "--interval", str(interval_s)]
-    procs = [
-        ManagedProcess(
-            "system sampler on the server",
-            [
-                *base,
-                "--out",
-                str(out / "server.jsonl"),
-                "--host",
-                inventory.server.name,
-                "--interfaces",
-                bridge_name(inventory, network.name),
-            ],
-            out / "server.log",
-        )
-    ]
-    for host in inventory.clients:
-        nics = [
-            iface.ifname for iface in host.interfaces if iface.network == network.name
-        ]
-        if inventory.management is not None:
-            nics.append("mgmt0")
-        argv = ["ip", "netns", "exec", node_namespace(inventory, host.name), *base]
-        argv += ["--out", str(out / f"{host.name}.jsonl"), "--host", host.name]
-        argv += ["--interfaces", ",".join(nics), "--shared-host"]
-        procs.append(
-            ManagedProcess(
-                f"system sampler on {host.name}", argv, out / f"{host.name}.log"
-            )
-        )
-    return procs
+    argv = [PYTHON, "-m", "instrumentation.system", "--interval", str(interval_s)]
+    argv += ["--out", str(out / "server.jsonl"), "--host", inventory.server.name]
+    argv += ["--interfaces", server_nic(inventory, network)]
+    return ManagedProcess("system sampler on the server", argv, out / "server.log")
+
+
+def server_nic(inventory: Inventory, network: Network) -> str:
+    """The server's interface on ``network``: the emulated bridge when it exists,
+    else the interface holding the server's address."""
+    bridge = bridge_name(inventory, network.name)
+    if Path("/sys/class/net", bridge).exists():
+        return bridge
+    return server_interface(str(network.server_address))
+
+
+def server_interface(address: str) -> str:
+    """The local interface holding ``address``; ValueError says what to fix."""
+    result = subprocess.run(
+        ["ip", "-j", "-4", "addr", "show"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
+    for link in json.loads(result.stdout or "[]"):
+        for info in link.get("addr_info", []):
+            if info.get("local") == address:
+                return str(link["ifname"])
+    raise ValueError(
+        f"no interface of this server holds {address}; the inventory names it as "
+        "the server's address on a network under test: add it to an interface "
+        "(ip addr add) or fix server_address"
+    )

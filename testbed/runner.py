@@ -18,7 +18,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from analysis.system import read_samples, system_table, write_system
 from analysis.wire import byte_accounting, reconcile_transfers
 from instrumentation.capture import (
     Capture,
+    CaptureError,
     read_packets,
     segment_transfers,
     transfer_events,
@@ -43,7 +45,7 @@ from instrumentation.supernode_log import supernode_log_events
 from inventory.models import Host, Inventory, Network
 from testbed import flower
 from testbed.campaign import Campaign
-from testbed.emulated import host_side_veth, node_namespace
+from testbed.emulated import host_side_veth
 from testbed.manifest import build_manifest, write_json_atomic
 from testbed.app_bundle import (
     BundleError,
@@ -52,13 +54,26 @@ from testbed.app_bundle import (
     read_app_config,
 )
 from testbed.probes import (
+    CLOCK_PORT,
+    PROBE_SAMPLES,
     ClockPath,
     clock_paths,
-    probe_all,
     start_clock_responders,
-    start_samplers,
+    server_interface,
+    start_server_sampler,
 )
+from testbed.executor import Background, CommandError
 from testbed.processes import ManagedProcess, ProcessError, read_stamped_log, stop_all
+from testbed.sites import (
+    NodeCapture,
+    NodeSite,
+    fetch,
+    netns_site,
+    probe_clock,
+    start_sampler,
+    start_supernode,
+)
+from testbed.tls import TlsFiles
 
 Progress = Callable[[str], None]
 
@@ -99,6 +114,51 @@ class RunOutcome:
     # Flower's own measure of the run (flwr ls "elapsed"), the same with or
     # without flowerbed's instrumentation: the overhead benchmark compares it.
     flower_elapsed_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Security:
+    """TLS and SuperNode authentication of a campaign's SuperLinks.
+
+    ``tls`` holds the server-side files; ``supernode_keys`` maps each client to
+    its public key (fetched by ``cluster provision``), registered with every
+    SuperLink before the SuperNodes start.
+    """
+
+    tls: TlsFiles | None = None
+    supernode_keys: Mapping[str, Path] | None = None
+
+    def __post_init__(self) -> None:
+        if self.supernode_keys is not None and self.tls is None:
+            raise ValueError("SuperNode authentication needs TLS")
+
+    @property
+    def label(self) -> str:
+        """How the manifest and progress describe it."""
+        if self.tls is None:
+            return "insecure"
+        return "tls+supernode-auth" if self.supernode_keys else "tls"
+
+
+INSECURE = Security()
+
+
+@dataclass(frozen=True)
+class Topology:
+    """How a campaign reaches its cluster: the node sites, whether the cluster is
+    the emulated one on this machine (captures on its host-side veths), and the
+    SuperLink's security."""
+
+    sites: Mapping[str, NodeSite]
+    emulated: bool = True
+    security: Security = INSECURE
+
+
+def emulated_topology(inventory: Inventory) -> Topology:
+    """Every client through its namespace, insecure: the default."""
+    return Topology(
+        {h.name: netns_site(inventory, h, BIN_DIR) for h in inventory.clients}
+    )
 
 
 def plan_runs(campaign: Campaign) -> list[RunPlan]:
@@ -205,7 +265,7 @@ class RunCapture:
     host: Host
     side: str
     pcap: Path
-    capture: Capture
+    capture: Capture | NodeCapture
 
     def __post_init__(self) -> None:
         if self.side not in ("server", "node"):
@@ -216,18 +276,56 @@ class _Run:
     """The processes and files of one run; a context manager that always tears down."""
 
     def __init__(
-        self, campaign: Campaign, inventory: Inventory, plan: RunPlan, out: Path
+        self,
+        campaign: Campaign,
+        inventory: Inventory,
+        plan: RunPlan,
+        out: Path,
+        topology: Topology,
     ):
         self.campaign, self.inventory, self.plan = campaign, inventory, plan
+        self.topology = topology
         self.network: Network = inventory.network(plan.network)
         self.dir = out / "runs" / plan.run_id
         self.events_path = self.dir / "events.jsonl"
         self.port = inventory.superlink_port
         self.address = f"{self.network.server_address}:{self.port}"
         self.cli_env = flower.flower_env(self.dir / "flwr" / "cli")
+        self.tls = topology.security.tls
         self.flower_run_id = ""
         self.finished = False
         self.elapsed_s: float | None = None
+
+    def site(self, host: Host) -> NodeSite:
+        return self.topology.sites[host.name]
+
+    def node_dir(self, host: Host) -> str:
+        """The run's folder on ``host`` (this run folder for namespaces)."""
+        return self.site(host).run_dir(self.dir, self.campaign.name, self.plan.run_id)
+
+    def prepare_nodes(self) -> None:
+        """Create the run's folders on every node."""
+        for host in self.inventory.clients:
+            folder = self.node_dir(host)
+            self.site(host).executor.run(
+                ["mkdir", "-p", *(f"{folder}/{d}" for d in NODE_FOLDERS)]
+            )
+
+    def server_capture(self, host: Host) -> Capture:
+        """The server's end of ``host``'s link: its host-side veth on the emulated
+        cluster, else the server's interface on the network, filtered to the node."""
+        pcap = self.dir / "captures" / f"{host.name}.pcap"
+        iface = host.interface(self.network.name)
+        if self.topology.emulated:
+            veth = host_side_veth(self.inventory, host.name, self.network.name)
+            return Capture(veth, pcap, self.port)
+        assert iface is not None  # start_captures checked
+        return Capture(
+            server_interface(str(self.network.server_address)),
+            pcap,
+            self.port,
+            peer=str(iface.address),
+        )
 
     def start_captures(self, stack: ExitStack) -> list[RunCapture]:
         """Per node: a capture on the server side of its link and one on its own
@@ -244,34 +342,45 @@ class _Run:
                     f"{self.network.name} in {self.inventory.path}; add one or "
                     "leave the network out of the campaign"
                 )
-            server_side = host_side_veth(self.inventory, host.name, self.network.name)
-            namespace = node_namespace(self.inventory, host.name)
-            points = (
-                (
-                    "server",
-                    Capture(server_side, folder / f"{host.name}.pcap", self.port),
-                ),
-                (
-                    "node",
-                    Capture(
-                        iface.ifname,
-                        folder / f"{host.name}-node.pcap",
-                        self.port,
-                        prefix=["ip", "netns", "exec", namespace],
-                    ),
-                ),
+            server = self.server_capture(host)
+            server.start()
+            stack.callback(server.stop)
+            captures.append(RunCapture(host, "server", server.pcap_path, server))
+            node_dir = self.node_dir(host)
+            node = NodeCapture(
+                self.site(host),
+                iface.ifname,
+                f"{node_dir}/{self.node_pcap(host)}",
+                self.port,
+                f"{node_dir}/captures/{host.name}-tcpdump.log",
             )
-            for side, capture in points:
-                capture.start()
-                stack.callback(capture.stop)
-                captures.append(RunCapture(host, side, capture.pcap_path, capture))
+            stack.callback(node.stop)
+            node.start()
+            captures.append(
+                RunCapture(host, "node", self.dir / self.node_pcap(host), node)
+            )
         return captures
+
+    @staticmethod
+    def node_pcap(host: Host) -> str:
+        return f"captures/{host.name}-node.pcap"
 
     def start_superlink(self, stack: ExitStack) -> ManagedProcess:
         home = self.dir / "flwr" / "superlink"
         home.mkdir(parents=True, exist_ok=True)
+        security = self.topology.security
         argv = flower.superlink_argv(
-            BIN_DIR, str(self.network.server_address), self.port
+            BIN_DIR,
+            str(self.network.server_address),
+            self.port,
+            tls=(
+                None
+                if self.tls is None
+                else flower.Tls(
+                    self.tls.ca_cert, self.tls.server_cert, self.tls.server_key
+                )
+            ),
+            supernode_auth=security.supernode_keys is not None,
         )
         proc = ManagedProcess(
             "flower-superlink",
@@ -284,25 +393,44 @@ class _Run:
         wait_for_port(str(self.network.server_address), self.port, 30.0, proc)
         return proc
 
-    def start_supernodes(self, stack: ExitStack) -> list[ManagedProcess]:
-        procs = []
+    def register_supernodes(self) -> None:
+        """Register every node's public key with the SuperLink (authentication)."""
+        keys = self.topology.security.supernode_keys
+        if keys is None:
+            return
         for host in self.inventory.clients:
-            home = self.dir / "flwr" / host.name
-            home.mkdir(parents=True, exist_ok=True)
-            argv = ["ip", "netns", "exec", node_namespace(self.inventory, host.name)]
+            key = keys.get(host.name)
+            if key is None or not key.exists():
+                raise RunFailed(
+                    f"no SuperNode public key for {host.name} (looked for {key}); "
+                    f"run `flowerbed cluster provision {self.inventory.path}` first"
+                )
+            argv = flower.flwr_supernode_register_argv(BIN_DIR, key)
+            result = _flwr(argv, self.cli_env, 30.0)
+            if result.returncode != 0:
+                raise RunFailed(
+                    f"registering {host.name}'s SuperNode key failed: "
+                    f"`{flower.display(argv)}` exited {result.returncode}:\n"
+                    f"{(result.stdout + result.stderr)[-1500:]}"
+                )
+
+    def start_supernodes(self, stack: ExitStack) -> list[Background]:
+        procs: list[Background] = []
+        stack.callback(stop_all, procs)
+        for host in self.inventory.clients:
             config = node_config_for(
                 self.inventory, host, self.campaign.clock_offsets_ns.get(host.name, 0)
             )
-            argv += flower.supernode_argv(BIN_DIR, self.address, config)
-            proc = ManagedProcess(
-                f"flower-supernode on {host.name}",
-                argv,
-                self.dir / "nodes" / f"{host.name}.log",
-                env=flower.flower_env(home),
-                cwd=home,
+            node_dir = self.node_dir(host)
+            procs.append(
+                start_supernode(
+                    self.site(host),
+                    self.address,
+                    config,
+                    node_dir,
+                    f"{node_dir}/nodes/{host.name}.log",
+                )
             )
-            procs.append(proc)
-        stack.callback(stop_all, procs)
         return procs
 
     def run_config(self, declared: frozenset[str]) -> dict[str, flower.ConfigValue]:
@@ -330,7 +458,6 @@ class _Run:
     def submit(self) -> None:
         home = self.dir / "flwr" / "cli"
         home.mkdir(parents=True, exist_ok=True)
-        (home / "config.toml").write_text(flower.connection_toml(self.address))
         run_config = self.dir / "run_config.toml"
         if self.campaign.instrument:
             bundle_dir = self.dir / "app"
@@ -363,9 +490,37 @@ class _Run:
                 f"{(result.stdout + result.stderr)[-2000:]}"
             ) from None
 
+    def write_connection(self) -> None:
+        """The ``flwr`` CLI's connection to this run's SuperLink."""
+        home = self.dir / "flwr" / "cli"
+        home.mkdir(parents=True, exist_ok=True)
+        ca = self.tls.ca_cert if self.tls is not None else None
+        (home / "config.toml").write_text(flower.connection_toml(self.address, ca))
+
+    def probe_clocks(self, paths: list[ClockPath]) -> list[dict[str, Any]]:
+        """Every (node, path) probe, in parallel; errors are results too."""
+        offsets = self.campaign.clock_offsets_ns
+        jobs = [(host, path) for host in self.inventory.clients for path in paths]
+
+        def one(host: Host, path: ClockPath) -> dict[str, Any]:
+            injected = offsets.get(host.name, 0)
+            fields: dict[str, Any] = {"node": host.name, "path": path.name}
+            fields["injected_offset_ns"] = injected
+            measured = probe_clock(
+                self.site(host),
+                path.server_address,
+                CLOCK_PORT,
+                PROBE_SAMPLES,
+                injected,
+            )
+            return {**fields, **measured}
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(jobs)))) as pool:
+            return list(pool.map(lambda job: one(*job), jobs))
+
     def record_clocks(self, when: str, paths: list[ClockPath]) -> None:
         """Probe every node's clock offset over every path; write ``clock`` events."""
-        results = probe_all(self.inventory, paths, dict(self.campaign.clock_offsets_ns))
+        results = self.probe_clocks(paths)
         try:  # the server's own synchronisation state, when chrony runs here
             tracking, chrony_error = chrony_tracking(), ""
         except ChronyError as err:
@@ -410,7 +565,7 @@ class _Run:
 
 
 def _wait(
-    run: _Run, procs: list[ManagedProcess], deadline: float, progress: Progress
+    run: _Run, procs: list[Background], deadline: float, progress: Progress
 ) -> tuple[str, str, int]:
     """Wait for the ServerApp to finish; return (status, reason, rounds done)."""
     shown, next_check = 0, time.monotonic() + 10.0
@@ -486,8 +641,54 @@ def _capture_events(run: _Run, captured: RunCapture) -> list[dict[str, Any]]:
     return out
 
 
+NODE_FOLDERS = ("nodes", "captures", "system", "flwr")
+
+
+def _fetch_node_files(run: _Run) -> list[str]:
+    """Copy each remote node's log, capture and samples into the run folder;
+    return what could not be fetched."""
+    missing = []
+    for host in run.inventory.clients:
+        site = run.site(host)
+        if not site.fetch_needed:
+            continue
+        remote = run.node_dir(host)
+        wanted = [f"nodes/{host.name}.log"]
+        if run.campaign.instrument and run.campaign.capture:
+            wanted += [run.node_pcap(host), f"captures/{host.name}-tcpdump.log"]
+        if run.campaign.instrument and run.campaign.system_sampling_hz > 0:
+            wanted += [f"system/{host.name}.jsonl", f"system/{host.name}.log"]
+        for rel in wanted:
+            if not fetch(site, remote, run.dir, rel):
+                missing.append(f"{host.name}:{remote}/{rel}")
+    return missing
+
+
+def _start_node_samplers(run: _Run, interval_s: float) -> list[Background]:
+    procs: list[Background] = []
+    for host in run.inventory.clients:
+        nics = [i.ifname for i in host.interfaces if i.network == run.network.name]
+        if run.inventory.management is not None and run.topology.emulated:
+            nics.append("mgmt0")
+        node_dir = run.node_dir(host)
+        procs.append(
+            start_sampler(
+                run.site(host),
+                interval_s,
+                f"{node_dir}/system/{host.name}.jsonl",
+                f"{node_dir}/system/{host.name}.log",
+                nics,
+            )
+        )
+    return procs
+
+
 def _post_process(run: _Run, captures: list[RunCapture]) -> None:
     """Turn captures and SuperNode logs into events of the run's log."""
+    missing = _fetch_node_files(run)
+    if missing:
+        with EventLog(run.events_path, run_id=run.plan.run_id) as events:
+            events.append("fetch_error", missing=missing)
     with EventLog(run.events_path, run_id=run.plan.run_id) as events:
         for captured in captures:
             if not captured.pcap.exists():
@@ -512,9 +713,11 @@ def execute_run(
     plan: RunPlan,
     out: Path,
     progress: Progress,
+    topology: Topology | None = None,
 ) -> RunOutcome:
     """Run one (network, repetition) cell; run failures are returned, not raised."""
-    run = _Run(campaign, inventory, plan, out)
+    topology = topology if topology is not None else emulated_topology(inventory)
+    run = _Run(campaign, inventory, plan, out, topology)
     run.dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     status, reason, rounds = "failed", "", 0
@@ -526,24 +729,31 @@ def execute_run(
             strategy=campaign.strategy.name,
             repetition=plan.repetition,
             address=run.address,
+            security=topology.security.label,
+            transport=sorted({s.transport for s in topology.sites.values()}),
         )
     try:
         # The stack unwinds in reverse: run, nodes, link, probes, samplers, captures.
         with ExitStack() as stack:
             measure = campaign.instrument
+            run.prepare_nodes()
             if measure and campaign.capture:
                 captures = run.start_captures(stack)
             if measure and campaign.system_sampling_hz > 0:
-                samplers = start_samplers(
-                    inventory, run.network, run.dir, 1.0 / campaign.system_sampling_hz
-                )
+                interval_s = 1.0 / campaign.system_sampling_hz
+                samplers: list[Background] = [
+                    start_server_sampler(inventory, run.network, run.dir, interval_s)
+                ]
                 stack.callback(stop_all, samplers)
+                samplers += _start_node_samplers(run, interval_s)
             probe = measure and campaign.clock_probes
             paths = clock_paths(inventory, run.network) if probe else []
             if paths:
                 stack.callback(stop_all, start_clock_responders(paths, run.dir))
                 run.record_clocks("start", paths)
+            run.write_connection()
             run.start_superlink(stack)
+            run.register_supernodes()
             procs = run.start_supernodes(stack)
             stack.callback(run.stop_flower_run)
             run.submit()
@@ -558,7 +768,14 @@ def execute_run(
                 run.elapsed_s = _finished_elapsed(run.cli_env, run.flower_run_id)
     except KeyboardInterrupt:
         status, reason = "interrupted", "interrupted by the user (Ctrl-C)"
-    except (ProcessError, RunFailed, OSError, subprocess.SubprocessError) as err:
+    except (
+        ProcessError,
+        RunFailed,
+        CaptureError,
+        CommandError,
+        OSError,
+        subprocess.SubprocessError,
+    ) as err:
         status, reason = "failed", str(err)
     finally:
         try:
@@ -672,8 +889,10 @@ def run_campaign(
     out: Path,
     progress: Progress = print,
     features: dict[str, Any] | None = None,
+    topology: Topology | None = None,
 ) -> list[RunOutcome]:
     """Run every cell; write phases.parquet and manifest.json as runs finish."""
+    topology = topology if topology is not None else emulated_topology(inventory)
     unknown = sorted(
         set(campaign.clock_offsets_ns) - {h.name for h in inventory.clients}
     )
@@ -712,7 +931,7 @@ def run_campaign(
                 f"[{plan.index}/{plan.total}] network {plan.network}, "
                 f"repetition {plan.repetition}/{campaign.repetitions}"
             )
-            outcome = execute_run(campaign, inventory, plan, out, progress)
+            outcome = execute_run(campaign, inventory, plan, out, progress, topology)
             outcomes.append(outcome)
             tables.append(collect_run(campaign, inventory, outcome, out))
             progress(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import errno
 import fcntl
+import getpass
 import hashlib
 import hmac
 import logging
@@ -30,16 +31,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import paramiko
 
 from testbed.executor import DEFAULT_TIMEOUT_S, CommandError
 from testbed.processes import ProcessError
 
+if TYPE_CHECKING:
+    from inventory.models import Host
+
 log = logging.getLogger(__name__)
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Host names, IPv4 and IPv6 literals (with a zone). Nothing a known_hosts line
+# or a pattern would read specially: no blanks, commas, wildcards or brackets.
+_HOST = re.compile(r"[A-Za-z0-9._:%-]+")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 # Seconds the remote `timeout` wrapper waits beyond our own deadline, so the
 # local side always fires first and the remote one only cleans up strays.
 _REMOTE_TIMEOUT_GRACE_S = 1.0
@@ -129,10 +137,15 @@ class SSHTarget:
 
     def __post_init__(self) -> None:
         """Validate the fields."""
-        for field_name in ("name", "host", "user"):
-            value = getattr(self, field_name)
-            if not value or value != value.strip() or any(c in value for c in "\0\n"):
-                raise ValueError(f"SSH target: invalid {field_name} {value!r}")
+        if not self.name.isprintable() or not self.name.strip():
+            raise ValueError(f"SSH target: invalid name {self.name!r}")
+        if not _HOST.fullmatch(self.host) or self.host.startswith("-"):
+            raise ValueError(
+                f"SSH target {self.name}: invalid host {self.host!r} (expected a "
+                "host name or an IP address)"
+            )
+        if not _USER.fullmatch(self.user):
+            raise ValueError(f"SSH target {self.name}: invalid user {self.user!r}")
         if not 0 < self.port < 65536:
             raise ValueError(
                 f"SSH target {self.name}: port {self.port} not in 1..65535"
@@ -158,6 +171,25 @@ class SSHTarget:
         executor = SSHExecutor(self)
         executor.connect()
         return executor
+
+
+def target_for_host(
+    host: Host,
+    known_hosts: Path,
+    accept_new: bool = False,
+    connect_timeout_s: float = 10.0,
+) -> SSHTarget:
+    """The :class:`SSHTarget` of an inventory host (no user: the local user, as ssh)."""
+    return SSHTarget(
+        name=host.name,
+        host=host.ansible_host,
+        user=host.ansible_user or getpass.getuser(),
+        known_hosts=known_hosts,
+        port=host.ansible_port,
+        key_file=host.ssh_key_file,
+        accept_new=accept_new,
+        connect_timeout_s=connect_timeout_s,
+    )
 
 
 # ------------------------------------------------------------------ host keys
@@ -392,8 +424,9 @@ def _unreachable(target: SSHTarget, err: BaseException) -> UnreachableError:
         )
     elif isinstance(err, paramiko.SSHException | EOFError):
         why = (
-            f"the port answered but the SSH handshake failed ({err}); check that "
-            "the port belongs to sshd"
+            "the port answered but the SSH handshake failed or did not finish "
+            f"within {target.connect_timeout_s:g} s ({err}); check that the port "
+            "belongs to sshd, not another service"
         )
     else:
         why = f"{type(err).__name__}: {err}"
@@ -484,9 +517,10 @@ def open_transport(
         transport.auth_timeout = target.connect_timeout_s
         try:
             transport.start_client(timeout=target.connect_timeout_s)
+            # start_client returns quietly on timeout; this raises then.
+            key = transport.get_remote_server_key()
         except (paramiko.SSHException, EOFError, OSError) as err:
             raise _unreachable(target, err) from err
-        key = transport.get_remote_server_key()
         verify_host_key(target, key.get_name(), key.asbytes())
         _authenticate(transport, target, password)
     except BaseException:
@@ -554,6 +588,9 @@ rm -f -- "$log.fifo"
 
 _START_SCRIPT = r"""set -e
 log=$1; cwd=$2; leader=$3; shift 3
+for tool in setsid mkfifo date; do
+  command -v "$tool" > /dev/null || { echo "$tool not on the host" >&2; exit 127; }
+done
 case $log in /*) ;; *) log=$PWD/$log ;; esac
 mkdir -p -- "$(dirname -- "$log")"
 rm -f -- "$log.rc" "$log.pid" "$log.fifo"
@@ -602,12 +639,30 @@ def signal_argv(pgid: int, sig: int) -> list[str]:
     return ["kill", "-s", name, "--", f"-{pgid}"]
 
 
+# Exit 0 while group $1 has a member that is not a zombie: zombies wait for a
+# reaper (slow under some init processes) but have exited. Without ps (tiny
+# images) fall back to kill -0, which also counts zombies.
+_GROUP_ALIVE = (
+    "if command -v ps >/dev/null 2>&1; then "
+    'ps -A -o pgid= -o stat= | awk -v g="$1" '
+    "'$1 == g && $2 !~ /^Z/ { alive = 1 } END { exit !alive }'; "
+    'else kill -s 0 -- "-$1" 2>/dev/null; fi'
+)
+
+
+def group_alive_argv(pgid: int) -> list[str]:
+    """argv exiting 0 while process group ``pgid`` has a live (non-zombie) member."""
+    if pgid <= 1:
+        raise ValueError(f"invalid process group {pgid}")
+    return ["sh", "-c", _GROUP_ALIVE, "sh", str(pgid)]
+
+
 def _status_argv(pgid: int, log_path: str) -> list[str]:
     script = (
-        'if [ -f "$1.rc" ]; then echo "rc $(cat -- "$1.rc")"; '
-        'elif kill -s 0 -- "-$2" 2>/dev/null; then echo running; else echo gone; fi'
+        'if [ -f "$2.rc" ]; then echo "rc $(cat -- "$2.rc")"; '
+        f"elif {_GROUP_ALIVE}; then echo running; else echo gone; fi"
     )
-    return ["sh", "-c", script, "sh", log_path, str(pgid)]
+    return ["sh", "-c", script, "sh", str(pgid), log_path]
 
 
 # ------------------------------------------------------------------ executor
@@ -877,7 +932,7 @@ class SSHBackground:
         """Whether no member of the group is left (True if the host is unreachable)."""
         try:
             result = self.executor.run(
-                signal_argv(self.pgid, 0), check=False, timeout=15.0
+                group_alive_argv(self.pgid), check=False, timeout=15.0
             )
         except (SSHError, CommandError) as err:
             log.warning(

@@ -785,6 +785,24 @@ def test_a_slow_host_runs_out_of_time_alone_and_its_executor_is_closed() -> None
     assert elapsed < 2.0 and slow.closed
 
 
+def test_a_host_whose_command_hangs_past_every_limit_gets_a_time_limit_row() -> None:
+    inventory = one_pi_inventory()
+    hung = ScriptedExecutor(healthy_pi(), delay_s=1.0)  # ignores its timeout
+    executors: dict[str, ExecutorFactory] = {
+        "labserver": lambda: ScriptedExecutor(healthy_server()),
+        "pi01": lambda: hung,
+    }
+
+    started = time.monotonic()
+    report = check_inventory(inventory, executors, CheckOptions(host_timeout_s=0.2))
+    elapsed = time.monotonic() - started
+
+    (row,) = report.host_rows("pi01")
+    assert (row.check, row.ok) == ("time-limit", False)
+    assert "did not finish within 0.4 s" in row.message
+    assert report.host_ok("labserver") and elapsed < 0.9
+
+
 def test_report_json_and_text_table() -> None:
     replies = healthy_pi()
     replies[tuple(python_version_cmd())] = (0, "Python 3.9.2\n", "")
@@ -794,9 +812,18 @@ def test_report_json_and_text_table() -> None:
         "pi01": lambda: ScriptedExecutor(replies),
     }
 
-    report = check_inventory(inventory, executors)
+    seen: list[tuple[str, int]] = []
+
+    report = check_inventory(
+        inventory, executors, progress=lambda name, rows: seen.append((name, len(rows)))
+    )
     text = render_text(report)
     data = json.loads(json.dumps(report.to_json()))
+
+    assert sorted(seen) == [
+        ("labserver", len(report.host_rows("labserver"))),
+        ("pi01", len(report.host_rows("pi01"))),
+    ]
 
     header, server_line, pi_line = text.splitlines()[:3]
     assert header.split() == [
@@ -973,3 +1000,5 @@ def test_check_against_real_namespaces(namespaces: Namespaces) -> None:
     ]
     text = render_text(report)
     assert text.splitlines()[-1] == "3 of 5 hosts have problems: missing, wrong, gone"
+    assert "✗ missing interface:lan: interface eth0 missing" in text
+    assert "missing route:lan" not in text  # the skipped route repeats the cause

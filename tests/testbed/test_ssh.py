@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from inventory.models import Host
 from testbed.executor import Background, CommandError, Executor
 from testbed.processes import ProcessError, read_stamped_log, stop_all
 from testbed.ssh import (
@@ -33,6 +34,7 @@ from testbed.ssh import (
     known_hosts_line,
     remote_command,
     signal_argv,
+    target_for_host,
 )
 
 SSHD = Path("/usr/sbin/sshd")
@@ -197,6 +199,53 @@ def test_signal_argv_refuses_init_and_all(pgid: int) -> None:
         signal_argv(pgid, signal.SIGTERM)
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "a b",
+        "h\n[x]:22 ssh-ed25519 AAAA",
+        "*",
+        "h,other",
+        "[h]:22",
+        "-oProxyCommand=x",
+        "",
+    ],
+)
+def test_target_rejects_hostile_host_names(host: str) -> None:
+    with pytest.raises(ValueError, match="invalid host"):
+        SSHTarget(name="pi01", host=host, user="pi", known_hosts=Path("kh"))
+
+
+@pytest.mark.parametrize("user", ["pi me", "$(id)", "-l", "root\n"])
+def test_target_rejects_hostile_user_names(user: str) -> None:
+    with pytest.raises(ValueError, match="invalid user"):
+        SSHTarget(name="pi01", host="10.0.0.1", user=user, known_hosts=Path("kh"))
+
+
+def test_target_for_inventory_host() -> None:
+    host = Host(
+        name="pi01",
+        ansible_host="192.168.50.11",
+        ansible_user="pi",
+        ansible_port=2222,
+        ssh_key_file=Path("/keys/lab"),
+    )
+    target = target_for_host(host, Path("/kh"), accept_new=True)
+    assert (target.name, target.host, target.port, target.user) == (
+        "pi01",
+        "192.168.50.11",
+        2222,
+        "pi",
+    )
+    assert (target.key_file, target.known_hosts, target.accept_new) == (
+        Path("/keys/lab"),
+        Path("/kh"),
+        True,
+    )
+    assert target.where == "host pi01 (192.168.50.11:2222, user pi)"
+    assert target.known_hosts_name == "[192.168.50.11]:2222"
+
+
 def test_authorize_key_argv_rejects_private_material() -> None:
     with pytest.raises(ValueError):
         authorize_key_argv("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n", "x")
@@ -288,13 +337,13 @@ def test_run_timeout_raises_and_the_remote_command_is_killed(
 
 def test_one_executor_serves_a_thread_pool(executor: SSHExecutor) -> None:
     with ThreadPoolExecutor(max_workers=6) as pool:
-        outs = list(pool.map(lambda i: executor.run(["echo", str(i)]).stdout, range(12)))
+        outs = list(
+            pool.map(lambda i: executor.run(["echo", str(i)]).stdout, range(12))
+        )
     assert outs == [f"{i}\n" for i in range(12)]
 
 
-def test_run_reconnects_after_the_connection_drops(
-    sshd: Sshd, tmp_path: Path
-) -> None:
+def test_run_reconnects_after_the_connection_drops(sshd: Sshd, tmp_path: Path) -> None:
     with sshd.target(sshd.known_hosts(tmp_path)).connect() as ex:
         assert ex._transport is not None
         ex._transport.close()
@@ -302,6 +351,15 @@ def test_run_reconnects_after_the_connection_drops(
 
 
 # ------------------------------------------------------------- start and stop
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie waiting for its reaper."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _wait_for(predicate: object, timeout_s: float = 5.0) -> None:
@@ -341,8 +399,7 @@ def test_start_stamps_log_and_stop_all_kills_the_whole_group(
     stop_all([bg], grace_s=1.0)
     assert time.monotonic() - start >= 1.0  # the TERM-immune child needed SIGKILL
     assert bg.gone()
-    with pytest.raises(ProcessLookupError):
-        os.kill(child_pid, 0)
+    assert not _running(child_pid)
     assert Path(f"{log_path}.rc").read_text().strip() == str(128 + signal.SIGTERM)
 
 
@@ -476,6 +533,22 @@ def test_closed_port_is_unreachable_refused(sshd: Sshd, tmp_path: Path) -> None:
         caught.value
     )
     assert isinstance(caught.value, SSHError)
+
+
+def test_silent_port_is_unreachable_handshake_failed(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        target = sshd.target(
+            sshd.known_hosts(tmp_path), port=port, connect_timeout_s=0.5
+        )
+        start = time.monotonic()
+        with pytest.raises(UnreachableError, match="SSH handshake failed"):
+            target.connect()
+    assert time.monotonic() - start < 3.0
 
 
 def test_wrong_bootstrap_password_is_an_auth_error_that_hides_it(
