@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,6 +76,54 @@ def inventory_validate(
         typer.echo(f"  client {host.name} ({host.ansible_host}): {ifaces}")
 
 
+AcceptNewOpt = Annotated[
+    bool,
+    typer.Option(
+        "--accept-new",
+        help="Trust an unknown SSH host key on first use and save it to the "
+        "inventory's known_hosts (a changed key is still refused).",
+    ),
+]
+
+
+@inventory_app.command("check")
+def inventory_check(
+    inventory: InventoryArg,
+    fmt: FormatOpt = Format.text,
+    accept_new: AcceptNewOpt = False,
+    timeout: Annotated[
+        float, typer.Option(help="Time limit per host, in seconds.")
+    ] = 60.0,
+    disk_path: Annotated[
+        str | None,
+        typer.Option(help="Directory whose free space to check (default: home)."),
+    ] = None,
+) -> None:
+    """Check every host over SSH, in parallel: access, host key, OS, Python, disk,
+    memory, each network's interface and route, clock sync, tcpdump/tc.
+
+    Exits non-zero if any host fails a check; each failure says what to do.
+    """
+    from testbed.check import CheckOptions, check_inventory, render_text
+    from testbed.executor import LocalExecutor
+    from testbed.lab import ssh_connectors
+
+    inv = _load_inventory(inventory)
+    executors: dict[str, Any] = {inv.server.name: LocalExecutor}
+    executors.update(ssh_connectors(inv, accept_new, min(timeout, 10.0)))
+    report = check_inventory(
+        inv,
+        executors,
+        CheckOptions(host_timeout_s=timeout, disk_path=disk_path),
+        progress=lambda name, rows: typer.echo(f"checked {name}", err=True),
+    )
+    if fmt is Format.json:
+        typer.echo(json.dumps(jsonable(report.to_json()), indent=2))
+    else:
+        typer.echo(render_text(report))
+    raise typer.Exit(0 if report.ok else 1)
+
+
 @cluster_app.command("up")
 def cluster_up(inventory: InventoryArg, fmt: FormatOpt = Format.text) -> None:
     """Build the inventory here: namespaces as nodes, bridges as networks, tc shaping.
@@ -125,6 +174,88 @@ def cluster_status(inventory: InventoryArg, fmt: FormatOpt = Format.text) -> Non
     typer.echo(emulated.describe_status(status))
 
 
+@cluster_app.command("provision")
+def cluster_provision(
+    inventory: InventoryArg,
+    fmt: FormatOpt = Format.text,
+    accept_new: AcceptNewOpt = False,
+    app_dir: Annotated[
+        Path | None,
+        typer.Option("--app", help="Flower app to copy to every host."),
+    ] = Path("apps/digits"),
+    online: Annotated[
+        bool,
+        typer.Option(
+            help="Let hosts fetch dependencies from the package index (default: "
+            "only from the wheelhouse this server pushes)."
+        ),
+    ] = False,
+    chrony: Annotated[
+        bool,
+        typer.Option(
+            help="Point each host's chrony at the server's management address."
+        ),
+    ] = False,
+    parallel: Annotated[int, typer.Option(help="Hosts provisioned at once.")] = 16,
+) -> None:
+    """Bring every client to a known state over SSH, idempotently: virtualenv at the
+    server's versions (from a wheelhouse pushed from here), the app, the cluster CA
+    certificate, a SuperNode authentication key per host, optionally chrony.
+
+    A second run finds nothing to do. One host failing never stops the others.
+    """
+    from testbed.lab import server_dir, ssh_connectors
+    from testbed.provision import ProvisionOptions, describe, provision
+    from testbed.tls import ensure_tls
+    from testbed.wheelhouse import WheelhouseError, build_wheelhouse
+
+    inv = _load_inventory(inventory)
+    if app_dir is not None and not (app_dir / "pyproject.toml").exists():
+        fail(f"--app {app_dir} is not a Flower app (no pyproject.toml)", 2)
+    chrony_server = None
+    if chrony:
+        if inv.management is None:
+            fail("--chrony needs a management network in the inventory", 2)
+        chrony_server = str(inv.management.server_address)
+    typer.echo("building the wheelhouse (reused while nothing changed) ...", err=True)
+    try:
+        wheelhouse = build_wheelhouse()
+    except WheelhouseError as err:
+        fail(str(err))
+    folder = server_dir(inv)
+    tls, renewed = ensure_tls(inv, folder / "tls")
+    if renewed:
+        typer.echo(f"TLS: new server certificate in {folder / 'tls'}", err=True)
+    options = ProvisionOptions(
+        wheelhouse=wheelhouse,
+        server_dir=folder,
+        tls=tls,
+        app=app_dir,
+        chrony_server=chrony_server,
+        offline=not online,
+        parallel=parallel,
+    )
+    report = provision(
+        inv,
+        ssh_connectors(inv, accept_new),
+        options,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    if fmt is Format.json:
+        typer.echo(json.dumps(jsonable(report), indent=2))
+    else:
+        typer.echo(describe(report))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+class Via(StrEnum):
+    """How a campaign reaches the nodes."""
+
+    auto = "auto"
+    netns = "netns"
+    ssh = "ssh"
+
+
 @campaign_app.command("run")
 def campaign_run(
     campaign: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
@@ -135,11 +266,28 @@ def campaign_run(
         Path | None,
         typer.Option("--out", "-o", help="Results folder (default results/<name>)."),
     ] = None,
+    via: Annotated[
+        Via,
+        typer.Option(
+            help="netns: the emulated cluster's namespaces; ssh: every node over "
+            "SSH (a lab, or emulated nodes through their sshd); auto: netns when "
+            "the inventory's emulated cluster is up here, else ssh."
+        ),
+    ] = Via.auto,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            help="Over SSH, run Flower without TLS and SuperNode authentication."
+        ),
+    ] = False,
+    accept_new: AcceptNewOpt = False,
 ) -> None:
     """Run every network x repetition of a campaign; write results."""
+    from contextlib import ExitStack
+
     from testbed import emulated
     from testbed.campaign import CampaignError, load_campaign
-    from testbed.runner import run_campaign
+    from testbed.runner import emulated_topology, run_campaign
 
     try:
         camp = load_campaign(campaign)
@@ -147,16 +295,20 @@ def campaign_run(
         fail(str(err), 2)
     inv = _load_inventory(inventory, list(camp.networks))
     try:
-        emulated.require_root("campaign run on the emulated cluster")
+        emulated.require_root("campaign run (captures and namespaces)")
         status = emulated.cluster_status(inv)
     except emulated.EmulationError as err:
         fail(str(err))
-    if not emulated.is_up(status):
+    is_emulated = emulated.is_up(status)
+    chosen = via if via is not Via.auto else (Via.netns if is_emulated else Via.ssh)
+    if chosen is Via.netns and not is_emulated:
         fail(
             f"the emulated cluster of {inventory} is not (fully) up; "
-            f"run `flowerbed cluster up {inventory}` first"
+            f"run `flowerbed cluster up {inventory}` first, or use --via ssh"
         )
-    features = emulated.manifest_features(status)
+    features: dict[str, Any] = {}
+    if is_emulated:
+        features = emulated.manifest_features(status)
     for name, feature in features.items():
         if not feature.get("active", True):
             typer.secho(
@@ -165,17 +317,40 @@ def campaign_run(
                 err=True,
             )
     out_dir = out or Path("results") / camp.name
-    typer.echo(
-        f"campaign {camp.name}: {len(camp.networks)} network(s) x "
-        f"{camp.repetitions} repetition(s), {camp.rounds} round(s) each -> {out_dir}"
-    )
-    try:
-        outcomes = run_campaign(
-            camp, inv, out_dir, progress=typer.echo, features=features
+    with ExitStack() as stack:
+        if chosen is Via.ssh:
+            from testbed.lab import LabError, ssh_topology
+            from testbed.ssh import SSHError
+
+            try:
+                topology = ssh_topology(
+                    inv,
+                    stack,
+                    emulated=is_emulated,
+                    secure=not insecure,
+                    accept_new=accept_new,
+                )
+            except (LabError, SSHError) as err:
+                fail(str(err))
+        else:
+            topology = emulated_topology(inv)
+        typer.echo(
+            f"campaign {camp.name}: {len(camp.networks)} network(s) x "
+            f"{camp.repetitions} repetition(s), {camp.rounds} round(s) each, "
+            f"nodes via {chosen.value}, {topology.security.label} -> {out_dir}"
         )
-    except KeyboardInterrupt:
-        typer.secho(f"interrupted; finished runs are saved in {out_dir}", err=True)
-        raise typer.Exit(130) from None
+        try:
+            outcomes = run_campaign(
+                camp,
+                inv,
+                out_dir,
+                progress=typer.echo,
+                features=features,
+                topology=topology,
+            )
+        except KeyboardInterrupt:
+            typer.secho(f"interrupted; finished runs are saved in {out_dir}", err=True)
+            raise typer.Exit(130) from None
     failed = [o for o in outcomes if o.status != "ok"]
     typer.echo(
         f"results: {out_dir} ({len(outcomes) - len(failed)} ok, {len(failed)} not ok)"

@@ -39,8 +39,10 @@ class CommandError(RuntimeError):
         self.timeout_s = timeout_s
         command = shlex.join(self.argv)
         tail = stderr.strip()[-_STDERR_TAIL_CHARS:]
-        if returncode is None:
+        if returncode is None and timeout_s is not None:
             what = f"timed out after {timeout_s:g} s"
+        elif returncode is None:
+            what = "did not finish"
         else:
             what = f"failed with exit code {returncode}"
         message = f"command `{command}` {what} on {where}"

@@ -52,6 +52,10 @@ _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 # local side always fires first and the remote one only cleans up strays.
 _REMOTE_TIMEOUT_GRACE_S = 1.0
 _KILLED_RC = 128 + 9
+# Not the last command, so sh cannot exec "$@" in place and must report its status.
+_EXIT_CODE_SCRIPT = '"$@"; exit $?'
+# What ssh(1) returns when the connection, not the command, failed.
+_CONNECTION_LOST_RC = 255
 
 
 # --------------------------------------------------------------------- errors
@@ -551,7 +555,9 @@ def remote_command(
     """The shell command line that runs ``argv`` literally on the remote host.
 
     Every word is ``shlex.quote``-d; ``timeout_s`` wraps the command in
-    coreutils ``timeout`` so a command we gave up on does not linger.
+    coreutils ``timeout`` so a command we gave up on does not linger. An outer
+    ``sh`` turns death by signal N into exit code 128+N: sshd would report it as
+    an ``exit-signal``, which paramiko drops.
     """
     if not argv:
         raise ValueError("empty command")
@@ -564,7 +570,7 @@ def remote_command(
     if timeout_s is not None:
         remote_s = timeout_s + _REMOTE_TIMEOUT_GRACE_S
         words = ["timeout", "-k", "2", f"{remote_s:.3f}", *words]
-    return shlex.join(words)
+    return shlex.join(["sh", "-c", _EXIT_CODE_SCRIPT, "sh", *words])
 
 
 # The detached leader: its pid is its process group (setsid). It traps
@@ -640,11 +646,11 @@ def signal_argv(pgid: int, sig: int) -> list[str]:
 
 
 # Exit 0 while group $1 has a member that is not a zombie: zombies wait for a
-# reaper (slow under some init processes) but have exited. Without ps (tiny
-# images) fall back to kill -0, which also counts zombies.
+# reaper (slow under some init processes) but have exited. Without a ps that
+# knows -o pgid,stat (busybox) fall back to kill -0, which counts zombies too.
 _GROUP_ALIVE = (
-    "if command -v ps >/dev/null 2>&1; then "
-    'ps -A -o pgid= -o stat= | awk -v g="$1" '
+    'if procs=$(ps -A -o pgid= -o stat= 2>/dev/null) && [ -n "$procs" ]; then '
+    'printf "%s\\n" "$procs" | awk -v g="$1" '
     "'$1 == g && $2 !~ /^Z/ { alive = 1 } END { exit !alive }'; "
     'else kill -s 0 -- "-$1" 2>/dev/null; fi'
 )
@@ -753,6 +759,14 @@ class SSHExecutor:
             returncode = channel.recv_exit_status()
         finally:
             channel.close()
+        if returncode == -1:
+            raise CommandError(
+                argv,
+                self.where,
+                _CONNECTION_LOST_RC,
+                stderr.decode(errors="replace")
+                + "\nSSH connection lost before the command reported its exit status",
+            )
         result = subprocess.CompletedProcess(
             argv,
             returncode,
@@ -852,9 +866,11 @@ def _drain(
             stdout += channel.recv(65536)
         while channel.recv_stderr_ready():
             stderr += channel.recv_stderr(65536)
-        if channel.exit_status_ready() and channel.eof_received:
-            if not channel.recv_ready() and not channel.recv_stderr_ready():
-                return bytes(stdout), bytes(stderr), True
+        ended = channel.exit_status_ready() and channel.eof_received
+        if (ended or channel.closed) and not (
+            channel.recv_ready() or channel.recv_stderr_ready()
+        ):
+            return bytes(stdout), bytes(stderr), True
         remaining = 1.0 if deadline is None else deadline - time.monotonic()
         if remaining <= 0:
             return bytes(stdout), bytes(stderr), False

@@ -13,6 +13,7 @@ import hashlib
 import importlib.metadata as md
 import json
 import platform
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -178,21 +179,44 @@ def requirements_text(
     return "".join(f"{p.spec}\n" for p in pins)
 
 
+def _dependency_wheels(root: Path, pins: tuple[Pin, ...], python: str) -> Path:
+    """Wheels of every pin but flowerbed, downloaded once per set of pins."""
+    key = hashlib.sha256(json.dumps([p.spec for p in pins]).encode())
+    key.update(f"{sys.version_info[:2]}{platform.machine()}".encode())
+    folder = root / f"deps-{key.hexdigest()[:16]}"
+    done = folder / ".complete"
+    if not done.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        others = [p.spec for p in pins if p.name != PROJECT]
+        _pip(download_argv(python, folder, others), "downloading dependencies")
+        _pip(download_argv(python, folder, [UV]), "downloading uv")
+        done.touch()
+    return folder
+
+
 def build_wheelhouse(
     root: Path = DEFAULT_ROOT, python: str = sys.executable
 ) -> Wheelhouse:
-    """Build (or reuse) the wheelhouse for this environment under ``root``."""
+    """Build (or reuse) the wheelhouse for this environment under ``root``.
+
+    Dependency wheels are downloaded once per set of pins and hard-linked into
+    each wheelhouse; only flowerbed's own wheel is rebuilt when its code changes.
+    """
     pins = runtime_pins()
     key = wheelhouse_key(pins, source_digest())
     folder = root / key
     done = folder / "MANIFEST"
     if not done.exists():
+        deps = _dependency_wheels(root, pins, python)
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob("*.whl"):
             stale.unlink()
-        others = [p.spec for p in pins if p.name != PROJECT]
-        _pip(download_argv(python, folder, others), "downloading dependencies")
-        _pip(download_argv(python, folder, [UV]), "downloading uv")
+        for wheel in deps.glob("*.whl"):
+            target = folder / wheel.name
+            try:
+                target.hardlink_to(wheel)
+            except OSError:
+                shutil.copyfile(wheel, target)
         _pip(wheel_argv(python, folder, REPO_ROOT), "building flowerbed's wheel")
         files = _manifest(folder)
         (folder / "requirements.txt").write_text(requirements_text(pins, files))

@@ -1,0 +1,92 @@
+"""Reaching a cluster over SSH: connectors per host, the server's state folder, and
+the campaign topology of SSH-reachable nodes (a real lab, or emulated nodes
+through their sshd)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+from inventory.models import Inventory
+from testbed.executor import Executor
+from testbed.runner import Security, Topology
+from testbed.sites import ssh_site
+from testbed.ssh import SSHExecutor, target_for_host
+from testbed.tls import tls_files
+
+ExecutorFactory = Callable[[], Executor]
+
+
+class LabError(RuntimeError):
+    """The lab is not ready for a campaign; says what to run first."""
+
+
+def server_dir(inventory: Inventory) -> Path:
+    """Where the server keeps the cluster's TLS material and SuperNode public keys
+    (``flowerbed_server_dir`` in all.vars; default ~/.flowerbed/<cluster>)."""
+    value = inventory.var("flowerbed_server_dir")
+    if isinstance(value, str) and value:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else inventory.path.parent / path
+    return Path("~/.flowerbed").expanduser() / inventory.name
+
+
+def ssh_connectors(
+    inventory: Inventory, accept_new: bool = False, timeout_s: float = 10.0
+) -> dict[str, Callable[[], SSHExecutor]]:
+    """One connector per client: opening it verifies the host key and logs in."""
+    known_hosts = inventory.known_hosts
+    return {
+        host.name: target_for_host(host, known_hosts, accept_new, timeout_s).connect
+        for host in inventory.clients
+    }
+
+
+def home_of(executor: Executor) -> str:
+    """The login's home folder on the host (relative flowerbed_dir lives there)."""
+    return executor.run(["sh", "-c", 'printf %s "$HOME"']).stdout.strip()
+
+
+def ssh_topology(
+    inventory: Inventory,
+    stack: ExitStack,
+    *,
+    emulated: bool,
+    secure: bool = True,
+    accept_new: bool = False,
+) -> Topology:
+    """Connect to every client over SSH; TLS and SuperNode authentication unless
+    ``secure`` is False. Connections close when ``stack`` unwinds."""
+    folder = server_dir(inventory)
+    security = Security()
+    if secure:
+        tls = tls_files(folder / "tls")
+        keys = {
+            h.name: folder / "supernode-keys" / f"{h.name}.pub"
+            for h in inventory.clients
+        }
+        missing = [str(p) for p in (tls.ca_cert, tls.server_cert, tls.server_key)]
+        missing = [p for p in missing if not Path(p).exists()]
+        missing += [str(p) for p in keys.values() if not p.exists()]
+        if missing:
+            raise LabError(
+                f"TLS material or SuperNode keys are missing ({', '.join(missing)}); "
+                f"run `flowerbed cluster provision {inventory.path}` first (or pass "
+                "--insecure to run without TLS and authentication)"
+            )
+        security = Security(tls, keys)
+    sites = {}
+    for name, connect in ssh_connectors(inventory, accept_new).items():
+        executor = connect()
+        stack.callback(executor.close)
+        host = inventory.client(name)
+        sites[name] = ssh_site(
+            host,
+            executor,
+            home_of(executor),
+            emulated=emulated,
+            tls=secure,
+            auth=secure,
+        )
+    return Topology(sites, emulated=emulated, security=security)
