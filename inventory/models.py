@@ -151,13 +151,12 @@ class Inventory:
         return dict(self.vars).get(key, default)
 
     @property
-    def known_hosts(self) -> Path:
-        """The SSH known_hosts file for this cluster (``ssh_known_hosts`` in
-        all.vars, relative to the inventory file; default ~/.ssh/known_hosts).
-        """
+    def known_hosts(self) -> Path | None:
+        """The SSH known_hosts file the inventory names (``ssh_known_hosts`` in
+        all.vars, relative to the inventory file), or None."""
         value = self.var("ssh_known_hosts")
         if not isinstance(value, str) or not value:
-            return Path("~/.ssh/known_hosts").expanduser()
+            return None
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.path.parent / path
 

@@ -7,8 +7,10 @@ the cluster gets one user key, installed as the only authorised key. The invento
 ``ssh_known_hosts`` file receives each node's key, replacing older lines for the
 same address, so checks and campaigns verify host keys exactly as on real Pis.
 
-Everything lives under ``state_dir(inventory)`` except the user key (the hosts'
-``ansible_ssh_private_key_file`` when set) and known_hosts (``ssh_known_hosts``).
+Everything lives under ``state_dir(inventory)`` except the user key and
+known_hosts when the inventory names them (``ansible_ssh_private_key_file``,
+``ssh_known_hosts``); SSH connections to the cluster fall back to the state
+folder's files (``testbed/lab.py``), so nothing in ~/.ssh is touched.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def plan_ssh(inventory: Inventory, namespaces: dict[str, str]) -> ClusterSSH:
     )
     return ClusterSSH(
         user_key=user_key_path(inventory),
-        known_hosts=inventory.known_hosts,
+        known_hosts=inventory.known_hosts or base / "known_hosts",
         authorized_keys=base / "authorized_keys",
         nodes=nodes,
     )

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from inventory.models import Inventory
+from testbed.emulated_ssh import state_dir
 from testbed.executor import Executor
 from testbed.runner import Security, Topology
 from testbed.sites import ssh_site
@@ -32,15 +34,34 @@ def server_dir(inventory: Inventory) -> Path:
     return Path("~/.flowerbed").expanduser() / inventory.name
 
 
+def known_hosts_for(inventory: Inventory) -> Path:
+    """The inventory's ``ssh_known_hosts``; else the one ``cluster up`` wrote for
+    an emulated cluster; else ~/.ssh/known_hosts."""
+    if inventory.known_hosts is not None:
+        return inventory.known_hosts
+    emulated = state_dir(inventory) / "known_hosts"
+    if emulated.exists():
+        return emulated
+    return Path("~/.ssh/known_hosts").expanduser()
+
+
 def ssh_connectors(
     inventory: Inventory, accept_new: bool = False, timeout_s: float = 10.0
 ) -> dict[str, Callable[[], SSHExecutor]]:
-    """One connector per client: opening it verifies the host key and logs in."""
-    known_hosts = inventory.known_hosts
-    return {
-        host.name: target_for_host(host, known_hosts, accept_new, timeout_s).connect
-        for host in inventory.clients
-    }
+    """One connector per client: opening it verifies the host key and logs in.
+
+    A host without ``ansible_ssh_private_key_file`` uses the emulated cluster's
+    user key when ``cluster up`` made one, else the SSH agent.
+    """
+    known_hosts = known_hosts_for(inventory)
+    emulated_key = state_dir(inventory) / "id_ed25519"
+    connectors = {}
+    for host in inventory.clients:
+        if host.ssh_key_file is None and emulated_key.exists():
+            host = replace(host, ssh_key_file=emulated_key)
+        target = target_for_host(host, known_hosts, accept_new, timeout_s)
+        connectors[host.name] = target.connect
+    return connectors
 
 
 def home_of(executor: Executor) -> str:
