@@ -10,6 +10,7 @@ from pathlib import Path
 from inventory.loader import load_inventory
 from inventory.models import Inventory
 from testbed import emulated
+from testbed.emulated_ssh import forget_state
 
 
 def inventory_yaml(
@@ -59,6 +60,7 @@ def bench_cluster(
         yield inventory
     finally:
         emulated.cluster_down(inventory)
+        forget_state(inventory)
 
 
 def campaign_yaml(

@@ -18,6 +18,7 @@ from instrumentation.events import read_events
 from inventory.loader import load_inventory
 from inventory.models import Inventory
 from testbed import emulated
+from testbed.emulated_ssh import forget_state
 from testbed.campaign import load_campaign
 from testbed.runner import run_campaign
 
@@ -89,6 +90,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inventory]:
         yield inventory
     finally:
         emulated.cluster_down(inventory)
+        forget_state(inventory)
 
 
 def _campaign(folder: Path, workload: bool = True, **overrides: object) -> Path:

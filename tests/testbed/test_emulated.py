@@ -18,6 +18,7 @@ import pytest
 from inventory.models import Host, Interface, Inventory, LinkProfile, Network
 from testbed import emulated
 from testbed.emulated import ClusterUpError, PlanError
+from testbed.emulated_ssh import forget_state
 from testbed.executor import Background, CommandError, LocalExecutor, NetnsExecutor
 from testbed.processes import ManagedProcess
 from testbed.features import EmulationFeatures
@@ -315,6 +316,7 @@ def cluster() -> Iterator[tuple[Inventory, emulated.ClusterState]]:
         yield inv, emulated.cluster_up(inv)
     finally:
         emulated.cluster_down(inv)
+        forget_state(inv)
 
 
 class TestUpCluster:
@@ -433,6 +435,7 @@ def scratch() -> Iterator[Inventory]:
         yield inv
     finally:
         emulated.cluster_down(inv)
+        forget_state(inv)
 
 
 @pytest.mark.root
