@@ -174,6 +174,75 @@ def cluster_status(inventory: InventoryArg, fmt: FormatOpt = Format.text) -> Non
     typer.echo(emulated.describe_status(status))
 
 
+def _shape_profiles(inv: Any, specs: list[str]) -> dict[str, Any]:
+    """``--shape NETWORK[=PROFILE]`` values as network -> LinkProfile."""
+    from inventory.profiles import DEFAULT_PROFILES
+
+    shaped = {}
+    for spec in specs:
+        network, _, profile = spec.partition("=")
+        if network not in inv.network_names:
+            raise ValueError(
+                f"--shape {spec}: no network {network!r} in {inv.path} "
+                f"(it has: {', '.join(inv.network_names)})"
+            )
+        name = profile or network
+        if name in inv.network_names:
+            shaped[network] = inv.network(name).profile
+        elif name in DEFAULT_PROFILES:
+            shaped[network] = DEFAULT_PROFILES[name]
+        else:
+            known = sorted({*inv.network_names, *DEFAULT_PROFILES})
+            raise ValueError(
+                f"--shape {spec}: unknown profile {name!r}; use one of "
+                f"{', '.join(known)}"
+            )
+    return shaped
+
+
+@cluster_app.command("bootstrap")
+def cluster_bootstrap(
+    inventory: InventoryArg,
+    public_key: Annotated[
+        Path,
+        typer.Option(
+            "--key", help="Public key to install (default: the hosts' key + .pub)."
+        ),
+    ] = Path(),
+    accept_new: AcceptNewOpt = False,
+) -> None:
+    """First contact with freshly imaged hosts: log in once with the password
+    (prompted, never stored or logged) and install a public key, so every later
+    command uses key authentication. Idempotent."""
+    from testbed.lab import known_hosts_for
+    from testbed.ssh import SSHError, bootstrap_authorize, target_for_host
+
+    inv = _load_inventory(inventory)
+    password = typer.prompt("SSH password of the hosts", hide_input=True)
+    failed = 0
+    for host in inv.clients:
+        key = public_key
+        if key == Path() and host.ssh_key_file is not None:
+            key = host.ssh_key_file.with_name(host.ssh_key_file.name + ".pub")
+        if key == Path() or not key.exists():
+            fail(
+                f"no public key for {host.name}: pass --key FILE.pub or set "
+                "ansible_ssh_private_key_file (FILE.pub beside it)",
+                2,
+            )
+        target = target_for_host(host, known_hosts_for(inv), accept_new)
+        try:
+            added = bootstrap_authorize(target, password, key.read_text())
+        except SSHError as err:
+            failed += 1
+            typer.secho(f"  {host.name}: FAILED: {err}", fg=typer.colors.RED)
+            continue
+        typer.echo(
+            f"  {host.name}: {'key installed' if added else 'key already there'}"
+        )
+    raise typer.Exit(1 if failed else 0)
+
+
 @cluster_app.command("provision")
 def cluster_provision(
     inventory: InventoryArg,
@@ -197,6 +266,15 @@ def cluster_provision(
         ),
     ] = False,
     parallel: Annotated[int, typer.Option(help="Hosts provisioned at once.")] = 16,
+    shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NETWORK[=PROFILE]: shape each host's interface on NETWORK (its "
+            "uplink) like PROFILE (a network of the inventory or a default "
+            "profile: ethernet, wifi, 5g, 5g-commercial); repeatable. Example: "
+            "--shape wifi=5g makes WiFi uplinks behave like 5G."
+        ),
+    ] = None,
 ) -> None:
     """Bring every client to a known state over SSH, idempotently: virtualenv at the
     server's versions (from a wheelhouse pushed from here), the app, the cluster CA
@@ -222,6 +300,10 @@ def cluster_provision(
         wheelhouse = build_wheelhouse()
     except WheelhouseError as err:
         fail(str(err))
+    try:
+        shaped = _shape_profiles(inv, shape or [])
+    except ValueError as err:
+        fail(str(err), 2)
     folder = server_dir(inv)
     tls, renewed = ensure_tls(inv, folder / "tls")
     if renewed:
@@ -234,6 +316,7 @@ def cluster_provision(
         chrony_server=chrony_server,
         offline=not online,
         parallel=parallel,
+        shape=shaped,
     )
     report = provision(
         inv,

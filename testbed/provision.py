@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from inventory.models import Host, Inventory
+from inventory.models import Host, Inventory, LinkProfile
+from testbed import shaping
 from testbed.executor import CommandError, Executor
 from testbed.tls import TlsFiles
 from testbed.wheelhouse import Wheelhouse
@@ -63,6 +64,9 @@ class ProvisionOptions:
     chrony_server: str | None = None
     offline: bool = True
     parallel: int = 16
+    # Networks whose inventory profile is applied to the hosts' real interfaces
+    # (uplink: each host's egress), e.g. to make WiFi behave like a 5G uplink.
+    shape: Mapping[str, LinkProfile] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -453,6 +457,77 @@ class _HostProvisioner:
                 )
         return f"chrony points at {self.opt.chrony_server}"
 
+    def shaping(self) -> str | None:
+        done = []
+        for network, profile in self.opt.shape.items():
+            iface = self.host.interface(network)
+            if iface is None:
+                raise ProvisionError(
+                    f"{self.host.name} has no interface on {network} to shape; "
+                    "add it to the inventory or leave the network out of --shape"
+                )
+            detail = self._shape(iface.ifname, profile)
+            if detail is not None:
+                done.append(f"{iface.ifname}: {detail}")
+        return "; ".join(done) if done else None
+
+    def _tc(self, argv: list[str], check: bool = True) -> CommandError | None:
+        privileged = (self.host.ansible_user or "root") == "root"
+        full = argv if privileged else ["sudo", "-n", *argv]
+        result = self.ex.run(full, check=False)
+        if result.returncode == 0:
+            return None
+        error = CommandError(full, self.ex.where, result.returncode, result.stderr)
+        if check:
+            raise ProvisionError(
+                f"shaping on {self.host.name} failed: {error}. tc needs root: log "
+                "in as root or allow `sudo -n tc`"
+            )
+        return error
+
+    def _netem_leaf(self, dev: str, profile: LinkProfile) -> CommandError | None:
+        limit = shaping.netem_limit(
+            profile.uplink_mbit, profile.delay_ms, profile.jitter_ms
+        )
+        leaf = shaping.netem_leaf(dev, profile.delay_ms, profile.jitter_ms, limit=limit)
+        return self._tc(leaf, check=False)
+
+    def _shape(self, dev: str, profile: LinkProfile) -> str | None:
+        wanted_bit = shaping.rate_bits(profile.uplink_mbit)
+        shown = self.ex.run(shaping.class_show(dev), check=False).stdout
+        classes = shaping.parse_class_show(shown)
+        qdiscs = shaping.parse_qdisc_show(
+            self.ex.run(shaping.qdisc_show(dev), check=False).stdout
+        )
+        delay = next((q.delay_ms for q in qdiscs if q.kind == "netem"), None)
+        rate_ok = any(
+            c.classid == shaping.CLASS_ID and c.rate_bit == wanted_bit for c in classes
+        )
+        delay_ok = (delay or 0.0) == profile.delay_ms
+        if rate_ok and delay_ok:
+            return None
+        if rate_ok and self._netem_leaf(dev, profile) is not None:
+            return None  # netem is missing here: reported when the rate was set
+        root = next((q for q in qdiscs if q.parent == "root"), None)
+        if root is not None and root.kind != "htb":
+            self._tc(shaping.qdisc_del_root(dev), check=False)
+        for argv in shaping.egress_shaping(
+            dev, profile.uplink_mbit, htb_root_present=root is not None and
+            root.kind == "htb",
+        ):  # fmt: skip
+            self._tc(argv)
+        detail = f"uplink shaped to {profile.uplink_mbit:g} Mbit/s"
+        if profile.needs_delay:
+            error = self._netem_leaf(dev, profile)
+            if error is None:
+                detail += f", delay {profile.delay_ms:g} ms"
+            else:
+                detail += (
+                    f"; delay NOT applied (netem unavailable on {self.host.name}: "
+                    f"{error.stderr.strip()[-120:]})"
+                )
+        return detail
+
     def run(self) -> None:
         self.probe()
         for name, action in (
@@ -463,6 +538,7 @@ class _HostProvisioner:
             ("tls", self.ca),
             ("supernode-key", self.supernode_key),
             ("chrony", self.chrony),
+            ("shaping", self.shaping),
         ):
             self.step(name, action)
 
