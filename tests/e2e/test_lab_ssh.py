@@ -245,9 +245,10 @@ def test_provision_twice_the_second_finds_nothing_to_do(
     print(f"provision: first {first_s:.1f} s, second {second_s:.1f} s")
     for host in report["hosts"]:
         assert host["error"] == ""
-        changed = [(s["step"], s["detail"]) for s in host["steps"]]
         changed = [
-            c for c, st in zip(changed, host["steps"]) if st["status"] != "unchanged"
+            (s["step"], s["detail"])
+            for s in host["steps"]
+            if s["status"] != "unchanged"
         ]
         assert changed == [], (host["host"], changed)
     assert second_s < 0.2 * first_s
