@@ -448,6 +448,37 @@ def campaign_run(
         raise typer.Exit(1)
 
 
+@campaign_app.command("status")
+def campaign_status(
+    results: Annotated[Path, typer.Argument(help="A campaign's results folder.")],
+    fmt: FormatOpt = Format.text,
+    watch: Annotated[
+        float,
+        typer.Option(help="Refresh every WATCH seconds until the campaign ends."),
+    ] = 0.0,
+) -> None:
+    """Where a running or finished campaign is: run, round, ETA, finished runs."""
+    import time
+
+    from testbed.status import describe, process_alive, read_status
+
+    while True:
+        try:
+            data = read_status(results)
+        except FileNotFoundError as err:
+            fail(str(err))
+        if fmt is Format.json:
+            data["process_alive"] = process_alive(int(data["pid"]))
+            typer.echo(json.dumps(data, indent=2))
+        else:
+            typer.echo(describe(data))
+        running = data["state"] == "running" and process_alive(int(data["pid"]))
+        if watch <= 0 or not running:
+            return
+        time.sleep(watch)
+        typer.echo("")
+
+
 def main() -> None:
     """Entry point for ``python -m testbed.cli``."""
     app()

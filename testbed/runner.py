@@ -11,6 +11,7 @@ failure, timeout and Ctrl-C alike.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ from testbed.sites import (
     start_sampler,
     start_supernode,
 )
+from testbed.status import CampaignStatus, eta_s, write_status
 from testbed.tls import TlsFiles
 
 Progress = Callable[[str], None]
@@ -565,7 +567,11 @@ class _Run:
 
 
 def _wait(
-    run: _Run, procs: list[Background], deadline: float, progress: Progress
+    run: _Run,
+    procs: list[Background],
+    deadline: float,
+    progress: Progress,
+    on_round: Callable[[int], None] | None = None,
 ) -> tuple[str, str, int]:
     """Wait for the ServerApp to finish; return (status, reason, rounds done)."""
     shown, next_check = 0, time.monotonic() + 10.0
@@ -574,6 +580,8 @@ def _wait(
         if rounds > shown:
             shown = rounds
             progress(f"  round {rounds}/{run.campaign.rounds} aggregated")
+            if on_round is not None:
+                on_round(rounds)
         if ended:
             return "ok", "", rounds
         for proc in procs:
@@ -714,6 +722,7 @@ def execute_run(
     out: Path,
     progress: Progress,
     topology: Topology | None = None,
+    on_round: Callable[[int], None] | None = None,
 ) -> RunOutcome:
     """Run one (network, repetition) cell; run failures are returned, not raised."""
     topology = topology if topology is not None else emulated_topology(inventory)
@@ -759,7 +768,7 @@ def execute_run(
             run.submit()
             progress(f"  Flower run {run.flower_run_id} submitted to {run.address}")
             deadline = started + campaign.run_deadline_s
-            status, reason, rounds = _wait(run, procs, deadline, progress)
+            status, reason, rounds = _wait(run, procs, deadline, progress, on_round)
             if paths:
                 run.record_clocks("end", paths)
             if status == "ok":
@@ -924,14 +933,48 @@ def run_campaign(
 
     save()
     plans = plan_runs(campaign)
+    live = write_status(
+        out,
+        CampaignStatus(
+            campaign=campaign.name,
+            total_runs=len(plans),
+            rounds_per_run=campaign.rounds,
+            started_ns=time.time_ns(),
+            pid=os.getpid(),
+        ),
+    )
+
+    def update(**changes: Any) -> None:
+        nonlocal live
+        live = write_status(out, replace(live, **changes))
+
     previous = _stop_on_sigterm()
+    state = "interrupted"
     try:
         for plan in plans:
+            update(
+                run_index=plan.index,
+                run_id=plan.run_id,
+                network=plan.network,
+                repetition=plan.repetition,
+                round=0,
+                run_started_ns=time.time_ns(),
+            )
+            eta = eta_s(live, time.time_ns())
             progress(
                 f"[{plan.index}/{plan.total}] network {plan.network}, "
                 f"repetition {plan.repetition}/{campaign.repetitions}"
+                + (f" (campaign ETA {eta / 60:.1f} min)" if eta is not None else "")
             )
-            outcome = execute_run(campaign, inventory, plan, out, progress, topology)
+            outcome = execute_run(
+                campaign,
+                inventory,
+                plan,
+                out,
+                progress,
+                topology,
+                on_round=lambda r: update(round=r),
+            )
             outcomes.append(outcome)
             tables.append(collect_run(campaign, inventory, outcome, out))
             progress(
@@ -939,12 +982,23 @@ def run_campaign(
                 + (f": {outcome.reason.splitlines()[0]}" if outcome.reason else "")
             )
             save()
+            update(
+                finished_runs=(
+                    *live.finished_runs,
+                    (outcome.run_id, outcome.status, round(outcome.duration_s, 1)),
+                )
+            )
             if outcome.status == "interrupted":
                 raise KeyboardInterrupt
+        state = "finished"
     except KeyboardInterrupt:
         save()
         raise
+    except BaseException:
+        state = "failed"
+        raise
     finally:
+        update(state=state)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return outcomes

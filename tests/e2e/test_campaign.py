@@ -400,3 +400,14 @@ def test_an_app_flowerbed_did_not_write_gets_the_full_anatomy(
             cell = df[(df.node == node) & (df["round"] == rnd)]
             assert TILED | {"training", "evaluation"} <= set(cell.phase), (node, rnd)
     assert len(df[(df.node == "server") & (df.phase == "aggregation")]) == 2
+
+
+def test_status_file_tells_the_campaign_finished(demo_results: Path) -> None:
+    from testbed.status import describe, read_status
+
+    data = read_status(demo_results)
+
+    assert data["state"] == "finished" and data["total_runs"] == 3
+    assert [status for _, status, _ in data["finished_runs"]] == ["ok"] * 3
+    assert data["round"] == 2  # the last run's rounds were followed live
+    assert "finished runs: 3 (3 ok)" in describe(data)

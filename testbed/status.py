@@ -1,0 +1,136 @@
+"""A campaign's live status: ``status.json`` in its results folder, the ETA, and how
+``flowerbed campaign status`` renders it.
+
+The runner rewrites the file atomically at every step (run started, round
+aggregated, run finished), so another shell can follow a running campaign and a
+finished or interrupted one still says how far it got.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+STATUS_FILE = "status.json"
+
+
+@dataclass(frozen=True)
+class CampaignStatus:
+    """Where a campaign is. Times are ``time.time_ns()`` instants."""
+
+    campaign: str
+    total_runs: int
+    rounds_per_run: int
+    started_ns: int
+    pid: int
+    state: str = "running"  # running | finished | interrupted | failed
+    run_index: int = 0  # 1-based index of the current (or last) run
+    run_id: str = ""
+    network: str = ""
+    repetition: int = 0
+    round: int = 0
+    run_started_ns: int = 0
+    finished_runs: tuple[tuple[str, str, float], ...] = ()  # (run_id, status, s)
+    updated_ns: int = field(default_factory=time.time_ns)
+
+    def to_json(self) -> dict[str, Any]:
+        """The status plus its derived ETA, as written to ``status.json``."""
+        data = asdict(self)
+        data["eta_s"] = eta_s(self, self.updated_ns)
+        return data
+
+
+def eta_s(status: CampaignStatus, now_ns: int) -> float | None:
+    """Seconds until the campaign ends, from the runs (and rounds) done so far.
+
+    A run's expected length is the mean of finished runs; before any finished, it
+    is extrapolated from the current run's rounds. None until there is a basis.
+    """
+    if status.state != "running":
+        return 0.0
+    durations = [s for _, _, s in status.finished_runs]
+    elapsed_run = max(0.0, (now_ns - status.run_started_ns) / 1e9)
+    if durations:
+        per_run = sum(durations) / len(durations)
+    elif status.round > 0 and status.rounds_per_run > 0:
+        per_run = elapsed_run * status.rounds_per_run / status.round
+    else:
+        return None
+    remaining_runs = status.total_runs - len(durations)
+    current_left = max(0.0, per_run - elapsed_run) if status.run_index else 0.0
+    return current_left + max(0, remaining_runs - 1) * per_run
+
+
+def write_status(folder: Path, status: CampaignStatus) -> CampaignStatus:
+    """Stamp ``status`` with now and write it atomically; return the stamped one."""
+    status = replace(status, updated_ns=time.time_ns())
+    path = folder / STATUS_FILE
+    tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}")
+    tmp.write_text(json.dumps(status.to_json(), indent=2))
+    tmp.replace(path)
+    return status
+
+
+def read_status(folder: Path) -> dict[str, Any]:
+    """The status a campaign wrote; FileNotFoundError names the folder."""
+    path = folder / STATUS_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: {folder} is not a campaign results folder "
+            "(or the campaign was run by a flowerbed without live status)"
+        )
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def describe(data: dict[str, Any], now_ns: int | None = None) -> str:
+    """A few lines for people: state, current run and round, ETA, finished runs."""
+    now_ns = now_ns if now_ns is not None else time.time_ns()
+    state = str(data["state"])
+    if state == "running" and not process_alive(int(data["pid"])):
+        state = (
+            f"stopped: the campaign process {data['pid']} is gone (killed or the "
+            "machine rebooted); finished runs are saved"
+        )
+    elapsed = (now_ns - int(data["started_ns"])) / 1e9
+    lines = [f"campaign {data['campaign']}: {state}, {_duration(elapsed)} elapsed"]
+    if data["run_index"]:
+        lines.append(
+            f"  run {data['run_index']}/{data['total_runs']}: {data['run_id']} "
+            f"(network {data['network']}, repetition {data['repetition']}), "
+            f"round {data['round']}/{data['rounds_per_run']}"
+        )
+    if data["state"] == "running" and state == "running":
+        stale_s = (now_ns - int(data["updated_ns"])) / 1e9
+        eta = data.get("eta_s")
+        eta = None if eta is None else max(0.0, float(eta) - stale_s)
+        lines.append(f"  ETA {_duration(eta)}")
+    finished = data.get("finished_runs", [])
+    ok = sum(1 for _, status, _ in finished if status == "ok")
+    lines.append(f"  finished runs: {len(finished)} ({ok} ok)")
+    for run_id, status, seconds in finished:
+        lines.append(f"    {run_id}: {status} in {seconds:.0f} s")
+    return "\n".join(lines)
