@@ -306,13 +306,15 @@ def test_campaign_over_ssh_with_tls_and_auth_matches_the_namespace_path(
     assert set(ssh_phases.network) == {"ethernet", "5g"}
     assert list(ssh_phases.columns) == list(netns_phases.columns)
     # node-side files came back over SFTP: wire views from both ends, samples
-    events = (ssh_out / "runs" / "5g-r1" / "events.jsonl").read_text()
-    assert '"event": "node_transfer"' in events
-    assert '"fetch_error"' not in events
+    lines = (ssh_out / "runs" / "5g-r1" / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    kinds = {e["event"] for e in events}
+    assert "node_transfer" in kinds and "supernode_log" in kinds
+    assert "fetch_error" not in kinds
     system = pd.read_parquet(ssh_out / "system.parquet")
     assert set(CLIENTS) <= set(system.host)
-    start = json.loads(events.splitlines()[0])
-    assert start["security"] == "tls+supernode-auth"
+    assert events[0]["event"] == "run_start"
+    assert events[0]["security"] == "tls+supernode-auth"
     # the 4 Mbit/s 5G uplink is slower than ethernet's over SSH too
     uplink = ssh_phases[ssh_phases.phase == "uplink"].groupby("network").duration_s
     assert uplink.median()["5g"] > 3 * uplink.median()["ethernet"]

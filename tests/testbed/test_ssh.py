@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,21 +18,18 @@ import pytest
 
 from inventory.models import Host
 from testbed.executor import Background, CommandError, Executor
+from testbed.known_hosts import ChangedHostKeyError, UnknownHostKeyError
 from testbed.processes import ProcessError, read_stamped_log, stop_all
 from testbed.ssh import (
     AuthError,
-    ChangedHostKeyError,
     SSHError,
     SSHExecutor,
     SSHTarget,
-    UnknownHostKeyError,
     UnreachableError,
     authorize_key_argv,
     bootstrap_authorize,
     env_prefix,
     install_authorized_key,
-    known_host_entries,
-    known_hosts_line,
     remote_command,
     signal_argv,
     target_for_host,
@@ -172,7 +170,9 @@ def executor(
 def test_remote_command_quotes_every_word(
     argv: list[str], env: dict[str, str] | None, timeout: float | None, expected: str
 ) -> None:
-    assert remote_command(argv, env, timeout) == expected
+    assert (
+        remote_command(argv, env, timeout) == f"sh -c '\"$@\"; exit $?' sh {expected}"
+    )
 
 
 @pytest.mark.parametrize("name", ["A=B", "1X", "A B", "$(id)", ""])
@@ -251,22 +251,6 @@ def test_authorize_key_argv_rejects_private_material() -> None:
         authorize_key_argv("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n", "x")
 
 
-def test_known_host_entries_match_plain_hashed_negated_and_port() -> None:
-    blob = b"\x00\x00\x00\x0bssh-ed25519" + bytes(36)
-    hashed = known_hosts_line("[10.0.0.5]:2222", "ssh-ed25519", blob, hashed=True)
-    text = (
-        "# comment\n"
-        + known_hosts_line("10.0.0.5", "ssh-ed25519", blob, hashed=False)
-        + hashed
-        + "10.0.0.*,!10.0.0.9 ssh-rsa AAAA\n"
-        + "@cert-authority * ssh-ed25519 AAAA\n"
-    )
-    assert [e.line_number for e in known_host_entries(text, "10.0.0.5")] == [2, 4]
-    assert [e.line_number for e in known_host_entries(text, "[10.0.0.5]:2222")] == [3]
-    assert known_host_entries(text, "10.0.0.9") == []
-    assert hashed.startswith("|1|") and "10.0.0.5" not in hashed
-
-
 # --------------------------------------------------------------- run over ssh
 
 
@@ -319,6 +303,8 @@ def test_run_exit_codes_and_errors(executor: SSHExecutor, sshd: Sshd) -> None:
     assert "oops" in str(caught.value) and "exit code 3" in str(caught.value)
     missing = executor.run(["fb-no-such-command-xyz"], check=False)
     assert missing.returncode == 127
+    killed = executor.run(["sh", "-c", "kill -s KILL $$"], check=False, timeout=None)
+    assert killed.returncode == 128 + signal.SIGKILL
 
 
 def test_run_timeout_raises_and_the_remote_command_is_killed(
@@ -348,6 +334,17 @@ def test_run_reconnects_after_the_connection_drops(sshd: Sshd, tmp_path: Path) -
         assert ex._transport is not None
         ex._transport.close()
         assert ex.run(["echo", "again"]).stdout == "again\n"
+
+
+def test_run_reports_a_connection_lost_mid_command(sshd: Sshd, tmp_path: Path) -> None:
+    with sshd.target(sshd.known_hosts(tmp_path)).connect() as ex:
+        transport = ex._transport
+        assert transport is not None
+        threading.Timer(0.3, transport.close).start()
+        start = time.monotonic()
+        with pytest.raises(CommandError, match="connection lost") as caught:
+            ex.run(["sleep", "5"], timeout=None)
+    assert caught.value.returncode == 255 and time.monotonic() - start < 2.0
 
 
 # ------------------------------------------------------------- start and stop
