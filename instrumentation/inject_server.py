@@ -36,6 +36,7 @@ from flwr.serverapp.strategy import Strategy
 from instrumentation.events import EventLog
 from instrumentation.inject_client import InjectError, load_component
 from instrumentation.measured_grid import MeasuredGrid
+from instrumentation.patience import NODE_WAIT_KEY, make_patient, set_policy
 from instrumentation.events import EventSink
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,9 @@ def _timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _time_methods(cls: type) -> None:
-    """Wrap the aggregation methods ``cls`` itself defines (once)."""
+    """Wrap the aggregation methods ``cls`` itself defines (once), and make its
+    configure methods patient (``instrumentation/patience.py``)."""
+    make_patient(cls)
     for name in TIMED_METHODS:
         method = cls.__dict__.get(name)
         if not callable(method) or getattr(method, "__isabstractmethod__", False):
@@ -184,6 +187,16 @@ def _open_log(context: Context) -> EventLog:
     return EventLog(path, run_id=run_id)
 
 
+def _node_wait_s(context: Context) -> float | None:
+    """``flowerbed-node-wait-s`` from the run config; None (no patience) if unset."""
+    value = context.run_config.get(NODE_WAIT_KEY)
+    try:
+        wait_s = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return wait_s if wait_s > 0 else None
+
+
 def _measured_call(self: ServerApp, grid: Grid, context: Context) -> None:
     """``ServerApp.__call__`` inside flowerbed's event log (Flower's keywords)."""
     parent: type[ServerApp] = type(self).__bases__[0]
@@ -194,6 +207,7 @@ def _measured_call(self: ServerApp, grid: Grid, context: Context) -> None:
             serverapp=str(getattr(self, "__flowerbed_target__", "")),
         )
         set_current_sink(events)
+        set_policy(_node_wait_s(context), events)
         start_ns = time.time_ns()
         try:
             parent.__call__(self, grid=MeasuredGrid(grid, events), context=context)
@@ -209,6 +223,7 @@ def _measured_call(self: ServerApp, grid: Grid, context: Context) -> None:
             raise
         finally:
             set_current_sink(None)
+            set_policy(None, None)
         events.append("app_end", status="ok", start_ns=start_ns, end_ns=time.time_ns())
 
 

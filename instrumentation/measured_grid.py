@@ -11,7 +11,9 @@ pulls and 3 s polling stay exactly as they are) and writes, around them:
   instruction it answers, ``reply_id``, source ``node_id``, ``pickup_ns``);
 - ``phase``: the client mod's training/evaluation stamps carried by the reply,
   whose record is then REMOVED from the reply so the app never sees it;
-- ``failure``: error replies and messages the SuperLink refused.
+- ``failure``: error replies, messages the SuperLink refused, and instructions
+  that got no reply before ``send_and_receive``'s timeout (a dead, frozen or cut-off
+  node: ``reason`` says so; ``node`` is the node's name when an earlier reply told it).
 
 Dispatch events are written once the message id is known (after the push, or when
 ``send_and_receive`` returns); their instants are taken before the call.
@@ -72,9 +74,10 @@ class MeasuredGrid(Grid):
         self._sink = sink
         self._rounds: dict[str, int] = {}
         self._batches: Counter[str] = Counter()
+        self._names: dict[int, str] = {}
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_grid", "_sink"):
+        if name.startswith("__") or name in ("_grid", "_sink", "_names"):
             raise AttributeError(name)
         return getattr(self._grid, name)
 
@@ -146,7 +149,33 @@ class MeasuredGrid(Grid):
                 messages, ids, rounds, dispatch_ns, None, "send_and_receive"
             )
         self._record_pickup(replies, time.time_ns(), "send_and_receive")
+        self._record_missing(messages, replies, rounds, timeout)
         return replies
+
+    def _record_missing(
+        self,
+        messages: list[Message],
+        replies: list[Message],
+        rounds: list[int],
+        timeout: float | None,
+    ) -> None:
+        answered = {str(r.metadata.reply_to_message_id) for r in replies}
+        for msg, server_round in zip(messages, rounds, strict=True):
+            message_id = str(msg.metadata.message_id)
+            if not message_id or message_id in answered:
+                continue
+            node_id = int(msg.metadata.dst_node_id)
+            waited = f" of {timeout:g} s" if timeout is not None else ""
+            self._sink.append(
+                "failure",
+                round=server_round,
+                node_id=node_id,
+                node=self._names.get(node_id, ""),
+                message_type=msg.metadata.message_type,
+                message_id=message_id,
+                reason=f"no reply within the round timeout{waited}",
+                source="grid",
+            )
 
     def _rounds_for(self, messages: list[Message]) -> list[int]:
         """Each message's round; a per-type count of batches when it declares none."""
@@ -219,6 +248,7 @@ class MeasuredGrid(Grid):
                     "failure",
                     round=server_round or 0,
                     node_id=node_id,
+                    node=self._names.get(node_id, ""),
                     message_type=meta.message_type,
                     message_id=message_id,
                     code=int(reply.error.code),
@@ -243,6 +273,7 @@ class MeasuredGrid(Grid):
                 via=via,
             )
             if stamps is not None:
+                self._names[node_id] = stamps.node
                 self._record_stamps(stamps, node_id, message_id, server_round)
 
     def _record_stamps(

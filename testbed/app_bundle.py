@@ -23,11 +23,16 @@ from typing import Any
 import tomli_w
 
 from instrumentation.inject_server import EVENT_LOG_KEY, RUN_ID_KEY
+from instrumentation.patience import NODE_WAIT_KEY
 
 INJECT_PACKAGE = "flowerbed_inject"
 SERVER_COMPONENT = f"{INJECT_PACKAGE}.server:app"
 CLIENT_COMPONENT = f"{INJECT_PACKAGE}.client:app"
-INJECTED_CONFIG: Mapping[str, str] = {EVENT_LOG_KEY: "", RUN_ID_KEY: ""}
+INJECTED_CONFIG: Mapping[str, str | float] = {
+    EVENT_LOG_KEY: "",
+    RUN_ID_KEY: "",
+    NODE_WAIT_KEY: 0.0,
+}
 
 # Never copied: version control, caches, environments, earlier results and FABs.
 _SKIPPED_DIRS = frozenset(

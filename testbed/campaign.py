@@ -12,6 +12,7 @@ import yaml
 
 from inventory.models import is_valid_name
 from strategies.registry import check_parameters, strategy_spec
+from testbed.faults import FAULT_KINDS, Fault, parse_faults
 
 ConfigValue = str | int | float | bool
 
@@ -45,6 +46,8 @@ _TOP_KEYS = (
     "clock_probes",
     "system_sampling_hz",
     "instrument",
+    "faults",
+    "node_wait_s",
 )
 
 
@@ -87,7 +90,19 @@ class Campaign:
     system_sampling_hz: float = 2.0
     # Emulation only: a fake clock offset per node, to test offset correction.
     clock_offsets_ns: Mapping[str, int] = field(default_factory=dict)
+    # Faults to inject in every run (testbed/faults.py).
+    faults: tuple[Fault, ...] = ()
+    # How long a round waits for missing nodes before it goes on without them;
+    # None: the smaller of 30 s and round_timeout_s.
+    node_wait_s: float | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def node_wait(self) -> float:
+        """Seconds a round waits for missing nodes (see ``node_wait_s``)."""
+        if self.node_wait_s is not None:
+            return self.node_wait_s
+        return min(30.0, self.round_timeout_s)
 
     @property
     def workload_dict(self) -> dict[str, ConfigValue]:
@@ -210,6 +225,19 @@ def _clock_offsets(path: Path, raw: Any) -> dict[str, int]:
     return offsets
 
 
+def _faults(path: Path, raw: Any) -> tuple[Fault, ...]:
+    try:
+        return parse_faults(raw)
+    except ValueError as err:
+        raise CampaignError(
+            path,
+            "faults",
+            str(err),
+            f"kinds: {', '.join(FAULT_KINDS)}; keys: kind, node, round, after_s, "
+            "duration_s, loss_pct (docs/reliability.md)",
+        ) from None
+
+
 def load_campaign(path: str | Path) -> Campaign:
     """Read and validate a campaign YAML file."""
     path = Path(path)
@@ -284,6 +312,8 @@ def load_campaign(path: str | Path) -> Campaign:
         instrument=_optional(path, raw, "instrument", bool, True),
         system_sampling_hz=_optional(path, raw, "system_sampling_hz", float, 2.0),
         clock_offsets_ns=_clock_offsets(path, raw.get("clock_offsets_ms")),
+        faults=_faults(path, raw.get("faults")),
+        node_wait_s=_optional(path, raw, "node_wait_s", float, None),
         raw=raw,
     )
     for key in ("rounds", "repetitions"):
@@ -295,6 +325,10 @@ def load_campaign(path: str | Path) -> Campaign:
             "system_sampling_hz",
             "must be >= 0",
             "give a rate in Hz, or 0 to turn the sampler off",
+        )
+    if campaign.node_wait_s is not None and campaign.node_wait_s <= 0:
+        raise CampaignError(
+            path, "node_wait_s", "must be > 0 seconds", "give a positive wait"
         )
     for key in ("run_deadline_s", "round_timeout_s"):
         if getattr(campaign, key) <= 0:

@@ -10,6 +10,7 @@ failure, timeout and Ctrl-C alike.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -42,11 +43,12 @@ from instrumentation.client_mod import CLOCK_OFFSET_KEY
 from instrumentation.clock import ChronyError, chrony_tracking
 from instrumentation.events import EventLog, read_events
 from instrumentation.inject_server import EVENT_LOG_KEY, RUN_ID_KEY
+from instrumentation.patience import NODE_WAIT_KEY
 from instrumentation.supernode_log import supernode_log_events
 from inventory.models import Host, Inventory, Network
 from testbed import flower
 from testbed.campaign import Campaign
-from testbed.emulated import host_side_veth
+from testbed.emulated import host_side_veth, node_namespace
 from testbed.manifest import build_manifest, write_json_atomic
 from testbed.app_bundle import (
     BundleError,
@@ -64,6 +66,7 @@ from testbed.probes import (
     start_server_sampler,
 )
 from testbed.executor import Background, CommandError
+from testbed.faults import FaultInjector, NodeHandle
 from testbed.processes import ManagedProcess, ProcessError, read_stamped_log, stop_all
 from testbed.sites import (
     NodeCapture,
@@ -416,23 +419,25 @@ class _Run:
                     f"{(result.stdout + result.stderr)[-1500:]}"
                 )
 
+    def start_supernode(self, host: Host) -> Background:
+        """The SuperNode of ``host`` (again, after a fault: its log continues)."""
+        config = node_config_for(
+            self.inventory, host, self.campaign.clock_offsets_ns.get(host.name, 0)
+        )
+        node_dir = self.node_dir(host)
+        return start_supernode(
+            self.site(host),
+            self.address,
+            config,
+            node_dir,
+            f"{node_dir}/nodes/{host.name}.log",
+        )
+
     def start_supernodes(self, stack: ExitStack) -> list[Background]:
         procs: list[Background] = []
         stack.callback(stop_all, procs)
         for host in self.inventory.clients:
-            config = node_config_for(
-                self.inventory, host, self.campaign.clock_offsets_ns.get(host.name, 0)
-            )
-            node_dir = self.node_dir(host)
-            procs.append(
-                start_supernode(
-                    self.site(host),
-                    self.address,
-                    config,
-                    node_dir,
-                    f"{node_dir}/nodes/{host.name}.log",
-                )
-            )
+            procs.append(self.start_supernode(host))
         return procs
 
     def run_config(self, declared: frozenset[str]) -> dict[str, flower.ConfigValue]:
@@ -455,6 +460,7 @@ class _Run:
         values.update(self.campaign.workload_dict)
         values[EVENT_LOG_KEY] = str(self.events_path.resolve())
         values[RUN_ID_KEY] = self.plan.run_id
+        values[NODE_WAIT_KEY] = float(self.campaign.node_wait)
         return values
 
     def submit(self) -> None:
@@ -478,7 +484,7 @@ class _Run:
                 )
             )
             values = self.run_config(declared)
-            del values[EVENT_LOG_KEY], values[RUN_ID_KEY]
+            del values[EVENT_LOG_KEY], values[RUN_ID_KEY], values[NODE_WAIT_KEY]
             app_dir = self.campaign.app
         run_config.write_text(flower.run_config_toml(values))
         argv = flower.flwr_run_argv(BIN_DIR, app_dir, run_config)
@@ -572,8 +578,12 @@ def _wait(
     deadline: float,
     progress: Progress,
     on_round: Callable[[int], None] | None = None,
+    injector: FaultInjector | None = None,
 ) -> tuple[str, str, int]:
-    """Wait for the ServerApp to finish; return (status, reason, rounds done)."""
+    """Wait for the ServerApp to finish; return (status, reason, rounds done).
+
+    ``procs`` must stay alive (the SuperLink first), except those a fault killed.
+    """
     shown, next_check = 0, time.monotonic() + 10.0
     while True:
         rounds, ended = _count_rounds(run.events_path)
@@ -582,10 +592,15 @@ def _wait(
             progress(f"  round {rounds}/{run.campaign.rounds} aggregated")
             if on_round is not None:
                 on_round(rounds)
+            if injector is not None:
+                injector.round_aggregated(rounds)
         if ended:
             return "ok", "", rounds
+        if injector is not None:
+            injector.tick()
         for proc in procs:
-            proc.check_alive()
+            if injector is None or not injector.excused(proc):
+                proc.check_alive()
         now = time.monotonic()
         if now > deadline:
             return (
@@ -611,6 +626,45 @@ def _wait(
                     rounds,
                 )
         time.sleep(0.5)
+
+
+def _injector(
+    run: _Run, superlink: Background, supernodes: list[Background], stack: ExitStack
+) -> FaultInjector | None:
+    """The run's fault injector, or None when the campaign injects no fault."""
+    if not run.campaign.faults:
+        return None
+    handles, by_host = {}, {}
+    for host, proc in zip(run.inventory.clients, supernodes, strict=True):
+        site = run.site(host)
+        iface = host.interface(run.network.name)
+        assert iface is not None  # checked when the captures started
+        by_host[host.name] = proc
+        handles[host.name] = NodeHandle(
+            executor=site.executor,
+            ifname=iface.ifname,
+            host_side_link=(
+                host_side_veth(run.inventory, host.name, run.network.name)
+                if run.topology.emulated
+                else None
+            ),
+            namespace=(
+                node_namespace(run.inventory, host.name)
+                if run.topology.emulated
+                else None
+            ),
+            restart=functools.partial(run.start_supernode, host),
+            privileged=site.privileged,
+        )
+
+    def write(kind: str, **fields: Any) -> None:
+        with EventLog(run.events_path, run_id=run.plan.run_id) as events:
+            events.append(kind, **fields)
+
+    injector = FaultInjector(run.campaign.faults, handles, by_host, superlink, write)
+    stack.callback(stop_all, injector.extra)
+    stack.callback(injector.finish)
+    return injector
 
 
 # Bursts are cut at 50 ms of silence, finer than the parser's default: a message is
@@ -761,14 +815,17 @@ def execute_run(
                 stack.callback(stop_all, start_clock_responders(paths, run.dir))
                 run.record_clocks("start", paths)
             run.write_connection()
-            run.start_superlink(stack)
+            superlink = run.start_superlink(stack)
             run.register_supernodes()
             procs = run.start_supernodes(stack)
             stack.callback(run.stop_flower_run)
             run.submit()
             progress(f"  Flower run {run.flower_run_id} submitted to {run.address}")
             deadline = started + campaign.run_deadline_s
-            status, reason, rounds = _wait(run, procs, deadline, progress, on_round)
+            injector = _injector(run, superlink, procs, stack)
+            status, reason, rounds = _wait(
+                run, [superlink, *procs], deadline, progress, on_round, injector
+            )
             if paths:
                 run.record_clocks("end", paths)
             if status == "ok":
@@ -902,9 +959,14 @@ def run_campaign(
 ) -> list[RunOutcome]:
     """Run every cell; write phases.parquet and manifest.json as runs finish."""
     topology = topology if topology is not None else emulated_topology(inventory)
-    unknown = sorted(
-        set(campaign.clock_offsets_ns) - {h.name for h in inventory.clients}
-    )
+    clients = {h.name for h in inventory.clients}
+    faulty = {f.node for f in campaign.faults if f.node is not None} - clients
+    if faulty:
+        raise ValueError(
+            f"{campaign.path}: key 'faults' names host(s) {', '.join(sorted(faulty))} "
+            f"that are not clients of {inventory.path}. Fix: use client host names"
+        )
+    unknown = sorted(set(campaign.clock_offsets_ns) - clients)
     if unknown:
         raise ValueError(
             f"{campaign.path}: key 'clock_offsets_ms' names host(s) "
