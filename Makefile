@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 demo: deps venv
 	$(SUDO) $(FLOWERBED) cluster up $(INVENTORY)
-	$(SUDO) $(FLOWERBED) campaign run $(CAMPAIGN) --inventory $(INVENTORY) --out $(OUT)
+	$(SUDO) $(FLOWERBED) campaign run $(CAMPAIGN) --inventory $(INVENTORY) --out $(OUT) --overwrite
 	@$(FLOWERBED) report build $(OUT) --quiet
 
 test: deps venv

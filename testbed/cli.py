@@ -364,13 +364,23 @@ def campaign_run(
         ),
     ] = False,
     accept_new: AcceptNewOpt = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue an interrupted campaign in OUT: finished runs are kept, "
+            "leftover processes stopped, the unfinished run starts again."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace results already in OUT.")
+    ] = False,
 ) -> None:
     """Run every network x repetition of a campaign; write results."""
     from contextlib import ExitStack
 
     from testbed import emulated
     from testbed.campaign import CampaignError, load_campaign
-    from testbed.runner import emulated_topology, run_campaign
+    from testbed.runner import CampaignStopped, emulated_topology, run_campaign
 
     try:
         camp = load_campaign(campaign)
@@ -430,9 +440,17 @@ def campaign_run(
                 progress=typer.echo,
                 features=features,
                 topology=topology,
+                resume=resume,
+                overwrite=overwrite,
             )
+        except CampaignStopped as err:
+            fail(str(err))
         except KeyboardInterrupt:
-            typer.secho(f"interrupted; finished runs are saved in {out_dir}", err=True)
+            typer.secho(
+                f"interrupted; finished runs are saved in {out_dir}; continue with "
+                "the same command and --resume",
+                err=True,
+            )
             raise typer.Exit(130) from None
     failed = [o for o in outcomes if o.status != "ok"]
     typer.echo(

@@ -51,8 +51,10 @@ def start_clock_responders(
     for path in paths:
         argv = serve_argv(path.server_address, CLOCK_PORT, python=PYTHON)
         log = run_dir / "clock" / f"responder-{path.name}.log"
-        procs.append(
-            ManagedProcess(f"clock responder on {path.server_address}", argv, log)
+        procs.append(  # cwd: a leftover after a crash is found by its folder
+            ManagedProcess(
+                f"clock responder on {path.server_address}", argv, log, cwd=run_dir
+            )
         )
     deadline = time.monotonic() + deadline_s
     for proc in procs:

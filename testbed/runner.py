@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.failures import failure_table
 from analysis.phases import RunInfo, concat_phases, phases_from_events, write_phases
 from analysis.system import read_samples, system_table, write_system
 from analysis.wire import byte_accounting, reconcile_transfers
@@ -77,7 +78,14 @@ from testbed.sites import (
     start_sampler,
     start_supernode,
 )
-from testbed.status import CampaignStatus, eta_s, write_status
+from testbed.leftovers import stop_local, stop_remote
+from testbed.status import (
+    STATUS_FILE,
+    CampaignStatus,
+    eta_s,
+    process_alive,
+    write_status,
+)
 from testbed.tls import TlsFiles
 
 Progress = Callable[[str], None]
@@ -881,6 +889,7 @@ class RunTables:
     clocks: list[dict[str, Any]]
     transfers: pd.DataFrame
     bytes: pd.DataFrame
+    failures: pd.DataFrame
 
 
 def _node_samples(path: Path, offset_ns: int) -> list[dict[str, Any]]:
@@ -946,6 +955,7 @@ def collect_run(
         clocks,
         reconcile_transfers(events),
         byte_accounting(phases, system, nics),
+        failure_table(events, outcome.run_id),
     )
 
 
@@ -956,8 +966,17 @@ def run_campaign(
     progress: Progress = print,
     features: dict[str, Any] | None = None,
     topology: Topology | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> list[RunOutcome]:
-    """Run every cell; write phases.parquet and manifest.json as runs finish."""
+    """Run every cell; write phases.parquet and manifest.json as runs finish.
+
+    ``resume`` continues an interrupted campaign in ``out``: finished runs are
+    kept as they are (their tables rebuilt from their own files), processes the
+    interruption left behind are stopped, an unfinished run's folder is moved to
+    ``interrupted/`` and the run starts again. Without ``resume`` (or
+    ``overwrite``), a folder that already holds a campaign is refused.
+    """
     topology = topology if topology is not None else emulated_topology(inventory)
     clients = {h.name for h in inventory.clients}
     faulty = {f.node for f in campaign.faults if f.node is not None} - clients
@@ -976,19 +995,29 @@ def run_campaign(
     # Absolute: Flower processes run with their FLWR_HOME as working directory.
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    finished = _previous_runs(out, campaign, resume, overwrite)
+    if resume:
+        _stop_leftovers(out, campaign, topology, progress)
     outcomes: list[RunOutcome] = []
     tables: list[RunTables] = []
     manifest_path = out / "manifest.json"
 
     def save() -> None:
-        write_phases(concat_phases([t.phases for t in tables]), out / "phases.parquet")
+        phases = concat_phases([t.phases for t in tables])
+        _atomically(out / "phases.parquet", lambda p: write_phases(phases, p))
         system = [t.system for t in tables if t.system is not None]
         if system:
-            write_system(pd.concat(system, ignore_index=True), out / "system.parquet")
-        for name, attr in (("transfers.csv", "transfers"), ("bytes.csv", "bytes")):
+            frame = pd.concat(system, ignore_index=True)
+            _atomically(out / "system.parquet", lambda p: write_system(frame, p))
+        for name, attr in (
+            ("transfers.csv", "transfers"),
+            ("bytes.csv", "bytes"),
+            ("failures.csv", "failures"),
+        ):
             frames = [getattr(t, attr) for t in tables if len(getattr(t, attr))]
             if frames:
-                pd.concat(frames, ignore_index=True).to_csv(out / name, index=False)
+                table = pd.concat(frames, ignore_index=True)
+                _atomically(out / name, functools.partial(_write_csv, table))
         manifest = build_manifest(campaign, inventory, outcomes, features)
         manifest["clocks"] = [c for t in tables for c in t.clocks]
         write_json_atomic(manifest_path, manifest)
@@ -1014,6 +1043,22 @@ def run_campaign(
     state = "interrupted"
     try:
         for plan in plans:
+            if plan.run_id in finished:
+                outcome = finished[plan.run_id]
+                outcomes.append(outcome)
+                tables.append(collect_run(campaign, inventory, outcome, out))
+                progress(
+                    f"[{plan.index}/{plan.total}] {plan.run_id}: {outcome.status} "
+                    "before the interruption, kept"
+                )
+                update(
+                    finished_runs=(
+                        *live.finished_runs,
+                        (outcome.run_id, outcome.status, outcome.duration_s),
+                    )
+                )
+                continue
+            _set_aside(out, plan.run_id)
             update(
                 run_index=plan.index,
                 run_id=plan.run_id,
@@ -1064,6 +1109,93 @@ def run_campaign(
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return outcomes
+
+
+FINISHED_STATUSES = ("ok", "failed", "timeout")
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    table.to_csv(path, index=False)
+
+
+def _atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` through a temporary file renamed into place: a crash leaves
+    the previous version, never half a file."""
+    tmp = path.with_name(f".{path.name}.part")
+    write(tmp)
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _previous_runs(
+    out: Path, campaign: Campaign, resume: bool, overwrite: bool
+) -> dict[str, RunOutcome]:
+    """The finished runs of the campaign already in ``out`` (when resuming)."""
+    manifest_path = out / "manifest.json"
+    if not manifest_path.exists():
+        return {}
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CampaignStopped(
+            f"{manifest_path} is not valid JSON ({err}); move the folder away and "
+            "start again"
+        ) from None
+    previous = manifest.get("campaign", {})
+    name = previous.get("name") if isinstance(previous, dict) else None
+    if not resume:
+        if overwrite or not manifest.get("runs"):
+            return {}
+        raise CampaignStopped(
+            f"{out} already holds results of campaign {name or '?'}; continue it "
+            "with --resume, or choose another --out (or --overwrite)"
+        )
+    if name not in (None, campaign.name):
+        raise CampaignStopped(
+            f"{out} holds campaign {name!r}, not {campaign.name!r}: resume with the "
+            "campaign file that started it"
+        )
+    status = out / STATUS_FILE
+    if status.exists():
+        data = json.loads(status.read_text())
+        if data.get("state") == "running" and process_alive(int(data.get("pid", 0))):
+            raise CampaignStopped(
+                f"campaign {campaign.name} is still running in {out} "
+                f"(pid {data['pid']}); stop it first or follow it with "
+                f"`flowerbed campaign status {out}`"
+            )
+    return {
+        run["run_id"]: RunOutcome(**run)
+        for run in manifest.get("runs", [])
+        if run.get("status") in FINISHED_STATUSES
+    }
+
+
+def _stop_leftovers(
+    out: Path, campaign: Campaign, topology: Topology, progress: Progress
+) -> None:
+    stopped = stop_local(out)
+    for site in topology.sites.values():
+        try:
+            stopped += stop_remote(site, campaign.name)
+        except CommandError as err:
+            progress(f"  could not look for leftovers on {site.host.name}: {err}")
+    for line in stopped:
+        progress(f"  stopped a leftover of the interrupted run: {line}")
+
+
+def _set_aside(out: Path, run_id: str) -> None:
+    """Move an unfinished run's folder to ``interrupted/`` (its data is kept)."""
+    folder = out / "runs" / run_id
+    if folder.exists():
+        target = out / "interrupted" / f"{run_id}-{time.strftime('%Y%m%dT%H%M%S')}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        folder.rename(target)
+
+
+class CampaignStopped(RuntimeError):
+    """The campaign cannot start or go on; says why and what to do."""
 
 
 def _interrupt(signum: int, frame: object) -> None:

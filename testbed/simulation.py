@@ -37,7 +37,7 @@ class SimulationSpec:
     app: Path
     num_supernodes: int
     run_config: Mapping[str, flower.ConfigValue] = field(default_factory=dict)
-    client_cpus: float = 1.0
+    client_cpus: int = 1  # Flower takes whole CPUs here
     deadline_s: float = 600.0
 
     def __post_init__(self) -> None:
@@ -63,6 +63,7 @@ class SimulationOutcome:
     duration_s: float
     log_path: Path
     reason: str = ""
+    superlink_port: int = 0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -95,9 +96,9 @@ def superlink_argv(
     ]
 
 
-def federation_config(num_supernodes: int, client_cpus: float) -> str:
+def federation_config(num_supernodes: int, client_cpus: int) -> str:
     """The ``--federation-config`` value: simulated SuperNodes and CPUs per client."""
-    return f"num-supernodes={num_supernodes} client-resources-num-cpus={client_cpus!r}"
+    return f"num-supernodes={num_supernodes} client-resources-num-cpus={client_cpus}"
 
 
 def flwr_run_argv(
@@ -138,7 +139,9 @@ def _wait_for_port(port: int, deadline_s: float, superlink: ManagedProcess) -> N
     )
 
 
-def _outcome(run: ManagedProcess, timed_out: bool, started: float) -> SimulationOutcome:
+def _outcome(
+    run: ManagedProcess, timed_out: bool, started: float, port: int
+) -> SimulationOutcome:
     text = run.log_path.read_text(errors="replace")
     last, planned, finished = rounds_in_log(text)
     completed = last if finished else max(0, last - 1)
@@ -151,6 +154,7 @@ def _outcome(run: ManagedProcess, timed_out: bool, started: float) -> Simulation
             duration_s,
             run.log_path,
             f"still running at the deadline; see {run.log_path}",
+            port,
         )
     if run.poll() != 0 or not finished:
         return SimulationOutcome(
@@ -161,8 +165,11 @@ def _outcome(run: ManagedProcess, timed_out: bool, started: float) -> Simulation
             run.log_path,
             f"`flwr run` exited with {run.poll()} after round {last};"
             f" last lines:\n{run.log_tail()}",
+            port,
         )
-    return SimulationOutcome("ok", completed, planned, duration_s, run.log_path)
+    return SimulationOutcome(
+        "ok", completed, planned, duration_s, run.log_path, superlink_port=port
+    )
 
 
 def run_simulation(
@@ -194,7 +201,13 @@ def run_simulation(
             _wait_for_port(port, 30.0, superlink)
         except ProcessError as err:
             return SimulationOutcome(
-                "failed", 0, 0, time.monotonic() - started, superlink.log_path, str(err)
+                "failed",
+                0,
+                0,
+                time.monotonic() - started,
+                superlink.log_path,
+                str(err),
+                port,
             )
         run = ManagedProcess(
             "flwr-run",
@@ -213,6 +226,6 @@ def run_simulation(
             time.sleep(_POLL_S)
         timed_out = run.poll() is None
         stop_all([run], grace_s=2.0)
-        return _outcome(run, timed_out, started)
+        return _outcome(run, timed_out, started, port)
     finally:
         stop_all([p for p in (run, superlink) if p is not None], grace_s=5.0)
