@@ -175,8 +175,10 @@ def _read_yaml(path: Path) -> object:
         raise InventoryError(
             path, f"cannot read the file: {err.strerror}", "check its permissions"
         ) from None
-    loader = _LineLoader(text)
+    loader: _LineLoader | None = None
     try:
+        # the reader rejects control characters already when it is built
+        loader = _LineLoader(text)
         return loader.get_single_data()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
@@ -193,7 +195,8 @@ def _read_yaml(path: Path) -> object:
             path, "YAML nested too deeply", "flatten the structure"
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _line_of(root: object, parts: Parts) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from testbed.faults import FAULT_KINDS, Fault, parse_faults
 ConfigValue = str | int | float | bool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+MAX_CLOCK_OFFSET_MS = 3_600_000.0  # an hour: beyond, a fake offset is a typo
 DEFAULT_APP = REPO_ROOT / "apps" / "digits"
 
 # Workload settings the default app understands (kebab-case, Flower's convention).
@@ -118,6 +120,8 @@ def _need(path: Path, raw: Mapping[str, Any], key: str, kind: type, fix: str) ->
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise CampaignError(path, key, f"must be {kind.__name__}, got {value!r}", fix)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CampaignError(path, key, f"must be a finite number, got {value!r}", fix)
     return value
 
 
@@ -214,11 +218,16 @@ def _clock_offsets(path: Path, raw: Any) -> dict[str, int]:
         )
     offsets = {}
     for host, value in raw.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not abs(value) <= MAX_CLOCK_OFFSET_MS
+        ):
             raise CampaignError(
                 path,
                 f"clock_offsets_ms.{host}",
-                f"must be a number, got {value!r}",
+                f"must be a number of milliseconds within +-{MAX_CLOCK_OFFSET_MS:g}, "
+                f"got {value!r}",
                 "give the node's fake clock offset in milliseconds",
             )
         offsets[str(host)] = int(round(value * 1e6))

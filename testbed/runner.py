@@ -665,9 +665,9 @@ def _injector(
             privileged=site.privileged,
         )
 
-    def write(kind: str, **fields: Any) -> None:
+    def write(event: str, /, **fields: Any) -> None:
         with EventLog(run.events_path, run_id=run.plan.run_id) as events:
-            events.append(kind, **fields)
+            events.append(event, **fields)
 
     injector = FaultInjector(run.campaign.faults, handles, by_host, superlink, write)
     stack.callback(stop_all, injector.extra)
