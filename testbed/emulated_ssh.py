@@ -120,6 +120,11 @@ def sshd_config(node: NodeSSH, authorized_keys: Path) -> str:
         "MaxStartups 64:30:128",
         "Subsystem sftp internal-sftp",
         "LogLevel ERROR",
+        # bash sources ~/.bashrc for every command sshd runs unless it looks
+        # nested; this machine's root .bashrc may be heavy (pyenv init: 0.4 s a
+        # command here), where a Pi's default .bashrc returns at once for
+        # non-interactive shells. Nested, the emulated node behaves like a Pi.
+        "SetEnv SHLVL=5",
     ]
     return "\n".join(lines) + "\n"
 
