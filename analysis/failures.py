@@ -26,7 +26,7 @@ COLUMNS = (
 )
 
 
-Transfer = tuple[str, int, int]  # direction, start_ns, end_ns
+Transfer = tuple[str, int, int]  # direction, start_ns, bytes
 
 
 def _transfers(events: Iterable[Mapping[str, Any]]) -> dict[str, list[Transfer]]:
@@ -34,7 +34,7 @@ def _transfers(events: Iterable[Mapping[str, Any]]) -> dict[str, list[Transfer]]
     for e in events:
         if e.get("event") == "transfer":
             by_node.setdefault(str(e["node"]), []).append(
-                (str(e["direction"]), int(e["start_ns"]), int(e["end_ns"]))
+                (str(e["direction"]), int(e["start_ns"]), int(e.get("bytes", 0)))
             )
     return by_node
 
@@ -43,12 +43,19 @@ def stopped_in(
     transfers: list[Transfer],
     dispatch_ns: int,
     until_ns: int,
+    message_bytes: int,
 ) -> str:
-    """Where a message stopped, from the node's transfers in [dispatch, until]."""
+    """Where a message stopped, from the node's transfers in [dispatch, until].
+
+    Polls and heartbeats cross the link too, so only volume counts: the model has
+    arrived once the downlink carried 90 % of the instruction's bytes, and the
+    reply has started once an uplink burst carried half as much.
+    """
     inside = [t for t in transfers if dispatch_ns <= t[1] <= until_ns]
-    if any(d == "up" for d, _, _ in inside):
+    down = sum(b for d, _, b in inside if d == "down")
+    if any(d == "up" and b >= 0.5 * message_bytes for d, _, b in inside):
         return "uplink"
-    if any(d == "down" for d, _, _ in inside):
+    if down >= 0.9 * message_bytes:
         return "training"
     return "downlink"
 
@@ -56,12 +63,15 @@ def stopped_in(
 def failure_table(events: list[dict[str, Any]], run_id: str) -> pd.DataFrame:
     """The failure rows of one run (empty, with the columns, when all went well)."""
     names: dict[int, str] = {}
-    dispatched: dict[str, int] = {}
+    dispatched: dict[str, tuple[int, int]] = {}
     for e in events:
         if e.get("event") == "phase" and e.get("node_id"):
             names[int(e["node_id"])] = str(e["node"])
         if e.get("event") == "dispatch":
-            dispatched[str(e["message_id"])] = int(e["dispatch_ns"])
+            dispatched[str(e["message_id"])] = (
+                int(e["dispatch_ns"]),
+                int(e.get("bytes", 0)),
+            )
     transfers = _transfers(events)
     end_ns = max((int(e.get("t_ns", 0)) for e in events), default=0)
     rows: list[dict[str, Any]] = []
@@ -70,10 +80,15 @@ def failure_table(events: list[dict[str, Any]], run_id: str) -> pd.DataFrame:
         if kind == "failure":
             node = str(e.get("node") or names.get(int(e.get("node_id", 0)), ""))
             node = node or f"node-id {e.get('node_id')}"
-            start = dispatched.get(str(e.get("message_id", "")))
+            sent = dispatched.get(str(e.get("message_id", "")))
             phase = (
-                stopped_in(transfers.get(node, []), start, int(e.get("t_ns", end_ns)))
-                if start is not None
+                stopped_in(
+                    transfers.get(node, []),
+                    sent[0],
+                    int(e.get("t_ns", end_ns)),
+                    sent[1],
+                )
+                if sent is not None
                 else "dispatch"
             )
             cause = str(e.get("reason", ""))

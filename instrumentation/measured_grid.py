@@ -75,9 +75,15 @@ class MeasuredGrid(Grid):
         self._rounds: dict[str, int] = {}
         self._batches: Counter[str] = Counter()
         self._names: dict[int, str] = {}
+        self._destinations: dict[str, int] = {}
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_grid", "_sink", "_names"):
+        if name.startswith("__") or name in (
+            "_grid",
+            "_sink",
+            "_names",
+            "_destinations",
+        ):
             raise AttributeError(name)
         return getattr(self._grid, name)
 
@@ -211,6 +217,7 @@ class MeasuredGrid(Grid):
                 )
                 continue
             self._rounds[message_id] = server_round
+            self._destinations[message_id] = int(meta.dst_node_id)
             self._sink.append(
                 "dispatch",
                 message_id=message_id,
@@ -232,6 +239,8 @@ class MeasuredGrid(Grid):
             server_round = self._rounds.get(message_id)
             node_id = int(meta.src_node_id)
             if reply.has_error():
+                # the SuperLink answers for an unavailable node under its own id
+                node_id = self._destinations.get(message_id, node_id)
                 self._sink.append(
                     "pickup",
                     message_id=message_id,
