@@ -10,6 +10,7 @@ failure, timeout and Ctrl-C alike.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -1059,6 +1060,7 @@ def run_campaign(
                 )
                 continue
             _set_aside(out, plan.run_id)
+            _check_free_space(out, outcomes)
             update(
                 run_index=plan.index,
                 run_id=plan.run_id,
@@ -1101,11 +1103,25 @@ def run_campaign(
     except KeyboardInterrupt:
         save()
         raise
+    except OSError as err:
+        state = "stopped"
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CampaignStopped(
+                f"the results disk of {out} is full ({err}); the runs saved before "
+                "stay intact: free some space and continue with --resume"
+            ) from err
+        raise
+    except CampaignStopped:
+        state = "stopped"
+        raise
     except BaseException:
         state = "failed"
         raise
     finally:
-        update(state=state)
+        try:
+            update(state=state)
+        except OSError:
+            pass  # a full disk: the status keeps its last good version
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return outcomes
@@ -1183,6 +1199,32 @@ def _stop_leftovers(
             progress(f"  could not look for leftovers on {site.host.name}: {err}")
     for line in stopped:
         progress(f"  stopped a leftover of the interrupted run: {line}")
+
+
+# A run of the default campaign writes about 5-20 MB (headers-only captures, logs,
+# the app copy); never start one with less than this free.
+MIN_FREE_BYTES = 200 * 1024 * 1024
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _check_free_space(out: Path, outcomes: list[RunOutcome]) -> None:
+    """Stop before a run the results disk could not hold (the data so far is
+    saved; `--resume` continues once there is room)."""
+    largest = max(
+        (_folder_bytes(out / "runs" / o.run_id) for o in outcomes[-3:]), default=0
+    )
+    needed = max(MIN_FREE_BYTES, 2 * largest)
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise CampaignStopped(
+            f"the results disk of {out} has {free / 2**20:.0f} MiB free; a run "
+            f"needs about {needed / 2**20:.0f} MiB. The finished runs are saved: "
+            "free some space (or move the folder to a bigger disk) and continue "
+            "with --resume"
+        )
 
 
 def _set_aside(out: Path, run_id: str) -> None:

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from inventory.loader import load_inventory
 from testbed.campaign import load_campaign
 from testbed.manifest import redact_secrets
@@ -46,3 +48,35 @@ def test_secrets_never_reach_the_manifest() -> None:
         assert secret not in text
     assert clean["all"]["vars"]["ansible_user"] == "pi"
     assert clean["all"]["hosts"][0]["name"] == "pi01"
+
+
+@pytest.mark.root
+def test_a_results_disk_too_small_stops_before_a_run(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    from inventory.loader import load_inventory
+    from testbed.campaign import load_campaign
+    from testbed.runner import CampaignStopped, run_campaign
+    from testbed.status import read_status
+
+    repo = Path(__file__).resolve().parents[2]
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)],
+                   check=True)  # fmt: skip
+    try:
+        campaign = load_campaign(repo / "campaigns" / "demo.yaml")
+        inventory = load_inventory(repo / "inventory" / "examples" / "emulated.yaml")
+
+        with pytest.raises(CampaignStopped, match="MiB free") as info:
+            run_campaign(campaign, inventory, small / "out", progress=print)
+
+        assert "--resume" in str(info.value)
+        assert read_status(small / "out")["state"] == "stopped"
+        assert (small / "out" / "manifest.json").exists()
+        assert not (small / "out" / "runs").exists()  # no run was started
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
