@@ -9,7 +9,8 @@ fault in round 2, plus flowerbed itself SIGKILLed mid-campaign and resumed.
   (for the SIGKILL case) rows of the runs finished before the kill that differ
   after ``--resume``; must be 0;
 - detect: from the fault to the first consequence the run recorded (a failure,
-  a degraded round, or the run's end when it cannot go on);
+  a degraded round, or the run's end when it cannot go on); n/a when the fault
+  was absorbed without one (a short freeze or cut that TCP and Flower ride out);
 - recover: from the fault to the next round aggregated after it.
 
     sudo .venv/bin/python -m bench.reliability [REPETITIONS]
@@ -75,7 +76,11 @@ def _times(run_dir: Path) -> tuple[float | None, float | None]:
     consequences = [
         int(e["t_ns"])
         for e in events
-        if e["event"] in ("failure", "degraded", "run_end") and int(e["t_ns"]) > t0
+        if int(e["t_ns"]) > t0
+        and (
+            e["event"] in ("failure", "degraded")
+            or (e["event"] == "run_end" and e.get("status") != "ok")
+        )
     ]
     rounds = [
         int(e["end_ns"])
