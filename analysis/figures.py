@@ -70,6 +70,12 @@ _HOST_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9
 MESSAGE_LINESTYLES = {"train": "-", "evaluate": "--"}
 DIRECTION_LINESTYLES = {"sent": "-", "recv": "--"}
 GANTT_COLUMNS = ["node", "phase", "message_type", "start_s", "end_s"]
+# Resolution of the PNGs (the PDFs are vector graphics).
+PNG_DPI = 120
+# Points an ECDF is drawn through at most (quantiles of the data beyond that).
+_MAX_CURVE_POINTS = 400
+# Points a time series is drawn through at most (means of equal runs beyond that).
+_MAX_SERIES_POINTS = 1500
 
 
 def network_colours(networks: list[str]) -> dict[str, str]:
@@ -129,10 +135,14 @@ def _phase_legend(ax: Axes, phases: list[str], title: str | None = None) -> None
 def _save(fig: Figure, path: Path) -> tuple[Path, Path]:
     """Write ``fig`` as PNG and PDF next to each other; return both paths."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
+    canvas = FigureCanvasAgg(fig)
     png, pdf = path.with_suffix(".png"), path.with_suffix(".pdf")
-    fig.savefig(png, dpi=150, bbox_inches="tight")
-    fig.savefig(pdf, bbox_inches="tight")
+    # One layout pass for both files (``bbox_inches="tight"`` would lay the
+    # figure out again for each): the tight box in inches, padded as savefig pads.
+    fig.draw_without_rendering()
+    box = fig.get_tightbbox(canvas.get_renderer()).padded(0.1)  # type: ignore[no-untyped-call]
+    fig.savefig(png, dpi=PNG_DPI, bbox_inches=box)
+    fig.savefig(pdf, bbox_inches=box)
     return png, pdf
 
 
@@ -226,11 +236,11 @@ def choose_gantt_rounds(
     first imports and connection set-up), or its first round when it has fewer.
     """
     chosen: list[tuple[str, str, int]] = []
-    for network in network_order(df["network"]):
-        rows = df[df["network"] == network]
-        runs = rows[["repetition", "run_id"]].drop_duplicates()
-        first = runs.sort_values(["repetition", "run_id"]).iloc[0]["run_id"]
-        rounds = sorted(set(rows.loc[rows["run_id"] == first, "round"]))
+    runs = df[["network", "repetition", "run_id"]].drop_duplicates()
+    for network in network_order(runs["network"].unique()):
+        mine = runs[runs["network"] == network]
+        first = mine.sort_values(["repetition", "run_id"]).iloc[0]["run_id"]
+        rounds = sorted(df.loc[df["run_id"] == first, "round"].unique())
         wanted = preferred_round if preferred_round in rounds else rounds[0]
         chosen.append((network, str(first), int(wanted)))
     return chosen
@@ -319,12 +329,12 @@ def transfer_ecdf(df: pd.DataFrame, phase: str, path: Path) -> tuple[Path, Path]
     """
     if phase not in ("downlink", "uplink"):
         raise ValueError(f"transfer_ecdf draws downlink or uplink, not {phase!r}")
-    rows = df[df["phase"] == phase]
+    rows = df.loc[df["phase"] == phase, ["network", "message_type", "duration_s"]]
     if rows.empty:
         raise ValueError(
             f"cannot draw {path.name}: the phase table has no {phase} rows"
         )
-    networks = network_order(rows["network"])
+    networks = network_order(rows["network"].unique())
     colours = network_colours(networks)
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.add_subplot()
@@ -335,7 +345,7 @@ def transfer_ecdf(df: pd.DataFrame, phase: str, path: Path) -> tuple[Path, Path]
             ]
             if sel.empty:
                 continue
-            xs, ys = _ecdf(sel["duration_s"].to_numpy(dtype=float))
+            xs, ys = _curve_points(sel["duration_s"].to_numpy(dtype=float))
             ax.step(
                 xs,
                 ys,
@@ -357,6 +367,45 @@ def transfer_ecdf(df: pd.DataFrame, phase: str, path: Path) -> tuple[Path, Path]
     return _save(fig, path)
 
 
+def _thinned(frame: pd.DataFrame, x: str) -> pd.DataFrame:
+    """At most :data:`_MAX_SERIES_POINTS` rows: means over equal runs of rows."""
+    if len(frame) <= _MAX_SERIES_POINTS:
+        return frame
+    bins = np.arange(len(frame)) * _MAX_SERIES_POINTS // len(frame)
+    numeric = frame.select_dtypes("number")
+    return numeric.groupby(bins).mean().sort_values(x)
+
+
+def _thinned_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """At most :data:`_MAX_SERIES_POINTS` intervals, each the bytes of its runs.
+
+    A merged interval spans its first start to its last end; its rate is the
+    mean of the rates weighted by their durations (bytes over time).
+    """
+    if len(frame) <= _MAX_SERIES_POINTS:
+        return frame
+    bins = np.arange(len(frame)) * _MAX_SERIES_POINTS // len(frame)
+    seconds = (frame["end_s"] - frame["start_s"]).to_numpy(dtype=float)
+    work = pd.DataFrame(
+        {
+            "start_s": frame["start_s"].to_numpy(dtype=float),
+            "end_s": frame["end_s"].to_numpy(dtype=float),
+            "megabits": frame["mbit_s"].to_numpy(dtype=float) * seconds,
+            "seconds": seconds,
+        }
+    ).groupby(bins)
+    merged = work.agg(
+        start_s=("start_s", "min"),
+        end_s=("end_s", "max"),
+        megabits=("megabits", "sum"),
+        seconds=("seconds", "sum"),
+    )
+    merged["mbit_s"] = merged["megabits"] / merged["seconds"].where(
+        merged["seconds"] > 0
+    )
+    return merged.reset_index(drop=True)
+
+
 def system_timeline(
     cpu: pd.DataFrame,
     nic: pd.DataFrame,
@@ -375,16 +424,16 @@ def system_timeline(
     """
     if cpu.empty and nic.empty:
         raise ValueError(f"cannot draw {path.name}: no CPU or NIC samples")
-    colours = host_colours([*cpu["host"], *nic["host"]])
+    colours = host_colours([*cpu["host"].unique(), *nic["host"].unique()])
     fig = Figure(figsize=(9.0, 5.6))
     top, bottom = fig.subplots(2, 1, sharex=True)
-    for host in sorted(set(cpu["host"]), key=_natural_key):
-        sel = cpu[cpu["host"] == host].sort_values("t_s")
+    for host in sorted(cpu["host"].unique(), key=_natural_key):
+        sel = _thinned(cpu[cpu["host"] == host].sort_values("t_s"), "t_s")
         top.plot(sel["t_s"], sel["cpu_percent"], color=colours[host], label=host)
     for (host, device, direction), sel in nic.groupby(
         ["host", "device", "direction"], sort=True
     ):
-        sel = sel.sort_values("start_s")
+        sel = _thinned_rates(sel.sort_values("start_s"))
         xs = np.append(sel["start_s"].to_numpy(dtype=float), sel["end_s"].iloc[-1])
         ys = np.append(sel["mbit_s"].to_numpy(dtype=float), sel["mbit_s"].iloc[-1])
         bottom.step(
@@ -395,10 +444,23 @@ def system_timeline(
             linestyle=DIRECTION_LINESTYLES.get(str(direction), ":"),
             label=f"{host} {device} {direction}",
         )
-    times = [*cpu["t_s"], *nic["start_s"], *nic["end_s"]]
-    for mark in [m for m in marks_s or [] if min(times) <= m <= max(times)]:
+    times = np.concatenate(
+        [cpu["t_s"].to_numpy(float), nic[["start_s", "end_s"]].to_numpy(float).ravel()]
+    )
+    first, last = float(times.min()), float(times.max())
+    marks = [m for m in marks_s or [] if first <= m <= last]
+    if marks:
+        # One collection per panel: hundreds of rounds as single lines are slow.
         for ax in (top, bottom):
-            ax.axvline(mark, color="#999999", linestyle=":", linewidth=0.8)
+            ax.vlines(
+                marks,
+                0.0,
+                1.0,
+                transform=ax.get_xaxis_transform(),
+                colors="#999999",
+                linestyles=":",
+                linewidth=0.8,
+            )
     top.set_ylabel("CPU (% of a core, mean over cores)")
     top.set_title(title)
     bottom.set_ylabel("NIC throughput (Mbit/s)")
@@ -407,4 +469,315 @@ def system_timeline(
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return _save(fig, path)
+
+
+# --- the study, stragglers, convergence, ECDFs per phase, bytes over time ---------
+
+STRATEGY_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def strategy_linestyles(strategies: list[str]) -> dict[str, str]:
+    """A fixed line style per strategy, in name order."""
+    ordered = sorted(set(strategies))
+    return {
+        s: STRATEGY_LINESTYLES[i % len(STRATEGY_LINESTYLES)]
+        for i, s in enumerate(ordered)
+    }
+
+
+def study_bars(
+    table: pd.DataFrame, quantities: list[str], path: Path
+) -> tuple[Path, Path]:
+    """Median per network (bars) with its bootstrap CI (error bars), one panel each.
+
+    ``table`` is :func:`analysis.study.study_table`'s ``table``; one panel per
+    quantity in ``quantities`` present in it (e.g. downlink, uplink, round),
+    one bar group per strategy. Raises ValueError when none is present.
+    """
+    present = [q for q in quantities if q in set(table["quantity"])]
+    if not present:
+        raise ValueError(
+            f"cannot draw {path.name}: the study table has none of {quantities}"
+        )
+    networks = network_order(table["network"])
+    colours = network_colours(networks)
+    strategies = sorted(set(table["strategy"]))
+    fig = Figure(figsize=(3.2 * len(present) + 1.5, 3.8))
+    axes = fig.subplots(1, len(present), squeeze=False)[0]
+    width = 0.8 / max(len(networks), 1)
+    for ax, quantity in zip(axes, present, strict=True):
+        rows = table[table["quantity"] == quantity]
+        for i, network in enumerate(networks):
+            sel = rows[rows["network"] == network].set_index("strategy")
+            sel = sel.reindex(strategies)
+            x = np.arange(len(strategies)) + (i - (len(networks) - 1) / 2) * width
+            median = sel["median"].to_numpy(dtype=float)
+            errors = np.vstack(
+                [
+                    median - sel["median_low"].to_numpy(dtype=float),
+                    sel["median_high"].to_numpy(dtype=float) - median,
+                ]
+            )
+            ax.bar(
+                x,
+                median,
+                width,
+                yerr=np.clip(np.nan_to_num(errors), 0, None),
+                capsize=3,
+                color=colours[network],
+                label=network,
+            )
+        ax.set_xticks(np.arange(len(strategies)), strategies)
+        ax.set_xlabel("strategy")
+        unit = "share of the round" if quantity == "uplink_share" else "s"
+        ax.set_ylabel(f"median {quantity} ({unit})")
+        ax.set_title(quantity)
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.suptitle("Median per network with bootstrap confidence interval")
+    return _save(fig, path)
+
+
+def straggler_heatmap(
+    leads: pd.DataFrame, stragglers: pd.DataFrame, title: str, path: Path
+) -> tuple[Path, Path]:
+    """Node x round heatmap of each node's lead over its round's median node (s).
+
+    ``leads`` is :func:`analysis.stragglers.node_leads` of one network and
+    strategy; columns are its (run, round) pairs in order, rows its nodes in
+    natural name order; each round's straggler (``stragglers``' rows) carries a
+    white dot. Colour-blind safe sequential map (cividis). Raises ValueError
+    when ``leads`` is empty.
+    """
+    if leads.empty:
+        raise ValueError(f"cannot draw {path.name}: no node rounds")
+    columns = leads[["repetition", "run_id", "round"]].drop_duplicates()
+    columns = columns.sort_values(["repetition", "run_id", "round"])
+    position = {
+        (r, n): i
+        for i, (r, n) in enumerate(
+            zip(columns["run_id"], columns["round"], strict=True)
+        )
+    }
+    nodes = sorted(leads["node"].unique(), key=_natural_key)
+    row = {node: i for i, node in enumerate(nodes)}
+    grid = np.full((len(nodes), len(columns)), np.nan)
+    x = [position[(r, n)] for r, n in zip(leads["run_id"], leads["round"], strict=True)]
+    grid[leads["node"].map(row).to_numpy(), np.asarray(x, dtype=int)] = leads["lead_s"]
+    fig = Figure(
+        figsize=(min(2.5 + 0.35 * len(columns), 14.0), 1.6 + 0.35 * len(nodes))
+    )
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, aspect="auto", cmap="cividis", interpolation="nearest")
+    marks = stragglers[stragglers["run_id"].isin(set(columns["run_id"]))]
+    if len(marks) <= 2000:
+        ax.scatter(
+            [
+                position[(r, n)]
+                for r, n in zip(marks["run_id"], marks["round"], strict=True)
+            ],
+            marks["straggler"].map(row).to_numpy(dtype=float),
+            s=12,
+            color="#FFFFFF",
+            edgecolors="#000000",
+            linewidths=0.5,
+            label="the round's straggler",
+        )
+        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.3), frameon=False)
+    ax.set_yticks(range(len(nodes)), nodes)
+    ax.set_ylabel("node")
+    ticks = _column_ticks(columns)
+    ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
+    ax.set_xlabel("round (r<k>: repetition k)")
+    ax.set_title(title)
+    colourbar = fig.colorbar(image, ax=ax)
+    colourbar.set_label("busy time over the round's median node (s)")
+    return _save(fig, path)
+
+
+def _column_ticks(columns: pd.DataFrame, most: int = 16) -> list[tuple[int, str]]:
+    labels = [
+        f"r{rep}:{rnd}"
+        for rep, rnd in zip(columns["repetition"], columns["round"], strict=True)
+    ]
+    step = max(1, int(np.ceil(len(labels) / most)))
+    return [(i, labels[i]) for i in range(0, len(labels), step)]
+
+
+def convergence_figure(
+    metrics: pd.DataFrame, target: float | None, path: Path
+) -> tuple[Path, Path]:
+    """Accuracy and loss against round and against wall-clock time, 2 x 2 panels.
+
+    ``metrics`` is :func:`analysis.convergence.read_metrics`'s table: thin lines
+    per run, a thick line per (network, strategy) median (colour per network,
+    line style per strategy); ``target`` draws a dotted line on the accuracy
+    panels. Raises ValueError when ``metrics`` has no accuracy and no loss.
+    """
+    if metrics.empty or metrics[["accuracy", "loss"]].isna().all().all():
+        raise ValueError(f"cannot draw {path.name}: no accuracy or loss recorded")
+    networks = network_order(metrics["network"])
+    colours = network_colours(networks)
+    styles = strategy_linestyles(list(metrics["strategy"]))
+    fig = Figure(figsize=(11.0, 7.0))
+    axes = fig.subplots(2, 2)
+    panels = (
+        (axes[0][0], "round", "accuracy"),
+        (axes[0][1], "elapsed_s", "accuracy"),
+        (axes[1][0], "round", "loss"),
+        (axes[1][1], "elapsed_s", "loss"),
+    )
+    grouped = metrics.groupby(["network", "strategy", "round"], sort=True)
+    medians = grouped[["accuracy", "loss", "elapsed_s"]].median().reset_index()
+    for ax, x, y in panels:
+        for (network, strategy, _), run in metrics.groupby(
+            ["network", "strategy", "run_id"]
+        ):
+            run = run.sort_values("round")
+            ax.plot(
+                run[x],
+                run[y],
+                color=colours[str(network)],
+                linestyle=styles[str(strategy)],
+                alpha=0.3,
+                linewidth=0.8,
+            )
+        for (network, strategy), curve in medians.groupby(["network", "strategy"]):
+            ax.plot(
+                curve[x],
+                curve[y],
+                color=colours[str(network)],
+                linestyle=styles[str(strategy)],
+                linewidth=2.2,
+                marker="o" if len(curve) <= 30 else None,
+                markersize=3,
+                label=f"{network}, {strategy} (median)",
+            )
+        if y == "accuracy" and target is not None:
+            ax.axhline(
+                target,
+                color="#666666",
+                linestyle=":",
+                linewidth=1.0,
+                label=f"target {target:.3f}",
+            )
+        ax.set_xlabel(
+            "round" if x == "round" else "wall-clock time since the first dispatch (s)"
+        )
+        ax.set_ylabel(
+            "accuracy (fraction correct)"
+            if y == "accuracy"
+            else "loss (model's loss value)"
+        )
+        ax.grid(alpha=0.3)
+    axes[0][1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.suptitle(
+        "Convergence: per run (thin) and median per network and strategy (thick)"
+    )
+    return _save(fig, path)
+
+
+def _curve_points(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ECDF step points, thinned to quantiles when there are many values."""
+    if len(values) <= _MAX_CURVE_POINTS:
+        return _ecdf(values)
+    fractions = np.linspace(0.0, 1.0, _MAX_CURVE_POINTS)
+    return np.quantile(values, fractions), fractions
+
+
+def phase_ecdfs(
+    samples: pd.DataFrame, phases: list[str], path: Path
+) -> tuple[Path, Path]:
+    """ECDF of a node's seconds per round in each phase: one panel per phase.
+
+    ``samples`` has ``network``, ``quantity`` (phase) and ``value`` (seconds)
+    columns (:func:`analysis.study.study_samples`); one colour per network.
+    Above :data:`_MAX_CURVE_POINTS` samples a curve is drawn through that many
+    quantiles. Raises ValueError when no phase of ``phases`` has samples.
+    """
+    quantities = set(samples["quantity"].unique())
+    present = [p for p in phases if p in quantities]
+    if not present:
+        raise ValueError(f"cannot draw {path.name}: no samples of {phases}")
+    networks = network_order(samples["network"].unique())
+    colours = network_colours(networks)
+    columns = 3
+    rows_n = int(np.ceil(len(present) / columns))
+    fig = Figure(figsize=(4.0 * columns + 1.8, 2.9 * rows_n))
+    axes = fig.subplots(rows_n, columns, squeeze=False).ravel()
+    wanted = samples[samples["quantity"].isin(present)]
+    groups = {
+        (str(q), str(n)): v.dropna().to_numpy(dtype=float)
+        for (q, n), v in wanted.groupby(["quantity", "network"], observed=True)["value"]
+    }
+    for ax, phase in zip(axes, present, strict=False):
+        for network in networks:
+            values = groups.get((phase, network), np.empty(0))
+            if len(values) == 0:
+                continue
+            xs, ys = _curve_points(values)
+            ax.step(xs, ys, where="post", color=colours[network], label=network)
+        ax.set_title(phase)
+        ax.set_xlabel(f"{phase} per node and round (s)")
+        ax.set_ylabel("fraction of node rounds")
+        ax.set_ylim(0.0, 1.02)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(present) :]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], color=colours[n], label=n) for n in networks]
+    fig.legend(handles=handles, loc="upper right", frameon=False, title="network")
+    fig.suptitle("ECDF per phase")
+    # Fixed spacing: a layout engine would measure every label of ten panels again.
+    fig.subplots_adjust(
+        left=0.06, right=0.88, bottom=0.08, top=0.9, wspace=0.3, hspace=0.6
+    )
+    return _save(fig, path)
+
+
+def bytes_over_time(nic: pd.DataFrame, path: Path) -> tuple[Path, Path]:
+    """Cumulative bytes and throughput of the server's busiest NIC per network.
+
+    ``nic`` has ``network, direction, start_s, end_s, mbit_s`` (one run per
+    network, seconds since its first sample); sent solid, received dashed, one
+    colour per network. Raises ValueError when ``nic`` is empty.
+    """
+    if nic.empty:
+        raise ValueError(f"cannot draw {path.name}: no NIC samples")
+    networks = network_order(nic["network"])
+    colours = network_colours(networks)
+    fig = Figure(figsize=(9.0, 5.6))
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for (network, direction), sel in nic.groupby(["network", "direction"], sort=True):
+        sel = _thinned_rates(sel.sort_values("start_s"))
+        duration = (sel["end_s"] - sel["start_s"]).to_numpy(dtype=float)
+        megabytes = np.cumsum(sel["mbit_s"].to_numpy(dtype=float) * duration / 8.0)
+        style = DIRECTION_LINESTYLES.get(str(direction), ":")
+        label = f"{network} {direction}"
+        top.plot(
+            sel["end_s"],
+            megabytes,
+            color=colours[str(network)],
+            linestyle=style,
+            label=label,
+        )
+        xs = np.append(sel["start_s"].to_numpy(dtype=float), sel["end_s"].iloc[-1])
+        ys = np.append(sel["mbit_s"].to_numpy(dtype=float), sel["mbit_s"].iloc[-1])
+        bottom.step(
+            xs,
+            ys,
+            where="post",
+            color=colours[str(network)],
+            linestyle=style,
+            label=label,
+        )
+    top.set_ylabel("cumulative bytes (MB)")
+    top.set_title(
+        "Server NIC: bytes and throughput over time (solid sent, dashed received)"
+    )
+    bottom.set_ylabel("throughput (Mbit/s)")
+    bottom.set_xlabel("seconds since the run's first sample")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    top.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _save(fig, path)

@@ -10,16 +10,14 @@ note in the report, never a crash; docs/report.md says what each number means.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from analysis.figures import (
     anatomy_bar,
@@ -29,19 +27,32 @@ from analysis.figures import (
     system_timeline,
     transfer_ecdf,
 )
+from analysis.html import esc as _esc
+from analysis.html import figure as _figure
+from analysis.html import fmt as _fmt
+from analysis.html import note as _note
+from analysis.html import safe_name as _safe_name
+from analysis.html import section as _section
+from analysis.html import table as _table
 from analysis.phases import read_phases, unmatched_frame
+from analysis.report_study import (
+    bytes_section,
+    convergence_section,
+    ecdf_section,
+    markdown_summary,
+    straggler_section,
+    study_results,
+    study_section,
+)
+from analysis.rollup import Rollup, rollup
+from analysis.study import BootstrapConfig
 from analysis.summary import (
     LEGACY_PHASES,
     PHASE_DEFINITIONS,
     PHASE_ORDER,
-    anatomy_table,
-    median_phase_table,
+    GAP_PHASES,
+    SERVER_NODE,
     network_order,
-    phase_stats,
-    round_time_table,
-    round_times,
-    study_ratios,
-    tiled_runs,
 )
 from analysis.system import nic_rates, read_system
 
@@ -88,45 +99,6 @@ BYTE_COLUMNS = ("flower_bytes", "wire_bytes", "nic_bytes", "overhead")
 _MAX_LISTED = 200
 
 
-def _esc(value: object) -> str:
-    return html.escape("" if value is None else str(value))
-
-
-def _fmt(value: object, digits: int = 3) -> str:
-    """Numbers for tables: fixed decimals for floats, ``–`` for missing values."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "–"
-    if value is pd.NA:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _table(
-    headers: Sequence[str],
-    rows: Iterable[Sequence[object]],
-    row_classes: Sequence[str] | None = None,
-    numeric: Callable[[int], bool] = lambda _: False,
-) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
-    body = []
-    for i, row in enumerate(rows):
-        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        cells = "".join(
-            f'<td class="num">{_esc(v)}</td>' if numeric(j) else f"<td>{_esc(v)}</td>"
-            for j, v in enumerate(row)
-        )
-        body.append(f"<tr{cls}>{cells}</tr>")
-    return (
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-    )
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{_esc(text)}</p>'
-
-
 def _read_manifest(results_dir: Path) -> tuple[dict[str, Any], list[str]]:
     path = results_dir / "manifest.json"
     if not path.is_file():
@@ -151,7 +123,7 @@ def _campaign_name(manifest: Mapping[str, Any], df: pd.DataFrame) -> str:
     campaign = manifest.get("campaign")
     if isinstance(campaign, Mapping) and campaign.get("name"):
         return str(campaign["name"])
-    names = sorted(set(df["campaign"]))
+    names = sorted(df["campaign"].unique())
     return ", ".join(names) if names else "unnamed campaign"
 
 
@@ -217,26 +189,10 @@ def _get(mapping: object, key: str) -> object:
     return mapping.get(key) if isinstance(mapping, Mapping) else None
 
 
-def _embed(png: Path, caption: str) -> str:
-    data = base64.b64encode(png.read_bytes()).decode("ascii")
-    return (
-        f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{_esc(caption)}</figcaption></figure>"
-    )
-
-
-def _figure(draw: Callable[[], tuple[Path, Path]], caption: str) -> str:
-    try:
-        png, _ = draw()
-    except ValueError as exc:
-        return _note(f"No figure: {exc}.")
-    return _embed(png, caption)
-
-
 def _coverage_notes(df: pd.DataFrame, manifest: Mapping[str, Any]) -> list[str]:
     """Networks without data and phases never recorded on a network."""
     notes = []
-    present = set(df["network"])
+    present = set(df["network"].unique())
     expected: set[str] = set()
     profiles = manifest.get("link_profiles")
     if isinstance(profiles, Mapping):
@@ -248,12 +204,14 @@ def _coverage_notes(df: pd.DataFrame, manifest: Mapping[str, Any]) -> list[str]:
         }
     for network in network_order(expected - present):
         notes.append(f"No phase data for network {network}.")
-    tiled = tiled_runs(df)
+    tiled = _tiled_runs(df)
+    # Distinct (network, run, phase) first: a million rows reduce to a few hundred.
+    seen_by = df[["network", "run_id", "phase"]].drop_duplicates()
     for network in network_order(present):
-        rows = df[df["network"] == network]
+        rows = seen_by[seen_by["network"] == network]
         anatomy = [p for p in PHASE_ORDER if p != "unresolved"]
         wanted = anatomy if rows["run_id"].isin(tiled).any() else LEGACY_PHASES
-        seen = set(rows["phase"])
+        seen = set(rows["phase"].unique())
         missing = [p for p in wanted if p not in seen]
         if missing:
             notes.append(f"On {network}, no {', '.join(missing)} was recorded.")
@@ -331,7 +289,7 @@ def _definitions() -> str:
 
 
 def _anatomy_section(df: pd.DataFrame, table: pd.DataFrame, figures: Path) -> str:
-    if not tiled_runs(df):
+    if not _tiled_runs(df):
         return _note(
             "This phase table has no round anatomy (no dispatch_wait, "
             "client_startup, reply_handoff, pickup_wait or server_other rows): it "
@@ -390,27 +348,31 @@ def _share(value: object) -> str:
     return "–"
 
 
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text) or "unnamed"
+def _tiled_runs(df: pd.DataFrame) -> set[str]:
+    """summary.tiled_runs without iterating a million strings in Python."""
+    return set(df.loc[df["phase"].isin(GAP_PHASES), "run_id"].unique())
 
 
-def _timelines_section(df: pd.DataFrame, figures: Path) -> str:
-    tiled = df[df["run_id"].isin(tiled_runs(df))]
+def _timelines_section(df: pd.DataFrame, figures: Path, timeline_round: int = 2) -> str:
+    tiled_ids = _tiled_runs(df)
+    every_run = tiled_ids >= set(df["run_id"].unique())
+    tiled = df if every_run else df[df["run_id"].isin(tiled_ids)]
     if tiled.empty:
         return _note(
             "No timeline: this phase table has no round anatomy, so a round's "
             "phases leave gaps (see Round anatomy)."
         )
     parts = []
-    for network, run_id, round_ in choose_gantt_rounds(tiled):
+    for network, run_id, round_ in choose_gantt_rounds(tiled, timeline_round):
         name = f"timeline_{_safe_name(network)}"
         parts.append(
             _figure(
                 partial(gantt, tiled, run_id, round_, figures / name),
                 f"{network}: run {run_id}, round {round_}. One row per node (top: "
                 "the server's aggregation timer); each bar is one phase from its "
-                "start to its end, hatched bars wait. Round 2 is shown when it "
-                "exists: round 1 includes start-up effects.",
+                f"start to its end, hatched bars wait. Round {timeline_round} is "
+                "shown when it exists, else the first (round 1 includes start-up "
+                "effects).",
             )
         )
     return "".join(parts)
@@ -646,26 +608,46 @@ def system_series(
     return cpu, nic, t0
 
 
+def _read_chosen_runs(path: Path, df: pd.DataFrame) -> pd.DataFrame:
+    """The samples of one run per network: the run the timelines show, else the first.
+
+    Only those runs are read from the file (a long campaign's samples are large).
+    """
+    table = pq.read_table(path, columns=["network", "run_id"])
+    pairs = table.group_by(["network", "run_id"]).aggregate([]).to_pandas()
+    pairs = pairs.astype(str)
+    preferred = {n: r for n, r, _ in choose_gantt_rounds(df)} if len(df) else {}
+    chosen = []
+    for network, runs in pairs.groupby("network")["run_id"]:
+        ids = sorted(runs)
+        wanted = preferred.get(str(network), ids[0])
+        chosen.append(wanted if wanted in ids else ids[0])
+    if not chosen:
+        return read_system(path)
+    return pd.read_parquet(path, engine="pyarrow", filters=[("run_id", "in", chosen)])
+
+
 def _system_section(results_dir: Path, df: pd.DataFrame, figures: Path) -> str:
     path = results_dir / "system.parquet"
     if not path.is_file():
         return _note("No system.parquet in the results folder.")
     try:
-        system = read_system(path)
-    except (OSError, ValueError) as exc:
+        system = _read_chosen_runs(path, df)
+    except (OSError, ValueError, KeyError) as exc:
         return _note(f"{path} could not be read ({exc}); nothing shown from it.")
     required = ("run_id", "network", "host", "t_ns", "metric", "device", "value")
     missing = [c for c in required if c not in system.columns]
     if missing or system.empty:
         return _note(f"{path} has no samples or lacks columns {missing}.")
-    preferred = {n: r for n, r, _ in choose_gantt_rounds(df)} if len(df) else {}
-    parts = []
-    for network in network_order(system["network"].astype(str)):
-        runs = sorted(set(system.loc[system["network"] == network, "run_id"]))
-        run_id = preferred.get(network, runs[0])
-        run_id = run_id if run_id in runs else runs[0]
+    parts, server_nic = [], []
+    for network in network_order(system["network"].astype(str).unique()):
+        run_id = str(system.loc[system["network"] == network, "run_id"].iloc[0])
         cpu, nic, t0 = system_series(system, run_id)
-        starts = df[df["run_id"] == run_id].groupby("round")["start_ns"].min()
+        server = nic[nic["host"] == SERVER_NODE]
+        if len(server):
+            server_nic.append(server.assign(network=network))
+        mine = df.loc[df["run_id"] == run_id, ["round", "start_ns"]]
+        starts = mine.groupby("round")["start_ns"].min()
         marks = [(int(t) - t0) / 1e9 for t in starts]
         parts.append(
             _figure(
@@ -682,6 +664,8 @@ def _system_section(results_dir: Path, df: pd.DataFrame, figures: Path) -> str:
                 "received, headers included); dotted lines: round starts.",
             )
         )
+    if server_nic:
+        parts.append(bytes_section(pd.concat(server_nic, ignore_index=True), figures))
     return "".join(parts)
 
 
@@ -817,16 +801,12 @@ def _provenance_section(manifest: Mapping[str, Any]) -> str:
 
 
 def _overview(df: pd.DataFrame) -> str:
-    networks = ", ".join(network_order(df["network"])) or "none"
-    strategies = ", ".join(sorted(set(df["strategy"]))) or "none"
+    networks = ", ".join(network_order(df["network"].unique())) or "none"
+    strategies = ", ".join(sorted(df["strategy"].unique())) or "none"
     return (
         f"<p>Networks: {_esc(networks)}. Strategies: {_esc(strategies)}. "
         f"Runs with data: {df['run_id'].nunique()}. Phase rows: {len(df)}.</p>"
     )
-
-
-def _section(title: str, body: str) -> str:
-    return f"<section><h2>{_esc(title)}</h2>{body}</section>"
 
 
 # What malformed optional inputs (a CSV another tool wrote, a manifest key) raise.
@@ -842,14 +822,15 @@ def _guarded(title: str, build: Callable[[], str]) -> str:
     return _section(title, body)
 
 
-def _write_tables(results_dir: Path, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def _write_tables(results_dir: Path, rolled: Rollup) -> dict[str, pd.DataFrame]:
+    """analysis.summary's tables (computed by its vectorised twin), as CSV too."""
     tables = {
-        "median_phases": median_phase_table(df),
-        "phase_stats": phase_stats(df),
-        "ratios": study_ratios(df),
-        "round_times": round_times(df),
-        "round_time_table": round_time_table(df),
-        "anatomy": anatomy_table(df),
+        "median_phases": rolled.median_phase_table(),
+        "phase_stats": rolled.phase_stats(),
+        "ratios": rolled.study_ratios(),
+        "round_times": rolled.round_times(),
+        "round_time_table": rolled.round_time_table(),
+        "anatomy": rolled.anatomy_table(),
     }
     for name, table in tables.items():
         index = name in ("median_phases", "round_time_table")
@@ -857,8 +838,23 @@ def _write_tables(results_dir: Path, df: pd.DataFrame) -> dict[str, pd.DataFrame
     return tables
 
 
-def build_report(results_dir: Path) -> Path:
-    """Write ``results_dir/report.html`` (plus figures and CSVs) and return its path."""
+def build_report(
+    results_dir: Path,
+    *,
+    warmup_rounds: int = 0,
+    target_accuracy: float | None = None,
+    bootstrap: BootstrapConfig | None = None,
+    timeline_round: int = 2,
+) -> Path:
+    """Write ``results_dir/report.html`` (plus figures and CSVs) and return its path.
+
+    Also writes ``summary.md``. ``warmup_rounds`` leaves rounds 1 to that many out
+    of the study and straggler tables; ``target_accuracy`` is the accuracy the
+    time-to-target table counts to (default: 90% of the best reached);
+    ``bootstrap`` sets the confidence intervals (:class:`BootstrapConfig`);
+    ``timeline_round`` is the round the per-node timelines show (the first when
+    a run has fewer).
+    """
     results_dir = Path(results_dir)
     phases_path = results_dir / "phases.parquet"
     if not phases_path.is_file():
@@ -868,8 +864,12 @@ def build_report(results_dir: Path) -> Path:
         )
     df = read_phases(phases_path)
     manifest, manifest_notes = _read_manifest(results_dir)
-    tables = _write_tables(results_dir, df)
+    rolled = rollup(df)
+    tables = _write_tables(results_dir, rolled)
     figures = results_dir / "figures"
+    study = study_results(
+        results_dir, df, manifest, warmup_rounds, target_accuracy, bootstrap, rolled
+    )
     name = _campaign_name(manifest, df)
     bar = _figure(
         partial(phase_bar, tables["median_phases"], figures / "phase_bar"),
@@ -892,8 +892,12 @@ def build_report(results_dir: Path) -> Path:
             "".join(_note(n) for n in manifest_notes),
             _section("Emulation", _emulation_section(manifest)),
             _section("Link profiles", _profiles_section(manifest)),
+            _section("Study", study_section(study, figures), "study"),
+            _section("Stragglers", straggler_section(study, figures), "stragglers"),
+            _section("Convergence", convergence_section(study, figures), "convergence"),
             _section("Time per phase", bar),
             _section("Downlink and uplink times", ecdfs),
+            _section("Time per phase: ECDFs", ecdf_section(study, figures)),
             _section(
                 "Median phase times",
                 _median_section(tables["median_phases"], coverage)
@@ -904,7 +908,10 @@ def build_report(results_dir: Path) -> Path:
                 "Round anatomy",
                 partial(_anatomy_section, df, tables["anatomy"], figures),
             ),
-            _guarded("Round timelines", partial(_timelines_section, df, figures)),
+            _guarded(
+                "Round timelines",
+                partial(_timelines_section, df, figures, timeline_round),
+            ),
             _guarded(
                 "Transfers: wire vs SuperNode",
                 partial(_transfers_section, results_dir),
@@ -924,4 +931,12 @@ def build_report(results_dir: Path) -> Path:
     )
     out = results_dir / "report.html"
     out.write_text(page, encoding="utf-8")
+    files = [
+        "report.html",
+        "figures/*.png|pdf",
+        *sorted(p.name for p in results_dir.glob("*.csv")),
+    ]
+    (results_dir / "summary.md").write_text(
+        markdown_summary(name, study, files), encoding="utf-8"
+    )
     return out

@@ -132,11 +132,13 @@ def per_node_round(df: pd.DataFrame) -> pd.DataFrame:
     """
     rows = df.assign(uncertainty_s=_uncertainty(df))
     grouped = rows.groupby(NODE_ROUND_KEYS, sort=True, observed=True, dropna=False)
-    out = grouped.agg(
-        duration_s=("duration_s", "sum"),
-        bytes=("bytes", lambda s: s.sum(min_count=1)),
-        uncertainty_s=("uncertainty_s", lambda s: s.sum(min_count=1)),
-        messages=("duration_s", "size"),
+    out = pd.DataFrame(
+        {
+            "duration_s": grouped["duration_s"].sum(),
+            "bytes": grouped["bytes"].sum(min_count=1),
+            "uncertainty_s": grouped["uncertainty_s"].sum(min_count=1),
+            "messages": grouped.size(),
+        }
     ).reset_index()
     out["bytes"] = out["bytes"].astype("Int64")
     out["uncertainty_s"] = out["uncertainty_s"].astype("float64")

@@ -140,7 +140,7 @@ def _message_durations(
     out = base * _noise(rng, spec.noise, (*shape, len(base)))
     if spec.straggler is not None:
         out[:, spec.node_names.index(spec.straggler), 3] *= spec.straggler_factor
-    return out
+    return np.asarray(out)
 
 
 def _run_frame(
@@ -199,19 +199,19 @@ def _run_frame(
 
     start = np.stack(starts, axis=2)  # (R, N, P)
     end = np.stack(ends, axis=2)
-    phase = np.stack(phases, axis=2)
+    phase_of = np.stack(phases, axis=2)
     kind = np.broadcast_to(np.array(kinds, dtype=object), start.shape)
     round_no = np.broadcast_to(np.arange(1, rounds + 1)[:, None, None], start.shape)
     node = np.broadcast_to(
         np.array(spec.node_names, dtype=object)[None, :, None], start.shape
     )
     # the node whose reply came last has no server_other stretch
-    keep = ~((phase == "server_other") & (end <= start))
+    keep = ~((phase_of == "server_other") & (end <= start))
     frame = _assemble(
         spec,
         run,
         (start[keep], end[keep]),
-        (phase[keep], kind[keep], round_no[keep], node[keep]),
+        (phase_of[keep], kind[keep], round_no[keep], node[keep]),
     )
     server = _assemble(
         spec,

@@ -95,6 +95,7 @@ def run(
     scaler: bool,
     tile: bool = True,
     norm: bool = False,
+    rolling_step: int = 1,
 ) -> RunResult:
     """Federated training of the small CNN with sub-models cut by ``mode``."""
     start = time.monotonic()
@@ -120,6 +121,7 @@ def run(
             server_round=server_round,
             seed=seed,
             rolling_tile=tile,
+            rolling_step=rolling_step,
         )
         results = []
         for client, (x_train, y_train) in clients.items():
@@ -176,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="rolling: every client's window starts at the same channel (FedRolex)",
     )
+    parser.add_argument("--rolling-step", type=int, default=1)
     parser.add_argument("--methods", nargs="+", default=["static", "random", "rolling"])
     args = parser.parse_args(argv)
     # One thread: these convolutions are too small to gain from two, and one
@@ -207,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 scaler=args.scaler,
                 tile=not args.no_tile,
                 norm=not args.no_norm,
+                rolling_step=args.rolling_step,
             )
             for seed in args.seeds
         ]

@@ -8,12 +8,24 @@ One mechanism, three extraction rules, as unified in "Every Parameter Matters"
 * ``random``  (Federated Dropout, Caldas et al. 2018): a fresh random subset of
   ``ceil(r * C)`` channels per client, layer and round.
 * ``rolling`` (FedRolex, Alam et al. 2022): a window of ``ceil(r * C)``
-  channels whose start advances by ``rolling_step`` each round. With
-  ``rolling_tile=True`` (the default) the clients' windows are laid back to
-  back around the channel ring, so that whenever the ratios sum to at least 1
-  every channel is covered in every round (the condition the paper's minimum
-  coverage index asks for); ``rolling_tile=False`` gives every client the same
-  window start, as in FedRolex's public code.
+  channels whose start advances each round. With ``rolling_tile=True`` (the
+  default) the clients' windows are laid back to back around the channel ring,
+  so that whenever the ratios sum to at least 1 every channel is in some
+  client's window every round; ``rolling_tile=False`` gives every client the
+  same window start, as in FedRolex's public code. With ``rolling_drift=True``
+  (the default) the window of the j-th channel group advances
+  ``(j + 1) * rolling_step`` channels per round instead of ``rolling_step``:
+  when all layers' windows move in lockstep (FedRolex), a weight joining
+  channel ``o`` of one layer to channel ``i`` of an equally wide layer is never
+  trained if ``o`` and ``i`` are further apart than the window, so part of the
+  model is never covered; drifting windows eventually cover every weight
+  (after a number of rounds of the order of the layer widths).
+
+Channel-sliced sub-models cover a weight only when one client holds both of
+its channels, so without a full-capacity client ``gamma-round`` is 0 for every
+rule as soon as two reduced layers follow each other; what separates the rules
+is whether every weight gets covered over the rounds
+(``never-covered-fraction``), which static never achieves.
 
 A :class:`ReductionPlan` says, for every state-dict key, which channel groups
 each tensor axis is made of, so masks stay consistent across layers: the output
@@ -249,6 +261,7 @@ def make_mask(
     offset: float = 0.0,
     rng: np.random.Generator | None = None,
     rolling_step: int = 1,
+    rolling_drift: bool = True,
 ) -> dict[str, IndexArray]:
     """Choose the kept channels of every group for one client and round.
 
@@ -270,9 +283,11 @@ def make_mask(
         Random source for ``random``.
     rolling_step
         Channels the rolling window advances per round.
+    rolling_drift
+        The j-th group's window advances ``(j + 1) * rolling_step`` per round.
     """
     mask: dict[str, IndexArray] = {}
-    for group, size in plan.group_sizes.items():
+    for position, (group, size) in enumerate(plan.group_sizes.items()):
         kept = kept_channels(size, ratio)
         if mode == "static":
             indices = np.arange(kept)
@@ -281,7 +296,8 @@ def make_mask(
                 raise ValueError("make_mask: mode 'random' needs an rng")
             indices = np.sort(rng.choice(size, size=kept, replace=False))
         elif mode == "rolling":
-            start = (server_round - 1) * rolling_step + round(offset * size)
+            speed = rolling_step * (position + 1 if rolling_drift else 1)
+            start = (server_round - 1) * speed + round(offset * size)
             indices = np.sort((start + np.arange(kept)) % size)
         else:
             raise ValueError(
@@ -300,6 +316,7 @@ def round_masks(
     seed: int = 0,
     rolling_step: int = 1,
     rolling_tile: bool = True,
+    rolling_drift: bool = True,
 ) -> dict[int, dict[str, IndexArray]]:
     """Masks for all clients of a round, keyed like ``ratios`` (client id -> ratio).
 
@@ -319,6 +336,7 @@ def round_masks(
             offset=offset if rolling_tile else 0.0,
             rng=rng,
             rolling_step=rolling_step,
+            rolling_drift=rolling_drift,
         )
         offset = (offset + ratios[client]) % 1.0
     return masks
@@ -591,8 +609,12 @@ class HeteroFL(FedAvg):
         "use ``ratios``".
     seed
         Seed of the random masks.
-    rolling_step, rolling_tile
+    rolling_step, rolling_tile, rolling_drift
         See :func:`round_masks`.
+    on_coverage
+        Called after every round's aggregation with the round and its
+        coverage metrics (``gamma-round``, ``gamma-star``,
+        ``never-covered-fraction``), e.g. to write them to the event log.
     **fedavg
         Passed to :class:`flwr.serverapp.strategy.FedAvg`.
     """
@@ -606,6 +628,8 @@ class HeteroFL(FedAvg):
         seed: int = 0,
         rolling_step: int = 1,
         rolling_tile: bool = True,
+        rolling_drift: bool = True,
+        on_coverage: Callable[[int, dict[str, float]], None] | None = None,
         **fedavg: object,
     ) -> None:
         super().__init__(**fedavg)  # type: ignore[arg-type]
@@ -624,6 +648,8 @@ class HeteroFL(FedAvg):
         self.seed = seed
         self.rolling_step = rolling_step
         self.rolling_tile = rolling_tile
+        self.rolling_drift = rolling_drift
+        self.on_coverage = on_coverage
         self.tracker = CoverageTracker()
         self._global: dict[str, NDArray] = {}
         self._sent: dict[int, tuple[float, dict[str, IndexArray]]] = {}
@@ -663,6 +689,7 @@ class HeteroFL(FedAvg):
             seed=self.seed,
             rolling_step=self.rolling_step,
             rolling_tile=self.rolling_tile,
+            rolling_drift=self.rolling_drift,
         )
         self._sent = {node: (ratios[node], masks[node]) for node in ratios}
         messages = []
@@ -716,8 +743,11 @@ class HeteroFL(FedAvg):
         metrics = self.train_metrics_aggr_fn(
             [reply.content for reply in valid], self.weighted_by_key
         )
-        for key, value in self.tracker.update(merged.coverage).items():
+        coverage = self.tracker.update(merged.coverage)
+        for key, value in coverage.items():
             metrics[key] = value
+        if self.on_coverage is not None:
+            self.on_coverage(server_round, coverage)
         log(
             INFO,
             "aggregate_train: gamma-round %s, gamma-star %s",

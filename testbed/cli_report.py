@@ -40,13 +40,20 @@ def report_build(
     quiet: Annotated[bool, typer.Option(help="Print only the report's path.")] = False,
     warmup_rounds: WarmupOpt = 0,
     target_accuracy: TargetOpt = None,
+    timeline_round: Annotated[
+        int,
+        typer.Option(min=1, help="Round the per-node timelines show (else the first)."),
+    ] = 2,
 ) -> None:
     """Write report.html (self-contained), summary.md, figures and CSVs into RESULTS."""
     from analysis.report import build_report
 
     try:
         path = build_report(
-            results, warmup_rounds=warmup_rounds, target_accuracy=target_accuracy
+            results,
+            warmup_rounds=warmup_rounds,
+            target_accuracy=target_accuracy,
+            timeline_round=timeline_round,
         )
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
@@ -97,6 +104,8 @@ def report_compare(
             )
         )
         return
+    for text in comparison.notes:
+        typer.echo(f"note: {text}")
     first = comparison.labels[0]
     for label in comparison.labels[1:]:
         flagged = study[study[f"{label}:exceeds_spread"]]

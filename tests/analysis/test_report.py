@@ -50,6 +50,21 @@ DELAY_DETAIL = (
 )
 
 
+# Figures of the study sections (analysis/report_study.py), by their element ids.
+STUDY_FIGURE_IDS = (
+    'id="study-figure"',
+    'id="straggler-heatmap-',
+    'id="convergence-figure"',
+    'id="phase-ecdfs"',
+    'id="bytes-over-time"',
+)
+
+
+def study_figures(page: str) -> int:
+    """How many figures of the study sections the page embeds."""
+    return sum(page.count(f"<figure {ident}") for ident in STUDY_FIGURE_IDS)
+
+
 def run_events(
     uplink_ms: int, rounds: int = 3, lose_pi2_uplink: bool = False
 ) -> list[dict[str, Any]]:
@@ -209,7 +224,8 @@ def test_figures_are_embedded_as_decodable_pngs(built: tuple[Path, str]) -> None
 
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
 
-    assert len(images) == 3
+    assert study_figures(page) >= 4  # study, heatmaps, ECDFs per phase
+    assert len(images) == 3 + study_figures(page)
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     for name in ("phase_bar", "downlink_ecdf", "uplink_ecdf"):
         assert (folder / "figures" / f"{name}.png").is_file()
@@ -480,7 +496,7 @@ def test_anatomy_report_has_every_section_and_figure(
     for title in NEW_SECTIONS:
         assert f"<h2>{title}</h2>" in page, title
     # phase bar, 2 ECDFs, anatomy bar, a timeline and a system figure per network
-    assert len(images) == 4 + 2 * len(NETWORKS)
+    assert len(images) == 4 + 2 * len(NETWORKS) + study_figures(page)
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     names = ["anatomy_bar", *(f"timeline_{n}" for n in NETWORKS)]
     for name in [*names, *(f"system_{n}" for n in NETWORKS)]:
@@ -564,7 +580,9 @@ def test_system_section_draws_one_run_per_network(
 
     part = section(page, "System")
 
-    assert part.count("<img") == len(NETWORKS)
+    # plus one figure of the server's bytes over time on every network
+    assert part.count("<img") == len(NETWORKS) + 1
+    assert part.count('<figure id="bytes-over-time"') == 1
     assert "run 5g-fedavg-r1" in part
     png = folder / "figures" / "system_5g.png"
     assert has_colour(png, "#0072B2")  # pi1
@@ -608,7 +626,7 @@ def test_old_style_results_folder_still_renders(tmp_path: Path) -> None:
 
     for title in NEW_SECTIONS:
         assert f"<h2>{title}</h2>" in page, title
-    assert len(re.findall(r'src="data:image/png', page)) == 3
+    assert len(re.findall(r'src="data:image/png', page)) == 3 + study_figures(page)
     assert "this phase table has no round anatomy" in page.lower()
     assert "No transfers.csv in the results folder." in page
     assert "No bytes.csv in the results folder." in page

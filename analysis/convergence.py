@@ -1,0 +1,257 @@
+"""Convergence: accuracy and loss per round and over wall-clock time, time to target.
+
+The ServerApp writes a ``metrics`` event per round and scope into each run's
+``events.jsonl`` (docs/events.md): ``server`` (centralised evaluation of the
+global model, round 0 = the initial model), ``evaluate`` (the clients' aggregated
+evaluation) and ``train``. :func:`read_metrics` collects them into one tidy
+table; accuracy and loss are taken from the ``server`` scope when a run has it,
+else from ``evaluate`` (keys containing ``accuracy`` / ``loss``). Wall-clock time
+counts from the run's first round dispatch (its earliest phase-table instant);
+round 0 is the initial model, at 0 s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.summary import network_order
+
+METRIC_COLUMNS = [
+    "run_id",
+    "network",
+    "strategy",
+    "repetition",
+    "round",
+    "scope",
+    "accuracy",
+    "loss",
+    "t_ns",
+    "elapsed_s",
+]
+TARGET_COLUMNS = [
+    "network",
+    "strategy",
+    "runs",
+    "runs_reaching",
+    "target_accuracy",
+    "median_time_to_target_s",
+    "min_time_to_target_s",
+    "max_time_to_target_s",
+    "median_rounds_to_target",
+    "median_final_accuracy",
+    "median_final_loss",
+]
+# Which scope a run's curve comes from, best first.
+SCOPES = ("server", "evaluate")
+# The default target: this share of the best accuracy any run reached.
+DEFAULT_TARGET_SHARE = 0.9
+
+
+def _pick(values: Mapping[str, Any], word: str) -> float | None:
+    """The value keyed ``word`` or, failing that, whose key contains it (eval-loss)."""
+    if isinstance(values.get(word), int | float):
+        return float(values[word])
+    for key in sorted(values):
+        value = values[key]
+        if word in key.lower() and isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def metric_records(lines: Iterable[bytes | str], run_id: str) -> list[dict[str, Any]]:
+    """``metrics`` and ``run_start`` records of one run's event-log lines.
+
+    Only lines naming those events are parsed; a line that is not JSON (a run
+    cut short) is skipped.
+    """
+    records: list[dict[str, Any]] = []
+    for line in lines:
+        text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+        if '"metrics"' not in text and '"run_start"' not in text:
+            continue
+        try:
+            event = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(event, dict) or event.get("event") not in (
+            "metrics",
+            "run_start",
+        ):
+            continue
+        event.setdefault("run_id", run_id)
+        records.append(event)
+    return records
+
+
+def metrics_frame(
+    records: Iterable[Mapping[str, Any]],
+    runs: Mapping[str, Mapping[str, Any]],
+    origins: Mapping[str, int],
+) -> pd.DataFrame:
+    """The tidy metrics table of :data:`METRIC_COLUMNS` from ``metrics`` records.
+
+    ``runs`` gives each run id's ``network``, ``strategy`` and ``repetition``
+    (``run_start`` events or the manifest); ``origins`` each run's wall-clock
+    origin (ns). A run's rows come from its best scope in :data:`SCOPES`.
+    """
+    rows = []
+    for record in records:
+        if record.get("event") != "metrics" or record.get("scope") not in SCOPES:
+            continue
+        values = record.get("values")
+        if not isinstance(values, Mapping):
+            continue
+        run_id = str(record.get("run_id", ""))
+        info = runs.get(run_id, {})
+        t_ns = int(record.get("t_ns", 0))
+        round_ = int(record.get("round", 0))
+        origin = origins.get(run_id)
+        elapsed = 0.0 if round_ == 0 or origin is None else (t_ns - origin) / 1e9
+        rows.append(
+            {
+                "run_id": run_id,
+                "network": str(info.get("network", "unknown")),
+                "strategy": str(info.get("strategy", "unknown")),
+                "repetition": int(info.get("repetition", 1)),
+                "round": round_,
+                "scope": str(record["scope"]),
+                "accuracy": _pick(values, "accuracy"),
+                "loss": _pick(values, "loss"),
+                "t_ns": t_ns,
+                "elapsed_s": max(elapsed, 0.0),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    if frame.empty:
+        return frame.astype({"accuracy": float, "loss": float, "elapsed_s": float})
+    rank = {s: i for i, s in enumerate(SCOPES)}
+    rank_of = frame["scope"].map(rank)
+    best = rank_of == rank_of.groupby(frame["run_id"]).transform("min")
+    frame = frame[best]
+    frame = frame.astype({"accuracy": float, "loss": float})
+    return frame.sort_values(["run_id", "round"]).reset_index(drop=True)
+
+
+def _run_info(
+    manifest: Mapping[str, Any], records: Iterable[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    info: dict[str, dict[str, Any]] = {}
+    campaign = manifest.get("campaign")
+    default_strategy = (
+        campaign.get("strategy") if isinstance(campaign, Mapping) else None
+    )
+    runs = manifest.get("runs")
+    for run in runs if isinstance(runs, list) else []:
+        if isinstance(run, Mapping) and run.get("run_id"):
+            info[str(run["run_id"])] = {
+                "network": run.get("network", "unknown"),
+                "strategy": run.get("strategy") or default_strategy or "unknown",
+                "repetition": run.get("repetition", 1),
+            }
+    for record in records:
+        if record.get("event") == "run_start":
+            known = info.setdefault(str(record.get("run_id")), {})
+            for key in ("network", "strategy", "repetition"):
+                if record.get(key) is not None:
+                    known.setdefault(key, record[key])
+    return info
+
+
+def read_metrics(
+    results_dir: Path,
+    manifest: Mapping[str, Any],
+    phases: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The metrics table of every ``runs/*/events.jsonl`` in a results folder.
+
+    The wall-clock origin of a run is its earliest ``start_ns`` in ``phases``
+    (the first dispatch of round 1), else its ``run_start`` event, else its
+    first metrics event.
+    """
+    records: list[dict[str, Any]] = []
+    for path in sorted(Path(results_dir).glob("runs/*/events.jsonl")):
+        with path.open("rb") as handle:
+            records.extend(metric_records(handle, path.parent.name))
+    origins: dict[str, int] = {}
+    if phases is not None and len(phases):
+        firsts = phases.groupby("run_id", observed=True)["start_ns"].min()
+        origins = {str(k): int(v) for k, v in firsts.items()}
+    for record in sorted(records, key=lambda r: int(r.get("t_ns", 0))):
+        run_id = str(record.get("run_id"))
+        if record.get("event") == "run_start" or run_id not in origins:
+            origins.setdefault(run_id, int(record.get("t_ns", 0)))
+    return metrics_frame(records, _run_info(manifest, records), origins)
+
+
+def default_target(metrics: pd.DataFrame) -> float | None:
+    """:data:`DEFAULT_TARGET_SHARE` of the best accuracy reached after round 0."""
+    trained = metrics[metrics["round"] > 0]
+    best = trained["accuracy"].max() if len(trained) else float("nan")
+    return None if not best == best else float(DEFAULT_TARGET_SHARE * best)
+
+
+def time_to_target(metrics: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Per network and strategy: how long runs took to reach ``target`` accuracy.
+
+    A run reaches the target at its first trained round (round 1 or later)
+    whose accuracy is at least ``target``; its time is that round's
+    ``elapsed_s``. Medians are over the runs
+    that reached it (NaN when none did); ``median_final_*`` are over all runs'
+    last rounds.
+    """
+    rows = []
+    for (network, strategy), group in metrics.groupby(["network", "strategy"]):
+        reached: list[tuple[float, int]] = []
+        finals = group.sort_values("round").groupby("run_id").last()
+        for _, run in group.groupby("run_id"):
+            hits = run[(run["accuracy"] >= target) & (run["round"] > 0)]
+            hits = hits.sort_values("round")
+            if len(hits):
+                reached.append(
+                    (float(hits["elapsed_s"].iloc[0]), int(hits["round"].iloc[0]))
+                )
+        times = np.array([t for t, _ in reached], dtype=float)
+        rows.append(
+            {
+                "network": network,
+                "strategy": strategy,
+                "runs": group["run_id"].nunique(),
+                "runs_reaching": len(reached),
+                "target_accuracy": target,
+                "median_time_to_target_s": float(np.median(times))
+                if len(times)
+                else np.nan,
+                "min_time_to_target_s": float(times.min()) if len(times) else np.nan,
+                "max_time_to_target_s": float(times.max()) if len(times) else np.nan,
+                "median_rounds_to_target": float(np.median([r for _, r in reached]))
+                if reached
+                else np.nan,
+                "median_final_accuracy": float(finals["accuracy"].median()),
+                "median_final_loss": float(finals["loss"].median()),
+            }
+        )
+    out = pd.DataFrame(rows, columns=TARGET_COLUMNS)
+    order = {n: i for i, n in enumerate(network_order(out["network"]))}
+    return (
+        out.assign(_o=out["network"].map(order))
+        .sort_values(["_o", "strategy"])
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
+
+
+def median_curves(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per network, strategy and round: median accuracy, loss and elapsed seconds."""
+    grouped = metrics.groupby(["network", "strategy", "round"], sort=True)
+    return grouped.agg(
+        accuracy=("accuracy", "median"),
+        loss=("loss", "median"),
+        elapsed_s=("elapsed_s", "median"),
+        runs=("run_id", "nunique"),
+    ).reset_index()
