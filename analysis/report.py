@@ -493,6 +493,37 @@ def _transfers_section(results_dir: Path) -> str:
     )
 
 
+FAILURE_COLUMNS = ("run_id", "round", "node", "phase", "kind", "cause")
+
+
+def _failures_section(results_dir: Path) -> str:
+    """Every failure, degraded round and injected fault (failures.csv)."""
+    path = results_dir / "failures.csv"
+    if not path.is_file():
+        return "<p>No failures: every node answered every round.</p>"
+    table, problem = _read_csv(path, FAILURE_COLUMNS)
+    if table is None:
+        return _note(problem)
+    counts = table["kind"].value_counts()
+    summary = (
+        "<p>"
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + (
+            ". A <code>no_reply</code> row's phase says where the message stopped, "
+            "from the bytes on the wire (docs/reliability.md).</p>"
+        )
+    )
+    shown = table.head(_MAX_LISTED).fillna("")
+    rows = [[str(v) for v in record] for record in shown[list(FAILURE_COLUMNS)]
+            .to_numpy().tolist()]  # fmt: skip
+    more = len(table) - len(shown)
+    return (
+        summary
+        + _table(list(FAILURE_COLUMNS), rows, numeric=lambda j: j == 1)
+        + (_note(f"{more} more rows in failures.csv.") if more else "")
+    )
+
+
 def _node_side_summary(table: pd.DataFrame) -> str:
     """What the capture on the nodes' own interfaces saw, when there was one."""
     if not set(NODE_SIDE_TRANSFER_COLUMNS) <= set(table.columns):
@@ -920,6 +951,7 @@ def build_report(
             _guarded("System", partial(_system_section, results_dir, df, figures)),
             _guarded("Clock offsets", partial(_clocks_section, manifest)),
             _section("Runs", _runs_section(manifest, df)),
+            _guarded("Failures", partial(_failures_section, results_dir)),
             _section("Data quality", _quality_section(df)),
             _section("Provenance", _provenance_section(manifest)),
         ]

@@ -686,3 +686,33 @@ def test_a_failing_optional_section_becomes_a_note(
 
     assert "System could not be shown: KeyError: &#x27;metric&#x27;." in page
     assert "<h2>Provenance</h2>" in page
+
+
+def test_failures_are_listed_with_round_node_phase_and_cause(tmp_path: Path) -> None:
+    from analysis.synthetic import SyntheticCampaign, write_synthetic_results
+
+    out = write_synthetic_results(SyntheticCampaign(), tmp_path / "results")
+    (out / "failures.csv").write_text(
+        "run_id,round,node,phase,kind,cause,t_ns\n"
+        "5g-r1,2,node3,,fault_injected,kill-supernode,1\n"
+        "5g-r1,2,node3,train:training,no_reply,no reply within the round timeout "
+        "of 30 s,2\n"
+        "5g-r1,3,,configure_train,degraded,went on with 2 of 3 node(s),3\n"
+    )
+
+    html = build_report(out).read_text()
+
+    section = html[html.index(">Failures<") :]
+    section = section[: section.index("</section>")]
+    assert "1 fault_injected, 1 no_reply, 1 degraded" in section
+    assert (
+        "train:training" in section and "no reply within the round timeout" in section
+    )
+
+
+def test_a_clean_campaign_says_it_had_no_failures(tmp_path: Path) -> None:
+    from analysis.synthetic import SyntheticCampaign, write_synthetic_results
+
+    out = write_synthetic_results(SyntheticCampaign(), tmp_path / "results")
+    html = build_report(out).read_text()
+    assert "No failures: every node answered every round." in html
