@@ -47,12 +47,12 @@ class Method:
     batchnorm_everything_shared: bool = False  # FedAvg over the BatchNorm model
 
 
-# Learning rates and the AGC threshold come from a sweep on one domain (docs/methods.md).
+# Learning rates and the AGC threshold: from a sweep on one domain (docs/methods.md).
 METHODS: tuple[Method, ...] = (
     Method("FedAvg", "fedavg", 0.005),
     Method("FedAvg+BN", "fedbn", 0.05, batchnorm_everything_shared=True),
     Method("FedBN", "fedbn", 0.05),
-    Method("FedWon", "fedwon", 0.05),
+    Method("FedWon", "fedwon", 0.1),
 )
 
 
@@ -66,6 +66,24 @@ class Study:
     samples_per_client: int | None
     width: float = 0.25
     clip_lambda: float = 0.01
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run's accuracy per round and client (domain), and what it cost."""
+
+    method: str
+    batch_size: int
+    seed: int
+    lr: float
+    curve: list[list[float]]
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def mean_curve(self) -> list[float]:
+        """Mean per-domain accuracy after each round."""
+        return [float(np.mean(accuracies)) for accuracies in self.curve]
 
 
 @dataclass(frozen=True)
@@ -94,7 +112,7 @@ def _nothing(model: torch.nn.Module) -> frozenset[str]:
     return frozenset()
 
 
-def run(job: Job) -> dict[str, object]:
+def run(job: Job) -> RunResult:
     """Run one federated training; return mean per-domain accuracy per round."""
     torch.set_num_threads(1)
     side, study = _side(job.method), job.study
@@ -110,7 +128,7 @@ def run(job: Job) -> dict[str, object]:
     states = [RecordDict() for _ in clients]
     settings = OptimizerSettings(lr=job.lr, clip_lambda=study.clip_lambda)
     curve: list[list[float]] = []
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     for rnd in range(1, study.rounds + 1):
         replies, updates = [], []
         for index, (data, state) in enumerate(zip(clients, states, strict=True)):
@@ -153,19 +171,20 @@ def run(job: Job) -> dict[str, object]:
             side.restore_local(model, state)
             accuracies.append(evaluate(model, data.x_test, data.y_test).accuracy)
         curve.append(accuracies)
-    return {
-        "method": job.method.label,
-        "study": asdict(study),
-        "seed": job.seed,
-        "lr": settings.lr,
-        "curve": curve,
-        "seconds": time.monotonic() - started,
-    }
+    return RunResult(
+        method=job.method.label,
+        batch_size=study.batch_size,
+        seed=job.seed,
+        lr=settings.lr,
+        curve=curve,
+        seconds=time.monotonic() - started,
+        cpu_seconds=time.process_time() - cpu_started,
+    )
 
 
 # The main cell: the usual batch size; the second: batch size 1, where batch
 # statistics are those of one image. Both well under 10 minutes on 2 cores.
-MAIN = Study(rounds=15, local_epochs=1, batch_size=16, samples_per_client=None)
+MAIN = Study(rounds=25, local_epochs=1, batch_size=16, samples_per_client=None)
 BATCH1 = Study(rounds=10, local_epochs=1, batch_size=1, samples_per_client=128)
 # At batch size 1 every method takes 10x smaller steps (one image per step).
 BATCH1_LR_SCALE = 0.1
@@ -173,7 +192,7 @@ SEEDS = (0, 1, 2)
 
 
 def jobs(seeds: Sequence[int]) -> list[Job]:
-    """Every run of the study: all methods at batch 16, BatchNorm ones and FedWon at 1."""
+    """Every run: all methods at batch size 16, all but plain FedAvg at batch size 1."""
     out = [Job(m, MAIN, s) for s in seeds for m in METHODS]
     out += [
         Job(m, BATCH1, s, BATCH1_LR_SCALE)
@@ -184,36 +203,47 @@ def jobs(seeds: Sequence[int]) -> list[Job]:
     return out
 
 
-def summarise(results: Sequence[dict[str, object]]) -> list[dict[str, object]]:
-    """Mean and spread over seeds of the final mean per-domain accuracy, per cell."""
-    cells: dict[tuple[str, int], list[list[list[float]]]] = {}
+@dataclass(frozen=True)
+class CellSummary:
+    """Final mean per-domain accuracy of one (method, batch size) over seeds."""
+
+    method: str
+    batch_size: int
+    seeds: int
+    mean: float
+    std: float
+    low: float
+    high: float
+    per_domain: list[float]
+    cpu_seconds: float
+
+
+def summarise(results: Sequence[RunResult]) -> list[CellSummary]:
+    """Mean, sample standard deviation and range over seeds, per cell."""
+    cells: dict[tuple[str, int], list[RunResult]] = {}
     for r in results:
-        study = r["study"]
-        assert isinstance(study, dict)
-        key = (str(r["method"]), int(study["batch_size"]))
-        cells.setdefault(key, []).append(r["curve"])  # type: ignore[arg-type]
+        cells.setdefault((r.method, r.batch_size), []).append(r)
     rows = []
-    for (method, batch), curves in cells.items():
-        final = np.array([np.mean(c[-1]) for c in curves])
-        per_domain = np.array([c[-1] for c in curves]).mean(axis=0)
+    for (method, batch), runs in cells.items():
+        final = np.array([r.mean_curve[-1] for r in runs])
+        per_domain = np.array([r.curve[-1] for r in runs]).mean(axis=0)
         rows.append(
-            {
-                "method": method,
-                "batch_size": batch,
-                "seeds": len(curves),
-                "mean": float(final.mean()),
-                "std": float(final.std(ddof=1)) if len(final) > 1 else 0.0,
-                "min": float(final.min()),
-                "max": float(final.max()),
-                "per_domain": [float(a) for a in per_domain],
-            }
+            CellSummary(
+                method=method,
+                batch_size=batch,
+                seeds=len(runs),
+                mean=float(final.mean()),
+                std=float(final.std(ddof=1)) if len(final) > 1 else 0.0,
+                low=float(final.min()),
+                high=float(final.max()),
+                per_domain=[float(a) for a in per_domain],
+                cpu_seconds=float(np.mean([r.cpu_seconds for r in runs])),
+            )
         )
     return rows
 
 
-def plot(
-    results: Sequence[dict[str, object]], rows: Sequence[dict[str, object]]
-) -> None:
+def plot(results: Sequence[RunResult], rows: Sequence[CellSummary]) -> None:
     """Accuracy curves (mean and min-max band over seeds) and per-domain bars."""
     import matplotlib
 
@@ -221,33 +251,38 @@ def plot(
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    colours = {m.label: f"C{i}" for i, m in enumerate(METHODS)}
     for ax, batch in zip(axes, (MAIN.batch_size, BATCH1.batch_size), strict=True):
         for method in METHODS:
             curves = [
-                np.mean(np.array(r["curve"]), axis=1)  # type: ignore[arg-type]
+                r.mean_curve
                 for r in results
-                if r["method"] == method.label and r["study"]["batch_size"] == batch  # type: ignore[index]
+                if r.method == method.label and r.batch_size == batch
             ]
             if not curves:
                 continue
             stack = np.array(curves)
             x = np.arange(1, stack.shape[1] + 1)
-            ax.plot(x, stack.mean(axis=0), label=method.label)
-            ax.fill_between(x, stack.min(axis=0), stack.max(axis=0), alpha=0.2)
+            colour = colours[method.label]
+            ax.plot(x, stack.mean(axis=0), label=method.label, color=colour)
+            ax.fill_between(
+                x, stack.min(axis=0), stack.max(axis=0), alpha=0.2, color=colour
+            )
         ax.set_title(f"Digits-5-lite, batch size {batch}")
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     axes[0].set_ylabel("mean per-domain test accuracy")
-    axes[0].legend()
     fig.tight_layout()
     fig.savefig(FIGURES / "methods-fedwon-curves.png", dpi=110)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(9, 3.6))
-    main_rows = [r for r in rows if r["batch_size"] == MAIN.batch_size]
+    main_rows = [r for r in rows if r.batch_size == MAIN.batch_size]
+    colours = {m.label: f"C{i}" for i, m in enumerate(METHODS)}
     width = 0.8 / max(1, len(main_rows))
     for i, row in enumerate(main_rows):
         x = np.arange(len(DOMAINS)) + i * width
-        ax.bar(x, row["per_domain"], width, label=row["method"])  # type: ignore[arg-type]
+        ax.bar(x, row.per_domain, width, label=row.method, color=colours[row.method])
     ax.set_xticks(np.arange(len(DOMAINS)) + 0.4 - width / 2, DOMAINS)
     ax.set_ylabel("test accuracy (mean over seeds)")
     ax.set_title(f"Per-domain accuracy after {MAIN.rounds} rounds, batch size 16")
@@ -257,31 +292,76 @@ def plot(
     plt.close(fig)
 
 
+def plot_domains() -> None:
+    """Two test images of every Digits-5-lite domain, as the models see them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from workloads.digits5 import domain_data
+
+    fig, axes = plt.subplots(2, len(DOMAINS), figsize=(2 * len(DOMAINS), 4.2))
+    for d, name in enumerate(DOMAINS):
+        data = domain_data(d)
+        for row in range(2):
+            image = (data.x_test[row * 7].permute(1, 2, 0) * 0.5 + 0.5).clamp(0, 1)
+            axes[row, d].imshow(image.numpy())
+            axes[row, d].set_axis_off()
+        axes[0, d].set_title(name)
+    fig.tight_layout()
+    fig.savefig(FIGURES / "digits5-domains.png", dpi=90)
+    plt.close(fig)
+
+
+def table(rows: Sequence[CellSummary]) -> str:
+    """The summary as a Markdown table."""
+    lines = [
+        "| method | batch | seeds | mean | std | min | max | per domain | CPU s/run |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        domains = " ".join(f"{a:.2f}" for a in r.per_domain)
+        lines.append(
+            f"| {r.method} | {r.batch_size} | {r.seeds} | {r.mean:.3f} | {r.std:.3f}"
+            f" | {r.low:.3f} | {r.high:.3f} | {domains} | {r.cpu_seconds:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     """Run the study, print the table, write figures and JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw from the saved JSON, no training"
+    )
     args = parser.parse_args()
     started = time.monotonic()
-    with ProcessPoolExecutor(args.workers) as pool:
-        results = list(pool.map(run, jobs(args.seeds)))
+    if args.replot:
+        saved = json.loads((FIGURES / "methods-fedwon.json").read_text())
+        results = [RunResult(**r) for r in saved["runs"]]
+    else:
+        with ProcessPoolExecutor(args.workers) as pool:
+            results = list(pool.map(run, jobs(args.seeds)))
     rows = summarise(results)
     FIGURES.mkdir(parents=True, exist_ok=True)
     (FIGURES / "methods-fedwon.json").write_text(
-        json.dumps({"summary": rows, "runs": results}, indent=1)
+        json.dumps(
+            {
+                "summary": [asdict(r) for r in rows],
+                "runs": [asdict(r) for r in results],
+            },
+            indent=1,
+        )
     )
     plot(results, rows)
+    plot_domains()
+    print(table(rows))
     print(
-        f"{'method':10} {'batch':>5} {'seeds':>5} {'mean':>6} {'std':>6} {'min':>6} {'max':>6}  per domain"
+        f"wall time {time.monotonic() - started:.0f} s (domains: {', '.join(DOMAINS)})"
     )
-    for row in rows:
-        domains = " ".join(f"{a:.2f}" for a in row["per_domain"])  # type: ignore[attr-defined]
-        print(
-            f"{row['method']:10} {row['batch_size']:>5} {row['seeds']:>5}"
-            f" {row['mean']:6.3f} {row['std']:6.3f} {row['min']:6.3f} {row['max']:6.3f}  {domains}"
-        )
-    print(f"wall time {time.monotonic() - started:.0f} s")
     return 0
 
 

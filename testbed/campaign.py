@@ -30,6 +30,7 @@ DIGITS_SETTINGS: Mapping[str, type] = {
     "model-width": float,
     "fraction-evaluate": float,
     "seed": int,
+    "dataset": str,  # "digits" | "digits5" (Digits-5-lite, docs/methods.md)
 }
 
 _TOP_KEYS = (
@@ -50,7 +51,10 @@ _TOP_KEYS = (
     "instrument",
     "faults",
     "node_wait_s",
+    "runtime",
+    "simulation_supernodes",
 )
+RUNTIMES = ("deployment", "simulation")
 
 
 class CampaignError(ValueError):
@@ -97,6 +101,10 @@ class Campaign:
     # How long a round waits for missing nodes before it goes on without them;
     # None: the smaller of 30 s and round_timeout_s.
     node_wait_s: float | None = None
+    # "deployment": real SuperLink and SuperNodes on the cluster; "simulation":
+    # Flower's simulation runtime (Ray) on this machine (testbed/simulation.py).
+    runtime: str = "deployment"
+    simulation_supernodes: int = 5
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -323,8 +331,24 @@ def load_campaign(path: str | Path) -> Campaign:
         clock_offsets_ns=_clock_offsets(path, raw.get("clock_offsets_ms")),
         faults=_faults(path, raw.get("faults")),
         node_wait_s=_optional(path, raw, "node_wait_s", float, None),
+        runtime=_optional(path, raw, "runtime", str, "deployment"),
+        simulation_supernodes=_optional(path, raw, "simulation_supernodes", int, 5),
         raw=raw,
     )
+    if campaign.runtime not in RUNTIMES:
+        raise CampaignError(
+            path,
+            "runtime",
+            f"must be deployment or simulation, got {campaign.runtime!r}",
+            "write 'runtime: simulation' or remove the key",
+        )
+    if campaign.simulation_supernodes < 1:
+        raise CampaignError(
+            path,
+            "simulation_supernodes",
+            "must be >= 1",
+            "give the number of simulated nodes",
+        )
     for key in ("rounds", "repetitions"):
         if getattr(campaign, key) < 1:
             raise CampaignError(path, key, "must be >= 1", f"set '{key}' to 1 or more")

@@ -343,8 +343,13 @@ class Via(StrEnum):
 def campaign_run(
     campaign: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
     inventory: Annotated[
-        Path, typer.Option("--inventory", "-i", help="Inventory YAML file.")
-    ],
+        Path | None,
+        typer.Option(
+            "--inventory",
+            "-i",
+            help="Inventory YAML file (not needed with runtime: simulation).",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Results folder (default results/<name>)."),
@@ -386,6 +391,12 @@ def campaign_run(
         camp = load_campaign(campaign)
     except CampaignError as err:
         fail(str(err), 2)
+    if camp.runtime == "simulation":
+        _run_simulated(camp, out or Path("results") / camp.name)
+        return
+    if inventory is None:
+        fail("--inventory is needed to run on a cluster (runtime: deployment)", 2)
+        return
     inv = _load_inventory(inventory, list(camp.networks))
     try:
         emulated.require_root("campaign run (captures and namespaces)")
@@ -463,6 +474,26 @@ def campaign_run(
                 fg=typer.colors.RED,
                 err=True,
             )
+        raise typer.Exit(1)
+
+
+def _run_simulated(camp: Any, out_dir: Path) -> None:
+    """A campaign in Flower's simulation runtime (testbed/simulation.py)."""
+    from testbed.simulation import run_simulated_campaign
+
+    typer.echo(
+        f"campaign {camp.name}: {camp.repetitions} repetition(s) of "
+        f"{camp.rounds} round(s) in Flower's simulation runtime, "
+        f"{camp.simulation_supernodes} simulated SuperNodes -> {out_dir}"
+    )
+    results = run_simulated_campaign(
+        camp, out_dir, camp.simulation_supernodes, progress=typer.echo
+    )
+    failed = [(run_id, o) for run_id, o in results if o.status != "ok"]
+    typer.echo(f"results: {out_dir} ({len(results) - len(failed)} ok)")
+    for run_id, outcome in failed:
+        typer.secho(f"  {run_id}: {outcome.status}", fg=typer.colors.RED, err=True)
+    if failed:
         raise typer.Exit(1)
 
 

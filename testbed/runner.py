@@ -464,6 +464,7 @@ class _Run:
             "strategy": self.campaign.strategy.name,
             "min-nodes": len(self.inventory.clients),
             "round-timeout-s": float(self.campaign.round_timeout_s),
+            "strategy-parameters": json.dumps(dict(self.campaign.strategy.parameters)),
         }
         values = {k: v for k, v in generic.items() if k in declared}
         values.update(self.campaign.workload_dict)

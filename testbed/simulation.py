@@ -14,15 +14,17 @@ the SuperLink's whole process group on success, failure and timeout alike.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed import flower
+from testbed.campaign import Campaign
 from testbed.processes import ManagedProcess, ProcessError, stop_all
 
 _ROUND = re.compile(r"\[ROUND (\d+)/(\d+)\]")
@@ -229,3 +231,48 @@ def run_simulation(
         return _outcome(run, timed_out, started, port)
     finally:
         stop_all([p for p in (run, superlink) if p is not None], grace_s=5.0)
+
+
+def campaign_run_config(
+    campaign: Campaign, num_supernodes: int
+) -> dict[str, flower.ConfigValue]:
+    """The run config a campaign gives its app in simulation (as in deployment).
+
+    The generic keys the deployment runner sends (rounds, strategy, its
+    parameters as JSON, minimum nodes, round timeout), then the workload.
+    """
+    values: dict[str, flower.ConfigValue] = {
+        "num-server-rounds": campaign.rounds,
+        "strategy": campaign.strategy.name,
+        "strategy-parameters": json.dumps(dict(campaign.strategy.parameters)),
+        "min-nodes": num_supernodes,
+        "round-timeout-s": float(campaign.round_timeout_s),
+    }
+    values.update(campaign.workload_dict)
+    return values
+
+
+def run_simulated_campaign(
+    campaign: Campaign,
+    out: Path,
+    num_supernodes: int,
+    progress: Callable[[str], None] = print,
+) -> list[tuple[str, SimulationOutcome]]:
+    """Every repetition of ``campaign`` in the simulation runtime, as (run id, outcome).
+
+    Runs land in ``out/runs/simulation-r<k>/``; networks do not apply.
+    """
+    outcomes = []
+    for repetition in range(1, campaign.repetitions + 1):
+        run_id = f"simulation-r{repetition}"
+        spec = SimulationSpec(
+            app=campaign.app,
+            num_supernodes=num_supernodes,
+            run_config=campaign_run_config(campaign, num_supernodes),
+            deadline_s=campaign.run_deadline_s,
+        )
+        progress(f"{run_id}: {num_supernodes} simulated SuperNodes")
+        outcome = run_simulation(spec, out / "runs" / run_id)
+        progress(f"{run_id}: {outcome.status} after {outcome.duration_s:.0f} s")
+        outcomes.append((run_id, outcome))
+    return outcomes

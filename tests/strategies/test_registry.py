@@ -31,3 +31,32 @@ def test_build_passes_parameters() -> None:
     assert strategy.fraction_evaluate == 0.5
     with pytest.raises(ValueError, match="proximal_mu"):
         build_strategy("fedavg", {"proximal_mu": 0.1})
+
+
+def test_fedbn_and_fedwon_are_registered_with_their_client_sides() -> None:
+    from strategies import fedbn, fedwon
+    from strategies.client_side import ModelShape
+    from strategies.registry import client_side
+
+    assert client_side("fedbn") is fedbn.CLIENT_SIDE
+    assert client_side("FedWon") is fedwon.CLIENT_SIDE
+    assert client_side("fedavg").model_variant == "plain"
+    model = client_side("fedbn").build_model(ModelShape(3, 10, 0.1))
+    strategy = build_strategy("fedbn", {"fraction_evaluate": 0.5}, model=model)
+    assert isinstance(strategy, fedbn.FedBN)
+    assert strategy.local_keys == fedbn.batchnorm_keys(model)
+    assert strategy.fraction_evaluate == 0.5
+    with pytest.raises(ValueError, match="pass the model"):
+        build_strategy("fedbn", {})
+
+
+def test_client_parameters_reach_the_optimiser_not_the_server() -> None:
+    from strategies.registry import optimizer_settings
+
+    check_parameters("fedwon", {"clip_lambda": 0.05, "fraction_train": 1.0})
+    strategy = build_strategy("fedwon", {"clip_lambda": 0.05})
+    assert type(strategy) is FedAvg
+    settings = optimizer_settings("fedwon", {"clip_lambda": 0.05}, lr=0.1)
+    assert settings.clip_lambda == 0.05 and settings.lr == 0.1
+    with pytest.raises(ValueError, match="clip_lambda"):
+        optimizer_settings("fedavg", {"clip_lambda": 0.05}, lr=0.1)

@@ -29,15 +29,27 @@ def model_shape(settings: DigitsSettings) -> ModelShape:
 
 def _load(
     msg: Message, context: Context
-) -> tuple[nn.Module, ClientSide, DigitsSettings]:
-    """The strategy's model variant: global arrays, then what this node kept."""
+) -> tuple[nn.Module, ClientSide, DigitsSettings, bool]:
+    """The strategy's model variant: global arrays, then what this node kept.
+
+    The flag says whether kept keys were restored from ``context.state``.
+    """
     settings = DigitsSettings.from_run_config(context.run_config)
     torch.set_num_threads(1)
     side = client_side(settings.strategy)
     model = side.build_model(model_shape(settings))
     side.load_global(model, next(iter(msg.content.array_records.values())))
-    side.restore_local(model, context.state)
-    return model, side, settings
+    restored = side.restore_local(model, context.state)
+    return model, side, settings, restored
+
+
+def _metrics(
+    values: dict[str, float | int], keeps_keys: bool, restored: bool
+) -> MetricRecord:
+    """A reply's metrics; methods that keep keys also say if they were restored."""
+    if keeps_keys:
+        values["local-state-restored"] = int(restored)
+    return MetricRecord(dict(values))
 
 
 def _my_data(context: Context, settings: DigitsSettings) -> Split:
@@ -61,7 +73,7 @@ def _my_data(context: Context, settings: DigitsSettings) -> Split:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the received model locally; reply with the shared weights and metrics."""
-    model, side, settings = _load(msg, context)
+    model, side, settings, restored = _load(msg, context)
     x_train, y_train, _, _ = _my_data(context, settings)
     optimizer = side.build_optimizer(
         model,
@@ -79,12 +91,14 @@ def train(msg: Message, context: Context) -> Message:
         seed=settings.seed + int(context.node_config["partition-id"]),
     )
     side.keep_local(model, context.state)
-    metrics = MetricRecord(
+    metrics = _metrics(
         {
             "train-loss": result.loss,
             "train-accuracy": result.accuracy,
             "num-examples": result.num_examples,
-        }
+        },
+        bool(side.local_keys(model)),
+        restored,
     )
     content = RecordDict(
         {"arrays": ArrayRecord(side.shared_state(model)), "metrics": metrics}
@@ -95,14 +109,16 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the received model (with what this node kept) on local data."""
-    model, _, settings = _load(msg, context)
+    model, side, settings, restored = _load(msg, context)
     _, _, x_val, y_val = _my_data(context, settings)
     result = evaluate_model(model, x_val, y_val, batch_size=256)
-    metrics = MetricRecord(
+    metrics = _metrics(
         {
             "eval-loss": result.loss,
             "eval-accuracy": result.accuracy,
             "num-examples": result.num_examples,
-        }
+        },
+        bool(side.local_keys(model)),
+        restored,
     )
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
