@@ -251,8 +251,10 @@ class FaultInjector:
         )
 
     def _kill_superlink(self, fault: Fault) -> None:
+        # not excused: without its SuperLink the run cannot go on, so the runner
+        # notices at once, marks the run failed and the campaign moves on
         if self.superlink is not None:
-            self._kill(self.superlink)
+            self.superlink.signal(signal.SIGKILL)
 
     def _reboot_node(self, fault: Fault) -> None:
         """Everything running on the node dies at once, as in a power cut."""

@@ -160,3 +160,11 @@ def test_loss_stays_until_the_run_ends() -> None:
     injector.finish()
     removed = [c for c in node.commands if c[:2] == ["iptables", "-D"]]  # type: ignore[attr-defined]
     assert [c[2:] for c in removed] == [c[2:] for c in inserted]
+
+
+def test_a_killed_superlink_is_not_excused() -> None:
+    injector, _, _ = _injector([Fault("kill-superlink")])
+    injector.tick()
+    assert injector.superlink is not None
+    assert injector.superlink.signals == [signal.SIGKILL]  # type: ignore[attr-defined]
+    assert not injector.excused(injector.superlink)  # the run fails at once
