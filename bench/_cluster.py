@@ -49,11 +49,17 @@ def inventory_yaml(
 
 @contextmanager
 def bench_cluster(
-    folder: Path, networks: dict[str, tuple[float, float]], clients: int = 2
+    folder: Path,
+    networks: dict[str, tuple[float, float]],
+    clients: int = 2,
+    base: int = 240,
 ) -> Iterator[Inventory]:
-    """Build a cluster for the benchmark; remove it afterwards whatever happens."""
+    """Build a cluster for the benchmark on 10.<base>.x; remove it afterwards
+    whatever happens (benchmarks that may run together use different bases)."""
     path = folder / "inventory.yaml"
-    path.write_text(inventory_yaml("fbb" + secrets.token_hex(2), networks, clients))
+    path.write_text(
+        inventory_yaml("fbb" + secrets.token_hex(2), networks, clients, base)
+    )
     inventory = load_inventory(path)
     try:
         emulated.cluster_up(inventory)

@@ -78,7 +78,7 @@ def _times(run_dir: Path) -> tuple[float | None, float | None]:
         for e in events
         if int(e["t_ns"]) > t0
         and (
-            e["event"] in ("failure", "degraded")
+            e["event"] in ("failure", "degraded", "run_error")
             or (e["event"] == "run_end" and e.get("status") != "ok")
         )
     ]
@@ -102,6 +102,8 @@ def one_fault(inventory: Any, folder: Path, name: str, fault: str) -> dict[str, 
     path.write_text(text)
     out = folder / f"out-{name.replace(' ', '_').replace('%', '')}-{time.time_ns()}"
     (outcome,) = run_campaign(load_campaign(path), inventory, out, lambda _: None)
+    if outcome.reason:
+        print(f"{name}: {outcome.status}: {outcome.reason.splitlines()[0]}")
     run_dir = out / "runs" / outcome.run_id
     detect, recover = _times(run_dir)
     return {
@@ -176,7 +178,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         networks = {"ethernet": (940.0, 940.0), "ethernet2": (940.0, 940.0)}
-        with bench_cluster(folder, networks, clients=3) as inventory:
+        with bench_cluster(folder, networks, clients=3, base=238) as inventory:
             for _ in range(repetitions):
                 for name, fault in FAULTS.items():
                     if wanted and name not in wanted:

@@ -610,7 +610,13 @@ def _wait(
             injector.tick()
         for proc in procs:
             if injector is None or not injector.excused(proc):
-                proc.check_alive()
+                try:
+                    proc.check_alive()
+                except ProcessError as err:
+                    # stamped now: the teardown that follows takes seconds
+                    with EventLog(run.events_path, run_id=run.plan.run_id) as events:
+                        events.append("run_error", reason=str(err)[:2000])
+                    raise
         now = time.monotonic()
         if now > deadline:
             return (
@@ -853,6 +859,7 @@ def execute_run(
         subprocess.SubprocessError,
     ) as err:
         status, reason = "failed", str(err)
+        rounds = max(rounds, _count_rounds(run.events_path)[0])
     finally:
         try:
             _post_process(run, captures)
