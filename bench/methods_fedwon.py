@@ -31,7 +31,7 @@ from strategies.client_side import ClientSide, ModelShape, OptimizerSettings
 from strategies.fedbn import average_shared
 from strategies.registry import client_side
 from workloads.digits5 import CHANNELS, DOMAINS, node_data
-from workloads.local_update import train_with
+from workloads.training import train_with
 from workloads.training import evaluate
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"

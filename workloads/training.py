@@ -92,9 +92,56 @@ def train(
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
     )
-    order_rng = torch.Generator().manual_seed(seed)
-    steps = 0
+    return train_with(
+        model, optimizer, x, y, epochs=epochs, batch_size=batch_size, seed=seed
+    )
+
+
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256
+) -> EvalResult:
+    """Evaluate ``model`` (in eval mode, no gradients) on ``(x, y)``."""
+    _check_data(x, y, batch_size)
+    model.eval()
     loss_sum, correct = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            logits = model(xb)
+            loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+            correct += int((logits.argmax(dim=1) == yb).sum())
+    return EvalResult(
+        loss=loss_sum / len(x), accuracy=correct / len(x), num_examples=len(x)
+    )
+
+
+def train_with(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int = 0,
+) -> TrainResult:
+    """Train ``model`` in place with ``optimizer`` on ``(x, y)`` for ``epochs``.
+
+    The loop behind :func:`train` (fresh random order per epoch, last batch may
+    be smaller, seeded inside a forked RNG), with the caller's optimiser
+    (FedWon's AGC-SGD, say).
+    """
+    if len(x) == 0 or y.shape != (len(x),):
+        raise ValueError(
+            f"x must be a non-empty batch and y match it, got {tuple(x.shape)}"
+            f" and {tuple(y.shape)}"
+        )
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(
+            f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}"
+        )
+    order_rng = torch.Generator().manual_seed(seed)
+    steps, loss_sum, correct = 0, 0.0, 0
     model.train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -117,22 +164,4 @@ def train(
         accuracy=correct / len(x),
         num_examples=len(x),
         steps=steps,
-    )
-
-
-def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256
-) -> EvalResult:
-    """Evaluate ``model`` (in eval mode, no gradients) on ``(x, y)``."""
-    _check_data(x, y, batch_size)
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(x), batch_size):
-            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-            logits = model(xb)
-            loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
-            correct += int((logits.argmax(dim=1) == yb).sum())
-    return EvalResult(
-        loss=loss_sum / len(x), accuracy=correct / len(x), num_examples=len(x)
     )

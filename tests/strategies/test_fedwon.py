@@ -12,7 +12,7 @@ from strategies.fedwon import (
     ScaledStdConv2d,
     adaptive_clip_,
 )
-from workloads.local_update import train_with
+from workloads.training import train_with
 from workloads.training import evaluate
 
 

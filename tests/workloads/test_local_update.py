@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from workloads.local_update import train_with
+from workloads.training import train_with
 
 
 def test_uses_the_given_optimiser_and_counts_steps() -> None:
