@@ -1,4 +1,4 @@
-"""Local training with the strategy's optimiser: ``train_with`` (in workloads.training)."""
+"""Local training with the strategy's optimiser (``train_with`` lives in training)."""
 
 from __future__ import annotations
 
