@@ -11,44 +11,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.yaml_values import yaml_values
+
 from inventory.loader import InventoryError, load_inventory, parse_inventory
 from inventory.models import Inventory
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "examples"
 BASE: dict[str, Any] = yaml.safe_load((EXAMPLE / "emulated.yaml").read_text())
 
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**40), max_value=2**40),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=20),
-    st.sampled_from(
-        [
-            "10.77.1.11",
-            "10.77.0.0/24",
-            "eth0",
-            "a b; rm -rf /",
-            "$(id)",
-            "wlan0",
-            "5g",
-            "ethernet",
-            "-oProxyCommand=x",
-            "../../etc/passwd",
-            "\n",
-        ]
-    ),  # fmt: skip
-)
-values = st.recursive(
-    scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(
-            st.text(max_size=12) | scalars.filter(bool), children, max_size=4
-        ),
-    ),
-    max_leaves=12,
-)
+values = yaml_values(["10.77.1.11", "10.77.0.0/24", "eth0", "wlan0", "5g", "ethernet"])
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

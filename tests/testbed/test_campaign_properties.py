@@ -10,6 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.yaml_values import yaml_values
+
 from testbed.campaign import Campaign, CampaignError, load_campaign
 
 DEMO = Path(__file__).resolve().parents[2] / "campaigns" / "demo.yaml"
@@ -17,22 +19,7 @@ BASE: dict[str, Any] = yaml.safe_load(DEMO.read_text())
 BASE["faults"] = [{"kind": "kill-supernode", "node": "client1", "round": 2}]
 BASE["clock_offsets_ms"] = {"client1": 300}
 
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**40), max_value=2**40),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=20),
-    st.sampled_from(["fedavg", "ethernet", "a b; rm -rf /", "$(id)", "../../x", "\n"]),
-)
-values = st.recursive(
-    scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(st.text(max_size=12), children, max_size=4),
-    ),
-    max_leaves=10,
-)
+values = yaml_values(["fedavg", "ethernet", "kill-supernode", "client1"])
 KEYS = [
     *((k,) for k in BASE),
     ("workload", "batch-size"),
