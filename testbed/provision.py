@@ -199,10 +199,18 @@ class _MachineLocks:
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._seen: set[tuple[str, str]] = set()
 
     def get(self, key: tuple[str, str]) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
+
+    def first(self, key: tuple[str, str]) -> bool:
+        """True for the first caller with ``key``, False for every later one."""
+        with self._guard:
+            seen = key in self._seen
+            self._seen.add(key)
+            return not seen
 
 
 class _HostProvisioner:
@@ -386,12 +394,24 @@ class _HostProvisioner:
                 "wheels for the server's platform and Python; a host with another "
                 "architecture or Python needs a wheelhouse built for it"
             )
-        self.ex.run(
-            [f"{venv}/bin/python", "-c", "import flwr, torch, instrumentation"],
-            timeout=120.0,
-        )
+        self._verify(venv, uv, env)
         self._put_text(self.path(STAMPS["venv"]), wanted)
         return f"installed {len(self.opt.wheelhouse.pins)} package(s) into {venv}"
+
+    def _verify(self, venv: str, uv: str, env: dict[str, str]) -> None:
+        """Import the stack once per machine and wheelhouse (the same wheels on the
+        same Python import alike); every venv gets uv's dependency check."""
+        self.ex.run(
+            [uv, "pip", "check", "--python", f"{venv}/bin/python"],
+            timeout=120.0,
+            env=env,
+        )
+        key = (self.boot_id or self.host.name, self.opt.wheelhouse.digest)
+        if self.locks.first(key):
+            self.ex.run(
+                [f"{venv}/bin/python", "-c", "import flwr, torch, instrumentation"],
+                timeout=300.0,
+            )
 
     def app(self) -> str | None:
         if self.opt.app is None:
