@@ -12,6 +12,7 @@ a result for that host; the others carry on.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import shlex
@@ -164,9 +165,10 @@ def _digest(data: bytes) -> str:
 
 
 def app_archive(app: Path) -> bytes:
-    """A deterministic tar.gz of an app folder (no caches, fixed times/owners)."""
+    """A deterministic tar.gz of an app folder (no caches, fixed times and owners,
+    and a gzip header without a timestamp, so the same app gives the same bytes)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in sorted(app.rglob("*")):
             rel = path.relative_to(app)
             if "__pycache__" in rel.parts or path.suffix == ".pyc":
@@ -178,7 +180,7 @@ def app_archive(app: Path) -> bytes:
                     tar.addfile(info, handle)
             else:
                 tar.addfile(info)
-    return buffer.getvalue()
+    return gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0)
 
 
 def uv_argv(uv: str, venv: str, wheelhouse: str, offline: bool) -> list[str]:

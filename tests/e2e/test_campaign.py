@@ -368,7 +368,10 @@ def test_injected_clock_offset_is_recovered_and_corrected(
             & (baseline.message_type == "train")
         ]["duration_s"]
         assert len(mine) == 2 and len(ref) == 2
-        assert abs(mine.median() - ref.median()) <= 0.05 * ref.median(), (
+        # Two runs of a shaped link on a shared 2-core host differ by up to ~6%
+        # (seen in CI while other jobs ran); the exact check against the truth
+        # above is what proves the correction, this one catches gross errors.
+        assert abs(mine.median() - ref.median()) <= 0.10 * ref.median(), (
             phase,
             mine,
             ref,
