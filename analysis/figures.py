@@ -146,6 +146,11 @@ def _save(fig: Figure, path: Path) -> tuple[Path, Path]:
     return png, pdf
 
 
+def save_figure(fig: Figure, path: Path) -> tuple[Path, Path]:
+    """Write a figure drawn elsewhere (PNG and PDF next to each other)."""
+    return _save(fig, path)
+
+
 def _stacked_bars(ax: Axes, table: pd.DataFrame, phases: list[str]) -> None:
     """One bar per row of ``table`` (index: networks), one segment per phase column."""
     x = np.arange(len(table.index))

@@ -19,7 +19,13 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from analysis.asynchrony import (
+    asynchronous_timeline,
+    staleness_summary,
+    update_table,
+)
 from analysis.figures import (
+    save_figure,
     anatomy_bar,
     choose_gantt_rounds,
     gantt,
@@ -493,6 +499,49 @@ def _transfers_section(results_dir: Path) -> str:
     )
 
 
+def _asynchrony_section(results_dir: Path, figures: Path) -> str:
+    """FedBuff runs: who trained on which model version when, and how stale."""
+    parts = []
+    for log in sorted(results_dir.glob("runs/*/events.jsonl")):
+        text = log.read_text(errors="replace")
+        if '"fedbuff_update"' not in text:
+            continue
+        events = [json.loads(line) for line in text.splitlines() if line.strip()]
+        updates = update_table(events)
+        if updates.empty:
+            continue
+        run_id = log.parent.name
+        summary = staleness_summary(updates)
+        parts.append(f"<h3>{_esc(run_id)}</h3>")
+        parts.append(
+            _table(
+                [str(c) for c in summary.columns],
+                [
+                    [_fmt(v) if isinstance(v, float) else str(v) for v in row]
+                    for row in summary.to_numpy().tolist()
+                ],  # fmt: skip
+                numeric=lambda j: j > 0,
+            )
+        )
+
+        def draw(updates: pd.DataFrame = updates, run_id: str = run_id) -> Any:
+            return save_figure(
+                asynchronous_timeline(updates, run_id),
+                figures / f"async-timeline-{_safe_name(run_id)}",
+            )
+
+        parts.append(
+            _figure(
+                draw,
+                f"{run_id}: each update from dispatch to arrival, coloured by "
+                "staleness (model versions behind); dotted lines: new versions.",
+            )
+        )
+    if not parts:
+        return "<p>No asynchronous (FedBuff) run in this campaign.</p>"
+    return "".join(parts)
+
+
 FAILURE_COLUMNS = ("run_id", "round", "node", "phase", "kind", "cause")
 
 
@@ -952,6 +1001,10 @@ def build_report(
             _guarded("Clock offsets", partial(_clocks_section, manifest)),
             _section("Runs", _runs_section(manifest, df)),
             _guarded("Failures", partial(_failures_section, results_dir)),
+            _guarded(
+                "Asynchronous timeline",
+                partial(_asynchrony_section, results_dir, figures),
+            ),
             _section("Data quality", _quality_section(df)),
             _section("Provenance", _provenance_section(manifest)),
         ]

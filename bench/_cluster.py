@@ -20,7 +20,8 @@ def inventory_yaml(
     base: int = 240,
 ) -> str:
     """An inventory of ``networks`` (name -> (down, up) Mbit/s) on 10.<base>.x."""
-    nets, ifaces = [], {i: [] for i in range(1, clients + 1)}
+    nets: list[str] = []
+    ifaces: dict[int, list[str]] = {i: [] for i in range(1, clients + 1)}
     for k, (net, (down, up)) in enumerate(networks.items(), start=1):
         nets.append(
             f"      {net}:\n        subnet: 10.{base}.{k}.0/24\n"

@@ -15,7 +15,9 @@ same pieces:
    ``context.state`` and :meth:`ClientSide.shared_state` is what is sent back.
 
 Methods that change what travels (sub-models, asynchronous versions) plug in
-new ``build_model`` and ``local_keys`` functions without touching the app.
+new ``build_model`` and ``local_keys`` functions without touching the app;
+:func:`receive_model` does steps 1 and 2 and builds a HeteroFL sub-model
+instead when the message's config carries a mask.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from flwr.app import ArrayRecord, RecordDict
 from torch import nn
 
+from strategies import heterofl
 from workloads.squeezenet import SqueezeNetConfig, build_model
 
 # The context.state entry under which a node keeps its local keys between rounds.
@@ -163,3 +166,28 @@ class ClientSide:
 
 
 PLAIN = ClientSide("plain")
+
+
+def receive_model(
+    side: ClientSide, shape: ModelShape, content: RecordDict
+) -> nn.Module:
+    """The model a received message describes, loaded with its arrays.
+
+    A HeteroFL train message (a config carrying ``heterofl-mask``) yields the
+    reduced-width sub-model :func:`strategies.heterofl.build_submodel` cuts to
+    the received shapes; any other message yields ``side``'s full model
+    variant with the global arrays loaded (:meth:`ClientSide.load_global`).
+    """
+    if not content.array_records:
+        raise ValueError(
+            f"{side.model_variant} model: the message carries no ArrayRecord;"
+            " the server must send the model"
+        )
+    arrays = next(iter(content.array_records.values()))
+    template = side.build_model(shape)
+    for config in content.config_records.values():
+        if heterofl.MASK_KEY in config:
+            heterofl.read_assignment(config)  # fails clearly on a partial config
+            return heterofl.build_submodel(template, arrays)
+    side.load_global(template, arrays)
+    return template

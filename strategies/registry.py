@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from flwr.serverapp.strategy import FedAvg, FedAvgM, FedProx, Strategy
 from torch import nn
 
-from strategies import fedbn, fedwon
+from strategies import fedbn, fedbuff, fedwon, heterofl
 from strategies.client_side import PLAIN, ClientSide, OptimizerSettings
 
 _FEDAVG_PARAMETERS = (
@@ -19,6 +20,41 @@ _FEDAVG_PARAMETERS = (
     "min_evaluate_nodes",
     "min_available_nodes",
 )
+_HETEROFL_PARAMETERS = (
+    "mode",
+    "ratios",
+    "seed",
+    "rolling_step",
+    "rolling_tile",
+    "rolling_drift",
+)
+_FEDBUFF_CONFIG = (
+    "concurrency",
+    "buffer_size",
+    "staleness_exponent",
+    "max_staleness",
+    "server_learning_rate",
+    "server_momentum",
+    "weight_by_examples",
+)
+_FEDBUFF_LOOP = ("poll_interval_s", "max_wall_s")
+
+# The event under which FedBuff's per-update records enter the event log.
+FEDBUFF_UPDATE_EVENT = "fedbuff_update"
+# The ``metrics`` scope of HeteroFL's per-round coverage figures.
+COVERAGE_SCOPE = "coverage"
+
+ServerStrategy = Strategy | fedbuff.FedBuff
+
+
+class EventSink(Protocol):
+    """Where strategies write events (instrumentation.events.EventSink's shape)."""
+
+    def append(self, event: str, **fields: Any) -> None:
+        """Record one event."""
+
+
+Factory = Callable[[Mapping[str, Any], nn.Module | None, EventSink | None], Any]
 
 
 @dataclass(frozen=True)
@@ -28,21 +64,165 @@ class StrategySpec:
     ``parameters`` go to the server strategy's constructor, ``client_parameters``
     to the client's optimiser (:func:`optimizer_settings`). With
     ``needs_local_keys`` the server strategy is told which state-dict keys the
-    clients keep (``local_keys=``), so it needs the model to build.
+    clients keep (``local_keys=``), so it needs the model to build. A
+    ``factory`` replaces the plain ``strategy_cls(**parameters)`` call for
+    strategies that need the model or an event sink (HeteroFL, FedBuff); a
+    ``validate`` hook checks parameter values, not just names.
     """
 
     name: str
-    strategy_cls: type[Strategy]
+    strategy_cls: type[Strategy] | type[fedbuff.FedBuff]
     description: str
     parameters: tuple[str, ...]
     client_side: ClientSide = PLAIN
     client_parameters: tuple[str, ...] = ()
     needs_local_keys: bool = False
+    factory: Factory | None = None
+    validate: Callable[[Mapping[str, Any]], object] | None = None
 
     @property
     def all_parameters(self) -> tuple[str, ...]:
         """Every parameter a campaign may set for this strategy."""
         return self.parameters + self.client_parameters
+
+
+def parse_ratios(value: Any) -> tuple[float, ...]:
+    """HeteroFL capacity ratios from a list or a comma-separated string."""
+    items: Sequence[Any]
+    if isinstance(value, str):
+        items = [v for v in value.replace(" ", "").split(",") if v]
+    elif isinstance(value, int | float):
+        items = [value]
+    else:
+        items = list(value)
+    try:
+        ratios = tuple(float(v) for v in items)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"heterofl ratios must be numbers in (0, 1], e.g. [0.5, 0.25] or"
+            f" '0.5,0.25'; got {value!r}"
+        ) from None
+    if not ratios or not all(0 < r <= 1 for r in ratios):
+        raise ValueError(
+            f"heterofl ratios must be one or more numbers in (0, 1], got {value!r}"
+        )
+    return ratios
+
+
+def _heterofl_options(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """HeteroFL's own keyword arguments, typed and checked."""
+    options: dict[str, Any] = {}
+    if "mode" in parameters:
+        mode = str(parameters["mode"]).lower()
+        if mode not in heterofl.EXTRACTION_MODES:
+            raise ValueError(
+                f"heterofl mode must be one of {', '.join(heterofl.EXTRACTION_MODES)},"
+                f" got {parameters['mode']!r}"
+            )
+        options["mode"] = mode
+    if "ratios" in parameters:
+        options["ratios"] = parse_ratios(parameters["ratios"])
+    for key in ("seed", "rolling_step"):
+        if key in parameters:
+            options[key] = int(parameters[key])
+    if options.get("rolling_step", 1) < 1:
+        raise ValueError(f"heterofl rolling_step must be >= 1, got {options}")
+    for key in ("rolling_tile", "rolling_drift"):
+        if key in parameters:
+            options[key] = _as_bool(key, parameters[key])
+    return options
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{key} must be true or false, got {value!r}")
+
+
+def _build_heterofl(
+    parameters: Mapping[str, Any], model: nn.Module | None, sink: EventSink | None
+) -> heterofl.HeteroFL:
+    """HeteroFL with the model's channel plan; coverage goes to ``sink``."""
+    if model is None:
+        raise ValueError(
+            "strategy 'heterofl' cuts sub-models out of the model: pass the full"
+            " model (client_side('heterofl').build_model(shape)) to build_strategy"
+        )
+
+    def on_coverage(server_round: int, coverage: dict[str, float]) -> None:
+        if sink is not None:
+            now = time.time_ns()
+            sink.append(
+                "metrics",
+                round=server_round,
+                scope=COVERAGE_SCOPE,
+                values=dict(coverage),
+                start_ns=now,
+                end_ns=now,
+            )
+
+    fedavg = {k: v for k, v in parameters.items() if k in _FEDAVG_PARAMETERS}
+    return heterofl.HeteroFL(
+        heterofl.plan_from_model(model),
+        on_coverage=on_coverage,
+        **_heterofl_options(parameters),
+        **fedavg,
+    )
+
+
+def fedbuff_config(parameters: Mapping[str, Any]) -> fedbuff.FedBuffConfig:
+    """FedBuff's configuration from campaign parameters (names as FedBuffConfig)."""
+    values: dict[str, Any] = {}
+    for key in ("concurrency", "buffer_size"):
+        if key in parameters:
+            values[key] = int(parameters[key])
+    if "max_staleness" in parameters:
+        raw = parameters["max_staleness"]
+        values["max_staleness"] = None if raw in (None, "", "none") else int(raw)
+    for key in ("staleness_exponent", "server_learning_rate", "server_momentum"):
+        if key in parameters:
+            values[key] = float(parameters[key])
+    if "weight_by_examples" in parameters:
+        values["weight_by_examples"] = _as_bool(
+            "weight_by_examples", parameters["weight_by_examples"]
+        )
+    return fedbuff.FedBuffConfig(**values)
+
+
+def _fedbuff_loop(parameters: Mapping[str, Any]) -> dict[str, float]:
+    loop = {k: float(parameters[k]) for k in _FEDBUFF_LOOP if k in parameters}
+    for key, value in loop.items():
+        if not value > 0:
+            raise ValueError(f"fedbuff {key} must be > 0, got {value!r}")
+    return loop
+
+
+def _validate_fedbuff(parameters: Mapping[str, Any]) -> None:
+    fedbuff_config(parameters)
+    _fedbuff_loop(parameters)
+
+
+def _build_fedbuff(
+    parameters: Mapping[str, Any], model: nn.Module | None, sink: EventSink | None
+) -> fedbuff.FedBuff:
+    """FedBuff whose every update record becomes a ``fedbuff_update`` event."""
+    del model
+
+    def on_update(record: fedbuff.UpdateRecord) -> None:
+        if sink is not None:
+            sink.append(FEDBUFF_UPDATE_EVENT, **record.as_dict())
+
+    loop = _fedbuff_loop(parameters)
+    return fedbuff.FedBuff(
+        fedbuff_config(parameters),
+        on_update=on_update,
+        poll_interval_s=loop.get("poll_interval_s", 0.2),
+        max_wall_s=loop.get("max_wall_s", 3600.0),
+    )
 
 
 REGISTRY: Mapping[str, StrategySpec] = {
@@ -83,6 +263,25 @@ REGISTRY: Mapping[str, StrategySpec] = {
             client_side=fedwon.CLIENT_SIDE,
             client_parameters=("clip_lambda",),
         ),
+        StrategySpec(
+            "heterofl",
+            heterofl.HeteroFL,
+            "Heterogeneous model reduction (Zhou et al. 2023): static (HeteroFL),"
+            " random (Federated Dropout) or rolling (FedRolex) channel sub-models,"
+            " coverage-weighted averaging",
+            (*_FEDAVG_PARAMETERS, *_HETEROFL_PARAMETERS),
+            factory=_build_heterofl,
+            validate=_heterofl_options,
+        ),
+        StrategySpec(
+            "fedbuff",
+            fedbuff.FedBuff,
+            "FedBuff (Nguyen et al. 2022): asynchronous buffered aggregation with"
+            " staleness weights; rounds are server model versions",
+            (*_FEDBUFF_CONFIG, *_FEDBUFF_LOOP),
+            factory=_build_fedbuff,
+            validate=_validate_fedbuff,
+        ),
     )
 }
 
@@ -97,7 +296,7 @@ def strategy_spec(name: str) -> StrategySpec:
 
 
 def check_parameters(name: str, parameters: Mapping[str, Any]) -> None:
-    """Raise ValueError naming any parameter ``name`` does not take."""
+    """Raise ValueError naming any parameter ``name`` does not take or a bad value."""
     spec = strategy_spec(name)
     unknown = sorted(set(parameters) - set(spec.all_parameters))
     if unknown:
@@ -105,20 +304,35 @@ def check_parameters(name: str, parameters: Mapping[str, Any]) -> None:
             f"strategy {name!r} takes no parameter(s) {', '.join(unknown)}; "
             f"it takes: {', '.join(spec.all_parameters)}"
         )
+    if spec.validate is not None:
+        try:
+            spec.validate(parameters)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"strategy {name!r}: {err}") from None
 
 
 def build_strategy(
-    name: str, parameters: Mapping[str, Any], model: nn.Module | None = None
-) -> Strategy:
+    name: str,
+    parameters: Mapping[str, Any],
+    model: nn.Module | None = None,
+    sink: EventSink | None = None,
+) -> ServerStrategy:
     """Instantiate the server strategy ``name`` with its share of ``parameters``.
 
     ``model`` is the model variant of the strategy's client side
     (``client_side(name).build_model``); strategies that keep keys on the
-    client need it to learn which.
+    client, or cut sub-models out of it, need it. ``sink`` receives the
+    strategy's own events (FedBuff's ``fedbuff_update`` per update,
+    HeteroFL's ``metrics`` of scope ``coverage`` per round). Every result has
+    ``start(grid, initial_arrays, num_rounds, timeout, train_config,
+    evaluate_config, evaluate_fn)``.
     """
     check_parameters(name, parameters)
     spec = strategy_spec(name)
     server = {k: v for k, v in parameters.items() if k in spec.parameters}
+    if spec.factory is not None:
+        built: ServerStrategy = spec.factory(server, model, sink)
+        return built
     if spec.needs_local_keys:
         if model is None:
             raise ValueError(
@@ -126,7 +340,9 @@ def build_strategy(
                 f"(client_side({name!r}).build_model(shape)) to build_strategy"
             )
         server["local_keys"] = spec.client_side.local_keys(model)
-    return spec.strategy_cls(**server)
+    strategy_cls: Any = spec.strategy_cls
+    built = strategy_cls(**server)
+    return built
 
 
 def client_side(name: str) -> ClientSide:

@@ -264,6 +264,12 @@ def _count_rounds(events_path: Path) -> tuple[int, bool]:
         return 0, False
     events = read_events(events_path)
     rounds = {e["round"] for e in events if e.get("phase") == "aggregation"}
+    # FedBuff: a round is a model version, stepped when its buffer filled
+    rounds |= {
+        e["version_after"]
+        for e in events
+        if e["event"] == "fedbuff_update" and e.get("server_step")
+    }
     return len(rounds), any(e["event"] == "app_end" for e in events)
 
 

@@ -716,3 +716,42 @@ def test_a_clean_campaign_says_it_had_no_failures(tmp_path: Path) -> None:
     out = write_synthetic_results(SyntheticCampaign(), tmp_path / "results")
     html = build_report(out).read_text()
     assert "No failures: every node answered every round." in html
+
+
+def test_a_fedbuff_run_gets_its_asynchronous_timeline(tmp_path: Path) -> None:
+    from analysis.synthetic import SyntheticCampaign, write_synthetic_results
+
+    out = write_synthetic_results(SyntheticCampaign(), tmp_path / "results")
+    run = out / "runs" / "ethernet-r1"
+    run.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for k, (node, version) in enumerate([(11, 0), (12, 0), (11, 1), (12, 1)]):
+        lines.append(
+            json.dumps(
+                {
+                    "event": "fedbuff_update",
+                    "run_id": "ethernet-r1",
+                    "t_ns": k,
+                    "node_id": node,
+                    "trained_on_version": version,
+                    "staleness": k % 2,
+                    "sent_ns": k * 10**9,
+                    "arrival_ns": (k + 3) * 10**9,
+                    "outcome": "applied",
+                    "weight": 1.0,
+                    "version_after": k // 2 + 1,
+                    "server_step": k % 2 == 1,
+                    "num_examples": 32,
+                    "message_id": f"m{k}",
+                    "reason": "",
+                }  # fmt: skip
+            )
+        )
+    (run / "events.jsonl").write_text("\n".join(lines) + "\n")
+
+    html = build_report(out).read_text()
+
+    section = html[html.index(">Asynchronous timeline<") :]
+    section = section[: section.index("</section>")]
+    assert "ethernet-r1" in section and "<img" in section
+    assert (out / "figures" / "async-timeline-ethernet-r1.pdf").exists()

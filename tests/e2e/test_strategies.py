@@ -1,4 +1,4 @@
-"""End to end: FedBN and FedWon via the registry on real SuperNodes (emulated)."""
+"""End to end: FedBN, FedWon, HeteroFL and FedBuff via the registry on SuperNodes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis.asynchrony import asynchronous_timeline, update_table
 from instrumentation.events import read_events
 from inventory.loader import load_inventory
 from inventory.models import Inventory
@@ -65,13 +66,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inventory]:
         emulated.cluster_down(inventory)
 
 
-def _campaign(folder: Path, strategy: str) -> Path:
+def _campaign(
+    folder: Path, strategy: str, rounds: int = 2, parameters: str = ""
+) -> Path:
     path = folder / f"{strategy}.yaml"
+    choice = f"{{name: {strategy}, parameters: {{{parameters}}}}}"
     path.write_text(
         f"""name: e2e-{strategy}
 networks: [ethernet]
-strategy: {strategy}
-rounds: 2
+strategy: {choice}
+rounds: {rounds}
 capture: false
 clock_probes: false
 system_sampling_hz: 0
@@ -118,3 +122,80 @@ def test_strategy_completes_two_rounds_on_real_supernodes(
         ["ps", "-eo", "args"], capture_output=True, text=True, check=True
     ).stdout
     assert str(out) not in ps  # nothing outlives the campaign
+
+
+def test_heterofl_trains_sub_models_for_two_rounds_on_real_supernodes(
+    cluster: Inventory, tmp_path: Path
+) -> None:
+    campaign = load_campaign(
+        _campaign(
+            tmp_path,
+            "heterofl",
+            parameters="mode: static, ratios: '0.5,0.25', fraction_evaluate: 0.0",
+        )
+    )
+    out = tmp_path / "results"
+    (outcome,) = run_campaign(campaign, cluster, out, progress=print, features={})
+    assert outcome.status == "ok", outcome.reason
+    run_dir = out / "runs" / "ethernet-r1"
+    serverapp_log = (run_dir / "serverapp.log").read_text()
+    assert "Starting HeteroFL strategy" in serverapp_log
+    assert "configure_train: 2 sub-models (static)" in serverapp_log
+    assert "0 failures" in serverapp_log and "1 failures" not in serverapp_log
+    events = read_events(run_dir / "events.jsonl")
+    coverage = [
+        e for e in events if e["event"] == "metrics" and e.get("scope") == "coverage"
+    ]
+    assert [e["round"] for e in coverage] == [1, 2]
+    # Static, no full-capacity client: half the channels are never trained.
+    assert all(e["values"]["gamma-star"] == 0.0 for e in coverage)
+    assert coverage[-1]["values"]["never-covered-fraction"] > 0.3
+    server = [e for e in events if e["event"] == "metrics" and e["scope"] == "server"]
+    assert sorted(e["round"] for e in server) == [0, 1, 2]
+
+
+def test_fedbuff_reaches_four_versions_on_real_supernodes(
+    cluster: Inventory, tmp_path: Path
+) -> None:
+    campaign = load_campaign(
+        _campaign(
+            tmp_path,
+            "fedbuff",
+            rounds=4,
+            parameters="concurrency: 2, buffer_size: 1, max_staleness: 3,"
+            " poll_interval_s: 0.1",
+        )
+    )
+    out = tmp_path / "results"
+    (outcome,) = run_campaign(campaign, cluster, out, progress=print, features={})
+    assert outcome.status == "ok", outcome.reason
+    run_dir = out / "runs" / "ethernet-r1"
+    events = read_events(run_dir / "events.jsonl")
+    updates = [e for e in events if e["event"] == "fedbuff_update"]
+    applied = [u for u in updates if u["outcome"] == "applied"]
+    assert sum(u["server_step"] for u in applied) == 4
+    assert sorted(u["version_after"] for u in applied if u["server_step"]) == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    # Both SuperNodes trained, each update's staleness is its versions' gap.
+    assert len({u["node_id"] for u in applied}) == 2
+    for u in applied:
+        assert (
+            u["staleness"]
+            == u["version_after"] - u["server_step"] - u["trained_on_version"]
+        )
+        assert u["sent_ns"] < u["arrival_ns"]
+    # Two nodes train concurrently with K = 1: some update is stale.
+    assert max(u["staleness"] for u in applied) >= 1
+    server = [e for e in events if e["event"] == "metrics" and e["scope"] == "server"]
+    assert sorted(e["round"] for e in server) == [0, 1, 2, 3, 4]
+    assert any(e["event"] == "app_end" and e["status"] == "ok" for e in events)
+    # The asynchronous timeline reads the real log: one bar per update, per node.
+    table = update_table(events)
+    assert len(table) == len(updates)
+    assert set(table[table.outcome == "applied"].node) == {"node1", "node2"}
+    assert (table.dropna(subset=["end_s"]).duration_s > 0).all()
+    assert len(asynchronous_timeline(table).axes[0].patches) >= len(updates)

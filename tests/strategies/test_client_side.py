@@ -44,3 +44,45 @@ def test_load_global_sets_the_shared_weights() -> None:
 def test_optimizer_settings_are_validated(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         OptimizerSettings(**kwargs)
+
+
+def test_receive_model_builds_the_heterofl_submodel_from_the_mask() -> None:
+    import numpy as np
+    from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+    from strategies import heterofl
+    from strategies.client_side import PLAIN, ModelShape, receive_model
+
+    shape = ModelShape(1, 10, 0.1)
+    full = PLAIN.build_model(shape)
+    plan = heterofl.plan_from_model(full)
+    state = {k: v.numpy() for k, v in full.state_dict().items()}
+    mask = heterofl.make_mask(plan, 0.5, "static", server_round=1)
+    sub = heterofl.extract_submodel(plan, state, mask)
+    config = ConfigRecord(
+        {
+            heterofl.RATIO_KEY: 0.5,
+            heterofl.MODE_KEY: "static",
+            heterofl.MASK_KEY: heterofl.mask_to_json(mask),
+        }
+    )
+    arrays = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in sub.items()})
+    content = RecordDict({"arrays": arrays, "config": config})
+
+    model = receive_model(PLAIN, shape, content)
+
+    received = model.state_dict()
+    assert {k: tuple(v.shape) for k, v in received.items()} == {
+        k: v.shape for k, v in sub.items()
+    }
+    assert sum(v.numel() for v in received.values()) < sum(
+        v.size for v in state.values()
+    )
+    out = model(torch.zeros(2, 1, 32, 32))
+    assert out.shape == (2, 10)
+    # Without a mask the full model variant is loaded as before.
+    plain = RecordDict({"arrays": ArrayRecord(full.state_dict())})
+    again = receive_model(PLAIN, shape, plain)
+    assert all(
+        torch.equal(again.state_dict()[k], v) for k, v in full.state_dict().items()
+    )

@@ -77,9 +77,9 @@ def test_fedbn_never_averages_a_batchnorm_key() -> None:
             k: v + offset if v.dtype.kind == "f" else v for k, v in initial.items()
         }
         replies.append(_reply(arrays, 10 * node, node))
-    arrays, metrics = strategy.aggregate_train(1, replies)
-    assert arrays is not None and metrics is not None
-    out = arrays.to_torch_state_dict()
+    merged, metrics = strategy.aggregate_train(1, replies)
+    assert merged is not None and metrics is not None
+    out = merged.to_torch_state_dict()
     assert set(out) == set(initial)
     for key in local:
         np.testing.assert_array_equal(out[key].numpy(), initial[key])

@@ -60,3 +60,98 @@ def test_client_parameters_reach_the_optimiser_not_the_server() -> None:
     assert settings.clip_lambda == 0.05 and settings.lr == 0.1
     with pytest.raises(ValueError, match="clip_lambda"):
         optimizer_settings("fedavg", {"clip_lambda": 0.05}, lr=0.1)
+
+
+class _ListSink:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, object]]] = []
+
+    def append(self, event: str, **fields: object) -> None:
+        self.events.append((event, fields))
+
+
+def test_heterofl_is_registered_with_its_parameters_checked() -> None:
+    from strategies import heterofl
+    from strategies.client_side import ModelShape
+    from strategies.registry import client_side
+
+    check_parameters("heterofl", {"mode": "static", "ratios": [0.5, 0.25]})
+    check_parameters("heterofl", {"ratios": "0.5, 0.25", "rolling_step": 2})
+    for bad in (
+        {"mode": "diagonal"},
+        {"ratios": [0.5, 1.5]},
+        {"ratios": "half"},
+        {"rolling_step": 0},
+    ):
+        with pytest.raises(ValueError, match="heterofl"):
+            check_parameters("heterofl", bad)
+    with pytest.raises(ValueError, match="pass the full"):
+        build_strategy("heterofl", {})
+    model = client_side("heterofl").build_model(ModelShape(1, 10, 0.1))
+    strategy = build_strategy(
+        "heterofl",
+        {"mode": "random", "ratios": "0.5,0.25", "fraction_evaluate": 0.5},
+        model=model,
+    )
+    assert isinstance(strategy, heterofl.HeteroFL)
+    assert strategy.mode == "random" and strategy.ratios == (0.5, 0.25)
+    assert strategy.fraction_evaluate == 0.5
+    assert set(strategy.plan.axes) == set(model.state_dict())
+
+
+def test_heterofl_writes_its_coverage_as_metrics_events() -> None:
+    from strategies.client_side import ModelShape
+    from strategies.registry import client_side
+
+    sink = _ListSink()
+    model = client_side("heterofl").build_model(ModelShape(1, 10, 0.1))
+    strategy = build_strategy("heterofl", {}, model=model, sink=sink)
+    assert strategy.on_coverage is not None  # type: ignore[union-attr]
+    strategy.on_coverage(3, {"gamma-round": 0.0, "gamma-star": 0.0})  # type: ignore[union-attr]
+    ((event, fields),) = sink.events
+    assert event == "metrics"
+    assert fields["round"] == 3 and fields["scope"] == "coverage"
+    assert fields["values"] == {"gamma-round": 0.0, "gamma-star": 0.0}
+
+
+def test_fedbuff_is_registered_and_logs_every_update() -> None:
+    from strategies.fedbuff import FedBuff, UpdateRecord
+    from strategies.registry import FEDBUFF_UPDATE_EVENT
+
+    parameters = {
+        "concurrency": 3,
+        "buffer_size": 2,
+        "staleness_exponent": 1.0,
+        "max_staleness": 4,
+        "server_learning_rate": 1.0,
+        "server_momentum": 0.0,
+        "max_wall_s": 30,
+    }
+    check_parameters("fedbuff", parameters)
+    with pytest.raises(ValueError, match="fraction_train"):
+        check_parameters("fedbuff", {"fraction_train": 1.0})
+    with pytest.raises(ValueError, match="buffer_size"):
+        check_parameters("fedbuff", {"buffer_size": 0})
+    with pytest.raises(ValueError, match="server_momentum"):
+        check_parameters("fedbuff", {"server_momentum": 1.0})
+    sink = _ListSink()
+    strategy = build_strategy("fedbuff", parameters, sink=sink)
+    assert isinstance(strategy, FedBuff)
+    assert strategy.config.concurrency == 3 and strategy.config.max_staleness == 4
+    assert strategy.config.staleness_exponent == 1.0 and strategy.max_wall_s == 30
+    record = UpdateRecord(
+        node_id=7,
+        trained_on_version=1,
+        staleness=2,
+        sent_ns=10,
+        arrival_ns=20,
+        outcome="applied",
+        weight=1 / 3,
+        version_after=3,
+        server_step=True,
+    )
+    strategy._emit(record)
+    ((event, fields),) = sink.events
+    assert event == FEDBUFF_UPDATE_EVENT == "fedbuff_update"
+    assert fields["node_id"] == 7 and fields["staleness"] == 2
+    assert fields["outcome"] == "applied" and fields["arrival_ns"] == 20

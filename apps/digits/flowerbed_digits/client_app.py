@@ -8,10 +8,10 @@ from flwr.clientapp import ClientApp
 from torch import nn
 
 from flowerbed_digits.settings import DigitsSettings
-from strategies.client_side import ClientSide, ModelShape
+from strategies.client_side import ClientSide, ModelShape, receive_model
 from strategies.registry import client_side, optimizer_settings
 from workloads import digits, digits5
-from workloads.local_update import train_with
+from workloads.training import train_with
 from workloads.training import evaluate as evaluate_model
 
 # flowerbed measures this app like any other: its mod is injected at launch
@@ -32,13 +32,14 @@ def _load(
 ) -> tuple[nn.Module, ClientSide, DigitsSettings, bool]:
     """The strategy's model variant: global arrays, then what this node kept.
 
-    The flag says whether kept keys were restored from ``context.state``.
+    A HeteroFL train message brings a sub-model (its mask in the config): the
+    node then trains that reduced-width model. The flag says whether kept keys
+    were restored from ``context.state``.
     """
     settings = DigitsSettings.from_run_config(context.run_config)
     torch.set_num_threads(1)
     side = client_side(settings.strategy)
-    model = side.build_model(model_shape(settings))
-    side.load_global(model, next(iter(msg.content.array_records.values())))
+    model = receive_model(side, model_shape(settings), msg.content)
     restored = side.restore_local(model, context.state)
     return model, side, settings, restored
 

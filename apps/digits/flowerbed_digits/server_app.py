@@ -11,7 +11,7 @@ from flwr.serverapp import Grid, ServerApp
 from flowerbed_digits.client_app import model_shape
 from flowerbed_digits.settings import DigitsSettings
 from instrumentation.inject_server import current_sink
-from strategies.registry import build_strategy, client_side
+from strategies.registry import build_strategy, client_side, strategy_spec
 from workloads import digits, digits5
 from workloads.training import evaluate
 
@@ -31,7 +31,11 @@ def _server_test_set(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Run ``num-server-rounds`` rounds of the configured strategy."""
+    """Run ``num-server-rounds`` rounds of the configured strategy.
+
+    Every registered strategy has ``start``; for FedBuff it is its own
+    asynchronous push/pull loop and rounds are server model versions.
+    """
     settings = DigitsSettings.from_run_config(context.run_config)
     torch.manual_seed(settings.seed)
     torch.set_num_threads(1)
@@ -59,15 +63,19 @@ def main(grid: Grid, context: Context) -> None:
             )
         return MetricRecord(values)
 
-    parameters = {
+    defaults = {
         "fraction_train": 1.0,
         "fraction_evaluate": settings.fraction_evaluate,
         "min_available_nodes": settings.min_nodes,
         "min_train_nodes": settings.min_nodes,
         "min_evaluate_nodes": min(settings.min_nodes, 2),
     }
+    taken = strategy_spec(settings.strategy).parameters
+    parameters: dict[str, object] = {k: v for k, v in defaults.items() if k in taken}
     parameters.update(settings.parameters)
-    strategy = build_strategy(settings.strategy, parameters, model=model)
+    strategy = build_strategy(
+        settings.strategy, parameters, model=model, sink=current_sink()
+    )
     strategy.start(
         grid=grid,
         initial_arrays=ArrayRecord(model.state_dict()),
