@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.summary import network_order
+from analysis.summary import sort_by_network
 
 METRIC_COLUMNS = [
     "run_id",
@@ -237,13 +237,7 @@ def time_to_target(metrics: pd.DataFrame, target: float) -> pd.DataFrame:
             }
         )
     out = pd.DataFrame(rows, columns=TARGET_COLUMNS)
-    order = {n: i for i, n in enumerate(network_order(out["network"]))}
-    return (
-        out.assign(_o=out["network"].map(order))
-        .sort_values(["_o", "strategy"])
-        .drop(columns="_o")
-        .reset_index(drop=True)
-    )
+    return sort_by_network(out)
 
 
 def median_curves(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.summary import (
+    round_time_summary,
     ANATOMY_COLUMNS,
     COMPUTE_PHASES,
     GAP_PHASES,
@@ -28,7 +29,6 @@ from analysis.summary import (
     RUN_KEYS,
     SERVER_NODE,
     _find_network,
-    _most_often,
     _sort_network_phase,
     network_order,
     phase_order,
@@ -272,23 +272,7 @@ class Rollup:
 
     def round_time_table(self) -> pd.DataFrame:
         """summary.round_time_table: per network, medians over complete rounds."""
-        rounds = self.round_times()
-        complete = rounds[rounds["complete"]]
-        by_network = complete.groupby("network")
-        out = pd.DataFrame(
-            {
-                "rounds": rounds.groupby("network").size(),
-                "complete_rounds": by_network.size(),
-                "median_round_s": by_network["round_s"].median(),
-                "p95_round_s": by_network["round_s"].quantile(0.95),
-                "most_often_slowest": by_network["slowest_node"].agg(_most_often),
-            }
-        )
-        out["rounds"] = out["rounds"].fillna(0).astype("int64")
-        out["complete_rounds"] = out["complete_rounds"].fillna(0).astype("int64")
-        out = out.reindex(network_order(out.index))
-        out.index.name = "network"
-        return out
+        return round_time_summary(self.round_times())
 
     def median_phase_table(self) -> pd.DataFrame:
         """summary.median_phase_table: median seconds per network and phase."""

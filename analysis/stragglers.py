@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.rollup import Rollup, rollup
-from analysis.summary import PHASE_ORDER, network_order
+from analysis.summary import PHASE_ORDER, sort_by_network
 
 ROUND_KEYS = ["network", "strategy", "run_id", "repetition", "round"]
 # Time a node waits (for Flower's polls, the others or the server) is not busy.
@@ -208,10 +208,4 @@ def straggler_summary(rounds: pd.DataFrame) -> pd.DataFrame:
             }
         )
     out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    order = {n: i for i, n in enumerate(network_order(out["network"]))}
-    return (
-        out.assign(_o=out["network"].map(order))
-        .sort_values(["_o", "strategy"])
-        .drop(columns="_o")
-        .reset_index(drop=True)
-    )
+    return sort_by_network(out)

@@ -287,7 +287,11 @@ def round_time_table(df: pd.DataFrame) -> pd.DataFrame:
     NaN when a network has none. ``most_often_slowest`` is the node that was the
     slowest in most complete rounds (ties: first by name).
     """
-    rounds = round_times(df)
+    return round_time_summary(round_times(df))
+
+
+def round_time_summary(rounds: pd.DataFrame) -> pd.DataFrame:
+    """:func:`round_time_table` from the rounds :func:`round_times` made."""
     complete = rounds[rounds["complete"]]
     by_network = complete.groupby("network")
     out = pd.DataFrame(
@@ -304,6 +308,17 @@ def round_time_table(df: pd.DataFrame) -> pd.DataFrame:
     out = out.reindex(network_order(out.index))
     out.index.name = "network"
     return out
+
+
+def sort_by_network(frame: pd.DataFrame, then: str = "strategy") -> pd.DataFrame:
+    """Rows in network order (ethernet, wifi, 5g, then by name), then by ``then``."""
+    order = {n: i for i, n in enumerate(network_order(frame["network"]))}
+    return (
+        frame.assign(_o=frame["network"].map(order))
+        .sort_values(["_o", then])
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
 
 
 _SAMPLE_COLUMNS = [*NODE_ROUND_KEYS, "duration_s", "uncertainty_s"]
