@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from inventory.models import Host, Inventory
+from inventory.models import Inventory
 from testbed.executor import Executor, LocalExecutor, NetnsExecutor
 
 SSHD = "/usr/sbin/sshd"
@@ -272,20 +272,7 @@ def ssh_down(inventory: Inventory, namespaces: dict[str, str]) -> list[str]:
     return stopped
 
 
-def ssh_running(inventory: Inventory, namespaces: dict[str, str]) -> dict[str, bool]:
-    """Whether each node's sshd runs (from its pid file)."""
-    return {
-        node.host: _pid(node) is not None
-        for node in plan_ssh(inventory, namespaces).nodes
-    }
-
-
 def forget_state(inventory: Inventory) -> None:
     """Delete the cluster's SSH state (host keys included): nodes get new
     identities at the next ``up``, which known_hosts then records."""
     shutil.rmtree(state_dir(inventory), ignore_errors=True)
-
-
-def login_user(host: Host) -> str:
-    """The user flowerbed logs in as on an emulated node (root unless set)."""
-    return host.ansible_user or "root"

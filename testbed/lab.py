@@ -17,8 +17,6 @@ from testbed.sites import ssh_site
 from testbed.ssh import SSHExecutor, target_for_host
 from testbed.tls import tls_files
 
-ExecutorFactory = Callable[[], Executor]
-
 
 class LabError(RuntimeError):
     """The lab is not ready for a campaign; says what to run first."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import shlex
 import tarfile
 import tempfile
 import threading
@@ -639,8 +638,3 @@ def describe(report: ProvisionReport) -> str:
     if failed:
         verdict += f"; failed: {', '.join(failed)}"
     return "\n".join([*lines, verdict])
-
-
-def quoted(argv: Sequence[str]) -> str:
-    """How an argv reads in a shell, for messages."""
-    return shlex.join(argv)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from instrumentation.capture import CaptureError, parse_tcpdump_stats, tcpdump_argv
+from instrumentation.capture import CaptureError, tcpdump_argv
 from instrumentation.clock import probe_argv
 from inventory.models import Host, Inventory
 from testbed import flower
@@ -157,14 +157,6 @@ class NodeCapture:
             time.sleep(0.05)
         stop_all([self.proc], grace_s=2.0)
         return self.proc.log_tail(20)
-
-    def stats_ok(self) -> bool:
-        """Whether tcpdump's counters say nothing was dropped."""
-        try:
-            stats = parse_tcpdump_stats(self.proc.log_tail(20) if self.proc else "")
-        except CaptureError:
-            return False
-        return stats.dropped_by_kernel == 0
 
 
 def start_sampler(
