@@ -385,7 +385,8 @@ def campaign_run(
 
     from testbed import emulated
     from testbed.campaign import CampaignError, load_campaign
-    from testbed.runner import CampaignStopped, emulated_topology, run_campaign
+    from testbed.resume import CampaignStopped
+    from testbed.runner import emulated_topology, run_campaign
 
     try:
         camp = load_campaign(campaign)

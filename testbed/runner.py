@@ -79,12 +79,18 @@ from testbed.sites import (
     start_sampler,
     start_supernode,
 )
-from testbed.leftovers import stop_local, stop_remote
+from testbed.resume import (
+    CampaignStopped,
+    atomically,
+    check_free_space,
+    previous_runs,
+    set_aside,
+    stop_leftovers,
+    write_csv,
+)
 from testbed.status import (
-    STATUS_FILE,
     CampaignStatus,
     eta_s,
-    process_alive,
     write_status,
 )
 from testbed.tls import TlsFiles
@@ -1010,20 +1016,23 @@ def run_campaign(
     # Absolute: Flower processes run with their FLWR_HOME as working directory.
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    finished = _previous_runs(out, campaign, resume, overwrite)
+    finished = {
+        run_id: RunOutcome(**run)
+        for run_id, run in previous_runs(out, campaign, resume, overwrite).items()
+    }
     if resume:
-        _stop_leftovers(out, campaign, topology, progress)
+        stop_leftovers(out, campaign, topology, progress)
     outcomes: list[RunOutcome] = []
     tables: list[RunTables] = []
     manifest_path = out / "manifest.json"
 
     def save() -> None:
         phases = concat_phases([t.phases for t in tables])
-        _atomically(out / "phases.parquet", lambda p: write_phases(phases, p))
+        atomically(out / "phases.parquet", lambda p: write_phases(phases, p))
         system = [t.system for t in tables if t.system is not None]
         if system:
             frame = pd.concat(system, ignore_index=True)
-            _atomically(out / "system.parquet", lambda p: write_system(frame, p))
+            atomically(out / "system.parquet", lambda p: write_system(frame, p))
         for name, attr in (
             ("transfers.csv", "transfers"),
             ("bytes.csv", "bytes"),
@@ -1032,7 +1041,7 @@ def run_campaign(
             frames = [getattr(t, attr) for t in tables if len(getattr(t, attr))]
             if frames:
                 table = pd.concat(frames, ignore_index=True)
-                _atomically(out / name, functools.partial(_write_csv, table))
+                atomically(out / name, functools.partial(write_csv, table))
         manifest = build_manifest(campaign, inventory, outcomes, features)
         manifest["clocks"] = [c for t in tables for c in t.clocks]
         write_json_atomic(manifest_path, manifest)
@@ -1073,8 +1082,8 @@ def run_campaign(
                     )
                 )
                 continue
-            _set_aside(out, plan.run_id)
-            _check_free_space(out, outcomes)
+            set_aside(out, plan.run_id)
+            check_free_space(out, [o.run_id for o in outcomes])
             update(
                 run_index=plan.index,
                 run_id=plan.run_id,
@@ -1139,119 +1148,6 @@ def run_campaign(
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return outcomes
-
-
-FINISHED_STATUSES = ("ok", "failed", "timeout")
-
-
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    table.to_csv(path, index=False)
-
-
-def _atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` through a temporary file renamed into place: a crash leaves
-    the previous version, never half a file."""
-    tmp = path.with_name(f".{path.name}.part")
-    write(tmp)
-    with tmp.open("rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _previous_runs(
-    out: Path, campaign: Campaign, resume: bool, overwrite: bool
-) -> dict[str, RunOutcome]:
-    """The finished runs of the campaign already in ``out`` (when resuming)."""
-    manifest_path = out / "manifest.json"
-    if not manifest_path.exists():
-        return {}
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CampaignStopped(
-            f"{manifest_path} is not valid JSON ({err}); move the folder away and "
-            "start again"
-        ) from None
-    previous = manifest.get("campaign", {})
-    name = previous.get("name") if isinstance(previous, dict) else None
-    if not resume:
-        if overwrite or not manifest.get("runs"):
-            return {}
-        raise CampaignStopped(
-            f"{out} already holds results of campaign {name or '?'}; continue it "
-            "with --resume, or choose another --out (or --overwrite)"
-        )
-    if name not in (None, campaign.name):
-        raise CampaignStopped(
-            f"{out} holds campaign {name!r}, not {campaign.name!r}: resume with the "
-            "campaign file that started it"
-        )
-    status = out / STATUS_FILE
-    if status.exists():
-        data = json.loads(status.read_text())
-        if data.get("state") == "running" and process_alive(int(data.get("pid", 0))):
-            raise CampaignStopped(
-                f"campaign {campaign.name} is still running in {out} "
-                f"(pid {data['pid']}); stop it first or follow it with "
-                f"`flowerbed campaign status {out}`"
-            )
-    return {
-        run["run_id"]: RunOutcome(**run)
-        for run in manifest.get("runs", [])
-        if run.get("status") in FINISHED_STATUSES
-    }
-
-
-def _stop_leftovers(
-    out: Path, campaign: Campaign, topology: Topology, progress: Progress
-) -> None:
-    stopped = stop_local(out)
-    for site in topology.sites.values():
-        try:
-            stopped += stop_remote(site, campaign.name)
-        except CommandError as err:
-            progress(f"  could not look for leftovers on {site.host.name}: {err}")
-    for line in stopped:
-        progress(f"  stopped a leftover of the interrupted run: {line}")
-
-
-# A run of the default campaign writes about 5-20 MB (headers-only captures, logs,
-# the app copy); never start one with less than this free.
-MIN_FREE_BYTES = 200 * 1024 * 1024
-
-
-def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def _check_free_space(out: Path, outcomes: list[RunOutcome]) -> None:
-    """Stop before a run the results disk could not hold (the data so far is
-    saved; `--resume` continues once there is room)."""
-    largest = max(
-        (_folder_bytes(out / "runs" / o.run_id) for o in outcomes[-3:]), default=0
-    )
-    needed = max(MIN_FREE_BYTES, 2 * largest)
-    free = shutil.disk_usage(out).free
-    if free < needed:
-        raise CampaignStopped(
-            f"the results disk of {out} has {free / 2**20:.0f} MiB free; a run "
-            f"needs about {needed / 2**20:.0f} MiB. The finished runs are saved: "
-            "free some space (or move the folder to a bigger disk) and continue "
-            "with --resume"
-        )
-
-
-def _set_aside(out: Path, run_id: str) -> None:
-    """Move an unfinished run's folder to ``interrupted/`` (its data is kept)."""
-    folder = out / "runs" / run_id
-    if folder.exists():
-        target = out / "interrupted" / f"{run_id}-{time.strftime('%Y%m%dT%H%M%S')}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        folder.rename(target)
-
-
-class CampaignStopped(RuntimeError):
-    """The campaign cannot start or go on; says why and what to do."""
 
 
 def _interrupt(signum: int, frame: object) -> None:

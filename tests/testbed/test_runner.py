@@ -59,7 +59,8 @@ def test_a_results_disk_too_small_stops_before_a_run(tmp_path: Path) -> None:
         pytest.skip("needs root to mount a small tmpfs")
     from inventory.loader import load_inventory
     from testbed.campaign import load_campaign
-    from testbed.runner import CampaignStopped, run_campaign
+    from testbed.resume import CampaignStopped
+    from testbed.runner import run_campaign
     from testbed.status import read_status
 
     repo = Path(__file__).resolve().parents[2]
