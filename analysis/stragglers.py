@@ -26,9 +26,19 @@ ROUND_KEYS = ["network", "strategy", "run_id", "repetition", "round"]
 NOT_BUSY = ("dispatch_wait", "pickup_wait", "server_other", "aggregation")
 # Nor is an unresolved stretch a phase that could be the cause.
 NOT_A_CAUSE = (*NOT_BUSY, "unresolved")
-# The most frequent straggler is "consistent" when it lagged in at least this
-# share of a network's rounds.
+# The most frequent straggler is "consistent" when it lagged in more than this
+# share of a network's rounds (a strict majority), judged from at least
+# MIN_ROUNDS_FOR_VERDICT rounds; with fewer, one round decides too much.
 CONSISTENT_SHARE = 0.5
+MIN_ROUNDS_FOR_VERDICT = 3
+
+
+def _verdict(share: float, rounds: int) -> str:
+    if rounds < MIN_ROUNDS_FOR_VERDICT:
+        return "too few rounds to tell"
+    return "consistent" if share > CONSISTENT_SHARE else "competing"
+
+
 STRAGGLER_COLUMNS = [
     *ROUND_KEYS,
     "nodes",
@@ -178,8 +188,9 @@ def straggler_rounds(
 def straggler_summary(rounds: pd.DataFrame) -> pd.DataFrame:
     """Per network and strategy: how often each node was the straggler.
 
-    ``verdict`` is ``consistent`` when the most frequent straggler lagged in at
-    least :data:`CONSISTENT_SHARE` of the rounds, else ``competing``;
+    ``verdict`` is ``consistent`` when the most frequent straggler lagged in more
+    than :data:`CONSISTENT_SHARE` of the rounds, else ``competing`` (``too few
+    rounds to tell`` below :data:`MIN_ROUNDS_FOR_VERDICT` rounds);
     ``usual_cause`` is the most frequent cause phase of the top straggler's rounds.
     """
     rows = []
@@ -202,7 +213,7 @@ def straggler_summary(rounds: pd.DataFrame) -> pd.DataFrame:
                 "top_share": float(share),
                 "second_straggler": second,
                 "second_share": float(counts.iloc[1] / len(group)) if second else 0.0,
-                "verdict": "consistent" if share >= CONSISTENT_SHARE else "competing",
+                "verdict": _verdict(share, len(group)),
                 "median_lead_s": float(group["lead_s"].median()),
                 "usual_cause": str(causes.index[0]) if len(causes) else "",
             }

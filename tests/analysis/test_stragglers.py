@@ -59,3 +59,19 @@ def test_node_leads_are_zero_around_the_median() -> None:
     per_round = leads.groupby(["run_id", "round"])["lead_s"].median()
     assert per_round.abs().max() == pytest.approx(0.0, abs=1e-9)
     assert len(leads) == 3 * SPEC.rounds * SPEC.repetitions * SPEC.nodes
+
+
+@pytest.mark.parametrize(
+    ("share", "rounds", "verdict"),
+    [
+        (1.0, 2, "too few rounds to tell"),
+        (0.5, 2, "too few rounds to tell"),
+        (0.5, 4, "competing"),  # half the rounds is not a majority
+        (0.75, 4, "consistent"),
+        (0.34, 9, "competing"),
+    ],
+)
+def test_verdict(share: float, rounds: int, verdict: str) -> None:
+    from analysis.stragglers import _verdict
+
+    assert _verdict(share, rounds) == verdict
