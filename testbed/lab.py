@@ -8,14 +8,17 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inventory.models import Inventory
 from testbed.emulated_ssh import state_dir
 from testbed.executor import Executor
-from testbed.runner import Security, Topology
 from testbed.sites import ssh_site
 from testbed.ssh import SSHExecutor, target_for_host
 from testbed.tls import tls_files
+
+if TYPE_CHECKING:  # the runner imports torch: cluster commands must not wait for it
+    from testbed.runner import Topology
 
 
 class LabError(RuntimeError):
@@ -77,6 +80,8 @@ def ssh_topology(
 ) -> Topology:
     """Connect to every client over SSH; TLS and SuperNode authentication unless
     ``secure`` is False. Connections close when ``stack`` unwinds."""
+    from testbed.runner import Security, Topology
+
     folder = server_dir(inventory)
     security = Security()
     if secure:

@@ -244,6 +244,9 @@ def test_provision_twice_the_second_finds_nothing_to_do(
 
     print(f"provision: first {first_s:.1f} s, second {second_s:.1f} s")
     for host in report["hosts"]:
+        steps = ", ".join(f"{s['step']} {s['seconds']:.2f}" for s in host["steps"])
+        print(f"  {host['host']}: {host['seconds']:.2f} s ({steps})")
+    for host in report["hosts"]:
         assert host["error"] == ""
         changed = [
             (s["step"], s["detail"])
