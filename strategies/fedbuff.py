@@ -25,6 +25,8 @@ server steps. :func:`receive_update` is the arithmetic (pure, no I/O);
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -52,6 +54,9 @@ StateArrays = Mapping[str, NDArray]
 
 # ConfigRecord key telling the client which model version it trains on.
 VERSION_KEY = "model-version"
+# How long one poll waits for the pulls it started (a pull stuck on an upload in
+# progress carries over; the loop sleeps ``poll_interval_s`` when nothing came).
+PULL_WAIT_S = 0.05
 
 Outcome = Literal["applied", "dropped", "failed", "timed-out", "abandoned"]
 
@@ -284,6 +289,69 @@ class _InFlight:
     sent_ns: int
 
 
+class MessagePulls:
+    """Pull every in-flight reply on its own thread, so one slow upload blocks no other.
+
+    Flower's ``Grid.pull_messages`` returns a reply as soon as the SuperNode
+    has registered it, then fetches its arrays object by object, retrying with
+    a backoff of up to 10 s until the upload is complete. One call for all
+    in-flight ids therefore holds every fast node's reply until the slowest
+    upload has finished: with one node on a 1 Mbit/s uplink, the Ethernet
+    nodes' replies arrived together with the straggler's, 30 s late, and
+    asynchrony was lost. Here each id has its own pull (a daemon thread, so a
+    pull stuck on a dead node never holds up the process's exit).
+    """
+
+    def __init__(self, grid: Grid) -> None:
+        self._grid = grid
+        self._running: set[str] = set()
+        self._results: queue.SimpleQueue[tuple[str, list[Message] | Exception]] = (
+            queue.SimpleQueue()
+        )
+
+    def _pull(self, message_id: str) -> None:
+        try:
+            out: list[Message] | Exception = list(
+                self._grid.pull_messages([message_id])
+            )
+        except Exception as err:  # noqa: BLE001 - reported by poll(), then retried
+            out = err
+        self._results.put((message_id, out))
+
+    def poll(self, message_ids: Iterable[str], wait_s: float) -> list[Message]:
+        """Start a pull for each id without one; return replies that came in
+        within ``wait_s`` (a pull still running carries over to the next poll)."""
+        for message_id in message_ids:
+            if message_id not in self._running:
+                self._running.add(message_id)
+                threading.Thread(
+                    target=self._pull,
+                    args=(message_id,),
+                    name=f"fedbuff-pull-{message_id[:8]}",
+                    daemon=True,
+                ).start()
+        replies: list[Message] = []
+        deadline = time.monotonic() + wait_s
+        while self._running:
+            try:
+                message_id, out = self._results.get(
+                    timeout=max(0.0, deadline - time.monotonic())
+                )
+            except queue.Empty:
+                break
+            self._running.discard(message_id)
+            if isinstance(out, Exception):
+                log(
+                    WARNING,
+                    "fedbuff: pulling %s failed (%s); retrying",
+                    message_id,
+                    out,
+                )
+                continue
+            replies.extend(out)
+        return replies
+
+
 def _numpy_state(arrays: ArrayRecord) -> dict[str, NDArray]:
     return {key: array.numpy() for key, array in arrays.items()}
 
@@ -479,6 +547,7 @@ class FedBuff:
             if metrics is not None:
                 result.evaluate_metrics_serverapp[0] = metrics
         stop_ns = self.clock_ns() + int(self.max_wall_s * 1e9)
+        pulls = MessagePulls(grid)
         log(INFO, "fedbuff: %s, target version %s", self.config, num_rounds)
         while state.version < num_rounds:
             if self.clock_ns() > stop_ns:
@@ -490,7 +559,7 @@ class FedBuff:
                 )
                 break
             self._dispatch(grid, state, in_flight, train_config)
-            replies = list(grid.pull_messages(list(in_flight))) if in_flight else []
+            replies = pulls.poll(list(in_flight), PULL_WAIT_S) if in_flight else []
             for reply in replies:
                 job = in_flight.pop(reply.metadata.reply_to_message_id, None)
                 if job is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,7 @@ from flwr.simulation import run_simulation
 from flwr.supercore.task_identity import TaskIdentity
 
 from strategies.fedbuff import (
+    MessagePulls,
     VERSION_KEY,
     FedBuff,
     FedBuffConfig,
@@ -440,3 +442,43 @@ def test_heterofl_and_fedbuff_run_in_flowers_simulation_runtime() -> None:
         (r.node_id % 1000, r.trained_on_version, r.staleness, r.sent_ns, r.arrival_ns)
         for r in records
     ]
+
+
+class _BlockingGrid:
+    """pull_messages of the id in ``slow`` blocks until ``release`` is set."""
+
+    def __init__(self, slow: str) -> None:
+        self.slow = slow
+        self.release = threading.Event()
+        self.calls: list[list[str]] = []
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        ids = list(message_ids)
+        self.calls.append(ids)
+        if self.slow in ids:
+            self.release.wait(10)
+        return [_reply_to(i) for i in ids]
+
+
+def _reply_to(message_id: str) -> Message:
+    sent = Message(RecordDict(), dst_node_id=1, message_type="train")
+    sent.metadata.__dict__["_message_id"] = message_id
+    return Message(RecordDict(), reply_to=sent)
+
+
+def test_a_slow_upload_holds_up_no_other_reply() -> None:
+    grid = _BlockingGrid(slow="slow")
+    pulls = MessagePulls(grid)  # type: ignore[arg-type]
+
+    first = pulls.poll(["slow", "fast"], wait_s=0.5)
+
+    # Flower's one call for both would have waited for the slow upload.
+    assert [r.metadata.reply_to_message_id for r in first] == ["fast"]
+    assert sorted(map(tuple, grid.calls)) == [("fast",), ("slow",)]
+    # The blocked pull is not started twice while it runs.
+    (second,) = pulls.poll(["slow", "fast2"], wait_s=0.5)
+    assert second.metadata.reply_to_message_id == "fast2"
+    assert [c for c in grid.calls if c == ["slow"]] == [["slow"]]
+    grid.release.set()
+    late = pulls.poll(["slow"], wait_s=5.0)
+    assert [r.metadata.reply_to_message_id for r in late] == ["slow"]
