@@ -1,8 +1,8 @@
 """FedBuff vs synchronous FedAvg: wall-clock time to a target accuracy, 5G straggler.
 
 Builds a throwaway emulated cluster of ``--clients`` nodes on one Ethernet-like
-network (100 Mbit/s both ways), then slows node1's uplink to a 5G-like
-4 Mbit/s (its HTB class inside its namespace, testbed/shaping.py), and runs
+network (100 Mbit/s both ways), then slows node1's uplink to a 5G-cell-edge-like
+1 Mbit/s (its HTB class inside its namespace, testbed/shaping.py), and runs
 the default app twice over it with the same workload: synchronous FedAvg (every
 round waits for node1) and FedBuff (concurrency = all nodes, buffer K). For
 each it prints the server accuracy over wall-clock time (from the ServerApp's
@@ -31,7 +31,7 @@ from testbed.campaign import load_campaign
 from testbed.runner import run_campaign
 
 STRAGGLER = "node1"
-STRAGGLER_UPLINK_MBIT = 4.0
+STRAGGLER_UPLINK_MBIT = 1.0
 ETHERNET_MBIT = 100.0
 
 
@@ -80,7 +80,7 @@ def _campaign(folder: Path, method: str, rounds: int, args: argparse.Namespace) 
 networks: [ethernet]
 strategy: {strategy}
 rounds: {rounds}
-capture: false
+capture: CAPTURE
 clock_probes: false
 system_sampling_hz: 0
 run_deadline_s: {args.deadline_s}
@@ -88,7 +88,7 @@ round_timeout_s: 300
 workload: {{samples-per-node: {args.samples}, local-epochs: 1, batch-size: 16,
   learning-rate: {args.lr}, model-width: {args.width}, fraction-evaluate: 0.0,
   seed: SEED}}
-""".replace("SEED", str(args.seed_now))
+""".replace("SEED", str(args.seed_now)).replace("CAPTURE", str(args.capture).lower())
     )
     return path
 
@@ -110,18 +110,29 @@ def _curve(
     return Curve(method, seed, tuple(points), status, reason)
 
 
+def draw_timeline(events: list[dict[str, Any]], path: Path) -> None:
+    """The asynchronous timeline of one FedBuff run, as PNG (and PDF beside it)."""
+    from analysis.asynchrony import asynchronous_timeline, update_table
+
+    figure = asynchronous_timeline(update_table(events))
+    for target in (path, path.with_suffix(".pdf")):
+        figure.savefig(target, dpi=120, bbox_inches="tight")
+
+
 def run_method(
     inventory: Inventory, folder: Path, method: str, args: argparse.Namespace
 ) -> Curve:
     """Run one campaign of ``method`` and read its server accuracy curve."""
     rounds = args.versions if method == "fedbuff" else args.rounds
-    out = folder / f"out-{method}-{args.seed_now}"
+    out = (args.out or folder) / f"out-{method}-{args.seed_now}"
     campaign = load_campaign(_campaign(folder, method, rounds, args))
     (outcome,) = run_campaign(campaign, inventory, out, progress=lambda _: None)
     log = out / "runs" / "ethernet-r1" / "events.jsonl"
     events = read_events(log) if log.exists() else []
     if method == "fedbuff" and args.keep_events:
         args.keep_events.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    if method == "fedbuff" and args.timeline and events:
+        draw_timeline(events, args.timeline)
     return _curve(method, args.seed_now, events, outcome.status, outcome.reason)
 
 
@@ -130,15 +141,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--clients", type=int, default=3)
-    parser.add_argument("--targets", type=float, nargs="+", default=[0.3, 0.4, 0.5])
-    parser.add_argument("--rounds", type=int, default=15, help="FedAvg rounds")
-    parser.add_argument("--versions", type=int, default=40, help="FedBuff versions")
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.2, 0.25, 0.3])
+    parser.add_argument("--rounds", type=int, default=8, help="FedAvg rounds")
+    parser.add_argument("--versions", type=int, default=30, help="FedBuff versions")
     parser.add_argument("--buffer-size", type=int, default=2)
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--width", type=float, default=1.17)
     parser.add_argument("--deadline-s", type=int, default=900)
     parser.add_argument("--keep-events", type=Path, default=None)
+    parser.add_argument(
+        "--timeline",
+        type=Path,
+        default=None,
+        help="draw each FedBuff run's asynchronous timeline to this PNG",
+    )
+    parser.add_argument(
+        "--capture",
+        action="store_true",
+        help="capture packets, so `flowerbed report build` on --out shows uplinks",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="keep each campaign's results in OUT/out-METHOD-SEED (default: discarded)",
+    )
     parser.add_argument(
         "--straggler-mbit",
         type=float,
