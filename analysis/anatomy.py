@@ -47,6 +47,8 @@ GAP_PHASES = (
     "unresolved",
 )
 SERVER_NODE = "server"
+# Message categories that have phases ("" where an event names none).
+ANATOMY_MESSAGE_TYPES = frozenset({"train", "evaluate", ""})
 # Fixed-point steps mapping a node instant to the server clock (NodeClock.to_server).
 _FIXED_POINT_STEPS = 4
 # Which clock an instant was read on.
@@ -582,7 +584,8 @@ def _instant(e: Mapping[str, Any], key: str) -> int:
 
 
 def dispatches(events: Iterable[Mapping[str, Any]]) -> list[Dispatch]:
-    """Every ``dispatch`` with a message id, at ``dispatch_ns`` (else ``t_ns``)."""
+    """Every train or evaluate ``dispatch`` with a message id, at ``dispatch_ns``
+    (else ``t_ns``). Other messages (a strategy's queries) have no phases."""
     return [
         Dispatch(
             message_id=str(e["message_id"]),
@@ -592,7 +595,9 @@ def dispatches(events: Iterable[Mapping[str, Any]]) -> list[Dispatch]:
             at_ns=_instant(e, "dispatch_ns"),
         )
         for e in events
-        if e.get("event") == "dispatch" and e.get("message_id")
+        if e.get("event") == "dispatch"
+        and e.get("message_id")
+        and str(e.get("message_type") or "").split(".")[0] in ANATOMY_MESSAGE_TYPES
     ]
 
 

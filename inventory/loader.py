@@ -296,6 +296,21 @@ def _node_config_value(value: object) -> NodeConfigValue:
     )
 
 
+# A node's share of the full model under heterogeneous model reduction (HeteroFL).
+CAPACITY_RATIO_KEY = "capacity-ratio"
+
+
+def _capacity_ratio(value: object) -> float:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and 0 < value <= 1:  # type: ignore[operator]
+        return float(value)  # type: ignore[arg-type]
+    raise _Bad(
+        f"capacity-ratio must be a number in (0, 1], the share of the full model's"
+        f" channels this node trains; got {_describe(value)}",
+        "write e.g. 'node_config: {capacity-ratio: 0.5}' (1 = the full model)",
+    )
+
+
 def _check_usable(
     address: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network, network: str
 ) -> None:
@@ -1080,6 +1095,8 @@ class _Builder:
         for key, value in var.value.items():
             try:
                 items.append((_text(key), _node_config_value(value)))
+                if key == CAPACITY_RATIO_KEY:
+                    _capacity_ratio(value)
             except _Bad as bad:
                 self.bad(bad, var.source, ("node_config", key), host.name)
         return tuple(items)

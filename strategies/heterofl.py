@@ -78,6 +78,36 @@ RATIO_KEY = "heterofl-ratio"
 MODE_KEY = "heterofl-mode"
 MASK_KEY = "heterofl-mask"  # JSON: {group name: [kept channel indices]}
 
+# A node declares its capacity in its node config (the inventory's node_config);
+# the server asks for it with a query message of this type before a node's
+# first round, and the node answers with a MetricRecord under CAPACITY_RECORD.
+CAPACITY_KEY = "capacity-ratio"
+CAPACITY_QUERY = "query.capacity"
+CAPACITY_RECORD = "capacity"
+NODE_NAME_KEY = "flowerbed-node"
+
+
+def declared_capacity(value: object) -> float | None:
+    """A node's declared capacity ratio, or None when it declares none (or nonsense)."""
+    try:
+        ratio = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return ratio if 0 < ratio <= 1 else None
+
+
+def capacity_reply(node_config: Mapping[str, object]) -> RecordDict:
+    """A node's answer to a capacity query: its declared ratio (0: none), its name."""
+    ratio = declared_capacity(node_config.get(CAPACITY_KEY))
+    record = ConfigRecord(
+        {
+            CAPACITY_KEY: 0.0 if ratio is None else ratio,
+            NODE_NAME_KEY: str(node_config.get(NODE_NAME_KEY, "")),
+        }
+    )
+    return RecordDict({CAPACITY_RECORD: record})
+
+
 NDArray = npt.NDArray[np.generic]
 IndexArray = npt.NDArray[np.int64]
 StateArrays = Mapping[str, NDArray]
@@ -601,12 +631,16 @@ class HeteroFL(FedAvg):
     mode
         ``static``, ``random`` or ``rolling`` sub-model extraction.
     ratios
-        Capacity ratios handed out to the sampled nodes in ascending node-id
-        order, cyclically (node ids are only known at run time). Ignored for
-        nodes ``ratio_of`` answers for.
+        Capacity ratios handed out, cyclically in ascending node-id order, to
+        the sampled nodes that declare no capacity of their own (node ids are
+        only known at run time).
     ratio_of
-        Optional ``node_id -> ratio`` (e.g. from the inventory); ``None`` means
-        "use ``ratios``".
+        Optional ``node_id -> ratio``; ``None`` means "not known here".
+    capacity_from_nodes
+        Ask each node, before its first round, for the ``capacity-ratio`` of
+        its node config (a ``query.capacity`` message; the inventory's
+        ``node_config`` sets it). A node that declares none, answers with an
+        error or not within ``capacity_timeout_s`` gets one of ``ratios``.
     seed
         Seed of the random masks.
     rolling_step, rolling_tile, rolling_drift
@@ -625,6 +659,8 @@ class HeteroFL(FedAvg):
         mode: ExtractionMode = "rolling",
         ratios: Sequence[float] = (1.0,),
         ratio_of: Callable[[int], float | None] | None = None,
+        capacity_from_nodes: bool = False,
+        capacity_timeout_s: float = 30.0,
         seed: int = 0,
         rolling_step: int = 1,
         rolling_tile: bool = True,
@@ -645,6 +681,9 @@ class HeteroFL(FedAvg):
         self.mode: ExtractionMode = mode
         self.ratios = tuple(ratios)
         self.ratio_of = ratio_of
+        self.capacity_from_nodes = capacity_from_nodes
+        self.capacity_timeout_s = capacity_timeout_s
+        self.declared: dict[int, float | None] = {}
         self.seed = seed
         self.rolling_step = rolling_step
         self.rolling_tile = rolling_tile
@@ -660,14 +699,52 @@ class HeteroFL(FedAvg):
         log(INFO, "\t├──> HeteroFL: mode %s, ratios %s", self.mode, self.ratios)
 
     def node_ratios(self, node_ids: Iterable[int]) -> dict[int, float]:
-        """Capacity ratio per node: ``ratio_of`` first, else ``ratios`` cyclically."""
+        """Capacity ratio per node: ``ratio_of``, then what the node declared,
+        else ``ratios`` cyclically over the nodes that declared nothing."""
         ratios: dict[int, float] = {}
-        for position, node_id in enumerate(sorted(node_ids)):
+        undeclared = 0
+        for node_id in sorted(node_ids):
             ratio = self.ratio_of(node_id) if self.ratio_of is not None else None
-            ratios[node_id] = (
-                ratio if ratio is not None else self.ratios[position % len(self.ratios)]
-            )
+            if ratio is None:
+                ratio = self.declared.get(node_id)
+            if ratio is None:
+                ratio = self.ratios[undeclared % len(self.ratios)]
+                undeclared += 1
+            ratios[node_id] = ratio
         return ratios
+
+    def ask_capacities(self, grid: Grid, node_ids: Iterable[int]) -> None:
+        """Learn the declared capacity of every node not asked yet (one query each)."""
+        unknown = sorted(n for n in node_ids if n not in self.declared)
+        if not unknown:
+            return
+        queries = [
+            Message(
+                RecordDict({"config": ConfigRecord({"want": CAPACITY_KEY})}),
+                dst_node_id=node_id,
+                message_type=CAPACITY_QUERY,
+            )
+            for node_id in unknown
+        ]
+        replies = grid.send_and_receive(queries, timeout=self.capacity_timeout_s)
+        names: dict[int, str] = {}
+        for reply in replies:
+            node_id = int(reply.metadata.src_node_id)
+            if reply.has_error() or CAPACITY_RECORD not in reply.content:
+                continue
+            record = reply.content.config_records.get(CAPACITY_RECORD, ConfigRecord())
+            self.declared[node_id] = declared_capacity(record.get(CAPACITY_KEY))
+            names[node_id] = str(record.get(NODE_NAME_KEY, ""))
+        for node_id in unknown:
+            self.declared.setdefault(node_id, None)
+            ratio = self.declared[node_id]
+            log(
+                INFO,
+                "HeteroFL: node %s%s declares %s",
+                node_id,
+                f" ({names[node_id]})" if names.get(node_id) else "",
+                f"capacity {ratio:g}" if ratio is not None else "no capacity",
+            )
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -680,6 +757,8 @@ class HeteroFL(FedAvg):
         node_ids, _ = sample_nodes(grid, self.min_available_nodes, sample_size)
         self._global = _numpy_state(arrays)
         self.plan.check({k: v.shape for k, v in self._global.items()})
+        if self.capacity_from_nodes:
+            self.ask_capacities(grid, node_ids)
         ratios = self.node_ratios(node_ids)
         masks = round_masks(
             self.plan,

@@ -27,6 +27,8 @@ _HETEROFL_PARAMETERS = (
     "rolling_step",
     "rolling_tile",
     "rolling_drift",
+    "capacity_from_nodes",
+    "capacity_timeout_s",
 )
 _FEDBUFF_CONFIG = (
     "concurrency",
@@ -130,6 +132,15 @@ def _heterofl_options(parameters: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("rolling_tile", "rolling_drift"):
         if key in parameters:
             options[key] = _as_bool(key, parameters[key])
+    # Nodes declare their capacity in the inventory (node_config capacity-ratio).
+    options["capacity_from_nodes"] = _as_bool(
+        "capacity_from_nodes", parameters.get("capacity_from_nodes", True)
+    )
+    if "capacity_timeout_s" in parameters:
+        timeout = float(parameters["capacity_timeout_s"])
+        if not timeout > 0:
+            raise ValueError(f"heterofl capacity_timeout_s must be > 0, got {timeout}")
+        options["capacity_timeout_s"] = timeout
     return options
 
 

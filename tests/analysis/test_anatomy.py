@@ -19,6 +19,7 @@ from analysis.anatomy import (
     clock_from_record,
     clock_table,
     correct_events,
+    dispatches,
     node_clocks,
     node_round_times,
     tile_node_round,
@@ -624,3 +625,26 @@ def test_tiles_always_add_up_to_the_node_round(
     assert all(t.end_ns >= t.start_ns for t in tiles)
     measured = [t for t in tiles if t.row is not None]
     assert len(measured) == sum(sum(p) for _, p, _ in messages)
+
+
+def test_dispatches_skip_messages_without_phases() -> None:
+    def dispatch(message_id: str, message_type: str) -> dict[str, object]:
+        return {
+            "event": "dispatch",
+            "message_id": message_id,
+            "node_id": 7,
+            "message_type": message_type,
+            "round": 1,
+            "t_ns": 10,
+        }
+
+    events = [
+        dispatch("q", "query.capacity"),  # HeteroFL asking a node for its capacity
+        dispatch("t", "train"),
+        dispatch("e", "evaluate.custom"),
+    ]
+
+    assert [(d.message_id, d.message_type) for d in dispatches(events)] == [
+        ("t", "train"),
+        ("e", "evaluate"),
+    ]

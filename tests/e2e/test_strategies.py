@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -46,6 +47,7 @@ def _inventory_yaml(name: str) -> str:
           ansible_host: 10.232.0.11
           interfaces:
             ethernet: {{ifname: eth0, ip: 10.232.1.11}}
+          node_config: {{capacity-ratio: 0.25}}  # a weak node (HeteroFL)
         node2:
           ansible_host: 10.232.0.12
           interfaces:
@@ -131,7 +133,8 @@ def test_heterofl_trains_sub_models_for_two_rounds_on_real_supernodes(
         _campaign(
             tmp_path,
             "heterofl",
-            parameters="mode: static, ratios: '0.5,0.25', fraction_evaluate: 0.0",
+            # node1 declares 0.25 in the inventory; node2 declares nothing: 0.5
+            parameters="mode: static, ratios: '0.5', fraction_evaluate: 0.0",
         )
     )
     out = tmp_path / "results"
@@ -141,6 +144,17 @@ def test_heterofl_trains_sub_models_for_two_rounds_on_real_supernodes(
     serverapp_log = (run_dir / "serverapp.log").read_text()
     assert "Starting HeteroFL strategy" in serverapp_log
     assert "configure_train: 2 sub-models (static)" in serverapp_log
+    declared = {
+        name: (int(node_id), ratio)
+        for node_id, name, ratio in re.findall(
+            r"HeteroFL: node (\d+) \((node\d)\) declares (capacity [\d.]+|no capacity)",
+            serverapp_log,
+        )
+    }
+    assert {k: v[1] for k, v in declared.items()} == {
+        "node1": "capacity 0.25",
+        "node2": "no capacity",
+    }
     assert "0 failures" in serverapp_log and "1 failures" not in serverapp_log
     events = read_events(run_dir / "events.jsonl")
     coverage = [
@@ -150,6 +164,15 @@ def test_heterofl_trains_sub_models_for_two_rounds_on_real_supernodes(
     # Static, no full-capacity client: half the channels are never trained.
     assert all(e["values"]["gamma-star"] == 0.0 for e in coverage)
     assert coverage[-1]["values"]["never-covered-fraction"] > 0.3
+    # The weak node gets the smaller sub-model in every round.
+    sent = {
+        (e["round"], e["node_id"]): e["bytes"]
+        for e in events
+        if e["event"] == "dispatch" and e["message_type"] == "train"
+    }
+    weak, other = declared["node1"][0], declared["node2"][0]
+    for rnd in (1, 2):
+        assert sent[(rnd, weak)] < sent[(rnd, other)], sent
     server = [e for e in events if e["event"] == "metrics" and e["scope"] == "server"]
     assert sorted(e["round"] for e in server) == [0, 1, 2]
 

@@ -300,6 +300,15 @@ def test_group_vars_are_replaced_not_merged(tmp_path: Path) -> None:
     assert inv.client("c2").node_config_dict == {"partition-id": 9, "batch-size": 32}
 
 
+def test_a_capacity_ratio_reaches_the_node_config(tmp_path: Path) -> None:
+    doc = base_doc()
+    hosts(doc)["c1"]["node_config"] = {"partition-id": 0, "capacity-ratio": 0.25}
+
+    inv = load_inventory(write(tmp_path, doc))
+
+    assert inv.client("c1").node_config_dict["capacity-ratio"] == 0.25
+
+
 def test_same_depth_groups_apply_in_name_order(tmp_path: Path) -> None:
     doc = base_doc()
     c1 = hosts(doc).pop("c1")
@@ -702,6 +711,24 @@ CASES: list[
         "node_config.partition-id",
         "node_config values must be text, numbers or booleans, got list",
         "single value",
+    ),
+    (
+        "capacity-ratio-above-one",
+        set_(lambda d: hosts(d)["c1"], "node_config", {"capacity-ratio": 2}),
+        None,
+        "c1",
+        "node_config.capacity-ratio",
+        "capacity-ratio must be a number in (0, 1]",
+        "capacity-ratio: 0.5",
+    ),
+    (
+        "capacity-ratio-text",
+        set_(lambda d: hosts(d)["c1"], "node_config", {"capacity-ratio": "half"}),
+        None,
+        "c1",
+        "node_config.capacity-ratio",
+        "got str 'half'",
+        "(1 = the full model)",
     ),
     (
         "unknown-group-key",

@@ -13,6 +13,8 @@ from flwr.supercore.task_identity import TaskIdentity
 from torch import nn
 
 from strategies.heterofl import (
+    capacity_reply,
+    declared_capacity,
     MASK_KEY,
     RATIO_KEY,
     ClientResult,
@@ -288,3 +290,72 @@ def test_strategy_sends_submodels_and_reports_gamma_per_round() -> None:
     assert metrics["gamma-round"] == 0.0 and metrics["gamma-star"] == 0.0
     assert logged == [(1, {k: metrics[k] for k in logged[0][1]})]
     assert 0 < float(metrics["never-covered-fraction"]) < 1  # type: ignore[arg-type]
+
+
+class _QueryGrid(_FakeGrid):
+    """Nodes answer capacity queries from their node config; ``silent`` never do."""
+
+    def __init__(
+        self, node_configs: dict[int, dict[str, object]], silent: set[int]
+    ) -> None:
+        super().__init__(sorted([*node_configs, *silent]))
+        self.node_configs = node_configs
+        self.queries: list[Message] = []
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        replies = []
+        for message in messages:
+            self.queries.append(message)
+            node = message.metadata.dst_node_id
+            if node not in self.node_configs:
+                continue
+            message.metadata.__dict__["_message_id"] = str(uuid.uuid4())
+            reply = Message(capacity_reply(self.node_configs[node]), reply_to=message)
+            reply.metadata.__dict__["_src_node_id"] = node
+            replies.append(reply)
+        return replies
+
+
+def test_nodes_declare_their_capacity_and_the_rest_get_the_campaign_ratios() -> None:
+    model = _mlp()
+    strategy = HeteroFL(
+        plan_from_model(model),
+        mode="static",
+        ratios=(0.5,),
+        capacity_from_nodes=True,
+        min_available_nodes=3,
+        min_train_nodes=3,
+    )
+    grid = _QueryGrid(
+        {11: {"capacity-ratio": 0.25, "flowerbed-node": "pi3"}, 12: {}}, silent={13}
+    )
+    arrays = ArrayRecord(model.state_dict())
+
+    for server_round in (1, 2):
+        messages = list(
+            strategy.configure_train(server_round, arrays, ConfigRecord(), grid)  # type: ignore[arg-type]
+        )
+        ratios = {
+            m.metadata.dst_node_id: read_assignment(
+                m.content.config_records["config"]
+            ).ratio
+            for m in messages
+        }
+        assert ratios == {11: 0.25, 12: 0.5, 13: 0.5}
+
+    # Asked once per node, not every round, with Flower's query message type.
+    assert sorted(q.metadata.dst_node_id for q in grid.queries) == [11, 12, 13]
+    assert {q.metadata.message_type for q in grid.queries} == {"query.capacity"}
+    assert strategy.declared == {11: 0.25, 12: None, 13: None}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0.5, 0.5), (1, 1.0), ("0.25", 0.25), (0, None), (1.5, None), ("x", None)],
+)
+def test_declared_capacity_takes_only_ratios_in_the_unit_interval(
+    value: object, expected: float | None
+) -> None:
+    assert declared_capacity(value) == expected

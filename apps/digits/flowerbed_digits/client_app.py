@@ -9,6 +9,7 @@ from torch import nn
 
 from flowerbed_digits.settings import DigitsSettings
 from strategies.client_side import ClientSide, ModelShape, receive_model
+from strategies.heterofl import capacity_reply
 from strategies.registry import client_side, optimizer_settings
 from workloads import digits, digits5
 from workloads.training import train_with
@@ -123,3 +124,9 @@ def evaluate(msg: Message, context: Context) -> Message:
         restored,
     )
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
+
+
+@app.query("capacity")
+def capacity(msg: Message, context: Context) -> Message:
+    """Answer a HeteroFL server's capacity query from this node's node config."""
+    return Message(capacity_reply(context.node_config), reply_to=msg)
