@@ -15,12 +15,11 @@ import pytest
 from analysis.phases import RunInfo, phases_from_events
 from analysis.report import build_report
 from instrumentation.events import read_events
-from inventory.loader import load_inventory
 from inventory.models import Inventory
 from testbed import emulated
-from testbed.emulated_ssh import forget_state
 from testbed.campaign import load_campaign
 from testbed.runner import run_campaign
+from tests.e2e.clusters import emulated_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -82,15 +81,11 @@ def _inventory_yaml(name: str) -> str:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inventory]:
     folder = tmp_path_factory.mktemp("cluster")
-    path = folder / "inventory.yaml"
-    path.write_text(_inventory_yaml("fbe" + secrets.token_hex(2)))
-    inventory = load_inventory(path)
-    try:
-        emulated.cluster_up(inventory)
+    with emulated_cluster(folder, _inventory_yaml("fbe" + secrets.token_hex(2))) as (
+        inventory,
+        _,
+    ):
         yield inventory
-    finally:
-        emulated.cluster_down(inventory)
-        forget_state(inventory)
 
 
 def _campaign(folder: Path, workload: bool = True, **overrides: object) -> Path:

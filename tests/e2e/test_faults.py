@@ -20,13 +20,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from inventory.loader import load_inventory
 from inventory.models import Inventory
 from testbed import emulated
 from testbed.campaign import load_campaign
-from testbed.emulated_ssh import forget_state
 from testbed.leftovers import local_leftovers
 from testbed.runner import run_campaign
+from tests.e2e.clusters import emulated_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -66,15 +65,10 @@ def _inventory_yaml(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inventory]:
-    path = tmp_path_factory.mktemp("faults") / "inventory.yaml"
-    path.write_text(_inventory_yaml("fbf" + secrets.token_hex(2)))
-    inventory = load_inventory(path)
-    try:
-        emulated.cluster_up(inventory, ssh=False)
+    folder = tmp_path_factory.mktemp("faults")
+    yaml = _inventory_yaml("fbf" + secrets.token_hex(2))
+    with emulated_cluster(folder, yaml, ssh=False) as (inventory, _):
         yield inventory
-    finally:
-        emulated.cluster_down(inventory)
-        forget_state(inventory)
 
 
 def _campaign(folder: Path, name: str, **settings: object) -> Path:

@@ -23,10 +23,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from inventory.loader import load_inventory
 from inventory.models import Inventory
 from testbed import emulated
-from testbed.emulated_ssh import forget_state, state_dir
+from testbed.emulated_ssh import state_dir
+from tests.e2e.clusters import emulated_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -89,17 +89,10 @@ def _inventory_yaml(
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Inventory, Path]]:
     folder = tmp_path_factory.mktemp("lab")
-    path = folder / "inventory.yaml"
     name = "fbs" + secrets.token_hex(2)
-    path.write_text(_inventory_yaml(name, folder))
-    inventory = load_inventory(path)
-    try:
-        state = emulated.cluster_up(inventory)
+    with emulated_cluster(folder, _inventory_yaml(name, folder)) as (inventory, state):
         assert state.ssh is not None
         yield inventory, folder
-    finally:
-        emulated.cluster_down(inventory)
-        forget_state(inventory)
 
 
 def _flowerbed(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:

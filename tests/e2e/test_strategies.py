@@ -14,11 +14,10 @@ import pytest
 
 from analysis.asynchrony import asynchronous_timeline, update_table
 from instrumentation.events import read_events
-from inventory.loader import load_inventory
 from inventory.models import Inventory
-from testbed import emulated
 from testbed.campaign import load_campaign
 from testbed.runner import run_campaign
+from tests.e2e.clusters import emulated_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -58,14 +57,11 @@ def _inventory_yaml(name: str) -> str:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inventory]:
     folder = tmp_path_factory.mktemp("strategies-cluster")
-    path = folder / "inventory.yaml"
-    path.write_text(_inventory_yaml("fws" + secrets.token_hex(2)))
-    inventory = load_inventory(path)
-    try:
-        emulated.cluster_up(inventory)
+    with emulated_cluster(folder, _inventory_yaml("fws" + secrets.token_hex(2))) as (
+        inventory,
+        _,
+    ):
         yield inventory
-    finally:
-        emulated.cluster_down(inventory)
 
 
 def _campaign(
