@@ -80,7 +80,7 @@ MASK_KEY = "heterofl-mask"  # JSON: {group name: [kept channel indices]}
 
 # A node declares its capacity in its node config (the inventory's node_config);
 # the server asks for it with a query message of this type before a node's
-# first round, and the node answers with a MetricRecord under CAPACITY_RECORD.
+# first round, and the node answers with a ConfigRecord under CAPACITY_RECORD.
 CAPACITY_KEY = "capacity-ratio"
 CAPACITY_QUERY = "query.capacity"
 CAPACITY_RECORD = "capacity"
