@@ -19,7 +19,7 @@ from typing import Any
 
 from inventory.models import Host, Inventory, Network, is_valid_ifname, is_valid_name
 from testbed import netcmd, shaping
-from testbed.emulated_ssh import ClusterSSH, ssh_down, ssh_up
+from testbed.emulated_ssh import ClusterSSH, plan_ssh, ssh_down, ssh_up, sshd_state
 from testbed.executor import CommandError, Executor, LocalExecutor, NetnsExecutor
 from testbed.features import EmulationFeatures, detect_features
 from testbed.shaping import Direction, LossMode, LossRule, Shaper
@@ -1007,6 +1007,9 @@ class NodeStatus:
     namespace: str
     exists: bool
     links: tuple[LinkStatus, ...]
+    # The node's sshd (clusters with a management network): "listening on
+    # ADDR:PORT (pid N)", "not running", ...; "" where there is none to run.
+    sshd: str = ""
 
 
 @dataclass(frozen=True)
@@ -1193,6 +1196,13 @@ def _status(
         )
         for bridge in plan.bridges
     )
+    sshd: dict[str, str] = {}
+    if inventory.management is not None:
+        ssh_plan = plan_ssh(inventory, _node_namespaces(inventory))
+        sshd = {
+            n.host: sshd_state(n, host) if n.namespace in namespaces else "not running"
+            for n in ssh_plan.nodes
+        }
     nodes = []
     for node in plan.nodes:
         exists = node.namespace in namespaces
@@ -1204,7 +1214,11 @@ def _status(
         links = tuple(
             _link_status(host, ns, link, host_links, loss_rules) for link in node.links
         )
-        nodes.append(NodeStatus(node.host, node.namespace, exists, links))
+        nodes.append(
+            NodeStatus(
+                node.host, node.namespace, exists, links, sshd.get(node.host, "")
+            )
+        )
     delayed = any(n.profile.needs_delay for n in inventory.networks)
     if features is None and delayed and any(node.exists for node in nodes):
         features = detect_features(host)  # to say *why* no netem leaf is there
@@ -1310,6 +1324,8 @@ def describe_status(status: ClusterStatus) -> str:
                 )
                 parts.append(f"loss {shares}")
             lines.append("    " + ", ".join(parts))
+        if node.sshd:
+            lines.append(f"    sshd: {node.sshd}")
     lines.append("emulation:")
     lines += _describe_uses(status.emulation)
     return "\n".join(lines)

@@ -237,6 +237,17 @@ def _start_sshd(node: NodeSSH, config_changed: bool, host: Executor) -> None:
     )
 
 
+def sshd_state(node: NodeSSH, host: Executor) -> str:
+    """What ``cluster status`` says of a node's sshd: listening, running or not."""
+    pid = _pid(node)
+    if pid is None:
+        return "not running"
+    where = f"{node.address}:{node.port}"
+    if _listening(NetnsExecutor(node.namespace, host), node.port):
+        return f"listening on {where} (pid {pid})"
+    return f"running (pid {pid}) but NOT listening on {where}: see {node.log_file}"
+
+
 def _listening(ns: NetnsExecutor, port: int) -> bool:
     result = ns.run(["ss", "-Hltn", f"sport = :{port}"], check=False)
     return result.returncode == 0 and bool(result.stdout.strip())

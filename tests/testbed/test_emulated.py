@@ -18,7 +18,7 @@ import pytest
 from inventory.models import Host, Interface, Inventory, LinkProfile, Network
 from testbed import emulated
 from testbed.emulated import ClusterUpError, PlanError
-from testbed.emulated_ssh import forget_state
+from testbed.emulated_ssh import forget_state, plan_ssh, sshd_state
 from testbed.executor import Background, CommandError, LocalExecutor, NetnsExecutor
 from testbed.processes import ManagedProcess
 from testbed.features import EmulationFeatures
@@ -343,6 +343,9 @@ class TestUpCluster:
         }
         status = emulated.cluster_status(inv)
         assert status.is_up, emulated.describe_status(status)
+        sshd = {node.host: node.sshd for node in status.nodes}
+        assert sshd["pi1"].startswith("listening on 10.250.0.11:22 (pid "), sshd
+        assert "    sshd: listening on" in emulated.describe_status(status)
 
     def test_nodes_reach_the_server_on_their_networks_only(
         self, cluster: tuple[Inventory, emulated.ClusterState]
@@ -722,3 +725,16 @@ def test_netns_executor_names_the_namespace_in_errors() -> None:
         assert info.value.argv == ("ip", "link", "show", "dev", "eth9")
     finally:
         _run(["ip", "netns", "del", ns])
+
+
+def test_sshd_state_of_a_node_without_a_live_pid_is_not_running(
+    tmp_path: Path,
+) -> None:
+    inv = make_inventory()
+    node = plan_ssh(inv, {"pi1": "fb-nonexistent-ns", "pi2": "fb-nonexistent-ns"})
+    pi1 = replace(node.nodes[0], pid_file=tmp_path / "sshd.pid")
+    executor = LocalExecutor()
+
+    assert sshd_state(pi1, executor) == "not running"  # no pid file
+    pi1.pid_file.write_text("999999999\n")  # a pid no process has
+    assert sshd_state(pi1, executor) == "not running"
