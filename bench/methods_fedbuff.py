@@ -154,7 +154,7 @@ def main() -> int:
         "--timeline",
         type=Path,
         default=None,
-        help="draw each FedBuff run's asynchronous timeline to this PNG",
+        help="draw the last seed's FedBuff asynchronous timeline to this PNG",
     )
     parser.add_argument(
         "--capture",

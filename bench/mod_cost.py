@@ -37,6 +37,7 @@ def main() -> int:
         dst_node_id=1,
         message_type="train",
     )
+
     def handler(m: Message, c: Context) -> Message:
         return Message(content=RecordDict({"arrays": arrays}), reply_to=m)
 
