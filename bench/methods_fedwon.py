@@ -9,7 +9,7 @@ call (Flower's ``aggregate_arrayrecords`` for FedAvg/FedWon,
 per-domain test accuracy (mean and spread over seeds) and writes figures and a
 JSON of the numbers to docs/figures/. Two worker processes, one thread each.
 
-    .venv/bin/python -m bench.methods_fedwon [--quick]
+    .venv/bin/python -m bench.methods_fedwon [--seeds 0 1] [--model squeezenet]
 """
 
 from __future__ import annotations
@@ -47,25 +47,53 @@ class Method:
     batchnorm_everything_shared: bool = False  # FedAvg over the BatchNorm model
 
 
-# Learning rates and the AGC threshold: from a sweep on one domain (docs/methods.md).
-METHODS: tuple[Method, ...] = (
-    Method("FedAvg", "fedavg", 0.005),
-    Method("FedAvg+BN", "fedbn", 0.05, batchnorm_everything_shared=True),
-    Method("FedBN", "fedbn", 0.05),
-    Method("FedWon", "fedwon", 0.02),
-)
-
-
 @dataclass(frozen=True)
 class Study:
-    """One cell of the study: rounds, local epochs, batch size, samples, width."""
+    """One cell of the study: rounds, local epochs, batch size, samples, network."""
 
     rounds: int
     local_epochs: int
     batch_size: int
     samples_per_client: int | None
     width: float = 0.25
-    clip_lambda: float = 0.1  # FedWon's AGC threshold (the sweep's best at lr 0.02)
+    clip_lambda: float = 1.28  # FedWon's AGC threshold (from the sweep)
+    model: str = "cnn"  # strategies.client_side.ARCHITECTURES
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Per network: each method's learning rate and FedWon's AGC threshold."""
+
+    methods: tuple[Method, ...]
+    clip_lambda: float
+
+
+# Learning rates and AGC thresholds: from sweeps at seed 0 (docs/methods.md).
+SETUPS: dict[str, Setup] = {
+    # The FedBN/FedWon papers' digit CNN (workloads/digitcnn.py): the study.
+    "cnn": Setup(
+        (
+            Method("FedAvg", "fedavg", 0.02),
+            Method("FedAvg+BN", "fedbn", 0.05, batchnorm_everything_shared=True),
+            Method("FedBN", "fedbn", 0.05),
+            Method("FedWon", "fedwon", 0.03),
+        ),
+        clip_lambda=1.28,
+    ),
+    # The measurement study's thin SqueezeNet: the first study, kept to compare.
+    "squeezenet": Setup(
+        (
+            Method("FedAvg", "fedavg", 0.005),  # the plain SqueezeNet diverges at 0.01
+            Method("FedAvg+BN", "fedbn", 0.05, batchnorm_everything_shared=True),
+            Method("FedBN", "fedbn", 0.05),
+            Method("FedWon", "fedwon", 0.02),
+        ),
+        clip_lambda=0.1,
+    ),
+}
+LABELS = tuple(m.label for m in SETUPS["cnn"].methods)
+# "Rounds to target": the first round whose mean per-domain accuracy reaches it.
+TARGET_ACCURACY = 0.9
 
 
 @dataclass(frozen=True)
@@ -116,7 +144,7 @@ def run(job: Job) -> RunResult:
     """Run one federated training; return mean per-domain accuracy per round."""
     torch.set_num_threads(1)
     side, study = _side(job.method), job.study
-    shape = ModelShape(CHANNELS, 10, study.width)
+    shape = ModelShape(CHANNELS, 10, study.width, study.model)
     torch.manual_seed(job.seed)
     server_model = side.build_model(shape)
     local = side.local_keys(server_model)
@@ -188,16 +216,27 @@ MAIN = Study(rounds=25, local_epochs=1, batch_size=16, samples_per_client=None)
 BATCH1 = Study(rounds=10, local_epochs=1, batch_size=1, samples_per_client=128)
 # At batch size 1 every method takes 10x smaller steps (one image per step).
 BATCH1_LR_SCALE = 0.1
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)
 
 
-def jobs(seeds: Sequence[int]) -> list[Job]:
+def cells(model: str) -> tuple[Study, Study]:
+    """The two cells (batch 16, batch 1) on ``model`` with its AGC threshold."""
+    clip = SETUPS[model].clip_lambda
+    return (
+        replace(MAIN, model=model, clip_lambda=clip),
+        replace(BATCH1, model=model, clip_lambda=clip),
+    )
+
+
+def jobs(seeds: Sequence[int], model: str = "cnn") -> list[Job]:
     """Every run: all methods at batch size 16, all but plain FedAvg at batch size 1."""
-    out = [Job(m, MAIN, s) for s in seeds for m in METHODS]
+    main, batch1 = cells(model)
+    methods = SETUPS[model].methods
+    out = [Job(m, main, s) for s in seeds for m in methods]
     out += [
-        Job(m, BATCH1, s, BATCH1_LR_SCALE)
+        Job(m, batch1, s, BATCH1_LR_SCALE)
         for s in seeds
-        for m in METHODS
+        for m in methods
         if m.label != "FedAvg"
     ]
     return out
@@ -216,6 +255,13 @@ class CellSummary:
     high: float
     per_domain: list[float]
     cpu_seconds: float
+    # Per seed, the first round at TARGET_ACCURACY or above (None: never).
+    rounds_to_target: list[int | None]
+
+
+def rounds_to(curve: Sequence[float], target: float) -> int | None:
+    """The first round (1-based) whose accuracy is at least ``target``."""
+    return next((i + 1 for i, a in enumerate(curve) if a >= target), None)
 
 
 def summarise(results: Sequence[RunResult]) -> list[CellSummary]:
@@ -238,12 +284,17 @@ def summarise(results: Sequence[RunResult]) -> list[CellSummary]:
                 high=float(final.max()),
                 per_domain=[float(a) for a in per_domain],
                 cpu_seconds=float(np.mean([r.cpu_seconds for r in runs])),
+                rounds_to_target=[
+                    rounds_to(r.mean_curve, TARGET_ACCURACY) for r in runs
+                ],
             )
         )
     return rows
 
 
-def plot(results: Sequence[RunResult], rows: Sequence[CellSummary]) -> None:
+def plot(
+    results: Sequence[RunResult], rows: Sequence[CellSummary], stem: str, model: str
+) -> None:
     """Accuracy curves (mean and min-max band over seeds) and per-domain bars."""
     import matplotlib
 
@@ -251,44 +302,45 @@ def plot(results: Sequence[RunResult], rows: Sequence[CellSummary]) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    colours = {m.label: f"C{i}" for i, m in enumerate(METHODS)}
+    colours = {label: f"C{i}" for i, label in enumerate(LABELS)}
     for ax, batch in zip(axes, (MAIN.batch_size, BATCH1.batch_size), strict=True):
-        for method in METHODS:
+        for label in LABELS:
             curves = [
                 r.mean_curve
                 for r in results
-                if r.method == method.label and r.batch_size == batch
+                if r.method == label and r.batch_size == batch
             ]
             if not curves:
                 continue
             stack = np.array(curves)
             x = np.arange(1, stack.shape[1] + 1)
-            colour = colours[method.label]
-            ax.plot(x, stack.mean(axis=0), label=method.label, color=colour)
+            colour = colours[label]
+            ax.plot(x, stack.mean(axis=0), label=label, color=colour)
             ax.fill_between(
                 x, stack.min(axis=0), stack.max(axis=0), alpha=0.2, color=colour
             )
-        ax.set_title(f"Digits-5-lite, batch size {batch}")
+        ax.set_title(f"Digits-5-lite, {model}, batch size {batch}")
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("mean per-domain test accuracy")
     fig.tight_layout()
-    fig.savefig(FIGURES / "methods-fedwon-curves.png", dpi=110)
+    fig.savefig(FIGURES / f"{stem}-curves.png", dpi=110)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(9, 3.6))
     main_rows = [r for r in rows if r.batch_size == MAIN.batch_size]
-    colours = {m.label: f"C{i}" for i, m in enumerate(METHODS)}
     width = 0.8 / max(1, len(main_rows))
     for i, row in enumerate(main_rows):
         x = np.arange(len(DOMAINS)) + i * width
         ax.bar(x, row.per_domain, width, label=row.method, color=colours[row.method])
     ax.set_xticks(np.arange(len(DOMAINS)) + 0.4 - width / 2, DOMAINS)
     ax.set_ylabel("test accuracy (mean over seeds)")
-    ax.set_title(f"Per-domain accuracy after {MAIN.rounds} rounds, batch size 16")
+    ax.set_title(
+        f"Per-domain accuracy after {MAIN.rounds} rounds, {model}, batch size 16"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(FIGURES / "methods-fedwon-domains.png", dpi=110)
+    fig.savefig(FIGURES / f"{stem}-domains.png", dpi=110)
     plt.close(fig)
 
 
@@ -317,30 +369,51 @@ def plot_domains() -> None:
 def table(rows: Sequence[CellSummary]) -> str:
     """The summary as a Markdown table."""
     lines = [
-        "| method | batch | seeds | mean | std | min | max | per domain | CPU s/run |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| method | batch | seeds | mean | std | min | max | per domain"
+        f" | rounds to {TARGET_ACCURACY:g} | CPU s/run |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for r in rows:
         domains = " ".join(f"{a:.2f}" for a in r.per_domain)
+        reached = " ".join("-" if n is None else str(n) for n in r.rounds_to_target)
         lines.append(
             f"| {r.method} | {r.batch_size} | {r.seeds} | {r.mean:.3f} | {r.std:.3f}"
-            f" | {r.low:.3f} | {r.high:.3f} | {domains} | {r.cpu_seconds:.0f} |"
+            f" | {r.low:.3f} | {r.high:.3f} | {domains} | {reached}"
+            f" | {r.cpu_seconds:.0f} |"
         )
     return "\n".join(lines)
 
 
-def sweep_job(spec: str) -> Job:
+def paired(results: Sequence[RunResult], a: str, b: str, batch: int) -> str:
+    """Per seed, method ``a``'s final accuracy minus ``b``'s, and their mean."""
+    final = {
+        (r.method, r.seed): r.mean_curve[-1] for r in results if r.batch_size == batch
+    }
+    seeds = sorted(s for m, s in final if m == a and (b, s) in final)
+    if not seeds:
+        return f"{a} - {b}, batch {batch}: no common seeds"
+    diffs = [final[(a, s)] - final[(b, s)] for s in seeds]
+    spread = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0
+    return (
+        f"{a} - {b}, batch {batch}, per seed: "
+        + " ".join(f"{d:+.3f}" for d in diffs)
+        + f"; mean {np.mean(diffs):+.3f}, std {spread:.3f},"
+        f" {sum(d >= 0 for d in diffs)} of {len(diffs)} seeds >= 0"
+    )
+
+
+def sweep_job(spec: str, model: str = "cnn") -> Job:
     """A FedWon run at batch size 16 from ``LR,LAMBDA[,ROUNDS[,SEED]]``."""
     lr, lam, *rest = spec.split(",")
     rounds = int(rest[0]) if rest else MAIN.rounds
     seed = int(rest[1]) if len(rest) > 1 else 0
-    study = replace(MAIN, clip_lambda=float(lam), rounds=rounds)
+    study = replace(MAIN, clip_lambda=float(lam), rounds=rounds, model=model)
     return Job(Method("FedWon", "fedwon", float(lr)), study, seed)
 
 
-def sweep(specs: Sequence[str], workers: int) -> None:
+def sweep(specs: Sequence[str], workers: int, model: str) -> None:
     """Print FedWon's final mean and per-domain accuracy for each setting."""
-    todo = [sweep_job(spec) for spec in specs]
+    todo = [sweep_job(spec, model) for spec in specs]
     print("lr     lambda  rounds seed  mean   per domain")
     with ProcessPoolExecutor(workers) as pool:
         for job, result in zip(todo, pool.map(run, todo), strict=True):
@@ -366,20 +439,27 @@ def main() -> int:
         metavar="LR,LAMBDA[,ROUNDS[,SEED]]",
         help="only sweep FedWon's learning rate and AGC threshold (batch 16)",
     )
+    parser.add_argument(
+        "--model",
+        choices=tuple(SETUPS),
+        default="cnn",
+        help="the network: the papers' digit CNN (default) or the thin SqueezeNet",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     if args.sweep:
-        sweep(args.sweep, args.workers)
+        sweep(args.sweep, args.workers, args.model)
         return 0
+    stem = "methods-fedwon" + ("" if args.model == "cnn" else f"-{args.model}")
     if args.replot:
-        saved = json.loads((FIGURES / "methods-fedwon.json").read_text())
+        saved = json.loads((FIGURES / f"{stem}.json").read_text())
         results = [RunResult(**r) for r in saved["runs"]]
     else:
         with ProcessPoolExecutor(args.workers) as pool:
-            results = list(pool.map(run, jobs(args.seeds)))
+            results = list(pool.map(run, jobs(args.seeds, args.model)))
     rows = summarise(results)
     FIGURES.mkdir(parents=True, exist_ok=True)
-    (FIGURES / "methods-fedwon.json").write_text(
+    (FIGURES / f"{stem}.json").write_text(
         json.dumps(
             {
                 "summary": [asdict(r) for r in rows],
@@ -388,9 +468,12 @@ def main() -> int:
             indent=1,
         )
     )
-    plot(results, rows)
+    plot(results, rows, stem, args.model)
     plot_domains()
     print(table(rows))
+    for batch in (MAIN.batch_size, BATCH1.batch_size):
+        print(paired(results, "FedWon", "FedBN", batch))
+    print(paired(results, "FedBN", "FedAvg+BN", MAIN.batch_size))
     print(
         f"wall time {time.monotonic() - started:.0f} s (domains: {', '.join(DOMAINS)})"
     )

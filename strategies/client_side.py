@@ -30,25 +30,37 @@ from flwr.app import ArrayRecord, RecordDict
 from torch import nn
 
 from strategies import heterofl
+from workloads.digitcnn import DigitCNNConfig, build_digit_cnn
 from workloads.squeezenet import SqueezeNetConfig, build_model
 
 # The context.state entry under which a node keeps its local keys between rounds.
 LOCAL_STATE_KEY = "flowerbed-local-keys"
 
+# The networks a strategy's model variant is built on: "squeezenet" (the
+# measurement study's SqueezeNet-style CNN, workloads/squeezenet.py) or "cnn"
+# (the FedBN/FedWon papers' digit CNN, workloads/digitcnn.py).
+ARCHITECTURES = ("squeezenet", "cnn")
+
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What the data fixes about a model: input channels, classes, and its width."""
+    """What fixes a model: input channels, classes, width and network."""
 
     in_channels: int = 1
     num_classes: int = 10
     width: float = 1.17
+    architecture: str = "squeezenet"
 
     def __post_init__(self) -> None:
         if self.in_channels < 1 or self.num_classes < 2 or not self.width > 0:
             raise ValueError(
                 "ModelShape needs in_channels >= 1, num_classes >= 2 and width > 0,"
                 f" got {self}"
+            )
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"model must be one of {', '.join(ARCHITECTURES)},"
+                f" got {self.architecture!r}"
             )
 
 
@@ -75,20 +87,28 @@ OptimizerFactory = Callable[[nn.Module, OptimizerSettings], torch.optim.Optimize
 LocalKeys = Callable[[nn.Module], frozenset[str]]
 
 
-def plain_squeezenet(shape: ModelShape) -> nn.Module:
-    """The default SqueezeNet-style CNN, no normalization layers."""
-    return build_model(
-        SqueezeNetConfig(shape.in_channels, shape.num_classes, shape.width)
-    )
-
-
-def batchnorm_squeezenet(shape: ModelShape) -> nn.Module:
-    """The SqueezeNet-style CNN with a BatchNorm2d after every hidden convolution."""
+def _network(shape: ModelShape, batch_norm: bool) -> nn.Module:
+    if shape.architecture == "cnn":
+        return build_digit_cnn(
+            DigitCNNConfig(
+                shape.in_channels, shape.num_classes, shape.width, batch_norm
+            )
+        )
     return build_model(
         SqueezeNetConfig(
-            shape.in_channels, shape.num_classes, shape.width, batch_norm=True
+            shape.in_channels, shape.num_classes, shape.width, batch_norm=batch_norm
         )
     )
+
+
+def plain_model(shape: ModelShape) -> nn.Module:
+    """The shape's network without normalization layers."""
+    return _network(shape, batch_norm=False)
+
+
+def batchnorm_model(shape: ModelShape) -> nn.Module:
+    """The shape's network with a BatchNorm2d after every hidden convolution."""
+    return _network(shape, batch_norm=True)
 
 
 def sgd(model: nn.Module, settings: OptimizerSettings) -> torch.optim.Optimizer:
@@ -111,7 +131,7 @@ class ClientSide:
     """What a client does for a strategy: model variant, optimiser, kept keys."""
 
     model_variant: str
-    build_model: ModelFactory = plain_squeezenet
+    build_model: ModelFactory = plain_model
     build_optimizer: OptimizerFactory = sgd
     local_keys: LocalKeys = no_local_keys
 

@@ -22,7 +22,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from torch import nn
 
-from strategies.client_side import ClientSide, batchnorm_squeezenet, sgd
+from strategies.client_side import ClientSide, batchnorm_model, sgd
 
 NDArray = npt.NDArray[Any]
 
@@ -130,7 +130,7 @@ class FedBN(FedAvg):
 
 CLIENT_SIDE = ClientSide(
     "batchnorm-local",
-    build_model=batchnorm_squeezenet,
+    build_model=batchnorm_model,
     build_optimizer=sgd,
     local_keys=batchnorm_keys,
 )

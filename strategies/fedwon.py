@@ -34,7 +34,7 @@ from strategies.client_side import (
     ClientSide,
     ModelShape,
     OptimizerSettings,
-    plain_squeezenet,
+    plain_model,
 )
 
 RELU_GAMMA = 1.7139588594436646
@@ -120,9 +120,14 @@ def _is_classifier(name: str, conv: nn.Conv2d) -> bool:
     return name.startswith("classifier.")
 
 
-def fedwon_squeezenet(shape: ModelShape) -> nn.Module:
-    """The SqueezeNet-style CNN, no normalization, hidden convolutions standardised."""
-    return standardize_convolutions(plain_squeezenet(shape), keep=_is_classifier)
+def fedwon_model(shape: ModelShape) -> nn.Module:
+    """The shape's network, no normalization, hidden convolutions standardised.
+
+    Hidden means every convolution outside ``classifier``: all of the SqueezeNet's
+    but its 1x1 class convolution, and all three of the digit CNN's (its
+    classifier is a Linear layer).
+    """
+    return standardize_convolutions(plain_model(shape), keep=_is_classifier)
 
 
 def unitwise_norm(x: torch.Tensor) -> torch.Tensor:
@@ -194,5 +199,5 @@ def agc_sgd(model: nn.Module, settings: OptimizerSettings) -> torch.optim.Optimi
 
 
 CLIENT_SIDE = ClientSide(
-    "weight-standardised", build_model=fedwon_squeezenet, build_optimizer=agc_sgd
+    "weight-standardised", build_model=fedwon_model, build_optimizer=agc_sgd
 )

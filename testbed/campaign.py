@@ -31,7 +31,16 @@ DIGITS_SETTINGS: Mapping[str, type] = {
     "fraction-evaluate": float,
     "seed": int,
     "dataset": str,  # "digits" | "digits5" (Digits-5-lite, docs/methods.md)
+    "model": str,  # "squeezenet" | "cnn" (the FedBN/FedWon digit CNN)
 }
+# The values a string setting of the default app may take.
+DIGITS_CHOICES: Mapping[str, tuple[str, ...]] = {
+    "dataset": ("digits", "digits5"),
+    "model": ("squeezenet", "cnn"),
+}
+# Strategies that cut sub-models by channel need a network that pools to 1x1
+# before its classifier, which the digit CNN does not.
+SQUEEZENET_ONLY_STRATEGIES = ("heterofl",)
 
 _TOP_KEYS = (
     "name",
@@ -203,6 +212,14 @@ def _workload(path: Path, raw: Any, app: Path) -> tuple[tuple[str, ConfigValue],
                     f"must be {kind.__name__}, got {value!r}",
                     f"give a {kind.__name__}",
                 )
+            choices = DIGITS_CHOICES.get(str(key))
+            if choices and value not in choices:
+                raise CampaignError(
+                    path,
+                    where,
+                    f"must be one of {', '.join(choices)}, got {value!r}",
+                    f"write e.g. '{key}: {choices[-1]}'",
+                )
         elif not isinstance(value, str | int | float | bool):
             raise CampaignError(
                 path,
@@ -335,6 +352,15 @@ def load_campaign(path: str | Path) -> Campaign:
         simulation_supernodes=_optional(path, raw, "simulation_supernodes", int, 5),
         raw=raw,
     )
+    model = dict(campaign.workload).get("model")
+    if model == "cnn" and campaign.strategy.name in SQUEEZENET_ONLY_STRATEGIES:
+        raise CampaignError(
+            path,
+            "workload.model",
+            f"{campaign.strategy.name} cuts sub-models by channel and needs the"
+            " SqueezeNet (the digit CNN flattens its maps into a Linear layer)",
+            "remove 'model: cnn' or pick another strategy",
+        )
     if campaign.runtime not in RUNTIMES:
         raise CampaignError(
             path,

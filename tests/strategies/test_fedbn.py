@@ -108,3 +108,16 @@ def test_client_keeps_batchnorm_between_rounds_and_never_sends_it() -> None:
     assert CLIENT_SIDE.restore_local(fresh, state)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[key], value)
+
+
+def test_fedbn_digit_cnn_keeps_the_three_conv_batchnorms_local() -> None:
+    model = CLIENT_SIDE.build_model(ModelShape(3, 10, 0.1, architecture="cnn"))
+    keys = batchnorm_keys(model)
+    assert {k.rsplit(".", 1)[0] for k in keys} == {
+        "features.1",
+        "features.5",
+        "features.9",
+    }
+    shared = CLIENT_SIDE.shared_state(model)
+    assert not set(shared) & keys
+    assert "hidden.1.weight" in shared and "classifier.weight" in shared

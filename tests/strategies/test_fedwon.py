@@ -142,3 +142,19 @@ def test_fedwon_learns_at_batch_size_one() -> None:
     assert result.steps == 4 * 24
     assert after.loss < before.loss
     assert after.accuracy >= 0.9
+
+
+def test_fedwon_digit_cnn_standardises_every_conv_and_leaves_the_head_unclipped() -> (
+    None
+):
+    model = CLIENT_SIDE.build_model(ModelShape(3, 10, 0.1, architecture="cnn"))
+    kinds = {type(m) for m in model.modules()}
+    assert not any(issubclass(k, nn.modules.batchnorm._NormBase) for k in kinds)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 3 and all(isinstance(m, ScaledStdConv2d) for m in convs)
+    optimizer = CLIENT_SIDE.build_optimizer(model, OptimizerSettings(lr=0.1))
+    by_group = {g["agc"]: {id(p) for p in g["params"]} for g in optimizer.param_groups}
+    head = {id(p) for p in model.classifier.parameters()}
+    assert by_group[False] == head
+    assert not head & by_group[True]
+    assert len(by_group[True]) == len(list(model.parameters())) - 2

@@ -58,6 +58,21 @@ def test_demo_campaign_values() -> None:
             "workload.batch-size",
             "int",
         ),
+        (
+            "name: x\nnetworks: [wifi]\nworkload: {model: resnet}\n",
+            "workload.model",
+            "must be one of squeezenet, cnn, got 'resnet'",
+        ),
+        (
+            "name: x\nnetworks: [wifi]\nworkload: {dataset: mnist}\n",
+            "workload.dataset",
+            "must be one of digits, digits5",
+        ),
+        (
+            "name: x\nnetworks: [wifi]\nstrategy: heterofl\nworkload: {model: cnn}\n",
+            "workload.model",
+            "heterofl cuts sub-models by channel",
+        ),
         ("name: x\nnetworks: [wifi]\nrun_deadline_s: -1\n", "run_deadline_s", "> 0"),
         ("name: 'a b'\nnetworks: [wifi]\n", "name", "not a valid name"),
         ("name: x\nnetworks: [wifi]\napp: nowhere\n", "app", "no pyproject.toml"),

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from strategies.client_side import ModelShape
+from strategies.registry import client_side
 from testbed.campaign import DEFAULT_APP, load_campaign
 from testbed.simulation import (
     SimulationOutcome,
@@ -108,7 +110,8 @@ def test_a_fedwon_campaign_runs_in_flowers_simulation_runtime(tmp_path: Path) ->
     path.write_text(
         "name: sim-fedwon\nnetworks: [ethernet]\nrounds: 2\nrun_deadline_s: 240\n"
         "strategy: {name: fedwon, parameters: {clip_lambda: 0.02}}\n"
-        "workload: {samples-per-node: 16, batch-size: 1, model-width: 0.1}\n"
+        "workload: {samples-per-node: 16, batch-size: 1, model-width: 0.1,\n"
+        "           dataset: digits5, model: cnn}\n"
     )
     progress: list[str] = []
     ((run_id, outcome),) = run_simulated_campaign(
@@ -118,6 +121,11 @@ def test_a_fedwon_campaign_runs_in_flowers_simulation_runtime(tmp_path: Path) ->
     assert outcome.log_path.parent == tmp_path / "out" / "runs" / "simulation-r1"
     assert any("ok" in line for line in progress)
     _assert_two_clean_rounds(outcome, "FedAvg")
+    # The campaign's network reached the app: the digit CNN at width 0.1 on
+    # 3-channel images is 185,116 float32 parameters (the SqueezeNet, ~0.04 MB).
+    cnn = client_side("fedwon").build_model(ModelShape(3, 10, 0.1, "cnn"))
+    megabytes = sum(v.numel() * 4 for v in cnn.state_dict().values()) / 1024**2
+    assert f"ArrayRecord ({megabytes:.2f} MB)" in outcome.log_path.read_text()
 
 
 def test_a_campaign_gives_its_app_the_same_run_config_as_in_deployment(
@@ -127,9 +135,10 @@ def test_a_campaign_gives_its_app_the_same_run_config_as_in_deployment(
     path.write_text(
         "name: sim\nnetworks: [ethernet]\nrounds: 7\n"
         "strategy: {name: fedwon, parameters: {clip_lambda: 0.02}}\n"
-        "workload: {batch-size: 1, model-width: 0.25}\n"
+        "workload: {batch-size: 1, model-width: 0.25, model: cnn}\n"
     )
     values = campaign_run_config(load_campaign(path), num_supernodes=5)
+    assert values["model"] == "cnn"
     assert values["num-server-rounds"] == 7
     assert values["strategy"] == "fedwon"
     assert json.loads(str(values["strategy-parameters"])) == {"clip_lambda": 0.02}

@@ -25,7 +25,9 @@ Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 def model_shape(settings: DigitsSettings) -> ModelShape:
     """The model shape the dataset needs (Digits-5-lite images have 3 channels)."""
     channels = digits5.CHANNELS if settings.dataset == "digits5" else 1
-    return ModelShape(channels, digits.NUM_CLASSES, settings.model_width)
+    return ModelShape(
+        channels, digits.NUM_CLASSES, settings.model_width, settings.model
+    )
 
 
 def _load(

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 DATASETS = ("digits", "digits5")
+# strategies.client_side.ARCHITECTURES, repeated so the settings import no torch.
+MODELS = ("squeezenet", "cnn")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class DigitsSettings:
     # "digits": one grey domain split over the nodes; "digits5": Digits-5-lite,
     # node p holds domain p mod 5 (workloads/digits5.py).
     dataset: str = "digits"
+    # "squeezenet" (default) or "cnn", the FedBN/FedWon papers' digit CNN
+    # (workloads/digitcnn.py; keep model-width <= 0.5 with it).
+    model: str = "squeezenet"
     # The campaign's strategy parameters as a JSON object (Flower's run config
     # holds only scalars); server and client take their share via the registry.
     strategy_parameters: str = "{}"
@@ -46,6 +51,10 @@ class DigitsSettings:
         if self.dataset not in DATASETS:
             raise ValueError(
                 f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}"
+            )
+        if self.model not in MODELS:
+            raise ValueError(
+                f"model must be one of {', '.join(MODELS)}, got {self.model!r}"
             )
         _ = self.parameters  # fail here, at the edge, on bad JSON
 
