@@ -92,6 +92,7 @@ SETUPS: dict[str, Setup] = {
     ),
 }
 LABELS = tuple(m.label for m in SETUPS["cnn"].methods)
+NETWORK_NAMES = {"cnn": "digit CNN", "squeezenet": "SqueezeNet"}
 # "Rounds to target": the first round whose mean per-domain accuracy reaches it.
 TARGET_ACCURACY = 0.9
 
@@ -319,7 +320,7 @@ def plot(
             ax.fill_between(
                 x, stack.min(axis=0), stack.max(axis=0), alpha=0.2, color=colour
             )
-        ax.set_title(f"Digits-5-lite, {model}, batch size {batch}")
+        ax.set_title(f"Digits-5-lite, {NETWORK_NAMES[model]}, batch size {batch}")
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -336,7 +337,8 @@ def plot(
     ax.set_xticks(np.arange(len(DOMAINS)) + 0.4 - width / 2, DOMAINS)
     ax.set_ylabel("test accuracy (mean over seeds)")
     ax.set_title(
-        f"Per-domain accuracy after {MAIN.rounds} rounds, {model}, batch size 16"
+        f"Per-domain accuracy after {MAIN.rounds} rounds, {NETWORK_NAMES[model]},"
+        " batch size 16"
     )
     ax.legend(fontsize=8)
     fig.tight_layout()

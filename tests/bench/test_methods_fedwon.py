@@ -1,0 +1,48 @@
+import pytest
+
+from bench.methods_fedwon import (
+    BATCH1,
+    MAIN,
+    SETUPS,
+    RunResult,
+    cells,
+    jobs,
+    paired,
+    rounds_to,
+)
+
+
+def _result(method: str, seed: int, final: float, batch: int = 16) -> RunResult:
+    return RunResult(method, batch, seed, 0.1, [[0.1] * 5, [final] * 5], 1.0, 1.0)
+
+
+def test_rounds_to_is_the_first_round_at_or_above_the_target() -> None:
+    assert rounds_to([0.5, 0.9, 0.95, 0.85], 0.9) == 2
+    assert rounds_to([0.5, 0.89], 0.9) is None
+
+
+def test_paired_differences_match_seeds_and_count_ties_as_not_below() -> None:
+    results = [
+        _result("FedWon", 0, 0.90),
+        _result("FedBN", 0, 0.90),
+        _result("FedWon", 1, 0.80),
+        _result("FedBN", 1, 0.85),
+        _result("FedWon", 2, 0.70),  # no FedBN run for seed 2: not paired
+        _result("FedBN", 0, 0.10, batch=1),  # another cell: ignored
+    ]
+    line = paired(results, "FedWon", "FedBN", 16)
+    assert "+0.000 -0.050" in line
+    assert "mean -0.025" in line
+    assert "1 of 2 seeds >= 0" in line
+    assert "no common seeds" in paired(results, "FedWon", "FedAvg", 16)
+
+
+@pytest.mark.parametrize("model", sorted(SETUPS))
+def test_every_job_trains_the_chosen_network_with_its_threshold(model: str) -> None:
+    main, batch1 = cells(model)
+    assert (main.batch_size, batch1.batch_size) == (MAIN.batch_size, BATCH1.batch_size)
+    todo = jobs([0, 1], model)
+    assert {j.study.model for j in todo} == {model}
+    assert {j.study.clip_lambda for j in todo} == {SETUPS[model].clip_lambda}
+    # 4 methods at batch 16 and all but plain FedAvg at batch 1, per seed
+    assert len(todo) == 2 * (4 + 3)
