@@ -229,10 +229,15 @@ def cells(model: str) -> tuple[Study, Study]:
     )
 
 
-def jobs(seeds: Sequence[int], model: str = "cnn") -> list[Job]:
-    """Every run: all methods at batch size 16, all but plain FedAvg at batch size 1."""
+def jobs(
+    seeds: Sequence[int], model: str = "cnn", only: Sequence[str] = ()
+) -> list[Job]:
+    """Every run: all methods at batch size 16, all but plain FedAvg at batch size 1.
+
+    ``only`` keeps the methods with these labels (all when empty).
+    """
     main, batch1 = cells(model)
-    methods = SETUPS[model].methods
+    methods = [m for m in SETUPS[model].methods if not only or m.label in only]
     out = [Job(m, main, s) for s in seeds for m in methods]
     out += [
         Job(m, batch1, s, BATCH1_LR_SCALE)
@@ -405,24 +410,32 @@ def paired(results: Sequence[RunResult], a: str, b: str, batch: int) -> str:
 
 
 def sweep_job(spec: str, model: str = "cnn") -> Job:
-    """A FedWon run at batch size 16 from ``LR,LAMBDA[,ROUNDS[,SEED]]``."""
-    lr, lam, *rest = spec.split(",")
+    """A run at batch size 16 from ``[METHOD:]LR,LAMBDA[,ROUNDS[,SEED]]``.
+
+    METHOD is a study label (default FedWon); LAMBDA only matters to FedWon.
+    """
+    label, _, numbers = spec.rpartition(":")
+    methods = {m.label: m for m in SETUPS[model].methods}
+    if (label or "FedWon") not in methods:
+        raise ValueError(f"sweep: unknown method {label!r}; known: {', '.join(LABELS)}")
+    lr, lam, *rest = numbers.split(",")
     rounds = int(rest[0]) if rest else MAIN.rounds
     seed = int(rest[1]) if len(rest) > 1 else 0
     study = replace(MAIN, clip_lambda=float(lam), rounds=rounds, model=model)
-    return Job(Method("FedWon", "fedwon", float(lr)), study, seed)
+    return Job(replace(methods[label or "FedWon"], lr=float(lr)), study, seed)
 
 
 def sweep(specs: Sequence[str], workers: int, model: str) -> None:
-    """Print FedWon's final mean and per-domain accuracy for each setting."""
+    """Print each setting's final mean and per-domain accuracy."""
     todo = [sweep_job(spec, model) for spec in specs]
-    print("lr     lambda  rounds seed  mean   per domain")
+    print("method     lr     lambda  rounds seed  mean   per domain")
     with ProcessPoolExecutor(workers) as pool:
         for job, result in zip(todo, pool.map(run, todo), strict=True):
             domains = " ".join(f"{a:.2f}" for a in result.curve[-1])
             print(
-                f"{job.lr:<6g} {job.study.clip_lambda:<7g} {job.study.rounds:<6d}"
-                f" {job.seed:<5d} {result.mean_curve[-1]:.3f}  {domains}",
+                f"{job.method.label:<10} {job.lr:<6g} {job.study.clip_lambda:<7g}"
+                f" {job.study.rounds:<6d} {job.seed:<5d} {result.mean_curve[-1]:.3f}"
+                f"  {domains}",
                 flush=True,
             )
 
@@ -438,8 +451,8 @@ def main() -> int:
     parser.add_argument(
         "--sweep",
         nargs="+",
-        metavar="LR,LAMBDA[,ROUNDS[,SEED]]",
-        help="only sweep FedWon's learning rate and AGC threshold (batch 16)",
+        metavar="[METHOD:]LR,LAMBDA[,ROUNDS[,SEED]]",
+        help="only sweep learning rates (and FedWon's AGC threshold) at batch 16",
     )
     parser.add_argument(
         "--model",
@@ -447,8 +460,22 @@ def main() -> int:
         default="cnn",
         help="the network: the papers' digit CNN (default) or the thin SqueezeNet",
     )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=LABELS,
+        default=[],
+        help="run only these methods; prints the table without saving anything",
+    )
     args = parser.parse_args()
     started = time.monotonic()
+    if args.methods:
+        with ProcessPoolExecutor(args.workers) as pool:
+            results = list(pool.map(run, jobs(args.seeds, args.model, args.methods)))
+        print(table(summarise(results)))
+        for batch in (MAIN.batch_size, BATCH1.batch_size):
+            print(paired(results, "FedWon", "FedBN", batch))
+        return 0
     if args.sweep:
         sweep(args.sweep, args.workers, args.model)
         return 0

@@ -9,6 +9,7 @@ from bench.methods_fedwon import (
     jobs,
     paired,
     rounds_to,
+    sweep_job,
 )
 
 
@@ -46,3 +47,14 @@ def test_every_job_trains_the_chosen_network_with_its_threshold(model: str) -> N
     assert {j.study.clip_lambda for j in todo} == {SETUPS[model].clip_lambda}
     # 4 methods at batch 16 and all but plain FedAvg at batch 1, per seed
     assert len(todo) == 2 * (4 + 3)
+
+
+def test_sweep_specs_name_a_method_or_default_to_fedwon() -> None:
+    job = sweep_job("0.1,0.2,50,7")
+    assert (job.method.label, job.lr, job.study.clip_lambda) == ("FedWon", 0.1, 0.2)
+    assert (job.study.rounds, job.seed, job.study.model) == (50, 7, "cnn")
+    fedbn = sweep_job("FedBN:0.05,1,25,3", "squeezenet")
+    assert (fedbn.method.strategy, fedbn.lr, fedbn.seed) == ("fedbn", 0.05, 3)
+    assert fedbn.study.model == "squeezenet"
+    with pytest.raises(ValueError, match="unknown method 'FedProx'"):
+        sweep_job("FedProx:0.1,1")
