@@ -440,6 +440,88 @@ def sweep(specs: Sequence[str], workers: int, model: str) -> None:
             )
 
 
+def batch_size_jobs(
+    batch_sizes: Sequence[int], seeds: Sequence[int], model: str = "cnn"
+) -> list[Job]:
+    """The batch-size-1 cell (128 images, 10 rounds) at other batch sizes.
+
+    The BatchNorm methods and FedWon only; learning rates scale by
+    ``max(0.1, b / 16)``, which gives the study's own rates at 1 and 16.
+    """
+    _, small = cells(model)
+    return [
+        Job(m, replace(small, batch_size=b), s, max(BATCH1_LR_SCALE, b / 16))
+        for b in batch_sizes
+        for s in seeds
+        for m in SETUPS[model].methods
+        if m.label != "FedAvg"
+    ]
+
+
+def batch_size_table(results: Sequence[RunResult]) -> str:
+    """Final accuracy per batch size (rows) and method (columns): mean +- std."""
+    labels = [label for label in LABELS if any(r.method == label for r in results)]
+    lines = [
+        "| batch | " + " | ".join(labels) + " |",
+        "|---:|" + "---:|" * len(labels),
+    ]
+    for b in sorted({r.batch_size for r in results}, reverse=True):
+        entries = []
+        for label in labels:
+            final = [
+                r.mean_curve[-1]
+                for r in results
+                if r.batch_size == b and r.method == label
+            ]
+            spread = float(np.std(final, ddof=1)) if len(final) > 1 else 0.0
+            entries.append(f"{np.mean(final):.3f} +- {spread:.3f}")
+        lines.append(f"| {b} | " + " | ".join(entries) + " |")
+    return "\n".join(lines)
+
+
+def plot_batch_sizes(results: Sequence[RunResult], model: str) -> None:
+    """Final accuracy against batch size: mean and min-max over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    sizes = sorted({r.batch_size for r in results})
+    for i, label in enumerate(LABELS):
+        rows = [
+            [
+                r.mean_curve[-1]
+                for r in results
+                if r.method == label and r.batch_size == b
+            ]
+            for b in sizes
+        ]
+        if not all(rows):
+            continue
+        mean = [float(np.mean(v)) for v in rows]
+        ax.plot(sizes, mean, marker="o", label=label, color=f"C{i}")
+        ax.fill_between(
+            sizes,
+            [min(v) for v in rows],
+            [max(v) for v in rows],
+            alpha=0.2,
+            color=f"C{i}",
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(b) for b in sizes])
+    ax.set_xlabel("batch size (images per local step)")
+    ax.set_ylabel("mean per-domain test accuracy")
+    ax.set_title(
+        f"Digits-5-lite, {NETWORK_NAMES[model]}: 128 images per client, 10 rounds"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(FIGURES / "methods-fedwon-batch-sizes.png", dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     """Run the study, print the table, write figures and JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -467,8 +549,27 @@ def main() -> int:
         default=[],
         help="run only these methods; prints the table without saving anything",
     )
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        metavar="B",
+        help="only run the small cell (128 images, 10 rounds) at these batch sizes;"
+        " writes methods-fedwon-batch-sizes.png/.json",
+    )
     args = parser.parse_args()
     started = time.monotonic()
+    if args.batch_sizes:
+        with ProcessPoolExecutor(args.workers) as pool:
+            todo = batch_size_jobs(args.batch_sizes, args.seeds, args.model)
+            results = list(pool.map(run, todo))
+        (FIGURES / "methods-fedwon-batch-sizes.json").write_text(
+            json.dumps({"runs": [asdict(r) for r in results]}, indent=1)
+        )
+        plot_batch_sizes(results, args.model)
+        print(batch_size_table(results))
+        print(f"wall time {time.monotonic() - started:.0f} s")
+        return 0
     if args.methods:
         with ProcessPoolExecutor(args.workers) as pool:
             results = list(pool.map(run, jobs(args.seeds, args.model, args.methods)))

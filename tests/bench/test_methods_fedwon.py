@@ -4,6 +4,8 @@ from bench.methods_fedwon import (
     BATCH1,
     MAIN,
     SETUPS,
+    batch_size_jobs,
+    batch_size_table,
     RunResult,
     cells,
     jobs,
@@ -58,3 +60,23 @@ def test_sweep_specs_name_a_method_or_default_to_fedwon() -> None:
     assert fedbn.study.model == "squeezenet"
     with pytest.raises(ValueError, match="unknown method 'FedProx'"):
         sweep_job("FedProx:0.1,1")
+
+
+def test_batch_size_jobs_scale_the_rate_and_keep_the_small_cell() -> None:
+    todo = batch_size_jobs([16, 4, 1], [0])
+    assert {j.method.label for j in todo} == {"FedAvg+BN", "FedBN", "FedWon"}
+    scale = {j.study.batch_size: j.lr_scale for j in todo}
+    assert scale == {16: 1.0, 4: 0.25, 1: 0.1}
+    assert {(j.study.rounds, j.study.samples_per_client) for j in todo} == {(10, 128)}
+
+
+def test_batch_size_table_has_a_row_per_size_largest_first() -> None:
+    results = [
+        _result("FedBN", 0, 0.8, batch=1),
+        _result("FedBN", 1, 0.6, batch=1),
+        _result("FedBN", 0, 0.9, batch=16),
+    ]
+    lines = batch_size_table(results).splitlines()
+    assert lines[0] == "| batch | FedBN |"
+    assert lines[2] == "| 16 | 0.900 +- 0.000 |"
+    assert lines[3] == "| 1 | 0.700 +- 0.141 |"
