@@ -352,7 +352,16 @@ def load_campaign(path: str | Path) -> Campaign:
         simulation_supernodes=_optional(path, raw, "simulation_supernodes", int, 5),
         raw=raw,
     )
-    model = dict(campaign.workload).get("model")
+    workload = dict(campaign.workload)
+    model = workload.get("model")
+    if model == "cnn" and app == DEFAULT_APP and "model-width" not in workload:
+        raise CampaignError(
+            path,
+            "workload.model-width",
+            "must be set with 'model: cnn': the app's default width (1.17, sized for"
+            " the SqueezeNet) makes the digit CNN 25M parameters, 100 MB a message",
+            "add e.g. 'model-width: 0.25' (1.1M parameters, 4.5 MB)",
+        )
     if model == "cnn" and campaign.strategy.name in SQUEEZENET_ONLY_STRATEGIES:
         raise CampaignError(
             path,

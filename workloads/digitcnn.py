@@ -57,7 +57,7 @@ class DigitCNNConfig:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes!r}")
         if not 0 < self.width <= 2:
             raise ValueError(
-                f"digit CNN width must be in (0, 2] (width 1 is 23M parameters),"
+                f"digit CNN width must be in (0, 2] (width 1 is 18M parameters),"
                 f" got {self.width!r}"
             )
 

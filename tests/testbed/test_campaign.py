@@ -69,9 +69,15 @@ def test_demo_campaign_values() -> None:
             "must be one of digits, digits5",
         ),
         (
-            "name: x\nnetworks: [wifi]\nstrategy: heterofl\nworkload: {model: cnn}\n",
+            "name: x\nnetworks: [wifi]\nstrategy: heterofl\n"
+            "workload: {model: cnn, model-width: 0.25}\n",
             "workload.model",
             "heterofl cuts sub-models by channel",
+        ),
+        (
+            "name: x\nnetworks: [wifi]\nworkload: {model: cnn}\n",
+            "workload.model-width",
+            "25M parameters, 100 MB a message",
         ),
         ("name: x\nnetworks: [wifi]\nrun_deadline_s: -1\n", "run_deadline_s", "> 0"),
         ("name: 'a b'\nnetworks: [wifi]\n", "name", "not a valid name"),
