@@ -10,7 +10,7 @@ per-domain test accuracy (mean and spread over seeds) and writes figures and a
 JSON of the numbers to docs/figures/. Two worker processes, one thread each.
 
     .venv/bin/python -m bench.methods_fedwon [--seeds 0 1] [--model squeezenet]
-    .venv/bin/python -m bench.methods_fedwon --methods FedWon FedBN --seeds 5 6  # print only
+    .venv/bin/python -m bench.methods_fedwon --methods FedWon FedBN --seeds 5 6
     .venv/bin/python -m bench.methods_fedwon --batch-sizes 16 4 1 --seeds 0 1 2
     .venv/bin/python -m bench.methods_fedwon --sweep 0.03,1.28 FedBN:0.1,1,25,3
 """
