@@ -413,18 +413,20 @@ def paired(results: Sequence[RunResult], a: str, b: str, batch: int) -> str:
 
 
 def sweep_job(spec: str, model: str = "cnn") -> Job:
-    """A run at batch size 16 from ``[METHOD:]LR,LAMBDA[,ROUNDS[,SEED]]``.
+    """A run at batch size 16 from ``[METHOD:]LR[,LAMBDA[,ROUNDS[,SEED]]]``.
 
-    METHOD is a study label (default FedWon); LAMBDA only matters to FedWon.
+    METHOD is a study label (default FedWon). LAMBDA only matters to FedWon;
+    empty or missing, it is the network's study value.
     """
     label, _, numbers = spec.rpartition(":")
     methods = {m.label: m for m in SETUPS[model].methods}
     if (label or "FedWon") not in methods:
         raise ValueError(f"sweep: unknown method {label!r}; known: {', '.join(LABELS)}")
-    lr, lam, *rest = numbers.split(",")
-    rounds = int(rest[0]) if rest else MAIN.rounds
-    seed = int(rest[1]) if len(rest) > 1 else 0
-    study = replace(MAIN, clip_lambda=float(lam), rounds=rounds, model=model)
+    lr, *rest = numbers.split(",")
+    lam = float(rest[0]) if rest and rest[0] else SETUPS[model].clip_lambda
+    rounds = int(rest[1]) if len(rest) > 1 else MAIN.rounds
+    seed = int(rest[2]) if len(rest) > 2 else 0
+    study = replace(MAIN, clip_lambda=lam, rounds=rounds, model=model)
     return Job(replace(methods[label or "FedWon"], lr=float(lr)), study, seed)
 
 
@@ -482,7 +484,7 @@ def batch_size_table(results: Sequence[RunResult]) -> str:
     return "\n".join(lines)
 
 
-def plot_batch_sizes(results: Sequence[RunResult], model: str) -> None:
+def plot_batch_sizes(results: Sequence[RunResult], model: str, stem: str) -> None:
     """Final accuracy against batch size: mean and min-max over seeds."""
     import matplotlib
 
@@ -521,7 +523,7 @@ def plot_batch_sizes(results: Sequence[RunResult], model: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(FIGURES / "methods-fedwon-batch-sizes.png", dpi=110)
+    fig.savefig(FIGURES / f"{stem}.png", dpi=110)
     plt.close(fig)
 
 
@@ -530,13 +532,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--replot", action="store_true", help="redraw from the saved JSON, no training"
     )
-    parser.add_argument(
+    mode.add_argument(
         "--sweep",
         nargs="+",
-        metavar="[METHOD:]LR,LAMBDA[,ROUNDS[,SEED]]",
+        metavar="[METHOD:]LR[,LAMBDA[,ROUNDS[,SEED]]]",
         help="only sweep learning rates (and FedWon's AGC threshold) at batch 16",
     )
     parser.add_argument(
@@ -545,31 +548,32 @@ def main() -> int:
         default="cnn",
         help="the network: the papers' digit CNN (default) or the thin SqueezeNet",
     )
-    parser.add_argument(
+    mode.add_argument(
         "--methods",
         nargs="+",
         choices=LABELS,
         default=[],
         help="run only these methods; prints the table without saving anything",
     )
-    parser.add_argument(
+    mode.add_argument(
         "--batch-sizes",
         type=int,
         nargs="+",
         metavar="B",
         help="only run the small cell (128 images, 10 rounds) at these batch sizes;"
-        " writes methods-fedwon-batch-sizes.png/.json",
+        " writes methods-fedwon[-squeezenet]-batch-sizes.png/.json",
     )
     args = parser.parse_args()
     started = time.monotonic()
+    stem = "methods-fedwon" + ("" if args.model == "cnn" else f"-{args.model}")
     if args.batch_sizes:
         with ProcessPoolExecutor(args.workers) as pool:
             todo = batch_size_jobs(args.batch_sizes, args.seeds, args.model)
             results = list(pool.map(run, todo))
-        (FIGURES / "methods-fedwon-batch-sizes.json").write_text(
+        (FIGURES / f"{stem}-batch-sizes.json").write_text(
             json.dumps({"runs": [asdict(r) for r in results]}, indent=1)
         )
-        plot_batch_sizes(results, args.model)
+        plot_batch_sizes(results, args.model, f"{stem}-batch-sizes")
         print(batch_size_table(results))
         print(f"wall time {time.monotonic() - started:.0f} s")
         return 0
@@ -583,7 +587,6 @@ def main() -> int:
     if args.sweep:
         sweep(args.sweep, args.workers, args.model)
         return 0
-    stem = "methods-fedwon" + ("" if args.model == "cnn" else f"-{args.model}")
     if args.replot:
         saved = json.loads((FIGURES / f"{stem}.json").read_text())
         results = [RunResult(**r) for r in saved["runs"]]

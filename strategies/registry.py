@@ -11,7 +11,8 @@ from flwr.serverapp.strategy import FedAvg, FedAvgM, FedProx, Strategy
 from torch import nn
 
 from strategies import fedbn, fedbuff, fedwon, heterofl
-from strategies.client_side import PLAIN, ClientSide, OptimizerSettings
+from strategies.client_side import ARCHITECTURES, PLAIN, ClientSide, OptimizerSettings
+from workloads.digitcnn import MAX_WIDTH as MAX_CNN_WIDTH
 
 _FEDAVG_PARAMETERS = (
     "fraction_train",
@@ -81,6 +82,10 @@ class StrategySpec:
     needs_local_keys: bool = False
     factory: Factory | None = None
     validate: Callable[[Mapping[str, Any]], object] | None = None
+    # The networks (ModelShape.architecture) the strategy can train, and why
+    # it cannot train the others.
+    architectures: tuple[str, ...] = ARCHITECTURES
+    architecture_note: str = ""
 
     @property
     def all_parameters(self) -> tuple[str, ...]:
@@ -283,6 +288,9 @@ REGISTRY: Mapping[str, StrategySpec] = {
             (*_FEDAVG_PARAMETERS, *_HETEROFL_PARAMETERS),
             factory=_build_heterofl,
             validate=_heterofl_options,
+            architectures=("squeezenet",),
+            architecture_note="it cuts sub-models by channel, and the digit CNN"
+            " flattens its maps into a Linear layer",
         ),
         StrategySpec(
             "fedbuff",
@@ -320,6 +328,26 @@ def check_parameters(name: str, parameters: Mapping[str, Any]) -> None:
             spec.validate(parameters)
         except (TypeError, ValueError) as err:
             raise ValueError(f"strategy {name!r}: {err}") from None
+
+
+def check_model(name: str, architecture: str, width: float) -> None:
+    """Raise ValueError unless ``name`` can train ``architecture`` at ``width``."""
+    spec = strategy_spec(name)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"model must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}"
+        )
+    if architecture not in spec.architectures:
+        why = f" ({spec.architecture_note})" if spec.architecture_note else ""
+        raise ValueError(
+            f"strategy {name!r} trains only model {', '.join(spec.architectures)},"
+            f" not {architecture!r}{why}"
+        )
+    if architecture == "cnn" and not 0 < width <= MAX_CNN_WIDTH:
+        raise ValueError(
+            f"model-width must be in (0, {MAX_CNN_WIDTH:g}] with model cnn (width 1"
+            f" is 18M parameters), got {width!r}"
+        )
 
 
 def build_strategy(

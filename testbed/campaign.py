@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 
 from inventory.models import is_valid_name
-from strategies.registry import check_parameters, strategy_spec
+from strategies.client_side import ARCHITECTURES
+from strategies.registry import check_model, check_parameters, strategy_spec
 from testbed.faults import FAULT_KINDS, Fault, parse_faults
 
 ConfigValue = str | int | float | bool
@@ -36,11 +37,8 @@ DIGITS_SETTINGS: Mapping[str, type] = {
 # The values a string setting of the default app may take.
 DIGITS_CHOICES: Mapping[str, tuple[str, ...]] = {
     "dataset": ("digits", "digits5"),
-    "model": ("squeezenet", "cnn"),
+    "model": ARCHITECTURES,
 }
-# Strategies that cut sub-models by channel need a network that pools to 1x1
-# before its classifier, which the digit CNN does not.
-SQUEEZENET_ONLY_STRATEGIES = ("heterofl",)
 
 _TOP_KEYS = (
     "name",
@@ -362,14 +360,20 @@ def load_campaign(path: str | Path) -> Campaign:
             " the SqueezeNet) makes the digit CNN 25M parameters, 100 MB a message",
             "add e.g. 'model-width: 0.25' (1.1M parameters, 4.5 MB)",
         )
-    if model == "cnn" and campaign.strategy.name in SQUEEZENET_ONLY_STRATEGIES:
-        raise CampaignError(
-            path,
-            "workload.model",
-            f"{campaign.strategy.name} cuts sub-models by channel and needs the"
-            " SqueezeNet (the digit CNN flattens its maps into a Linear layer)",
-            "remove 'model: cnn' or pick another strategy",
-        )
+    if model is not None and app == DEFAULT_APP:
+        try:
+            check_model(
+                campaign.strategy.name,
+                str(model),
+                float(workload.get("model-width", 1)),
+            )
+        except ValueError as err:
+            raise CampaignError(
+                path,
+                "workload.model",
+                str(err),
+                "pick another model, width or strategy",
+            ) from None
     if campaign.runtime not in RUNTIMES:
         raise CampaignError(
             path,

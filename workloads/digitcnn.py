@@ -39,6 +39,7 @@ from torch import nn
 WIDTH_ONE = (64, 64, 128, 2048, 512)
 INPUT_SIDE = 32  # pixels; two 2x2 pools leave 8x8 maps
 KERNEL = 5
+MAX_WIDTH = 2.0  # 72M parameters, 290 MB a message: beyond, surely a typo
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,10 @@ class DigitCNNConfig:
             raise ValueError(f"in_channels must be >= 1, got {self.in_channels!r}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes!r}")
-        if not 0 < self.width <= 2:
+        if not 0 < self.width <= MAX_WIDTH:
             raise ValueError(
-                f"digit CNN width must be in (0, 2] (width 1 is 18M parameters),"
-                f" got {self.width!r}"
+                f"digit CNN width must be in (0, {MAX_WIDTH:g}] (width 1 is 18M"
+                f" parameters), got {self.width!r}"
             )
 
     def sizes(self) -> tuple[int, ...]:

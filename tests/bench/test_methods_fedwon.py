@@ -1,13 +1,10 @@
 import pytest
 
 from bench.methods_fedwon import (
-    BATCH1,
-    MAIN,
     SETUPS,
     batch_size_jobs,
     batch_size_table,
     RunResult,
-    cells,
     jobs,
     paired,
     rounds_to,
@@ -42,8 +39,6 @@ def test_paired_differences_match_seeds_and_count_ties_as_not_below() -> None:
 
 @pytest.mark.parametrize("model", sorted(SETUPS))
 def test_every_job_trains_the_chosen_network_with_its_threshold(model: str) -> None:
-    main, batch1 = cells(model)
-    assert (main.batch_size, batch1.batch_size) == (MAIN.batch_size, BATCH1.batch_size)
     todo = jobs([0, 1], model)
     assert {j.study.model for j in todo} == {model}
     assert {j.study.clip_lambda for j in todo} == {SETUPS[model].clip_lambda}
@@ -55,9 +50,12 @@ def test_sweep_specs_name_a_method_or_default_to_fedwon() -> None:
     job = sweep_job("0.1,0.2,50,7")
     assert (job.method.label, job.lr, job.study.clip_lambda) == ("FedWon", 0.1, 0.2)
     assert (job.study.rounds, job.seed, job.study.model) == (50, 7, "cnn")
-    fedbn = sweep_job("FedBN:0.05,1,25,3", "squeezenet")
-    assert (fedbn.method.strategy, fedbn.lr, fedbn.seed) == ("fedbn", 0.05, 3)
+    fedbn = sweep_job("FedBN:0.05,,25,3", "squeezenet")
+    assert (fedbn.method.label, fedbn.lr, fedbn.seed) == ("FedBN", 0.05, 3)
+    assert not fedbn.method.batchnorm_everything_shared
     assert fedbn.study.model == "squeezenet"
+    assert fedbn.study.clip_lambda == SETUPS["squeezenet"].clip_lambda
+    assert sweep_job("FedWon:0.02").study.clip_lambda == SETUPS["cnn"].clip_lambda
     with pytest.raises(ValueError, match="unknown method 'FedProx'"):
         sweep_job("FedProx:0.1,1")
 

@@ -90,7 +90,7 @@ workload: {{samples-per-node: 24, local-epochs: 1, batch-size: 8,
     return path
 
 
-# FedWon trains the FedBN/FedWon papers' digit CNN on Digits-5-lite: 185,116
+# FedWon trains the FedBN/FedWon papers' digit CNN on Digits-5-lite: 185,141
 # float32 parameters at width 0.1 on 3-channel images, 0.71 MB in Flower's log.
 @pytest.mark.parametrize(
     ("strategy", "server_strategy", "workload", "model_mb"),

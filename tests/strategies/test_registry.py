@@ -155,3 +155,16 @@ def test_fedbuff_is_registered_and_logs_every_update() -> None:
     assert event == FEDBUFF_UPDATE_EVENT == "fedbuff_update"
     assert fields["node_id"] == 7 and fields["staleness"] == 2
     assert fields["outcome"] == "applied" and fields["arrival_ns"] == 20
+
+
+def test_check_model_refuses_what_a_strategy_cannot_train() -> None:
+    from strategies.registry import check_model
+
+    check_model("fedwon", "cnn", 0.25)
+    check_model("heterofl", "squeezenet", 1.17)
+    with pytest.raises(ValueError, match="trains only model squeezenet, not 'cnn'"):
+        check_model("heterofl", "cnn", 0.25)
+    with pytest.raises(ValueError, match=r"model-width must be in \(0, 2\]"):
+        check_model("fedbn", "cnn", 3.0)
+    with pytest.raises(ValueError, match="model must be one of squeezenet, cnn"):
+        check_model("fedavg", "resnet", 1.0)

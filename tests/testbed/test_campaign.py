@@ -72,7 +72,12 @@ def test_demo_campaign_values() -> None:
             "name: x\nnetworks: [wifi]\nstrategy: heterofl\n"
             "workload: {model: cnn, model-width: 0.25}\n",
             "workload.model",
-            "heterofl cuts sub-models by channel",
+            "trains only model squeezenet, not 'cnn' (it cuts sub-models by channel",
+        ),
+        (
+            "name: x\nnetworks: [wifi]\nworkload: {model: cnn, model-width: 4}\n",
+            "workload.model",
+            "model-width must be in (0, 2] with model cnn",
         ),
         (
             "name: x\nnetworks: [wifi]\nworkload: {model: cnn}\n",

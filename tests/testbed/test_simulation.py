@@ -122,7 +122,7 @@ def test_a_fedwon_campaign_runs_in_flowers_simulation_runtime(tmp_path: Path) ->
     assert any("ok" in line for line in progress)
     _assert_two_clean_rounds(outcome, "FedAvg")
     # The campaign's network reached the app: the digit CNN at width 0.1 on
-    # 3-channel images is 185,116 float32 parameters (the SqueezeNet, ~0.04 MB).
+    # 3-channel images is 185,141 float32 values (the SqueezeNet, about 0.03 MB).
     cnn = client_side("fedwon").build_model(ModelShape(3, 10, 0.1, "cnn"))
     megabytes = sum(v.numel() * 4 for v in cnn.state_dict().values()) / 1024**2
     assert f"ArrayRecord ({megabytes:.2f} MB)" in outcome.log_path.read_text()
