@@ -31,12 +31,13 @@ DIGITS_SETTINGS: Mapping[str, type] = {
     "model-width": float,
     "fraction-evaluate": float,
     "seed": int,
-    "dataset": str,  # "digits" | "digits5" (Digits-5-lite, docs/methods.md)
+    "dataset": str,  # "digits" | "digits5" | "domain-files" (docs/methods.md)
+    "data-dir": str,  # dataset domain-files: one subfolder per domain
     "model": str,  # "squeezenet" | "cnn" (the FedBN/FedWon digit CNN)
 }
 # The values a string setting of the default app may take.
 DIGITS_CHOICES: Mapping[str, tuple[str, ...]] = {
-    "dataset": ("digits", "digits5"),
+    "dataset": ("digits", "digits5", "domain-files"),
     "model": ARCHITECTURES,
 }
 
@@ -359,6 +360,18 @@ def load_campaign(path: str | Path) -> Campaign:
             "must be set with 'model: cnn': the app's default width (1.17, sized for"
             " the SqueezeNet) makes the digit CNN 25M parameters, 100 MB a message",
             "add e.g. 'model-width: 0.25' (1.1M parameters, 4.5 MB)",
+        )
+    if (
+        workload.get("dataset") == "domain-files"
+        and app == DEFAULT_APP
+        and not workload.get("data-dir")
+    ):
+        raise CampaignError(
+            path,
+            "workload.data-dir",
+            "is needed with 'dataset: domain-files'",
+            "give the folder holding one subfolder per domain (train.npz, test.npz),"
+            " at the same path on every node and the server",
         )
     if model is not None and app == DEFAULT_APP:
         try:

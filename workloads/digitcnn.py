@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workloads.model_checks import check_io
+
 # (conv1, conv2, conv3, fc1, fc2) at width 1.0, as in the FedBN paper's DigitModel.
 WIDTH_ONE = (64, 64, 128, 2048, 512)
 INPUT_SIDE = 32  # pixels; two 2x2 pools leave 8x8 maps
@@ -52,10 +54,7 @@ class DigitCNNConfig:
     batch_norm: bool = False
 
     def __post_init__(self) -> None:
-        if self.in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {self.in_channels!r}")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {self.num_classes!r}")
+        check_io(self.in_channels, self.num_classes)
         if not 0 < self.width <= MAX_WIDTH:
             raise ValueError(
                 f"digit CNN width must be in (0, {MAX_WIDTH:g}] (width 1 is 18M"

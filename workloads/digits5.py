@@ -30,6 +30,7 @@ its training pool evenly and all evaluate on the whole domain test set.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -166,15 +167,32 @@ def node_data(
     order drawn from ``seed``); ``samples_per_node`` keeps only the first that
     many of the node's share. Every node on a domain tests on its whole test set.
     """
+    return node_share(
+        domain_data, len(DOMAINS), partition_id, num_partitions, samples_per_node, seed
+    )
+
+
+def node_share(
+    domains: Callable[[int], DomainData],
+    num_domains: int,
+    partition_id: int,
+    num_partitions: int,
+    samples_per_node: int | None = None,
+    seed: int = 0,
+) -> DomainData:
+    """Node ``partition_id``'s share of domain ``partition_id mod num_domains``.
+
+    ``domains(d)`` gives domain ``d``'s whole data. See :func:`node_data`.
+    """
     if not 0 <= partition_id < num_partitions:
         raise ValueError(
             f"partition_id must be in [0, {num_partitions}), got {partition_id!r}"
         )
     if samples_per_node is not None and samples_per_node < 1:
         raise ValueError(f"samples_per_node must be >= 1, got {samples_per_node!r}")
-    domain = partition_id % len(DOMAINS)
-    data = domain_data(domain)
-    siblings = [p for p in range(num_partitions) if p % len(DOMAINS) == domain]
+    domain = partition_id % num_domains
+    data = domains(domain)
+    siblings = [p for p in range(num_partitions) if p % num_domains == domain]
     order = np.random.default_rng(seed).permutation(len(data.y_train))
     share = np.array_split(order, len(siblings))[siblings.index(partition_id)]
     share = share[:samples_per_node]

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workloads.model_checks import check_io
+
 DEFAULT_WIDTH = 1.17
 
 # (squeeze, expand) channels per Fire module at width 1.0, SqueezeNet 1.1 order.
@@ -74,10 +76,7 @@ class SqueezeNetConfig:
     batch_norm: bool = False
 
     def __post_init__(self) -> None:
-        if self.in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {self.in_channels!r}")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {self.num_classes!r}")
+        check_io(self.in_channels, self.num_classes)
         if not 0 < self.width <= 8:
             raise ValueError(f"width must be in (0, 8], got {self.width!r}")
         if self.stem_stride not in (1, 2):

@@ -84,6 +84,11 @@ def test_demo_campaign_values() -> None:
             "workload.model-width",
             "25M parameters, 100 MB a message",
         ),
+        (
+            "name: x\nnetworks: [wifi]\nworkload: {dataset: domain-files}\n",
+            "workload.data-dir",
+            "is needed with 'dataset: domain-files'",
+        ),
         ("name: x\nnetworks: [wifi]\nrun_deadline_s: -1\n", "run_deadline_s", "> 0"),
         ("name: 'a b'\nnetworks: [wifi]\n", "name", "not a valid name"),
         ("name: x\nnetworks: [wifi]\napp: nowhere\n", "app", "no pyproject.toml"),

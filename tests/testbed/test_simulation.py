@@ -104,6 +104,49 @@ def test_fedbn_on_digits5_runs_two_rounds_in_flowers_simulation_runtime(
     assert "'local-state-restored': 1.0" in log
 
 
+def _domain_files_campaign(folder: Path, data_dir: Path) -> Path:
+    path = folder / f"campaign-{data_dir.name}.yaml"
+    path.write_text(
+        "name: sim-files\nnetworks: [ethernet]\nrounds: 2\nrun_deadline_s: 240\n"
+        "strategy: fedbn\n"
+        "workload: {samples-per-node: 10, batch-size: 4, model-width: 0.1,\n"
+        f"           dataset: domain-files, data-dir: '{data_dir}'}}\n"
+    )
+    return path
+
+
+@needs_ray
+def test_a_campaign_trains_on_domain_files_in_flowers_simulation_runtime(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    for name, shape in (("mnist", (20, 28, 28)), ("svhn", (20, 32, 32, 3))):
+        (data / name).mkdir(parents=True)
+        for split in ("train", "test"):
+            np.savez(
+                data / name / f"{split}.npz",
+                x=rng.integers(0, 256, shape, dtype=np.uint8),
+                y=np.arange(20) % 10,
+            )
+    campaign = load_campaign(_domain_files_campaign(tmp_path, data))
+    ((_, outcome),) = run_simulated_campaign(
+        campaign, tmp_path / "out", 2, lambda line: None
+    )
+    _assert_two_clean_rounds(outcome, "FedBN")
+    # The same campaign on an empty folder fails, and says why: the app reads
+    # the folder the campaign names.
+    (tmp_path / "empty").mkdir()
+    campaign = load_campaign(_domain_files_campaign(tmp_path, tmp_path / "empty"))
+    ((_, failed),) = run_simulated_campaign(
+        campaign, tmp_path / "out-empty", 2, lambda line: None
+    )
+    assert failed.status != "ok"
+    assert "no subfolder holds a train.npz" in failed.log_path.read_text()
+
+
 @needs_ray
 def test_a_fedwon_campaign_runs_in_flowers_simulation_runtime(tmp_path: Path) -> None:
     path = tmp_path / "campaign.yaml"

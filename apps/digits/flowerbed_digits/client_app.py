@@ -11,7 +11,7 @@ from flowerbed_digits.settings import DigitsSettings
 from strategies.client_side import ClientSide, ModelShape, receive_model
 from strategies.heterofl import capacity_reply
 from strategies.registry import client_side, optimizer_settings
-from workloads import digits, digits5
+from workloads import digits, digits5, domain_files
 from workloads.training import train_with
 from workloads.training import evaluate as evaluate_model
 
@@ -23,8 +23,8 @@ Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def model_shape(settings: DigitsSettings) -> ModelShape:
-    """The model shape the dataset needs (Digits-5-lite images have 3 channels)."""
-    channels = digits5.CHANNELS if settings.dataset == "digits5" else 1
+    """The model shape the dataset needs (multi-domain images have 3 channels)."""
+    channels = 1 if settings.dataset == "digits" else digits5.CHANNELS
     return ModelShape(
         channels, digits.NUM_CLASSES, settings.model_width, settings.model
     )
@@ -63,6 +63,15 @@ def _my_data(context: Context, settings: DigitsSettings) -> Split:
     if settings.dataset == "digits5":
         mine = digits5.node_data(
             partition_id, num_partitions, settings.samples_per_node, settings.seed
+        )
+        return mine.x_train, mine.y_train, mine.x_test, mine.y_test
+    if settings.dataset == "domain-files":
+        mine = domain_files.node_data(
+            settings.data_dir,
+            partition_id,
+            num_partitions,
+            settings.samples_per_node,
+            settings.seed,
         )
         return mine.x_train, mine.y_train, mine.x_test, mine.y_test
     part = digits.partition(

@@ -12,14 +12,17 @@ from flowerbed_digits.client_app import model_shape
 from flowerbed_digits.settings import DigitsSettings
 from instrumentation.inject_server import current_sink
 from strategies.registry import build_strategy, client_side, strategy_spec
-from workloads import digits, digits5
+from workloads import digits, digits5, domain_files
 from workloads.training import evaluate
 
 app = ServerApp()
 
 
-def _server_test_set(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The server's test set: digits' held-out 20 %, or every Digits-5-lite domain's."""
+def _server_test_set(settings: DigitsSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """The server's test set: digits' held-out 20 %, or every domain's test images."""
+    dataset = settings.dataset
+    if dataset == "domain-files":
+        return domain_files.pooled_test_set(settings.data_dir)
     if dataset == "digits5":
         domains = [digits5.domain_data(d) for d in range(len(digits5.DOMAINS))]
         return (
@@ -41,7 +44,7 @@ def main(grid: Grid, context: Context) -> None:
     torch.set_num_threads(1)
     side = client_side(settings.strategy)
     model = side.build_model(model_shape(settings))
-    x_test, y_test = _server_test_set(settings.dataset)
+    x_test, y_test = _server_test_set(settings)
 
     def evaluate_global(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         model.load_state_dict(arrays.to_torch_state_dict())

@@ -9,7 +9,7 @@ from typing import Any
 
 from strategies.registry import check_model
 
-DATASETS = ("digits", "digits5")
+DATASETS = ("digits", "digits5", "domain-files")
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,11 @@ class DigitsSettings:
     round_timeout_s: float = 600.0
     min_nodes: int = 2
     # "digits": one grey domain split over the nodes; "digits5": Digits-5-lite,
-    # node p holds domain p mod 5 (workloads/digits5.py).
+    # node p holds domain p mod 5 (workloads/digits5.py); "domain-files": one
+    # domain per subfolder of data-dir (workloads/domain_files.py), e.g. the
+    # real Digits-Five, at the same path on every node and the server.
     dataset: str = "digits"
+    data_dir: str = ""
     # "squeezenet" (default) or "cnn", the FedBN/FedWon papers' digit CNN
     # (workloads/digitcnn.py; give it a model-width: 0.25 is 4.5 MB).
     model: str = "squeezenet"
@@ -51,6 +54,11 @@ class DigitsSettings:
         if self.dataset not in DATASETS:
             raise ValueError(
                 f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}"
+            )
+        if self.dataset == "domain-files" and not self.data_dir:
+            raise ValueError(
+                "dataset domain-files needs data-dir: the folder with one subfolder"
+                " per domain (train.npz, test.npz)"
             )
         check_model(self.strategy, self.model, self.model_width)
         _ = self.parameters  # fail here, at the edge, on bad JSON
