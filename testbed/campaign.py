@@ -15,6 +15,7 @@ from inventory.models import is_valid_name
 from strategies.client_side import ARCHITECTURES
 from strategies.registry import check_model, check_parameters, strategy_spec
 from testbed.faults import FAULT_KINDS, Fault, parse_faults
+from workloads import DATASETS
 
 ConfigValue = str | int | float | bool
 
@@ -37,7 +38,7 @@ DIGITS_SETTINGS: Mapping[str, type] = {
 }
 # The values a string setting of the default app may take.
 DIGITS_CHOICES: Mapping[str, tuple[str, ...]] = {
-    "dataset": ("digits", "digits5", "domain-files"),
+    "dataset": DATASETS,
     "model": ARCHITECTURES,
 }
 
@@ -271,6 +272,39 @@ def _faults(path: Path, raw: Any) -> tuple[Fault, ...]:
         ) from None
 
 
+def _check_digits_workload(
+    path: Path, strategy: str, workload: Mapping[str, ConfigValue]
+) -> None:
+    """Settings of the default app that only make sense together."""
+    model = workload.get("model")
+    if model == "cnn" and "model-width" not in workload:
+        raise CampaignError(
+            path,
+            "workload.model-width",
+            "must be set with 'model: cnn': the app's default width (1.17, sized for"
+            " the SqueezeNet) makes the digit CNN 25M parameters, 100 MB a message",
+            "add e.g. 'model-width: 0.25' (1.1M parameters, 4.5 MB)",
+        )
+    if workload.get("dataset") == "domain-files" and not workload.get("data-dir"):
+        raise CampaignError(
+            path,
+            "workload.data-dir",
+            "is needed with 'dataset: domain-files'",
+            "give the folder holding one subfolder per domain (train.npz, test.npz),"
+            " at the same path on every node and the server",
+        )
+    if model is not None:
+        try:
+            check_model(strategy, str(model), float(workload.get("model-width", 1)))
+        except ValueError as err:
+            raise CampaignError(
+                path,
+                "workload.model",
+                str(err),
+                "pick another model, width or strategy",
+            ) from None
+
+
 def load_campaign(path: str | Path) -> Campaign:
     """Read and validate a campaign YAML file."""
     path = Path(path)
@@ -351,42 +385,8 @@ def load_campaign(path: str | Path) -> Campaign:
         simulation_supernodes=_optional(path, raw, "simulation_supernodes", int, 5),
         raw=raw,
     )
-    workload = dict(campaign.workload)
-    model = workload.get("model")
-    if model == "cnn" and app == DEFAULT_APP and "model-width" not in workload:
-        raise CampaignError(
-            path,
-            "workload.model-width",
-            "must be set with 'model: cnn': the app's default width (1.17, sized for"
-            " the SqueezeNet) makes the digit CNN 25M parameters, 100 MB a message",
-            "add e.g. 'model-width: 0.25' (1.1M parameters, 4.5 MB)",
-        )
-    if (
-        workload.get("dataset") == "domain-files"
-        and app == DEFAULT_APP
-        and not workload.get("data-dir")
-    ):
-        raise CampaignError(
-            path,
-            "workload.data-dir",
-            "is needed with 'dataset: domain-files'",
-            "give the folder holding one subfolder per domain (train.npz, test.npz),"
-            " at the same path on every node and the server",
-        )
-    if model is not None and app == DEFAULT_APP:
-        try:
-            check_model(
-                campaign.strategy.name,
-                str(model),
-                float(workload.get("model-width", 1)),
-            )
-        except ValueError as err:
-            raise CampaignError(
-                path,
-                "workload.model",
-                str(err),
-                "pick another model, width or strategy",
-            ) from None
+    if app == DEFAULT_APP:
+        _check_digits_workload(path, campaign.strategy.name, campaign.workload_dict)
     if campaign.runtime not in RUNTIMES:
         raise CampaignError(
             path,

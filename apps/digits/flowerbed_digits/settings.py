@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strategies.registry import check_model
-
-DATASETS = ("digits", "digits5", "domain-files")
+from workloads import DATASETS
 
 
 @dataclass(frozen=True)
