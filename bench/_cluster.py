@@ -9,8 +9,8 @@ from pathlib import Path
 
 from inventory.loader import load_inventory
 from inventory.models import Inventory
-from testbed import emulated
-from testbed.emulated_ssh import forget_state
+from testbed.emulation import cluster as emulated
+from testbed.emulation.sshd import forget_state
 
 
 def inventory_yaml(

@@ -14,15 +14,15 @@ import tempfile
 from pathlib import Path
 
 from inventory.loader import load_inventory
-from testbed.probes import (
+from testbed.campaign.probes import (
     CLOCK_PORT,
     PROBE_SAMPLES,
     clock_paths,
     start_clock_responders,
 )
-from testbed.processes import stop_all
-from testbed.runner import BIN_DIR
-from testbed.sites import netns_site, probe_clock
+from testbed.transport.processes import stop_all
+from testbed.campaign.runner import BIN_DIR
+from testbed.campaign.sites import netns_site, probe_clock
 
 OFFSETS_MS = (-500, -250, -100, 0, 100, 250, 300, 500)
 

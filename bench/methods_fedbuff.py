@@ -26,9 +26,10 @@ from typing import Any
 from bench._cluster import bench_cluster
 from instrumentation.events import read_events
 from inventory.models import Inventory
-from testbed import emulated, shaping
-from testbed.campaign import load_campaign
-from testbed.runner import run_campaign
+from testbed.emulation import cluster as emulated
+from testbed.commands import shaping
+from testbed.campaign.model import load_campaign
+from testbed.campaign.runner import run_campaign
 
 STRAGGLER = "node1"
 STRAGGLER_UPLINK_MBIT = 1.0

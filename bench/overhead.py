@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from bench._cluster import bench_cluster, campaign_yaml
-from testbed.campaign import load_campaign
-from testbed.runner import run_campaign
+from testbed.campaign.model import load_campaign
+from testbed.campaign.runner import run_campaign
 
 MODES = {
     "bare": {"instrument": "false"},

@@ -21,14 +21,14 @@ from pathlib import Path
 
 from inventory.loader import load_inventory
 from inventory.models import Inventory
-from testbed import emulated
-from testbed.check import CheckOptions, check_inventory
-from testbed.emulated_ssh import forget_state
-from testbed.executor import LocalExecutor
-from testbed.lab import server_dir, ssh_connectors
-from testbed.provision import ProvisionOptions, provision
-from testbed.tls import ensure_tls
-from testbed.wheelhouse import build_wheelhouse
+from testbed.emulation import cluster as emulated
+from testbed.lab.check import CheckOptions, check_inventory
+from testbed.emulation.sshd import forget_state
+from testbed.transport.executor import LocalExecutor
+from testbed.lab.access import server_dir, ssh_connectors
+from testbed.lab.provision import ProvisionOptions, provision
+from testbed.lab.tls import ensure_tls
+from testbed.lab.wheelhouse import build_wheelhouse
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "digits"
 

@@ -31,8 +31,8 @@ import pandas as pd
 
 from bench._cluster import bench_cluster, campaign_yaml
 from instrumentation.events import read_events
-from testbed.campaign import load_campaign
-from testbed.runner import run_campaign
+from testbed.campaign.model import load_campaign
+from testbed.campaign.runner import run_campaign
 
 FAULTS: dict[str, str] = {
     "kill-supernode": "{kind: kill-supernode, node: node3, round: 2, after_s: 1}",

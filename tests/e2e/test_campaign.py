@@ -16,9 +16,9 @@ from analysis.phases import RunInfo, phases_from_events
 from analysis.report import build_report
 from instrumentation.events import read_events
 from inventory.models import Inventory
-from testbed import emulated
-from testbed.campaign import load_campaign
-from testbed.runner import run_campaign
+from testbed.emulation import cluster as emulated
+from testbed.campaign.model import load_campaign
+from testbed.campaign.runner import run_campaign
 from tests.e2e.clusters import emulated_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
@@ -401,7 +401,7 @@ def test_an_app_flowerbed_did_not_write_gets_the_full_anatomy(
 
 
 def test_status_file_tells_the_campaign_finished(demo_results: Path) -> None:
-    from testbed.status import describe, read_status
+    from testbed.campaign.status import describe, read_status
 
     data = read_status(demo_results)
 

@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 
 from inventory.models import Inventory
-from testbed import emulated
-from testbed.campaign import load_campaign
-from testbed.leftovers import local_leftovers
-from testbed.runner import run_campaign
+from testbed.emulation import cluster as emulated
+from testbed.campaign.model import load_campaign
+from testbed.campaign.leftovers import local_leftovers
+from testbed.campaign.runner import run_campaign
 from tests.e2e.clusters import emulated_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]

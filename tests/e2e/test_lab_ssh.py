@@ -24,8 +24,8 @@ import pandas as pd
 import pytest
 
 from inventory.models import Inventory
-from testbed import emulated
-from testbed.emulated_ssh import state_dir
+from testbed.emulation import cluster as emulated
+from testbed.emulation.sshd import state_dir
 from tests.e2e.clusters import emulated_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]

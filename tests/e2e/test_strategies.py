@@ -15,8 +15,8 @@ import pytest
 from analysis.asynchrony import asynchronous_timeline, update_table
 from instrumentation.events import read_events
 from inventory.models import Inventory
-from testbed.campaign import load_campaign
-from testbed.runner import run_campaign
+from testbed.campaign.model import load_campaign
+from testbed.campaign.runner import run_campaign
 from tests.e2e.clusters import emulated_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from testbed.flower import flower_env
+from testbed.commands.flower import flower_env
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -44,8 +44,8 @@ from instrumentation.inject_server import (
     wrap_server_app,
 )
 from instrumentation.measured_grid import MeasuredGrid
-from testbed.app_bundle import prepare_bundle
-from testbed.processes import ManagedProcess, stop_all
+from testbed.campaign.app_bundle import prepare_bundle
+from testbed.transport.processes import ManagedProcess, stop_all
 
 REPO = Path(__file__).resolve().parents[2]
 PLAIN_APP = REPO / "tests" / "apps" / "plain_app"

@@ -1,0 +1,1 @@
+"""Campaigns: the model, the run lifecycle, node sites, faults, resume, status."""

@@ -1,0 +1,148 @@
+"""The run manifest: what ran, on what, with which versions and emulation features."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inventory.models import Inventory
+from testbed.campaign.model import REPO_ROOT, Campaign
+
+_PACKAGES = (
+    "flowerbed",
+    "flwr",
+    "torch",
+    "numpy",
+    "pandas",
+    "scapy",
+    "matplotlib",
+    "paramiko",
+)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape a measurement."""
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """The checkout's commit (``-dirty`` if changed, ``unknown`` outside git)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+_SECRET_WORDS = ("pass", "secret", "token", "private_key", "key_file")
+
+
+def redact_secrets(value: Any) -> Any:
+    """Replace the value of every key naming a secret (``ansible_password``...)."""
+    if isinstance(value, Mapping):
+        return {
+            k: "***"
+            if any(w in str(k).lower() for w in _SECRET_WORDS)
+            else redact_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_secrets(v) for v in value]
+    return value
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def link_profiles(
+    inventory: Inventory, networks: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """The link profile of every network the campaign used."""
+    return {name: asdict(inventory.network(name).profile) for name in networks}
+
+
+def build_manifest(
+    campaign: Campaign,
+    inventory: Inventory,
+    outcomes: Iterable[Any],
+    features: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Everything needed to know what a results folder holds and to repeat it."""
+    return {
+        "written_at_ns": time.time_ns(),
+        "campaign": {
+            "name": campaign.name,
+            "path": str(campaign.path),
+            "as_used": redact_secrets(dict(campaign.raw)),
+            "strategy": campaign.strategy.name,
+            "rounds": campaign.rounds,
+            "repetitions": campaign.repetitions,
+            "networks": list(campaign.networks),
+            "workload": campaign.workload_dict,
+            "app": str(campaign.app),
+            "capture": campaign.capture,
+        },
+        "inventory": {
+            "name": inventory.name,
+            "path": str(inventory.path),
+            "as_used": redact_secrets(_read_yaml(inventory.path)),
+            "server": inventory.server.name,
+            "clients": [h.name for h in inventory.clients],
+            "superlink_port": inventory.superlink_port,
+        },
+        "link_profiles": link_profiles(inventory, campaign.networks),
+        "emulation": dict(features or {}),
+        "runs": [asdict(o) for o in outcomes],
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "kernel": platform.release(),
+        "host": platform.node(),
+    }
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

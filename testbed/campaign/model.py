@@ -1,0 +1,423 @@
+"""Campaign files: networks x strategy x repetitions and workload, validated once."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inventory.models import is_valid_name
+from strategies.client_side import ARCHITECTURES
+from strategies.registry import check_model, check_parameters, strategy_spec
+from testbed.campaign.faults import FAULT_KINDS, Fault, parse_faults
+from workloads import DATASETS
+
+ConfigValue = str | int | float | bool
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MAX_CLOCK_OFFSET_MS = 3_600_000.0  # an hour: beyond, a fake offset is a typo
+DEFAULT_APP = REPO_ROOT / "apps" / "digits"
+
+# Workload settings the default app understands (kebab-case, Flower's convention).
+DIGITS_SETTINGS: Mapping[str, type] = {
+    "samples-per-node": int,
+    "local-epochs": int,
+    "batch-size": int,
+    "learning-rate": float,
+    "model-width": float,
+    "fraction-evaluate": float,
+    "seed": int,
+    "dataset": str,  # "digits" | "digits5" | "domain-files" (docs/methods.md)
+    "data-dir": str,  # dataset domain-files: one subfolder per domain
+    "model": str,  # "squeezenet" | "cnn" (the FedBN/FedWon digit CNN)
+}
+# The values a string setting of the default app may take.
+DIGITS_CHOICES: Mapping[str, tuple[str, ...]] = {
+    "dataset": DATASETS,
+    "model": ARCHITECTURES,
+}
+
+_TOP_KEYS = (
+    "name",
+    "description",
+    "networks",
+    "strategy",
+    "rounds",
+    "repetitions",
+    "workload",
+    "capture",
+    "run_deadline_s",
+    "round_timeout_s",
+    "app",
+    "clock_offsets_ms",
+    "clock_probes",
+    "system_sampling_hz",
+    "instrument",
+    "faults",
+    "node_wait_s",
+    "runtime",
+    "simulation_supernodes",
+)
+RUNTIMES = ("deployment", "simulation")
+
+
+class CampaignError(ValueError):
+    """A campaign file problem: names the file, the key and what to do."""
+
+    def __init__(self, path: Path, key: str, problem: str, fix: str) -> None:
+        self.path, self.key, self.problem, self.fix = path, key, problem, fix
+        super().__init__(f"{path}: key '{key}': {problem}. Fix: {fix}")
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """The strategy a campaign runs and its parameters."""
+
+    name: str
+    parameters: tuple[tuple[str, ConfigValue], ...] = ()
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A validated campaign: what to run, how often and with which workload."""
+
+    path: Path
+    name: str
+    networks: tuple[str, ...]
+    strategy: StrategyChoice
+    rounds: int = 2
+    repetitions: int = 1
+    workload: tuple[tuple[str, ConfigValue], ...] = ()
+    capture: bool = True
+    run_deadline_s: float = 900.0
+    round_timeout_s: float = 300.0
+    app: Path = DEFAULT_APP
+    description: str = ""
+    clock_probes: bool = True
+    # False runs the app exactly as written, with no capture, probes or sampler:
+    # only the baseline of the overhead benchmark (bench/overhead.py) needs it.
+    instrument: bool = True
+    system_sampling_hz: float = 2.0
+    # Emulation only: a fake clock offset per node, to test offset correction.
+    clock_offsets_ns: Mapping[str, int] = field(default_factory=dict)
+    # Faults to inject in every run (testbed/faults.py).
+    faults: tuple[Fault, ...] = ()
+    # How long a round waits for missing nodes before it goes on without them;
+    # None: the smaller of 30 s and round_timeout_s.
+    node_wait_s: float | None = None
+    # "deployment": real SuperLink and SuperNodes on the cluster; "simulation":
+    # Flower's simulation runtime (Ray) on this machine (testbed/simulation.py).
+    runtime: str = "deployment"
+    simulation_supernodes: int = 5
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def node_wait(self) -> float:
+        """Seconds a round waits for missing nodes (see ``node_wait_s``)."""
+        if self.node_wait_s is not None:
+            return self.node_wait_s
+        return min(30.0, self.round_timeout_s)
+
+    @property
+    def workload_dict(self) -> dict[str, ConfigValue]:
+        """Workload settings as Flower run config."""
+        return dict(self.workload)
+
+
+def _need(path: Path, raw: Mapping[str, Any], key: str, kind: type, fix: str) -> Any:
+    value = raw.get(key)
+    if value is None:
+        raise CampaignError(path, key, "is missing", fix)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CampaignError(path, key, f"must be {kind.__name__}, got {value!r}", fix)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CampaignError(path, key, f"must be a finite number, got {value!r}", fix)
+    return value
+
+
+def _optional(
+    path: Path, raw: Mapping[str, Any], key: str, kind: type, default: Any
+) -> Any:
+    if key not in raw:
+        return default
+    return _need(path, raw, key, kind, f"set '{key}' to a {kind.__name__} or remove it")
+
+
+def _strategy(path: Path, raw: Any) -> StrategyChoice:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise CampaignError(
+            path,
+            "strategy",
+            f"must be a name or a mapping with 'name', got {raw!r}",
+            "write e.g. 'strategy: fedavg'",
+        )
+    name = raw["name"]
+    try:
+        strategy_spec(name)
+    except KeyError as err:
+        raise CampaignError(
+            path, "strategy.name", str(err.args[0]), "pick a known strategy"
+        ) from None
+    parameters = raw.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise CampaignError(
+            path, "strategy.parameters", "must be a mapping", "write key: value pairs"
+        )
+    try:
+        check_parameters(name, parameters)
+    except ValueError as err:
+        raise CampaignError(
+            path, "strategy.parameters", str(err), "remove or rename it"
+        ) from None
+    return StrategyChoice(name=name.lower(), parameters=tuple(parameters.items()))
+
+
+def _workload(path: Path, raw: Any, app: Path) -> tuple[tuple[str, ConfigValue], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise CampaignError(
+            path, "workload", "must be a mapping", "write key: value pairs"
+        )
+    items: list[tuple[str, ConfigValue]] = []
+    for key, value in raw.items():
+        where = f"workload.{key}"
+        if app == DEFAULT_APP:
+            kind = DIGITS_SETTINGS.get(str(key))
+            if kind is None:
+                close = difflib.get_close_matches(str(key), DIGITS_SETTINGS, n=1)
+                hint = (
+                    f"did you mean '{close[0]}'?"
+                    if close
+                    else ("known: " + ", ".join(DIGITS_SETTINGS))
+                )
+                raise CampaignError(
+                    path, where, "is not a setting of the default app", hint
+                )
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise CampaignError(
+                    path,
+                    where,
+                    f"must be {kind.__name__}, got {value!r}",
+                    f"give a {kind.__name__}",
+                )
+            choices = DIGITS_CHOICES.get(str(key))
+            if choices and value not in choices:
+                raise CampaignError(
+                    path,
+                    where,
+                    f"must be one of {', '.join(choices)}, got {value!r}",
+                    f"write e.g. '{key}: {choices[-1]}'",
+                )
+        elif not isinstance(value, str | int | float | bool):
+            raise CampaignError(
+                path,
+                where,
+                "must be a string, number or boolean",
+                "Flower run config holds only scalars",
+            )
+        items.append((str(key), value))
+    return tuple(items)
+
+
+def _clock_offsets(path: Path, raw: Any) -> dict[str, int]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise CampaignError(
+            path,
+            "clock_offsets_ms",
+            "must map host names to milliseconds",
+            "write e.g. 'clock_offsets_ms: {client1: 300}'",
+        )
+    offsets = {}
+    for host, value in raw.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not abs(value) <= MAX_CLOCK_OFFSET_MS
+        ):
+            raise CampaignError(
+                path,
+                f"clock_offsets_ms.{host}",
+                f"must be a number of milliseconds within +-{MAX_CLOCK_OFFSET_MS:g}, "
+                f"got {value!r}",
+                "give the node's fake clock offset in milliseconds",
+            )
+        offsets[str(host)] = int(round(value * 1e6))
+    return offsets
+
+
+def _faults(path: Path, raw: Any) -> tuple[Fault, ...]:
+    try:
+        return parse_faults(raw)
+    except ValueError as err:
+        raise CampaignError(
+            path,
+            "faults",
+            str(err),
+            f"kinds: {', '.join(FAULT_KINDS)}; keys: kind, node, round, after_s, "
+            "duration_s, loss_pct (docs/reliability.md)",
+        ) from None
+
+
+def _check_digits_workload(
+    path: Path, strategy: str, workload: Mapping[str, ConfigValue]
+) -> None:
+    """Settings of the default app that only make sense together."""
+    model = workload.get("model")
+    if model == "cnn" and "model-width" not in workload:
+        raise CampaignError(
+            path,
+            "workload.model-width",
+            "must be set with 'model: cnn': the app's default width (1.17, sized for"
+            " the SqueezeNet) makes the digit CNN 25M parameters, 100 MB a message",
+            "add e.g. 'model-width: 0.25' (1.1M parameters, 4.5 MB)",
+        )
+    if workload.get("dataset") == "domain-files" and not workload.get("data-dir"):
+        raise CampaignError(
+            path,
+            "workload.data-dir",
+            "is needed with 'dataset: domain-files'",
+            "give the folder holding one subfolder per domain (train.npz, test.npz),"
+            " at the same path on every node and the server",
+        )
+    if model is not None:
+        try:
+            check_model(strategy, str(model), float(workload.get("model-width", 1)))
+        except ValueError as err:
+            raise CampaignError(
+                path,
+                "workload.model",
+                str(err),
+                "pick another model, width or strategy",
+            ) from None
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read and validate a campaign YAML file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CampaignError(path, "-", "file not found", "check the path") from None
+    except yaml.YAMLError as err:
+        raise CampaignError(
+            path, "-", f"is not valid YAML ({err})", "fix the syntax"
+        ) from None
+    if not isinstance(raw, dict):
+        raise CampaignError(path, "-", "must be a mapping", "see campaigns/demo.yaml")
+    for key in raw:
+        if key not in _TOP_KEYS:
+            close = difflib.get_close_matches(str(key), _TOP_KEYS, n=1)
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else "known: " + ", ".join(_TOP_KEYS)
+            )
+            raise CampaignError(path, str(key), "is not a campaign key", hint)
+    name = _need(path, raw, "name", str, "give the campaign a name")
+    if not is_valid_name(name):
+        raise CampaignError(
+            path,
+            "name",
+            f"{name!r} is not a valid name",
+            "use letters, digits, '-', '_' and '.'",
+        )
+    networks = raw.get("networks")
+    if (
+        not isinstance(networks, list)
+        or not networks
+        or not all(isinstance(n, str) for n in networks)
+    ):
+        raise CampaignError(
+            path,
+            "networks",
+            "must be a non-empty list of network names",
+            "e.g. networks: [ethernet, wifi, 5g]",
+        )
+    if len(set(networks)) != len(networks):
+        raise CampaignError(path, "networks", "lists a network twice", "list each once")
+    app_raw = _optional(path, raw, "app", str, None)
+    app = (
+        DEFAULT_APP
+        if app_raw in (None, "default")
+        else (path.parent / app_raw).resolve()
+    )
+    if not (app / "pyproject.toml").is_file():
+        raise CampaignError(
+            path,
+            "app",
+            f"{app} has no pyproject.toml",
+            "point 'app' at a Flower app directory or use 'default'",
+        )
+    campaign = Campaign(
+        path=path,
+        name=name,
+        networks=tuple(networks),
+        strategy=_strategy(path, raw.get("strategy", "fedavg")),
+        rounds=_optional(path, raw, "rounds", int, 2),
+        repetitions=_optional(path, raw, "repetitions", int, 1),
+        workload=_workload(path, raw.get("workload"), app),
+        capture=_optional(path, raw, "capture", bool, True),
+        run_deadline_s=_optional(path, raw, "run_deadline_s", float, 900.0),
+        round_timeout_s=_optional(path, raw, "round_timeout_s", float, 300.0),
+        app=app,
+        description=_optional(path, raw, "description", str, ""),
+        clock_probes=_optional(path, raw, "clock_probes", bool, True),
+        instrument=_optional(path, raw, "instrument", bool, True),
+        system_sampling_hz=_optional(path, raw, "system_sampling_hz", float, 2.0),
+        clock_offsets_ns=_clock_offsets(path, raw.get("clock_offsets_ms")),
+        faults=_faults(path, raw.get("faults")),
+        node_wait_s=_optional(path, raw, "node_wait_s", float, None),
+        runtime=_optional(path, raw, "runtime", str, "deployment"),
+        simulation_supernodes=_optional(path, raw, "simulation_supernodes", int, 5),
+        raw=raw,
+    )
+    if app == DEFAULT_APP:
+        _check_digits_workload(path, campaign.strategy.name, campaign.workload_dict)
+    if campaign.runtime not in RUNTIMES:
+        raise CampaignError(
+            path,
+            "runtime",
+            f"must be deployment or simulation, got {campaign.runtime!r}",
+            "write 'runtime: simulation' or remove the key",
+        )
+    if campaign.simulation_supernodes < 1:
+        raise CampaignError(
+            path,
+            "simulation_supernodes",
+            "must be >= 1",
+            "give the number of simulated nodes",
+        )
+    for key in ("rounds", "repetitions"):
+        if getattr(campaign, key) < 1:
+            raise CampaignError(path, key, "must be >= 1", f"set '{key}' to 1 or more")
+    if campaign.system_sampling_hz < 0:
+        raise CampaignError(
+            path,
+            "system_sampling_hz",
+            "must be >= 0",
+            "give a rate in Hz, or 0 to turn the sampler off",
+        )
+    if campaign.node_wait_s is not None and campaign.node_wait_s <= 0:
+        raise CampaignError(
+            path, "node_wait_s", "must be > 0 seconds", "give a positive wait"
+        )
+    for key in ("run_deadline_s", "round_timeout_s"):
+        if getattr(campaign, key) <= 0:
+            raise CampaignError(
+                path, key, "must be > 0 seconds", "give a positive deadline"
+            )
+    return campaign

@@ -1,0 +1,1 @@
+"""Pure argv builders (Flower, ip, tc, iptables, host checks) and their parsers."""

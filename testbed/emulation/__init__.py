@@ -1,0 +1,1 @@
+"""The emulated cluster: namespaces, veths, bridges, shaping and its sshd."""

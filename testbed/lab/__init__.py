@@ -1,0 +1,1 @@
+"""Preparing a lab: inventory check, provisioning, wheelhouse, TLS, SSH access."""

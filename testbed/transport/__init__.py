@@ -1,0 +1,1 @@
+"""Where commands run: executors (local, netns, SSH), processes, host keys."""

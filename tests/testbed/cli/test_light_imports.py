@@ -1,0 +1,29 @@
+"""testbed.lab.access: the cluster commands' imports stay light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+# Modules behind `inventory check`, `cluster provision|bootstrap|up|status` and
+# `campaign status`: importing torch costs 1-2 s per command (a second
+# `cluster provision` that finds nothing to do takes 0.5 s in all).
+LIGHT = (
+    "testbed.lab.access",
+    "testbed.lab.provision",
+    "testbed.lab.check",
+    "testbed.emulation.cluster",
+    "testbed.campaign.status",
+    "testbed.cli",
+)
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_cluster_command_modules_do_not_import_torch(module: str) -> None:
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False", f"{module} imports torch"
