@@ -21,7 +21,7 @@ from testbed.campaign.probes import (
     start_clock_responders,
 )
 from testbed.transport.processes import stop_all
-from testbed.campaign.runner import BIN_DIR
+from testbed.campaign.topology import BIN_DIR
 from testbed.campaign.sites import netns_site, probe_clock
 
 OFFSETS_MS = (-500, -250, -100, 0, 100, 250, 300, 500)

@@ -15,7 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -23,9 +23,7 @@ from testbed.campaign.model import Campaign
 from testbed.transport.executor import CommandError
 from testbed.campaign.leftovers import stop_local, stop_remote
 from testbed.campaign.status import STATUS_FILE, process_alive
-
-if TYPE_CHECKING:
-    from testbed.campaign.runner import Topology
+from testbed.campaign.topology import Topology
 
 Progress = Callable[[str], None]
 

@@ -18,10 +18,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -68,7 +67,7 @@ from testbed.campaign.probes import (
     start_server_sampler,
 )
 from testbed.transport.executor import Background, CommandError
-from testbed.campaign.faults import FaultInjector, NodeHandle
+from testbed.campaign.fault_injector import FaultInjector, NodeHandle
 from testbed.transport.processes import (
     ManagedProcess,
     ProcessError,
@@ -79,7 +78,6 @@ from testbed.campaign.sites import (
     NodeCapture,
     NodeSite,
     fetch,
-    netns_site,
     probe_clock,
     start_sampler,
     start_supernode,
@@ -98,11 +96,9 @@ from testbed.campaign.status import (
     eta_s,
     write_status,
 )
-from testbed.lab.tls import TlsFiles
+from testbed.campaign.topology import BIN_DIR, Topology, emulated_topology
 
 Progress = Callable[[str], None]
-
-BIN_DIR = Path(sys.executable).parent
 
 
 class RunFailed(RuntimeError):
@@ -139,51 +135,6 @@ class RunOutcome:
     # Flower's own measure of the run (flwr ls "elapsed"), the same with or
     # without flowerbed's instrumentation: the overhead benchmark compares it.
     flower_elapsed_s: float | None = None
-
-
-@dataclass(frozen=True)
-class Security:
-    """TLS and SuperNode authentication of a campaign's SuperLinks.
-
-    ``tls`` holds the server-side files; ``supernode_keys`` maps each client to
-    its public key (fetched by ``cluster provision``), registered with every
-    SuperLink before the SuperNodes start.
-    """
-
-    tls: TlsFiles | None = None
-    supernode_keys: Mapping[str, Path] | None = None
-
-    def __post_init__(self) -> None:
-        if self.supernode_keys is not None and self.tls is None:
-            raise ValueError("SuperNode authentication needs TLS")
-
-    @property
-    def label(self) -> str:
-        """How the manifest and progress describe it."""
-        if self.tls is None:
-            return "insecure"
-        return "tls+supernode-auth" if self.supernode_keys else "tls"
-
-
-INSECURE = Security()
-
-
-@dataclass(frozen=True)
-class Topology:
-    """How a campaign reaches its cluster: the node sites, whether the cluster is
-    the emulated one on this machine (captures on its host-side veths), and the
-    SuperLink's security."""
-
-    sites: Mapping[str, NodeSite]
-    emulated: bool = True
-    security: Security = INSECURE
-
-
-def emulated_topology(inventory: Inventory) -> Topology:
-    """Every client through its namespace, insecure: the default."""
-    return Topology(
-        {h.name: netns_site(inventory, h, BIN_DIR) for h in inventory.clients}
-    )
 
 
 def plan_runs(campaign: Campaign) -> list[RunPlan]:

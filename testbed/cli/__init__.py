@@ -386,7 +386,8 @@ def campaign_run(
     from testbed.emulation import cluster as emulated
     from testbed.campaign.model import CampaignError, load_campaign
     from testbed.campaign.resume import CampaignStopped
-    from testbed.campaign.runner import emulated_topology, run_campaign
+    from testbed.campaign.runner import run_campaign
+    from testbed.campaign.topology import emulated_topology
 
     try:
         camp = load_campaign(campaign)
@@ -424,7 +425,8 @@ def campaign_run(
     out_dir = out or Path("results") / camp.name
     with ExitStack() as stack:
         if chosen is Via.ssh:
-            from testbed.lab.access import LabError, ssh_topology
+            from testbed.campaign.topology import ssh_topology
+            from testbed.lab.access import LabError
             from testbed.transport.ssh import SSHError
 
             try:

@@ -25,12 +25,43 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
-
-if TYPE_CHECKING:
-    from testbed.transport.ssh import SSHTarget
+from typing import ClassVar, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class HostKeyTarget(Protocol):
+    """What host-key checks read of a host (``testbed.transport.ssh.SSHTarget``)."""
+
+    @property
+    def name(self) -> str:
+        """The inventory name of the host, for errors."""
+        ...
+
+    @property
+    def where(self) -> str:
+        """Human-readable host, address and user, for messages."""
+        ...
+
+    @property
+    def known_hosts(self) -> Path:
+        """The known_hosts file checked (and appended to with ``accept_new``)."""
+        ...
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The name known_hosts files use: ``host`` or ``[host]:port``."""
+        ...
+
+    @property
+    def accept_new(self) -> bool:
+        """Whether an unknown key is saved rather than refused."""
+        ...
+
+    @property
+    def hash_known_hosts(self) -> bool:
+        """Whether a saved key's host name is hashed (``|1|``)."""
+        ...
 
 
 # --------------------------------------------------------------------- errors
@@ -180,7 +211,7 @@ def _append_known_host(path: Path, line: str) -> None:
         os.fsync(handle.fileno())
 
 
-def rekey_hint(target: SSHTarget) -> str:
+def rekey_hint(target: HostKeyTarget) -> str:
     """The commands that forget a re-imaged host's old key and learn the new one."""
     forget = shlex.join(
         ["ssh-keygen", "-R", target.known_hosts_name, "-f", str(target.known_hosts)]
@@ -188,7 +219,7 @@ def rekey_hint(target: SSHTarget) -> str:
     return f"`{forget}`, then connect once with --accept-new"
 
 
-def verify_host_key(target: SSHTarget, key_type: str, key_blob: bytes) -> None:
+def verify_host_key(target: HostKeyTarget, key_type: str, key_blob: bytes) -> None:
     """Accept, save (``accept_new``) or refuse the key the server presented.
 
     Raises
@@ -251,7 +282,7 @@ def verify_host_key(target: SSHTarget, key_type: str, key_blob: bytes) -> None:
     )
 
 
-def preferred_key_types(target: SSHTarget, offered: Sequence[str]) -> list[str]:
+def preferred_key_types(target: HostKeyTarget, offered: Sequence[str]) -> list[str]:
     """Put the host key types known_hosts holds first, as OpenSSH does."""
     try:
         text = target.known_hosts.read_text()

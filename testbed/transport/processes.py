@@ -17,10 +17,9 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
-if TYPE_CHECKING:
-    from testbed.transport.executor import Background
+from testbed.transport.base import Background
 
 
 class ProcessError(RuntimeError):

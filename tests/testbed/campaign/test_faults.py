@@ -10,13 +10,8 @@ from typing import Any
 
 import pytest
 
-from testbed.campaign.faults import (
-    Fault,
-    FaultInjector,
-    NodeHandle,
-    loss_rules,
-    parse_faults,
-)
+from testbed.campaign.fault_injector import FaultInjector, NodeHandle, loss_rules
+from testbed.campaign.faults import Fault, parse_faults
 
 
 def test_faults_parse_with_defaults() -> None:
