@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
@@ -132,17 +129,3 @@ def build_manifest(
         "kernel": platform.release(),
         "host": platform.node(),
     }
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -10,7 +10,6 @@ temporaries renamed into place, so a crash leaves the previous version.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -37,16 +36,6 @@ FINISHED_STATUSES = ("ok", "failed", "timeout")
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:
     table.to_csv(path, index=False)
-
-
-def atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` through a temporary file renamed into place: a crash leaves
-    the previous version, never half a file."""
-    tmp = path.with_name(f".{path.name}.part")
-    write(tmp)
-    with tmp.open("rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def previous_runs(

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -50,7 +49,7 @@ from inventory.models import Host, Inventory, Network
 from testbed.commands import flower
 from testbed.campaign.model import Campaign
 from testbed.emulation.cluster import host_side_veth, node_namespace
-from testbed.campaign.manifest import build_manifest, write_json_atomic
+from testbed.campaign.manifest import build_manifest
 from testbed.campaign.app_bundle import (
     BundleError,
     flatten_config,
@@ -73,6 +72,7 @@ from testbed.transport.processes import (
     ProcessError,
     read_stamped_log,
     stop_all,
+    wait_for_port,
 )
 from testbed.campaign.sites import (
     NodeCapture,
@@ -84,7 +84,6 @@ from testbed.campaign.sites import (
 )
 from testbed.campaign.resume import (
     CampaignStopped,
-    atomically,
     check_free_space,
     previous_runs,
     set_aside,
@@ -97,6 +96,7 @@ from testbed.campaign.status import (
     write_status,
 )
 from testbed.campaign.topology import BIN_DIR, Topology, emulated_topology
+from testbed.transport.files import write_atomically, write_json_atomically
 
 Progress = Callable[[str], None]
 
@@ -159,24 +159,6 @@ def node_config_for(
     if clock_offset_ns:
         config[CLOCK_OFFSET_KEY] = clock_offset_ns
     return config
-
-
-def wait_for_port(
-    host: str, port: int, deadline_s: float, process: ManagedProcess
-) -> None:
-    """Wait until ``host:port`` accepts TCP connections or raise, naming the process."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        process.check_alive()
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise ProcessError(
-        f"{process.name} did not listen on {host}:{port} within {deadline_s:.0f} s; "
-        f"last lines of {process.log_path}:\n{process.log_tail()}"
-    )
 
 
 def _flwr(
@@ -984,11 +966,11 @@ def run_campaign(
 
     def save() -> None:
         phases = concat_phases([t.phases for t in tables])
-        atomically(out / "phases.parquet", lambda p: write_phases(phases, p))
+        write_atomically(out / "phases.parquet", lambda p: write_phases(phases, p))
         system = [t.system for t in tables if t.system is not None]
         if system:
             frame = pd.concat(system, ignore_index=True)
-            atomically(out / "system.parquet", lambda p: write_system(frame, p))
+            write_atomically(out / "system.parquet", lambda p: write_system(frame, p))
         for name, attr in (
             ("transfers.csv", "transfers"),
             ("bytes.csv", "bytes"),
@@ -997,10 +979,10 @@ def run_campaign(
             frames = [getattr(t, attr) for t in tables if len(getattr(t, attr))]
             if frames:
                 table = pd.concat(frames, ignore_index=True)
-                atomically(out / name, functools.partial(write_csv, table))
+                write_atomically(out / name, functools.partial(write_csv, table))
         manifest = build_manifest(campaign, inventory, outcomes, features)
         manifest["clocks"] = [c for t in tables for c in t.clocks]
-        write_json_atomic(manifest_path, manifest)
+        write_json_atomically(manifest_path, manifest)
 
     save()
     plans = plan_runs(campaign)

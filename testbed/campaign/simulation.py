@@ -25,7 +25,12 @@ from pathlib import Path
 
 from testbed.commands import flower
 from testbed.campaign.model import Campaign
-from testbed.transport.processes import ManagedProcess, ProcessError, stop_all
+from testbed.transport.processes import (
+    ManagedProcess,
+    ProcessError,
+    stop_all,
+    wait_for_port,
+)
 
 _ROUND = re.compile(r"\[ROUND (\d+)/(\d+)\]")
 _FINISHED = "Strategy execution finished"
@@ -68,7 +73,10 @@ class SimulationOutcome:
     superlink_port: int = 0
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+LOCALHOST = "127.0.0.1"
+
+
+def free_port(host: str = LOCALHOST) -> int:
     """A TCP port on ``host`` that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -76,69 +84,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def superlink_argv(
-    bin_dir: Path, port: int, control_port: int, health_port: int
-) -> list[str]:
-    """``flower-superlink --simulation`` on localhost, all three ports ours."""
-    return [
-        str(bin_dir / "flower-superlink"),
-        "--simulation",
-        "--insecure",
-        "--isolation",
-        "subprocess",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--control-api-address",
-        f"127.0.0.1:{control_port}",
-        "--health-server-address",
-        f"127.0.0.1:{health_port}",
-        "--disable-runtime-dependency-installation",
-    ]
-
-
-def federation_config(num_supernodes: int, client_cpus: int) -> str:
-    """The ``--federation-config`` value: simulated SuperNodes and CPUs per client."""
-    return f"num-supernodes={num_supernodes} client-resources-num-cpus={client_cpus}"
-
-
-def flwr_run_argv(
-    bin_dir: Path, app: Path, run_config_file: Path, federation: str
-) -> list[str]:
-    """``flwr run APP flowerbed --run-config FILE --federation-config ... --stream``."""
-    return [
-        str(bin_dir / "flwr"),
-        "run",
-        str(app),
-        flower.CONNECTION_NAME,
-        "--run-config",
-        str(run_config_file),
-        "--federation-config",
-        federation,
-        "--stream",
-    ]
-
-
 def rounds_in_log(text: str) -> tuple[int, int, bool]:
     """(last round started, rounds planned, strategy finished) from a streamed log."""
     rounds = [(int(a), int(b)) for a, b in _ROUND.findall(text)]
     last, planned = rounds[-1] if rounds else (0, 0)
     return last, planned, _FINISHED in text
-
-
-def _wait_for_port(port: int, deadline_s: float, superlink: ManagedProcess) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        superlink.check_alive()
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(_POLL_S)
-    raise ProcessError(
-        f"simulation SuperLink did not listen on 127.0.0.1:{port} within"
-        f" {deadline_s:.0f} s; see {superlink.log_path}"
-    )
 
 
 def _outcome(
@@ -186,13 +136,20 @@ def run_simulation(
     home.mkdir(parents=True, exist_ok=True)
     env = flower.flower_env(home, bin_dir=bin_dir)
     port, control_port, health_port = free_port(), free_port(), free_port()
-    (home / "config.toml").write_text(flower.connection_toml(f"127.0.0.1:{port}"))
+    (home / "config.toml").write_text(flower.connection_toml(f"{LOCALHOST}:{port}"))
     run_config = out_dir / "run_config.toml"
     run_config.write_text(flower.run_config_toml(dict(spec.run_config)))
     started = time.monotonic()
     superlink = ManagedProcess(
         "simulation-superlink",
-        superlink_argv(bin_dir, port, control_port, health_port),
+        flower.superlink_argv(
+            bin_dir,
+            LOCALHOST,
+            port,
+            simulation=True,
+            control_api_address=f"{LOCALHOST}:{control_port}",
+            health_server_address=f"{LOCALHOST}:{health_port}",
+        ),
         out_dir / "superlink.log",
         env=env,
         cwd=home,
@@ -200,7 +157,7 @@ def run_simulation(
     run: ManagedProcess | None = None
     try:
         try:
-            _wait_for_port(port, 30.0, superlink)
+            wait_for_port(LOCALHOST, port, 30.0, superlink)
         except ProcessError as err:
             return SimulationOutcome(
                 "failed",
@@ -213,11 +170,12 @@ def run_simulation(
             )
         run = ManagedProcess(
             "flwr-run",
-            flwr_run_argv(
+            flower.flwr_run_argv(
                 bin_dir,
                 spec.app.resolve(),
                 run_config.resolve(),
-                federation_config(spec.num_supernodes, spec.client_cpus),
+                flower.federation_config(spec.num_supernodes, spec.client_cpus),
+                stream=True,
             ),
             out_dir / "run.log",
             env=env,

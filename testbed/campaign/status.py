@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from testbed.transport.files import write_text_atomically
+
 STATUS_FILE = "status.json"
 
 
@@ -69,9 +71,7 @@ def write_status(folder: Path, status: CampaignStatus) -> CampaignStatus:
     """Stamp ``status`` with now and write it atomically; return the stamped one."""
     status = replace(status, updated_ns=time.time_ns())
     path = folder / STATUS_FILE
-    tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}")
-    tmp.write_text(json.dumps(status.to_json(), indent=2))
-    tmp.replace(path)
+    write_text_atomically(path, json.dumps(status.to_json(), indent=2))
     return status
 
 

@@ -66,10 +66,25 @@ def superlink_argv(
     database: Path | None = None,
     tls: Tls | None = None,
     supernode_auth: bool = False,
+    *,
+    simulation: bool = False,
+    control_api_address: str | None = None,
+    health_server_address: str | None = None,
 ) -> list[str]:
-    """``flower-superlink`` on ``host:port`` (the server's address on a network)."""
+    """``flower-superlink`` on ``host:port`` (the server's address on a network).
+
+    ``simulation`` runs Flower's simulation runtime in it (ClientApps in
+    subprocesses); the two addresses move its Control API and health server
+    off their default ports, so several SuperLinks can share a host.
+    """
     argv = [str(bin_dir / "flower-superlink"), "--host", host, "--port", str(port)]
     argv += ["--disable-runtime-dependency-installation"]
+    if simulation:
+        argv += ["--simulation", "--isolation", "subprocess"]
+    if control_api_address is not None:
+        argv += ["--control-api-address", control_api_address]
+    if health_server_address is not None:
+        argv += ["--health-server-address", health_server_address]
     if database is not None:
         argv += ["--database", str(database)]
     if tls is None:
@@ -168,18 +183,29 @@ def _toml_string(text: str) -> str:
     return f'"{escaped}"'
 
 
-def flwr_run_argv(bin_dir: Path, app_dir: Path, run_config_file: Path) -> list[str]:
-    """``flwr run APP CONNECTION --run-config FILE --format json``."""
-    return [
-        str(bin_dir / "flwr"),
-        "run",
-        str(app_dir),
-        CONNECTION_NAME,
-        "--run-config",
-        str(run_config_file),
-        "--format",
-        "json",
-    ]
+def flwr_run_argv(
+    bin_dir: Path,
+    app_dir: Path,
+    run_config_file: Path,
+    federation_config: str | None = None,
+    stream: bool = False,
+) -> list[str]:
+    """``flwr run APP CONNECTION --run-config FILE``, then ``--format json`` (it
+    returns the run id), or ``--stream`` (it follows the run's log to its end).
+
+    ``federation_config`` is a simulation's ``--federation-config`` value, see
+    :func:`federation_config`.
+    """
+    argv = [str(bin_dir / "flwr"), "run", str(app_dir), CONNECTION_NAME]
+    argv += ["--run-config", str(run_config_file)]
+    if federation_config is not None:
+        argv += ["--federation-config", federation_config]
+    return argv + (["--stream"] if stream else ["--format", "json"])
+
+
+def federation_config(num_supernodes: int, client_cpus: int) -> str:
+    """The ``--federation-config`` value: simulated SuperNodes and CPUs per client."""
+    return f"num-supernodes={num_supernodes} client-resources-num-cpus={client_cpus}"
 
 
 def flwr_ls_argv(bin_dir: Path, run_id: int | None = None) -> list[str]:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from inventory.models import Inventory
 from testbed.transport.executor import Executor, LocalExecutor, NetnsExecutor
+from testbed.transport.files import write_text_atomically
 
 SSHD = "/usr/sbin/sshd"
 STATE_ROOT = Path("/var/lib/flowerbed/emulated")
@@ -171,14 +172,6 @@ def _pid(node: NodeSSH) -> int | None:
     return pid
 
 
-def _write(path: Path, text: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    tmp.replace(path)
-
-
 def ssh_up(
     inventory: Inventory,
     namespaces: dict[str, str],
@@ -198,20 +191,20 @@ def ssh_up(
     plan = plan_ssh(inventory, namespaces)
     _keygen(plan.user_key, f"flowerbed-{inventory.name}", host)
     public = plan.user_key.with_name(plan.user_key.name + ".pub").read_text()
-    _write(plan.authorized_keys, public, 0o600)
+    write_text_atomically(plan.authorized_keys, public, 0o600)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation
     entries = {}
     for node in plan.nodes:
         _keygen(node.host_key, f"{node.host}@{inventory.name}", host)
         config = sshd_config(node, plan.authorized_keys)
         changed = not node.config.exists() or node.config.read_text() != config
-        _write(node.config, config, 0o600)
+        write_text_atomically(node.config, config, 0o600)
         _start_sshd(node, changed, host)
         host_public = node.host_key.with_name(node.host_key.name + ".pub").read_text()
         line = known_hosts_line(node.address, node.port, host_public)
         entries[line.split()[0]] = line
     existing = plan.known_hosts.read_text() if plan.known_hosts.exists() else ""
-    _write(plan.known_hosts, merge_known_hosts(existing, entries), 0o644)
+    write_text_atomically(plan.known_hosts, merge_known_hosts(existing, entries), 0o644)
     return plan
 
 

@@ -9,7 +9,6 @@ implementation.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from testbed.transport.base import (
     CommandError,
     Executor,
 )
+from testbed.transport.files import copy_atomically
 from testbed.transport.processes import ManagedProcess
 
 __all__ = [
@@ -88,20 +88,11 @@ class LocalExecutor:
 
     def put(self, local: Path, remote: str, mode: int | None = None) -> None:
         """Copy ``local`` to ``remote`` on this machine (atomically, via rename)."""
-        _copy_atomic(local, Path(remote), mode)
+        copy_atomically(local, Path(remote), mode)
 
     def get(self, remote: str, local: Path) -> None:
         """Copy ``remote`` on this machine to ``local``."""
-        _copy_atomic(Path(remote), local, None)
-
-
-def _copy_atomic(src: Path, dst: Path, mode: int | None) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.part")
-    shutil.copyfile(src, tmp)
-    if mode is not None:
-        tmp.chmod(mode)
-    tmp.replace(dst)
+        copy_atomically(Path(remote), local)
 
 
 class NetnsExecutor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -153,3 +154,21 @@ def read_stamped_log(path: Path) -> list[tuple[int, str]]:
         if stamp.isdigit():
             out.append((int(stamp), text))
     return out
+
+
+def wait_for_port(
+    host: str, port: int, deadline_s: float, process: ManagedProcess
+) -> None:
+    """Wait until ``host:port`` accepts TCP connections or raise, naming the process."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        process.check_alive()
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise ProcessError(
+        f"{process.name} did not listen on {host}:{port} within {deadline_s:.0f} s; "
+        f"last lines of {process.log_path}:\n{process.log_tail()}"
+    )

@@ -16,33 +16,10 @@ from testbed.campaign.simulation import (
     SimulationOutcome,
     SimulationSpec,
     campaign_run_config,
-    federation_config,
-    flwr_run_argv,
     rounds_in_log,
     run_simulated_campaign,
     run_simulation,
-    superlink_argv,
 )
-
-BIN = Path("/venv/bin")
-
-
-def test_superlink_is_a_private_simulation_superlink() -> None:
-    argv = superlink_argv(BIN, 41001, 41002, 41003)
-    assert argv[0] == "/venv/bin/flower-superlink"
-    assert "--simulation" in argv and "--insecure" in argv
-    assert argv[argv.index("--port") + 1] == "41001"
-    assert argv[argv.index("--control-api-address") + 1] == "127.0.0.1:41002"
-    assert argv[argv.index("--health-server-address") + 1] == "127.0.0.1:41003"
-
-
-def test_flwr_run_names_the_federation_config_and_streams() -> None:
-    fed = federation_config(5, 1)
-    assert fed == "num-supernodes=5 client-resources-num-cpus=1"
-    argv = flwr_run_argv(BIN, Path("/app"), Path("/rc.toml"), fed)
-    assert argv[:4] == ["/venv/bin/flwr", "run", "/app", "flowerbed"]
-    assert argv[argv.index("--federation-config") + 1] == fed
-    assert argv[-1] == "--stream"
 
 
 def test_rounds_are_read_from_the_stream() -> None:

@@ -151,3 +151,29 @@ def test_flower_env_sets_the_switches() -> None:
     assert env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] == "1"
     assert env["FLWR_TELEMETRY_ENABLED"] == "0"
     assert env["PATH"].endswith(":/bin")
+
+
+def test_superlink_is_a_private_simulation_superlink() -> None:
+    argv = flower.superlink_argv(
+        BIN,
+        "127.0.0.1",
+        41001,
+        simulation=True,
+        control_api_address="127.0.0.1:41002",
+        health_server_address="127.0.0.1:41003",
+    )
+    assert argv[0] == "/venv/bin/flower-superlink"
+    assert "--simulation" in argv and "--insecure" in argv
+    assert argv[argv.index("--isolation") + 1] == "subprocess"
+    assert argv[argv.index("--port") + 1] == "41001"
+    assert argv[argv.index("--control-api-address") + 1] == "127.0.0.1:41002"
+    assert argv[argv.index("--health-server-address") + 1] == "127.0.0.1:41003"
+
+
+def test_flwr_run_names_the_federation_config_and_streams() -> None:
+    fed = flower.federation_config(5, 1)
+    assert fed == "num-supernodes=5 client-resources-num-cpus=1"
+    argv = flower.flwr_run_argv(BIN, Path("/app"), Path("/rc.toml"), fed, stream=True)
+    assert argv[:4] == ["/venv/bin/flwr", "run", "/app", "flowerbed"]
+    assert argv[argv.index("--federation-config") + 1] == fed
+    assert argv[-1] == "--stream" and "--format" not in argv

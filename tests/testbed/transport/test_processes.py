@@ -1,4 +1,6 @@
 import os
+import socket
+import sys
 import time
 from pathlib import Path
 
@@ -9,6 +11,7 @@ from testbed.transport.processes import (
     ProcessError,
     read_stamped_log,
     stop_all,
+    wait_for_port,
 )
 
 
@@ -72,3 +75,34 @@ def test_missing_program_is_a_clear_error(tmp_path: Path) -> None:
         ProcessError, match="cannot start /nonexistent/flower-superlink"
     ):
         ManagedProcess("link", ["/nonexistent/flower-superlink"], tmp_path / "x.log")
+
+
+def test_wait_for_port_returns_once_the_process_listens(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    listener = (
+        "import socket, time; s = socket.socket(); time.sleep(0.3); "
+        f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(30)"
+    )
+    proc = ManagedProcess("listener", [sys.executable, "-c", listener], tmp_path / "l")
+    try:
+        wait_for_port("127.0.0.1", port, 10.0, proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
+    finally:
+        stop_all([proc], grace_s=1.0)
+
+
+def test_wait_for_port_names_a_process_that_never_listens(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = ManagedProcess(
+        "mute", ["sh", "-c", "echo starting; sleep 30"], tmp_path / "m"
+    )
+    try:
+        with pytest.raises(ProcessError, match=rf"mute did not listen on .*:{port}"):
+            wait_for_port("127.0.0.1", port, 0.6, proc)
+    finally:
+        stop_all([proc], grace_s=1.0)
