@@ -9,7 +9,7 @@ from pathlib import Path
 
 from inventory.loader import load_inventory
 from inventory.models import Inventory
-from testbed.emulation import cluster as emulated
+from testbed.emulation.apply import cluster_down, cluster_up
 from testbed.emulation.sshd import forget_state
 
 
@@ -63,10 +63,10 @@ def bench_cluster(
     )
     inventory = load_inventory(path)
     try:
-        emulated.cluster_up(inventory)
+        cluster_up(inventory)
         yield inventory
     finally:
-        emulated.cluster_down(inventory)
+        cluster_down(inventory)
         forget_state(inventory)
 
 

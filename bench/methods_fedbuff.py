@@ -26,7 +26,7 @@ from typing import Any
 from bench._cluster import bench_cluster
 from instrumentation.events import read_events
 from inventory.models import Inventory
-from testbed.emulation import cluster as emulated
+from testbed.emulation.naming import node_namespace
 from testbed.commands import shaping
 from testbed.campaign.model import load_campaign
 from testbed.campaign.runner import run_campaign
@@ -56,7 +56,7 @@ class Curve:
 
 def slow_uplink(inventory: Inventory, host: str, rate_mbit: float) -> None:
     """Re-shape ``host``'s uplink on every network to ``rate_mbit`` (HTB class)."""
-    namespace = emulated.node_namespace(inventory, host)
+    namespace = node_namespace(inventory, host)
     for client in inventory.clients:
         if client.name != host:
             continue

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from inventory.loader import load_inventory
 from inventory.models import Inventory
-from testbed.emulation import cluster as emulated
+from testbed.emulation.apply import cluster_down, cluster_up
 from testbed.lab.check import CheckOptions, check_inventory
 from testbed.emulation.sshd import forget_state
 from testbed.transport.executor import LocalExecutor
@@ -64,7 +64,7 @@ def measure(size: int, folder: Path) -> tuple[float, float, float]:
     path = folder / "inventory.yaml"
     path.write_text(inventory_yaml(size, folder))
     inventory: Inventory = load_inventory(path)
-    emulated.cluster_up(inventory)
+    cluster_up(inventory)
     try:
         executors: dict[str, object] = {inventory.server.name: LocalExecutor}
         executors.update(ssh_connectors(inventory))
@@ -89,7 +89,7 @@ def measure(size: int, folder: Path) -> tuple[float, float, float]:
                 raise SystemExit(f"provision failed for {size} nodes: {result}")
         return check_s, times[0], times[1]
     finally:
-        emulated.cluster_down(inventory)
+        cluster_down(inventory)
         forget_state(inventory)
 
 

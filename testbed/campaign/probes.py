@@ -19,7 +19,7 @@ from pathlib import Path
 
 from instrumentation.clock import serve_argv
 from inventory.models import Inventory, Network
-from testbed.emulation.cluster import bridge_name
+from testbed.emulation.naming import bridge_name
 from testbed.transport.processes import ManagedProcess, ProcessError
 
 PYTHON = sys.executable

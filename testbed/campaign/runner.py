@@ -48,7 +48,7 @@ from instrumentation.supernode_log import supernode_log_events
 from inventory.models import Host, Inventory, Network
 from testbed.commands import flower
 from testbed.campaign.model import Campaign
-from testbed.emulation.cluster import host_side_veth, node_namespace
+from testbed.emulation.naming import host_side_veth, node_namespace
 from testbed.campaign.manifest import build_manifest
 from testbed.campaign.app_bundle import (
     BundleError,

@@ -82,7 +82,7 @@ class NodeSite:
 
 def netns_site(inventory: Inventory, host: Host, bin_dir: Path) -> NodeSite:
     """A client of the emulated cluster reached through its namespace."""
-    from testbed.emulation.cluster import node_namespace
+    from testbed.emulation.naming import node_namespace
 
     return NodeSite(
         host=host,

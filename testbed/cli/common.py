@@ -1,4 +1,4 @@
-"""Pieces every ``flowerbed`` sub-command shares: formats, failing, JSON output."""
+"""What every ``flowerbed`` sub-command shares: options, failing, inventories, JSON."""
 
 from __future__ import annotations
 
@@ -45,3 +45,23 @@ def jsonable(value: Any) -> Any:
 
 def first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
+
+
+AcceptNewOpt = Annotated[
+    bool,
+    typer.Option(
+        "--accept-new",
+        help="Trust an unknown SSH host key on first use and save it to the "
+        "inventory's known_hosts (a changed key is still refused).",
+    ),
+]
+
+
+def load_inventory_or_fail(path: Path, networks: list[str] | None = None) -> Any:
+    """The inventory at ``path``; a validation error exits with code 2."""
+    from inventory.loader import InventoryError, load_inventory
+
+    try:
+        return load_inventory(path, networks=networks)
+    except InventoryError as err:
+        fail(str(err), 2)

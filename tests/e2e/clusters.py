@@ -8,8 +8,8 @@ from pathlib import Path
 
 from inventory.loader import load_inventory
 from inventory.models import Inventory
-from testbed.emulation import cluster as emulated
-from testbed.emulation.cluster import ClusterState
+from testbed.emulation.apply import cluster_down, cluster_up
+from testbed.emulation.plan import ClusterState
 from testbed.emulation.sshd import forget_state
 
 
@@ -23,7 +23,7 @@ def emulated_cluster(
     path.write_text(inventory_yaml)
     inventory = load_inventory(path)
     try:
-        yield inventory, emulated.cluster_up(inventory, ssh=ssh)
+        yield inventory, cluster_up(inventory, ssh=ssh)
     finally:
-        emulated.cluster_down(inventory)
+        cluster_down(inventory)
         forget_state(inventory)

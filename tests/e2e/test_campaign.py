@@ -16,7 +16,7 @@ from analysis.phases import RunInfo, phases_from_events
 from analysis.report import build_report
 from instrumentation.events import read_events
 from inventory.models import Inventory
-from testbed.emulation import cluster as emulated
+from testbed.emulation.status import cluster_status, manifest_features
 from testbed.campaign.model import load_campaign
 from testbed.campaign.runner import run_campaign
 from tests.e2e.clusters import emulated_cluster
@@ -123,7 +123,7 @@ def demo_results(cluster: Inventory, tmp_path_factory: pytest.TempPathFactory) -
         cluster,
         out,
         progress=print,
-        features=emulated.manifest_features(emulated.cluster_status(cluster)),
+        features=manifest_features(cluster_status(cluster)),
     )
     assert [o.status for o in outcomes] == ["ok", "ok", "ok"], [
         o.reason for o in outcomes

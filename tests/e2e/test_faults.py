@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from inventory.models import Inventory
-from testbed.emulation import cluster as emulated
+from testbed.emulation.naming import host_side_veth
 from testbed.campaign.model import load_campaign
 from testbed.campaign.leftovers import local_leftovers
 from testbed.campaign.runner import run_campaign
@@ -144,7 +144,7 @@ def test_a_link_cut_for_10_s_mid_uplink_never_hangs(
     assert list(actions.kind) == ["fault_injected", "fault_undone"]
     assert set(actions.cause) == {"cut-link"}
     assert local_leftovers(out) == {}
-    link = emulated.host_side_veth(cluster, "n2", "5g")
+    link = host_side_veth(cluster, "n2", "5g")
     state = subprocess.run(
         ["ip", "-j", "link", "show", "dev", link], capture_output=True, text=True
     )

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from inventory.models import Inventory
-from testbed.emulation import cluster as emulated
+from testbed.emulation.naming import node_namespace
 from testbed.emulation.sshd import state_dir
 from tests.e2e.clusters import emulated_cluster
 
@@ -194,7 +194,7 @@ def test_key_interface_and_route_failures_are_per_host_rows(
             },
         )
     )
-    pi3 = emulated.node_namespace(inventory, "pi3")
+    pi3 = node_namespace(inventory, "pi3")
     detour = ["10.233.1.1/32", "dev", "wwan0"]  # ethernet's server via the 5G link
     subprocess.run(["ip", "-n", pi3, "route", "add", *detour], check=True)
     try:

@@ -1,4 +1,4 @@
-"""testbed.lab.access: the cluster commands' imports stay light."""
+"""The CLI and the cluster commands' modules import no torch: start-up stays fast."""
 
 from __future__ import annotations
 
@@ -14,9 +14,14 @@ LIGHT = (
     "testbed.lab.access",
     "testbed.lab.provision",
     "testbed.lab.check",
-    "testbed.emulation.cluster",
+    "testbed.emulation.apply",
+    "testbed.emulation.status",
     "testbed.campaign.status",
     "testbed.cli",
+    "testbed.cli.inventory",
+    "testbed.cli.cluster",
+    "testbed.cli.campaign",
+    "testbed.cli.report",
 )
 
 

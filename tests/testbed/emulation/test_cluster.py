@@ -16,8 +16,16 @@ from pathlib import Path
 import pytest
 
 from inventory.models import Host, Interface, Inventory, LinkProfile, Network
-from testbed.emulation import cluster as emulated
-from testbed.emulation.cluster import ClusterUpError, PlanError
+from testbed.emulation.apply import cluster_down, cluster_up, host_firewall_problems
+from testbed.emulation.errors import (
+    ClusterUpError,
+    PlanError,
+    RootRequiredError,
+    require_root,
+)
+from testbed.emulation.naming import host_side_veth, node_namespace
+from testbed.emulation.plan import ClusterState, feature_uses, plan_cluster
+from testbed.emulation.status import cluster_status, describe_status, manifest_features
 from testbed.emulation.sshd import forget_state, plan_ssh, sshd_state
 from testbed.transport.executor import (
     Background,
@@ -90,9 +98,9 @@ def make_inventory(
 def test_plan_names_are_deterministic_short_and_ours() -> None:
     inv = make_inventory("emu")
 
-    plan = emulated.plan_cluster(inv)
+    plan = plan_cluster(inv)
 
-    assert plan == emulated.plan_cluster(make_inventory("emu"))
+    assert plan == plan_cluster(make_inventory("emu"))
     assert plan.namespaces == ("fb-emu-pi1", "fb-emu-pi2")
     names = [*plan.bridge_names, *plan.host_side_veths]
     assert len(set(names)) == len(names) == 3 + 5
@@ -100,7 +108,7 @@ def test_plan_names_are_deterministic_short_and_ours() -> None:
         assert bridge.startswith("fbb") and len(bridge) <= 15
     for veth in plan.host_side_veths:
         assert veth.startswith("fbv") and len(veth) <= 15
-    other = emulated.plan_cluster(make_inventory("emu2"))
+    other = plan_cluster(make_inventory("emu2"))
     assert set(other.bridge_names).isdisjoint(plan.bridge_names)
     assert set(other.host_side_veths).isdisjoint(plan.host_side_veths)
     assert plan.names()[plan.bridge_names[0]] == "bridge of network ethernet"
@@ -109,13 +117,13 @@ def test_plan_names_are_deterministic_short_and_ours() -> None:
 def test_plan_links_addresses_and_shaping() -> None:
     inv = make_inventory("emu")
 
-    plan = emulated.plan_cluster(inv)
+    plan = plan_cluster(inv)
 
     cell = plan.link("pi1", "cell")
     assert cell.node_ifname == "wwan0"
     assert cell.address == ipaddress.IPv4Interface("10.250.2.11/24")
-    assert cell.host_side == emulated.host_side_veth(inv, "pi1", "cell")
-    assert cell.namespace == emulated.node_namespace(inv, "pi1")
+    assert cell.host_side == host_side_veth(inv, "pi1", "cell")
+    assert cell.namespace == node_namespace(inv, "pi1")
     assert cell.downlink is not None and cell.uplink is not None
     assert (cell.downlink.device, cell.downlink.namespace) == (cell.host_side, None)
     assert cell.downlink.rate_mbit == 24
@@ -135,7 +143,7 @@ def test_plan_links_addresses_and_shaping() -> None:
 def test_plan_loss_rules_live_in_node_namespaces() -> None:
     inv = make_inventory("emu", cell=LOSSY)
 
-    plan = emulated.plan_cluster(inv, loss_mode="nth")
+    plan = plan_cluster(inv, loss_mode="nth")
 
     rules = plan.loss_rules
     assert [(ns, r.chain, r.ifname, r.every) for ns, r in rules] == [
@@ -190,22 +198,22 @@ def test_plan_rejects_unbuildable_inventories(mutate: object, message: str) -> N
     inv = mutate(make_inventory("emu"))  # type: ignore[operator]
 
     with pytest.raises(PlanError, match=message) as info:
-        emulated.plan_cluster(inv)
+        plan_cluster(inv)
     assert "/tmp/test-inventory.yaml" in str(info.value)
 
 
 def test_helpers_reject_unknown_hosts_and_networks() -> None:
     inv = make_inventory("emu")
     with pytest.raises(KeyError):
-        emulated.node_namespace(inv, "server")
+        node_namespace(inv, "server")
     with pytest.raises(KeyError, match="unknown network"):
-        emulated.host_side_veth(inv, "pi1", "wifi")
+        host_side_veth(inv, "pi1", "wifi")
 
 
 def test_require_root_says_what_and_how(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(emulated.RootRequiredError) as info:
-        emulated.require_root("flowerbed cluster up")
+    with pytest.raises(RootRequiredError) as info:
+        require_root("flowerbed cluster up")
     text = str(info.value)
     assert "namespaces" in text and "tc" in text and "iptables" in text
     assert "sudo .venv/bin/flowerbed cluster up INVENTORY" in text
@@ -213,14 +221,14 @@ def test_require_root_says_what_and_how(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_manifest_says_delay_is_not_emulated_and_why() -> None:
     inv = make_inventory("emu")
-    plan = emulated.plan_cluster(inv)
+    plan = plan_cluster(inv)
     features = EmulationFeatures(
         True, True, False, False, {"delay": "tc netem unavailable: Error: unknown"}
     )
-    uses = emulated._feature_uses(inv, features, "htb", "random")
-    state = emulated.ClusterState(plan, features, uses)
+    uses = feature_uses(inv, features, "htb", "random")
+    state = ClusterState(plan, features, uses)
 
-    manifest = emulated.manifest_features(state)
+    manifest = manifest_features(state)
 
     assert manifest["delay"] == {
         "requested": True,
@@ -313,14 +321,14 @@ def iperf_mbit(namespace: str, server: str, reverse: bool, seconds: int = 4) -> 
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[tuple[Inventory, emulated.ClusterState]]:
+def cluster() -> Iterator[tuple[Inventory, ClusterState]]:
     if os.geteuid() != 0:
         pytest.skip("needs root for namespaces and tc")
     inv = make_inventory()
     try:
-        yield inv, emulated.cluster_up(inv)
+        yield inv, cluster_up(inv)
     finally:
-        emulated.cluster_down(inv)
+        cluster_down(inv)
         forget_state(inv)
 
 
@@ -328,7 +336,7 @@ class TestUpCluster:
     pytestmark = needs_root
 
     def test_pieces_exist_with_addresses(
-        self, cluster: tuple[Inventory, emulated.ClusterState]
+        self, cluster: tuple[Inventory, ClusterState]
     ) -> None:
         inv, state = cluster
         plan = state.plan
@@ -346,18 +354,18 @@ class TestUpCluster:
             ("wwan0", "10.250.2.11/24"),
             ("mgmt0", "10.250.0.11/24"),
         }
-        status = emulated.cluster_status(inv)
-        assert status.is_up, emulated.describe_status(status)
+        status = cluster_status(inv)
+        assert status.is_up, describe_status(status)
         sshd = {node.host: node.sshd for node in status.nodes}
         assert sshd["pi1"].startswith("listening on 10.250.0.11:22 (pid "), sshd
-        assert "    sshd: listening on" in emulated.describe_status(status)
+        assert "    sshd: listening on" in describe_status(status)
 
     def test_nodes_reach_the_server_on_their_networks_only(
-        self, cluster: tuple[Inventory, emulated.ClusterState]
+        self, cluster: tuple[Inventory, ClusterState]
     ) -> None:
         inv, _ = cluster
-        pi1 = emulated.node_namespace(inv, "pi1")
-        pi2 = emulated.node_namespace(inv, "pi2")
+        pi1 = node_namespace(inv, "pi1")
+        pi2 = node_namespace(inv, "pi2")
         for address in ("10.250.1.1", "10.250.2.1", "10.250.0.1"):
             assert ping(pi1, address)["received"] == 3, address
         assert ping(pi2, "10.250.1.1")["received"] == 3
@@ -366,31 +374,31 @@ class TestUpCluster:
         assert unreachable["received"] == 0
 
     def test_installed_rates_match_the_profile(
-        self, cluster: tuple[Inventory, emulated.ClusterState]
+        self, cluster: tuple[Inventory, ClusterState]
     ) -> None:
         inv, _ = cluster
-        host_side = emulated.host_side_veth(inv, "pi1", "cell")
+        host_side = host_side_veth(inv, "pi1", "cell")
         down = _run(["tc", "class", "show", "dev", host_side]).stdout
         up = _run(
-            ["ip", "netns", "exec", emulated.node_namespace(inv, "pi1"),
+            ["ip", "netns", "exec", node_namespace(inv, "pi1"),
              "tc", "class", "show", "dev", "wwan0"]
         ).stdout  # fmt: skip
         assert "rate 24Mbit ceil 24Mbit" in down
         assert "rate 8Mbit ceil 8Mbit" in up
-        status = emulated.cluster_status(inv)
+        status = cluster_status(inv)
         link = next(lk for lk in status.nodes[0].links if lk.network == "cell")
         assert link.downlink is not None and link.uplink is not None
         assert link.downlink.installed_rate_bit == 24_000_000
         assert link.uplink.installed_rate_bit == 8_000_000
-        mgmt = _run(["tc", "qdisc", "show", "dev", emulated.host_side_veth(
+        mgmt = _run(["tc", "qdisc", "show", "dev", host_side_veth(
             inv, "pi1", "mgmt")]).stdout  # fmt: skip
         assert "htb" not in mgmt and "tbf" not in mgmt  # management is unshaped
 
     def test_transfers_run_at_the_shaped_rate_both_ways(
-        self, cluster: tuple[Inventory, emulated.ClusterState]
+        self, cluster: tuple[Inventory, ClusterState]
     ) -> None:
         inv, _ = cluster
-        pi1 = emulated.node_namespace(inv, "pi1")
+        pi1 = node_namespace(inv, "pi1")
 
         uplink = iperf_mbit(pi1, "10.250.2.1", reverse=False)
         downlink = iperf_mbit(pi1, "10.250.2.1", reverse=True)
@@ -399,32 +407,32 @@ class TestUpCluster:
         assert downlink == pytest.approx(24, rel=0.15)
 
     def test_delay_is_reported_honestly(
-        self, cluster: tuple[Inventory, emulated.ClusterState]
+        self, cluster: tuple[Inventory, ClusterState]
     ) -> None:
         inv, state = cluster
-        status = emulated.cluster_status(inv)
-        delay = emulated.manifest_features(status)["delay"]
+        status = cluster_status(inv)
+        delay = manifest_features(status)["delay"]
         assert delay["requested"] is True and delay["networks"] == ["cell"]
         assert delay["active"] is state.features.delay
         if not state.features.delay:
             assert "netem" in delay["detail"]
-            assert emulated.manifest_features(state)["delay"]["active"] is False
+            assert manifest_features(state)["delay"]["active"] is False
 
     def test_up_twice_is_safe_and_converges(
-        self, cluster: tuple[Inventory, emulated.ClusterState]
+        self, cluster: tuple[Inventory, ClusterState]
     ) -> None:
         inv, _ = cluster
-        pi1 = emulated.node_namespace(inv, "pi1")
+        pi1 = node_namespace(inv, "pi1")
         # drift: an extra address on a node interface, the wrong rate on a veth
         _run(["ip", "-n", pi1, "addr", "add", "10.250.1.99/24", "dev", "eth0"])
-        host_side = emulated.host_side_veth(inv, "pi1", "cell")
+        host_side = host_side_veth(inv, "pi1", "cell")
         _run(["tc", "class", "replace", "dev", host_side, "parent", "1:",
               "classid", "1:10", "htb", "rate", "1mbit"])  # fmt: skip
 
-        emulated.cluster_up(inv)
+        cluster_up(inv)
 
-        status = emulated.cluster_status(inv)
-        assert status.is_up, emulated.describe_status(status)
+        status = cluster_status(inv)
+        assert status.is_up, describe_status(status)
         eth0 = next(lk for lk in status.nodes[0].links if lk.network == "ethernet")
         assert eth0.addresses == ("10.250.1.11/24",)
         cell = next(lk for lk in status.nodes[0].links if lk.network == "cell")
@@ -442,15 +450,15 @@ def scratch() -> Iterator[Inventory]:
     try:
         yield inv
     finally:
-        emulated.cluster_down(inv)
+        cluster_down(inv)
         forget_state(inv)
 
 
 @pytest.mark.root
 def test_nth_loss_drops_exactly_the_expected_pings(scratch: Inventory) -> None:
     inv = make_inventory(scratch.name, cell=LOSSY, management=False, second=251)
-    emulated.cluster_up(inv, loss_mode="nth")
-    pi1 = emulated.node_namespace(inv, "pi1")
+    cluster_up(inv, loss_mode="nth")
+    pi1 = node_namespace(inv, "pi1")
 
     counts = ping(pi1, "10.251.2.1", count=32)
 
@@ -460,8 +468,8 @@ def test_nth_loss_drops_exactly_the_expected_pings(scratch: Inventory) -> None:
     assert counts["send_errors"] == 8
     assert counts["received"] == 18
     assert ping(pi1, "10.251.1.1", count=8)["received"] == 8  # ethernet: no loss
-    status = emulated.cluster_status(inv)
-    assert emulated.manifest_features(status)["loss"]["active"] is True
+    status = cluster_status(inv)
+    assert manifest_features(status)["loss"]["active"] is True
 
 
 class _InjectFault:
@@ -507,11 +515,11 @@ class _InjectFault:
 @pytest.mark.root
 def test_down_after_a_failed_up_leaves_nothing_of_ours(scratch: Inventory) -> None:
     inv = scratch
-    plan = emulated.plan_cluster(inv)
-    bad = _InjectFault(emulated.host_side_veth(inv, "pi2", "ethernet"))
+    plan = plan_cluster(inv)
+    bad = _InjectFault(host_side_veth(inv, "pi2", "ethernet"))
 
     with pytest.raises(ClusterUpError) as info:
-        emulated.cluster_up(inv, executor=bad)
+        cluster_up(inv, executor=bad)
 
     message = str(info.value)
     assert info.value.node == "pi2" and info.value.network == "ethernet"
@@ -519,12 +527,12 @@ def test_down_after_a_failed_up_leaves_nothing_of_ours(scratch: Inventory) -> No
     assert f"flowerbed cluster down {inv.path}" in message
     assert set(plan.namespaces) <= _namespaces()  # half built, as the error says
 
-    emulated.cluster_down(inv)
+    cluster_down(inv)
 
     assert not set(plan.namespaces) & _namespaces()
     ours = set(plan.bridge_names) | set(plan.host_side_veths)
     assert not ours & _links()
-    assert emulated.cluster_status(inv).is_down
+    assert cluster_status(inv).is_down
 
 
 @pytest.mark.root
@@ -535,19 +543,19 @@ def test_down_touches_nothing_else(scratch: Inventory) -> None:
     _run(["ip", "netns", "add", other_ns])
     _run(["ip", "link", "add", other_bridge, "type", "bridge"])
     try:
-        emulated.cluster_up(inv)
+        cluster_up(inv)
 
-        report = emulated.cluster_down(inv)
+        report = cluster_down(inv)
 
         assert other_ns in _namespaces()
         assert other_bridge in _links()
         assert set(report.removed) == {
-            *emulated.plan_cluster(inv).namespaces,
-            *emulated.plan_cluster(inv).bridge_names,
-            *emulated.plan_cluster(inv).host_side_veths,
+            *plan_cluster(inv).namespaces,
+            *plan_cluster(inv).bridge_names,
+            *plan_cluster(inv).host_side_veths,
             *(f"sshd@{host.name}" for host in inv.clients),  # their sshd went first
         }
-        assert emulated.cluster_down(inv).removed == ()  # missing pieces are fine
+        assert cluster_down(inv).removed == ()  # missing pieces are fine
     finally:
         _run(["ip", "link", "del", other_bridge])
         _run(["ip", "netns", "del", other_ns])
@@ -562,9 +570,9 @@ def test_up_refuses_subnets_the_host_already_routes(scratch: Inventory) -> None:
     _run(["ip", "link", "set", dummy_bridge, "up"])
     try:
         with pytest.raises(ClusterUpError, match="overlaps the host's route") as info:
-            emulated.cluster_up(inv)
+            cluster_up(inv)
         assert "nothing was created" in str(info.value)
-        assert not set(emulated.plan_cluster(inv).namespaces) & _namespaces()
+        assert not set(plan_cluster(inv).namespaces) & _namespaces()
     finally:
         _run(["ip", "link", "del", dummy_bridge])
 
@@ -574,19 +582,19 @@ def test_down_reports_processes_left_in_a_namespace(
     scratch: Inventory, tmp_path: Path
 ) -> None:
     inv = scratch
-    emulated.cluster_up(inv)
-    node = NetnsExecutor(emulated.node_namespace(inv, "pi1"))
+    cluster_up(inv)
+    node = NetnsExecutor(node_namespace(inv, "pi1"))
     sleeper = node.start("sleeper", ["sleep", "30"], str(tmp_path / "sleep.log"))
     assert isinstance(sleeper, ManagedProcess)
     try:
-        report = emulated.cluster_down(inv)
+        report = cluster_down(inv)
 
-        assert report.lingering_pids == {emulated.node_namespace(inv, "pi1"): (
+        assert report.lingering_pids == {node_namespace(inv, "pi1"): (
             sleeper.pid,
         )}  # fmt: skip
         assert "still running" in str(report)
         # its devices went with the host-side veths, even though the netns lives on
-        assert emulated.host_side_veth(inv, "pi1", "cell") not in _links()
+        assert host_side_veth(inv, "pi1", "cell") not in _links()
     finally:
         sleeper.stop(grace_s=0.1)
 
@@ -654,9 +662,9 @@ LOCKED = "-P INPUT DROP\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n"
 def test_host_firewall_problems_are_named_with_a_fix(
     rules: str, bridge_nf: str | None, expected: list[str]
 ) -> None:
-    plan = emulated.plan_cluster(make_inventory("emu"))
+    plan = plan_cluster(make_inventory("emu"))
 
-    problems = emulated.host_firewall_problems(plan, _Scripted(rules, bridge_nf))
+    problems = host_firewall_problems(plan, _Scripted(rules, bridge_nf))
 
     assert [("FORWARD" if "FORWARD" in p else "INPUT") for p in problems] == expected
     for problem, bridge in zip(problems, plan.bridges, strict=False):
