@@ -5,7 +5,7 @@ import pytest
 from inventory.loader import load_inventory
 from testbed.campaign.model import load_campaign
 from testbed.campaign.manifest import redact_secrets
-from testbed.campaign.runner import node_config_for, plan_runs
+from testbed.campaign.plan import node_config_for, plan_runs
 
 REPO = Path(__file__).resolve().parents[3]
 

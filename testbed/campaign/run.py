@@ -1,0 +1,424 @@
+"""One run's processes and files: captures, SuperLink, SuperNodes, the submitted
+Flower run, clock probes; and what Flower says about the run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from testbed.campaign.plan import RunPlan, node_config_for
+
+
+from instrumentation.capture import (
+    Capture,
+)
+from instrumentation.clock import ChronyError, chrony_tracking
+from instrumentation.events import EventLog
+from instrumentation.inject_server import EVENT_LOG_KEY, RUN_ID_KEY
+from instrumentation.patience import NODE_WAIT_KEY
+from inventory.models import Host, Inventory, Network
+from testbed.commands import flower
+from testbed.campaign.model import Campaign
+from testbed.emulation.naming import host_side_veth
+from testbed.campaign.app_bundle import (
+    BundleError,
+    flatten_config,
+    prepare_bundle,
+    read_app_config,
+)
+from testbed.campaign.probes import (
+    CLOCK_PORT,
+    PROBE_SAMPLES,
+    ClockPath,
+    server_interface,
+)
+from testbed.transport.executor import Background
+from testbed.transport.processes import (
+    ManagedProcess,
+    stop_all,
+    wait_for_port,
+)
+from testbed.campaign.sites import (
+    NodeCapture,
+    NodeSite,
+    probe_clock,
+    start_supernode,
+)
+from testbed.campaign.topology import BIN_DIR, Topology
+
+
+class RunFailed(RuntimeError):
+    """A run could not complete; the message says why and where its logs are."""
+
+
+NODE_FOLDERS = ("nodes", "captures", "system", "flwr")
+
+
+def _flwr(
+    argv: list[str], env: dict[str, str], timeout_s: float
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
+def _run_info(env: dict[str, str], flower_run_id: str) -> dict[str, Any]:
+    """Flower's record of a run (``flwr ls --run-id``), or {} if unavailable."""
+    result = _flwr(flower.flwr_ls_argv(BIN_DIR, int(flower_run_id)), env, 30.0)
+    try:
+        runs = json.loads(result.stdout).get("runs", [])
+    except json.JSONDecodeError:
+        return {}
+    return dict(runs[0]) if runs else {}
+
+
+def _finished_elapsed(
+    env: dict[str, str], flower_run_id: str, deadline_s: float = 30.0
+) -> float | None:
+    """Flower's ``elapsed`` for the run once Flower marks it finished.
+
+    The ServerApp writes ``app_end`` a moment before Flower closes the run; read
+    earlier, ``elapsed`` would still be growing.
+    """
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        info = _run_info(env, flower_run_id)
+        if str(info.get("status", "")).startswith("finished"):
+            elapsed = info.get("elapsed")
+            return float(elapsed) if elapsed is not None else None
+        time.sleep(0.5)
+    return None
+
+
+def _run_status(env: dict[str, str], flower_run_id: str) -> str:
+    """Flower's status string for a run (``running``, ``finished:completed``, ...)."""
+    return str(_run_info(env, flower_run_id).get("status", "unknown"))
+
+
+@dataclass(frozen=True)
+class RunCapture:
+    """One packet capture of a run: whose link, which end of it, where it writes.
+
+    ``side`` is ``server`` (the host-side veth: ``transfer`` events, server clock)
+    or ``node`` (the node's interface under test, captured inside its namespace:
+    ``node_transfer`` events, node clock).
+    """
+
+    host: Host
+    side: str
+    pcap: Path
+    capture: Capture | NodeCapture
+
+    def __post_init__(self) -> None:
+        if self.side not in ("server", "node"):
+            raise ValueError(f"side must be 'server' or 'node', got {self.side!r}")
+
+
+class Run:
+    """The processes and files of one run (``drive.execute_run`` tears them down)."""
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        inventory: Inventory,
+        plan: RunPlan,
+        out: Path,
+        topology: Topology,
+    ):
+        self.campaign, self.inventory, self.plan = campaign, inventory, plan
+        self.topology = topology
+        self.network: Network = inventory.network(plan.network)
+        self.dir = out / "runs" / plan.run_id
+        self.events_path = self.dir / "events.jsonl"
+        self.port = inventory.superlink_port
+        self.address = f"{self.network.server_address}:{self.port}"
+        self.cli_env = flower.flower_env(self.dir / "flwr" / "cli")
+        self.tls = topology.security.tls
+        self.flower_run_id = ""
+        self.finished = False
+        self.elapsed_s: float | None = None
+
+    def site(self, host: Host) -> NodeSite:
+        return self.topology.sites[host.name]
+
+    def node_dir(self, host: Host) -> str:
+        """The run's folder on ``host`` (this run folder for namespaces)."""
+        return self.site(host).run_dir(self.dir, self.campaign.name, self.plan.run_id)
+
+    def prepare_nodes(self) -> None:
+        """Create the run's folders on every node."""
+        for host in self.inventory.clients:
+            folder = self.node_dir(host)
+            self.site(host).executor.run(
+                ["mkdir", "-p", *(f"{folder}/{d}" for d in NODE_FOLDERS)]
+            )
+
+    def server_capture(self, host: Host) -> Capture:
+        """The server's end of ``host``'s link: its host-side veth on the emulated
+        cluster, else the server's interface on the network, filtered to the node."""
+        pcap = self.dir / "captures" / f"{host.name}.pcap"
+        iface = host.interface(self.network.name)
+        if self.topology.emulated:
+            veth = host_side_veth(self.inventory, host.name, self.network.name)
+            return Capture(veth, pcap, self.port)
+        assert iface is not None  # start_captures checked
+        return Capture(
+            server_interface(str(self.network.server_address)),
+            pcap,
+            self.port,
+            peer=str(iface.address),
+        )
+
+    def start_captures(self, stack: ExitStack) -> list[RunCapture]:
+        """Per node: a capture on the server side of its link and one on its own
+        interface under test, inside its namespace (as tcpdump would run on a Pi).
+        """
+        captures = []
+        folder = self.dir / "captures"
+        folder.mkdir(parents=True, exist_ok=True)
+        for host in self.inventory.clients:
+            iface = host.interface(self.network.name)
+            if iface is None:
+                raise RunFailed(
+                    f"host {host.name} has no interface on network "
+                    f"{self.network.name} in {self.inventory.path}; add one or "
+                    "leave the network out of the campaign"
+                )
+            server = self.server_capture(host)
+            server.start()
+            stack.callback(server.stop)
+            captures.append(RunCapture(host, "server", server.pcap_path, server))
+            node_dir = self.node_dir(host)
+            node = NodeCapture(
+                self.site(host),
+                iface.ifname,
+                f"{node_dir}/{self.node_pcap(host)}",
+                self.port,
+                f"{node_dir}/captures/{host.name}-tcpdump.log",
+            )
+            stack.callback(node.stop)
+            node.start()
+            captures.append(
+                RunCapture(host, "node", self.dir / self.node_pcap(host), node)
+            )
+        return captures
+
+    @staticmethod
+    def node_pcap(host: Host) -> str:
+        return f"captures/{host.name}-node.pcap"
+
+    def start_superlink(self, stack: ExitStack) -> ManagedProcess:
+        home = self.dir / "flwr" / "superlink"
+        home.mkdir(parents=True, exist_ok=True)
+        security = self.topology.security
+        argv = flower.superlink_argv(
+            BIN_DIR,
+            str(self.network.server_address),
+            self.port,
+            tls=(
+                None
+                if self.tls is None
+                else flower.Tls(
+                    self.tls.ca_cert, self.tls.server_cert, self.tls.server_key
+                )
+            ),
+            supernode_auth=security.supernode_keys is not None,
+        )
+        proc = ManagedProcess(
+            "flower-superlink",
+            argv,
+            self.dir / "superlink.log",
+            env=flower.flower_env(home),
+            cwd=home,
+        )
+        stack.callback(proc.stop)
+        wait_for_port(str(self.network.server_address), self.port, 30.0, proc)
+        return proc
+
+    def register_supernodes(self) -> None:
+        """Register every node's public key with the SuperLink (authentication)."""
+        keys = self.topology.security.supernode_keys
+        if keys is None:
+            return
+        for host in self.inventory.clients:
+            key = keys.get(host.name)
+            if key is None or not key.exists():
+                raise RunFailed(
+                    f"no SuperNode public key for {host.name} (looked for {key}); "
+                    f"run `flowerbed cluster provision {self.inventory.path}` first"
+                )
+            argv = flower.flwr_supernode_register_argv(BIN_DIR, key)
+            result = _flwr(argv, self.cli_env, 30.0)
+            if result.returncode != 0:
+                raise RunFailed(
+                    f"registering {host.name}'s SuperNode key failed: "
+                    f"`{flower.display(argv)}` exited {result.returncode}:\n"
+                    f"{(result.stdout + result.stderr)[-1500:]}"
+                )
+
+    def start_supernode(self, host: Host) -> Background:
+        """The SuperNode of ``host`` (again, after a fault: its log continues)."""
+        config = node_config_for(
+            self.inventory, host, self.campaign.clock_offsets_ns.get(host.name, 0)
+        )
+        node_dir = self.node_dir(host)
+        return start_supernode(
+            self.site(host),
+            self.address,
+            config,
+            node_dir,
+            f"{node_dir}/nodes/{host.name}.log",
+        )
+
+    def start_supernodes(self, stack: ExitStack) -> list[Background]:
+        procs: list[Background] = []
+        stack.callback(stop_all, procs)
+        for host in self.inventory.clients:
+            procs.append(self.start_supernode(host))
+        return procs
+
+    def run_config(self, declared: frozenset[str]) -> dict[str, flower.ConfigValue]:
+        """Run config for the app: the campaign's workload, our keys, and the
+        generic keys (rounds, strategy...) the app declares."""
+        unknown = sorted(set(self.campaign.workload_dict) - declared)
+        if unknown:
+            raise RunFailed(
+                f"the app {self.campaign.app} declares no run-config key(s) "
+                f"{', '.join(unknown)} (campaign key workload); it declares: "
+                f"{', '.join(sorted(declared))}"
+            )
+        generic: dict[str, flower.ConfigValue] = {
+            "num-server-rounds": self.campaign.rounds,
+            "strategy": self.campaign.strategy.name,
+            "min-nodes": len(self.inventory.clients),
+            "round-timeout-s": float(self.campaign.round_timeout_s),
+            "strategy-parameters": json.dumps(dict(self.campaign.strategy.parameters)),
+        }
+        values = {k: v for k, v in generic.items() if k in declared}
+        values.update(self.campaign.workload_dict)
+        values[EVENT_LOG_KEY] = str(self.events_path.resolve())
+        values[RUN_ID_KEY] = self.plan.run_id
+        values[NODE_WAIT_KEY] = float(self.campaign.node_wait)
+        return values
+
+    def submit(self) -> None:
+        home = self.dir / "flwr" / "cli"
+        home.mkdir(parents=True, exist_ok=True)
+        run_config = self.dir / "run_config.toml"
+        if self.campaign.instrument:
+            bundle_dir = self.dir / "app"
+            shutil.rmtree(bundle_dir, ignore_errors=True)
+            try:
+                bundle = prepare_bundle(self.campaign.app, bundle_dir)
+            except BundleError as err:
+                raise RunFailed(str(err)) from None
+            app_dir, values = bundle.path, self.run_config(bundle.config_keys)
+        else:  # the app exactly as written: the overhead benchmark's baseline
+            declared = frozenset(
+                flatten_config(
+                    read_app_config(self.campaign.app / "pyproject.toml")["tool"][
+                        "flwr"
+                    ]["app"].get("config", {})
+                )
+            )
+            values = self.run_config(declared)
+            del values[EVENT_LOG_KEY], values[RUN_ID_KEY], values[NODE_WAIT_KEY]
+            app_dir = self.campaign.app
+        run_config.write_text(flower.run_config_toml(values))
+        argv = flower.flwr_run_argv(BIN_DIR, app_dir, run_config)
+        result = _flwr(argv, self.cli_env, 120.0)
+        try:
+            self.flower_run_id = str(json.loads(result.stdout)["run-id"])
+        except (json.JSONDecodeError, KeyError):
+            raise RunFailed(
+                f"`{flower.display(argv)}` did not start a run "
+                f"(exit {result.returncode}):\n"
+                f"{(result.stdout + result.stderr)[-2000:]}"
+            ) from None
+
+    def write_connection(self) -> None:
+        """The ``flwr`` CLI's connection to this run's SuperLink."""
+        home = self.dir / "flwr" / "cli"
+        home.mkdir(parents=True, exist_ok=True)
+        ca = self.tls.ca_cert if self.tls is not None else None
+        (home / "config.toml").write_text(flower.connection_toml(self.address, ca))
+
+    def probe_clocks(self, paths: list[ClockPath]) -> list[dict[str, Any]]:
+        """Every (node, path) probe, in parallel; errors are results too."""
+        offsets = self.campaign.clock_offsets_ns
+        jobs = [(host, path) for host in self.inventory.clients for path in paths]
+
+        def one(host: Host, path: ClockPath) -> dict[str, Any]:
+            injected = offsets.get(host.name, 0)
+            fields: dict[str, Any] = {"node": host.name, "path": path.name}
+            fields["injected_offset_ns"] = injected
+            measured = probe_clock(
+                self.site(host),
+                path.server_address,
+                CLOCK_PORT,
+                PROBE_SAMPLES,
+                injected,
+            )
+            return {**fields, **measured}
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(jobs)))) as pool:
+            return list(pool.map(lambda job: one(*job), jobs))
+
+    def record_clocks(self, when: str, paths: list[ClockPath]) -> None:
+        """Probe every node's clock offset over every path; write ``clock`` events."""
+        results = self.probe_clocks(paths)
+        try:  # the server's own synchronisation state, when chrony runs here
+            tracking, chrony_error = chrony_tracking(), ""
+        except ChronyError as err:
+            tracking, chrony_error = None, str(err)
+        with EventLog(self.events_path, run_id=self.plan.run_id) as events:
+            for result in results:
+                kind = "clock_error" if "error" in result else "clock"
+                events.append(kind, when=when, **result)
+            if tracking is not None or chrony_error:
+                events.append(
+                    "chrony",
+                    when=when,
+                    host=self.inventory.server.name,
+                    tracking=tracking,
+                    error=chrony_error,
+                )
+
+    def stop_flower_run(self) -> None:
+        if self.flower_run_id and not self.finished:
+            _flwr(
+                flower.flwr_stop_argv(BIN_DIR, int(self.flower_run_id)),
+                self.cli_env,
+                30.0,
+            )
+
+    def flower_status(self) -> str:
+        """Flower's status of the run (``running``, ``finished:completed``, ...)."""
+        return _run_status(self.cli_env, self.flower_run_id)
+
+    def flower_elapsed(self) -> float | None:
+        """Flower's own ``elapsed`` of the run, once Flower marks it finished."""
+        return _finished_elapsed(self.cli_env, self.flower_run_id)
+
+    def serverapp_log(self) -> str:
+        if not self.flower_run_id:
+            return ""
+        argv = [
+            str(BIN_DIR / "flwr"),
+            "log",
+            self.flower_run_id,
+            flower.CONNECTION_NAME,
+            "--show",
+        ]
+        try:
+            result = _flwr(argv, self.cli_env, 30.0)
+        except subprocess.TimeoutExpired:
+            return ""
+        (self.dir / "serverapp.log").write_text(result.stdout + result.stderr)
+        return result.stdout[-3000:]
