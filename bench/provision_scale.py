@@ -22,7 +22,8 @@ from pathlib import Path
 from inventory.loader import load_inventory
 from inventory.models import Inventory
 from testbed.emulation.apply import cluster_down, cluster_up
-from testbed.lab.check import CheckOptions, check_inventory
+from testbed.lab.check import check_inventory
+from testbed.lab.check_report import CheckOptions
 from testbed.emulation.sshd import forget_state
 from testbed.transport.executor import LocalExecutor
 from testbed.lab.access import server_dir, ssh_connectors

@@ -69,7 +69,8 @@ def inventory_check(
 
     Exits non-zero if any host fails a check; each failure says what to do.
     """
-    from testbed.lab.check import CheckOptions, check_inventory, render_text
+    from testbed.lab.check import check_inventory
+    from testbed.lab.check_report import CheckOptions, render_text
     from testbed.transport.executor import LocalExecutor
     from testbed.lab.access import ssh_connectors
 

@@ -17,12 +17,11 @@ import pytest
 
 from inventory.loader import parse_inventory
 from inventory.models import Inventory
-from testbed.lab.check import (
+from testbed.lab.check import ExecutorFactory, check_inventory
+from testbed.lab.check_report import (
     CheckOptions,
     CheckReport,
     CheckRow,
-    ExecutorFactory,
-    check_inventory,
     group_mark,
     render_text,
 )
