@@ -18,7 +18,6 @@ import re
 import secrets
 import select
 import shlex
-import signal as signal_module
 import socket
 import subprocess
 import threading
@@ -41,6 +40,12 @@ from testbed.transport.known_hosts import (
     verify_host_key,
 )
 from testbed.transport.processes import ProcessError
+from testbed.transport.remote_processes import SSHBackground
+from testbed.commands.remote import (
+    authorize_key_argv,
+    remote_command,
+    start_argv,
+)
 
 if TYPE_CHECKING:
     from inventory.models import Host
@@ -54,31 +59,18 @@ __all__ = [
     "SSHTarget",
     "UnknownHostKeyError",
     "UnreachableError",
-    "authorize_key_argv",
     "bootstrap_authorize",
-    "env_prefix",
-    "group_alive_argv",
     "install_authorized_key",
     "open_transport",
-    "remote_command",
-    "signal_argv",
-    "start_argv",
     "target_for_host",
 ]
 
 log = logging.getLogger(__name__)
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Host names, IPv4 and IPv6 literals (with a zone). Nothing a known_hosts line
 # or a pattern would read specially: no blanks, commas, wildcards or brackets.
 _HOST = re.compile(r"[A-Za-z0-9._:%-]+")
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
-# Seconds the remote `timeout` wrapper waits beyond our own deadline, so the
-# local side always fires first and the remote one only cleans up strays.
-_REMOTE_TIMEOUT_GRACE_S = 1.0
-_KILLED_RC = 128 + 9
-# Not the last command, so sh cannot exec "$@" in place and must report its status.
-_EXIT_CODE_SCRIPT = '"$@"; exit $?'
 # What ssh(1) returns when the connection, not the command, failed.
 _CONNECTION_LOST_RC = 255
 
@@ -327,143 +319,6 @@ def open_transport(
     return transport
 
 
-# ------------------------------------------------------------ command builders
-
-
-def env_prefix(env: Mapping[str, str] | None) -> list[str]:
-    """``["env", "K=V", ...]`` for ``env`` (empty when there is none)."""
-    if not env:
-        return []
-    for key in env:
-        if not _ENV_NAME.fullmatch(key):
-            raise ValueError(f"invalid environment variable name {key!r}")
-    return ["env", *(f"{k}={v}" for k, v in env.items())]
-
-
-def remote_command(
-    argv: Sequence[str],
-    env: Mapping[str, str] | None = None,
-    timeout_s: float | None = None,
-) -> str:
-    """The shell command line that runs ``argv`` literally on the remote host.
-
-    Every word is ``shlex.quote``-d; ``timeout_s`` wraps the command in
-    coreutils ``timeout`` so a command we gave up on does not linger. An outer
-    ``sh`` turns death by signal N into exit code 128+N: sshd would report it as
-    an ``exit-signal``, which paramiko drops.
-    """
-    if not argv:
-        raise ValueError("empty command")
-    words = list(argv)
-    if env and "=" in words[0]:
-        raise ValueError(
-            f"command name {words[0]!r} contains '=' (env would misread it)"
-        )
-    words = env_prefix(env) + words
-    if timeout_s is not None:
-        remote_s = timeout_s + _REMOTE_TIMEOUT_GRACE_S
-        words = ["timeout", "-k", "2", f"{remote_s:.3f}", *words]
-    return shlex.join(["sh", "-c", _EXIT_CODE_SCRIPT, "sh", *words])
-
-
-# The detached leader: its pid is its process group (setsid). It traps
-# TERM/INT/HUP so it survives stop_all's SIGTERM long enough to record the
-# command's exit code; the command itself gets default signal dispositions
-# (caught traps reset on exec). The stamper ignores those signals so the last
-# lines of a stopping process still reach the log.
-_LEADER_SCRIPT = r"""log=$1; shift
-echo $$ > "$log.pid.tmp" && mv -f -- "$log.pid.tmp" "$log.pid"
-trap : TERM INT HUP
-( trap '' TERM INT HUP
-  while IFS= read -r line || [ -n "$line" ]; do
-    printf '%s %s\n' "$(date +%s%N)" "$line"
-  done ) < "$log.fifo" >> "$log" &
-"$@" > "$log.fifo" 2>&1 < /dev/null
-rc=$?
-echo "$rc" > "$log.rc.tmp" && mv -f -- "$log.rc.tmp" "$log.rc"
-wait
-rm -f -- "$log.fifo"
-"""
-
-_START_SCRIPT = r"""set -e
-log=$1; cwd=$2; leader=$3; shift 3
-for tool in setsid mkfifo date; do
-  command -v "$tool" > /dev/null || { echo "$tool not on the host" >&2; exit 127; }
-done
-case $log in /*) ;; *) log=$PWD/$log ;; esac
-mkdir -p -- "$(dirname -- "$log")"
-rm -f -- "$log.rc" "$log.pid" "$log.fifo"
-mkfifo -- "$log.fifo"
-if [ -n "$cwd" ]; then cd -- "$cwd"; fi
-setsid sh -c "$leader" sh "$log" "$@" < /dev/null > /dev/null 2>&1 &
-i=0
-while [ ! -s "$log.pid" ]; do
-  i=$((i + 1))
-  if [ "$i" -gt 200 ]; then echo "no pid file after 10 s" >&2; exit 1; fi
-  sleep 0.05
-done
-cat -- "$log.pid"
-"""
-
-
-def start_argv(
-    argv: Sequence[str],
-    log_path: str,
-    env: Mapping[str, str] | None = None,
-    cwd: str | None = None,
-) -> list[str]:
-    """argv that starts ``argv`` detached with a stamped log, printing its pgid."""
-    if not argv:
-        raise ValueError("empty command")
-    if not log_path:
-        raise ValueError("empty log path")
-    command = env_prefix(env) + list(argv)
-    return [
-        "sh",
-        "-c",
-        _START_SCRIPT,
-        "sh",
-        log_path,
-        cwd or "",
-        _LEADER_SCRIPT,
-        *command,
-    ]
-
-
-def signal_argv(pgid: int, sig: int) -> list[str]:
-    """argv that sends ``sig`` to process group ``pgid`` (POSIX ``kill -s``)."""
-    if pgid <= 1:
-        raise ValueError(f"refusing to signal process group {pgid}")
-    name = "0" if sig == 0 else signal_module.Signals(sig).name.removeprefix("SIG")
-    return ["kill", "-s", name, "--", f"-{pgid}"]
-
-
-# Exit 0 while group $1 has a member that is not a zombie: zombies wait for a
-# reaper (slow under some init processes) but have exited. Without a ps that
-# knows -o pgid,stat (busybox) fall back to kill -0, which counts zombies too.
-_GROUP_ALIVE = (
-    'if procs=$(ps -A -o pgid= -o stat= 2>/dev/null) && [ -n "$procs" ]; then '
-    'printf "%s\\n" "$procs" | awk -v g="$1" '
-    "'$1 == g && $2 !~ /^Z/ { alive = 1 } END { exit !alive }'; "
-    'else kill -s 0 -- "-$1" 2>/dev/null; fi'
-)
-
-
-def group_alive_argv(pgid: int) -> list[str]:
-    """argv exiting 0 while process group ``pgid`` has a live (non-zombie) member."""
-    if pgid <= 1:
-        raise ValueError(f"invalid process group {pgid}")
-    return ["sh", "-c", _GROUP_ALIVE, "sh", str(pgid)]
-
-
-def _status_argv(pgid: int, log_path: str) -> list[str]:
-    script = (
-        'if [ -f "$2.rc" ]; then echo "rc $(cat -- "$2.rc")"; '
-        f"elif {_GROUP_ALIVE}; then echo running; else echo gone; fi"
-    )
-    return ["sh", "-c", script, "sh", str(pgid), log_path]
-
-
 # ------------------------------------------------------------------ executor
 
 
@@ -689,108 +544,7 @@ def _sftp_remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
         pass
 
 
-# ----------------------------------------------------------------- background
-
-
-class SSHBackground:
-    """A detached process group on an SSH host (the ``Background`` protocol)."""
-
-    def __init__(
-        self, name: str, executor: SSHExecutor, pgid: int, log_path: str
-    ) -> None:
-        self.name = name
-        self.executor = executor
-        self.pgid = pgid
-        self.log_path = log_path
-
-    def __repr__(self) -> str:
-        """Name, group and host."""
-        return (
-            f"SSHBackground({self.name!r}, pgid {self.pgid} on {self.executor.where})"
-        )
-
-    def _status(self) -> str:
-        return self.executor.run(
-            _status_argv(self.pgid, self.log_path), timeout=15.0
-        ).stdout.strip()
-
-    def poll(self) -> int | None:
-        """Exit code (``.rc``; 137 if killed before writing it), None while running."""
-        status = self._status()
-        if status.startswith("rc "):
-            return int(status[3:])
-        return None if status == "running" else _KILLED_RC
-
-    def check_alive(self) -> None:
-        """Raise ``ProcessError`` with the remote log tail if the process exited."""
-        code = self.poll()
-        if code is not None:
-            raise ProcessError(
-                f"{self.name} exited with status {code} on {self.executor.where}; "
-                f"last lines of {self.log_path} there:\n{self.log_tail()}"
-            )
-
-    def signal(self, sig: int) -> None:
-        """Send ``sig`` to the whole remote group; no error if it is gone."""
-        try:
-            self.executor.run(signal_argv(self.pgid, sig), check=False, timeout=15.0)
-        except (SSHError, CommandError) as err:
-            log.warning("%s: cannot signal group %d: %s", self.name, self.pgid, err)
-
-    def gone(self) -> bool:
-        """Whether no member of the group is left (True if the host is unreachable)."""
-        try:
-            result = self.executor.run(
-                group_alive_argv(self.pgid), check=False, timeout=15.0
-            )
-        except (SSHError, CommandError) as err:
-            log.warning(
-                "%s: cannot reach %s to check group %d (its pid file is %s.pid): %s",
-                self.name,
-                self.executor.where,
-                self.pgid,
-                self.log_path,
-                err,
-            )
-            return True
-        return result.returncode != 0
-
-    def log_tail(self, lines: int = 15) -> str:
-        """The last ``lines`` lines of the remote log, without the stamps."""
-        result = self.executor.run(
-            ["tail", "-n", str(lines), "--", self.log_path], check=False, timeout=15.0
-        )
-        return "\n".join(line.partition(" ")[2] for line in result.stdout.splitlines())
-
-    def reap(self) -> None:
-        """Nothing to release locally; the leader removes its fifo itself."""
-
-
 # ------------------------------------------------------------------ bootstrap
-
-
-_AUTHORIZE_SCRIPT = r"""set -e
-key=$1; file=$2
-umask 077
-mkdir -p -- "$(dirname -- "$file")"
-touch -- "$file"
-set -f
-set -- $key
-if grep -qF -- "$1 $2" "$file"; then echo present; exit 0; fi
-if [ -n "$(tail -c 1 -- "$file")" ]; then echo >> "$file"; fi
-printf '%s\n' "$key" >> "$file"
-echo added
-"""
-
-
-def authorize_key_argv(public_key: str, authorized_keys: str) -> list[str]:
-    """argv that appends ``public_key`` to ``authorized_keys`` unless it is there."""
-    fields = public_key.split()
-    if len(fields) < 2 or "\n" in public_key.strip() or "PRIVATE KEY" in public_key:
-        raise ValueError(
-            "public_key must be one OpenSSH public key line ('TYPE BASE64 [comment]')"
-        )
-    return ["sh", "-c", _AUTHORIZE_SCRIPT, "sh", public_key.strip(), authorized_keys]
 
 
 def install_authorized_key(

@@ -1,4 +1,4 @@
-"""Tests for testbed/ssh.py against a real OpenSSH sshd started on 127.0.0.1."""
+"""testbed.transport.ssh against a real OpenSSH sshd started on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from inventory.models import Host
 from testbed.transport.executor import Background, CommandError, Executor
 from testbed.transport.known_hosts import ChangedHostKeyError, UnknownHostKeyError
 from testbed.transport.processes import ProcessError, read_stamped_log, stop_all
@@ -26,13 +25,8 @@ from testbed.transport.ssh import (
     SSHExecutor,
     SSHTarget,
     UnreachableError,
-    authorize_key_argv,
     bootstrap_authorize,
-    env_prefix,
     install_authorized_key,
-    remote_command,
-    signal_argv,
-    target_for_host,
 )
 
 SSHD = Path("/usr/sbin/sshd")
@@ -151,104 +145,6 @@ def executor(
     known = sshd.known_hosts(tmp_path_factory.mktemp("kh"))
     with sshd.target(known).connect() as ex:
         yield ex
-
-
-# ------------------------------------------------------ command builders (pure)
-
-
-@pytest.mark.parametrize(
-    ("argv", "env", "timeout", "expected"),
-    [
-        (["echo", "hi"], None, None, "echo hi"),
-        (["echo", "a b; rm -rf /"], None, None, "echo 'a b; rm -rf /'"),
-        (["echo", "$(id)"], None, None, "echo '$(id)'"),
-        (["echo", "it's"], None, None, "echo 'it'\"'\"'s'"),
-        (["true"], {"A": "x y"}, None, "env 'A=x y' true"),
-        (["sleep", "9"], None, 2.0, "timeout -k 2 3.000 sleep 9"),
-    ],
-)
-def test_remote_command_quotes_every_word(
-    argv: list[str], env: dict[str, str] | None, timeout: float | None, expected: str
-) -> None:
-    assert (
-        remote_command(argv, env, timeout) == f"sh -c '\"$@\"; exit $?' sh {expected}"
-    )
-
-
-@pytest.mark.parametrize("name", ["A=B", "1X", "A B", "$(id)", ""])
-def test_env_prefix_rejects_bad_names(name: str) -> None:
-    with pytest.raises(ValueError, match="environment variable"):
-        env_prefix({name: "v"})
-
-
-@pytest.mark.parametrize(
-    ("pgid", "sig", "expected"),
-    [
-        (1234, signal.SIGTERM, ["kill", "-s", "TERM", "--", "-1234"]),
-        (77, signal.SIGKILL, ["kill", "-s", "KILL", "--", "-77"]),
-        (77, 0, ["kill", "-s", "0", "--", "-77"]),
-    ],
-)
-def test_signal_argv(pgid: int, sig: int, expected: list[str]) -> None:
-    assert signal_argv(pgid, sig) == expected
-
-
-@pytest.mark.parametrize("pgid", [0, 1, -5])
-def test_signal_argv_refuses_init_and_all(pgid: int) -> None:
-    with pytest.raises(ValueError):
-        signal_argv(pgid, signal.SIGTERM)
-
-
-@pytest.mark.parametrize(
-    "host",
-    [
-        "a b",
-        "h\n[x]:22 ssh-ed25519 AAAA",
-        "*",
-        "h,other",
-        "[h]:22",
-        "-oProxyCommand=x",
-        "",
-    ],
-)
-def test_target_rejects_hostile_host_names(host: str) -> None:
-    with pytest.raises(ValueError, match="invalid host"):
-        SSHTarget(name="pi01", host=host, user="pi", known_hosts=Path("kh"))
-
-
-@pytest.mark.parametrize("user", ["pi me", "$(id)", "-l", "root\n"])
-def test_target_rejects_hostile_user_names(user: str) -> None:
-    with pytest.raises(ValueError, match="invalid user"):
-        SSHTarget(name="pi01", host="10.0.0.1", user=user, known_hosts=Path("kh"))
-
-
-def test_target_for_inventory_host() -> None:
-    host = Host(
-        name="pi01",
-        ansible_host="192.168.50.11",
-        ansible_user="pi",
-        ansible_port=2222,
-        ssh_key_file=Path("/keys/lab"),
-    )
-    target = target_for_host(host, Path("/kh"), accept_new=True)
-    assert (target.name, target.host, target.port, target.user) == (
-        "pi01",
-        "192.168.50.11",
-        2222,
-        "pi",
-    )
-    assert (target.key_file, target.known_hosts, target.accept_new) == (
-        Path("/keys/lab"),
-        Path("/kh"),
-        True,
-    )
-    assert target.where == "host pi01 (192.168.50.11:2222, user pi)"
-    assert target.known_hosts_name == "[192.168.50.11]:2222"
-
-
-def test_authorize_key_argv_rejects_private_material() -> None:
-    with pytest.raises(ValueError):
-        authorize_key_argv("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n", "x")
 
 
 # --------------------------------------------------------------- run over ssh
