@@ -71,14 +71,9 @@ def run(
     ] = False,
 ) -> None:
     """Run every network x repetition of a campaign; write results."""
-    from contextlib import ExitStack
-
-    from testbed.emulation.errors import EmulationError, require_root
-    from testbed.emulation.status import cluster_status, is_up, manifest_features
+    # Only the campaign model before the file is validated: a bad file gets its
+    # error at once, without waiting for the runner's imports (pandas, analysis).
     from testbed.campaign.model import CampaignError, load_campaign
-    from testbed.campaign.resume import CampaignStopped
-    from testbed.campaign.runner import run_campaign
-    from testbed.campaign.topology import emulated_topology
 
     try:
         camp = load_campaign(campaign)
@@ -90,6 +85,14 @@ def run(
     if inventory is None:
         fail("--inventory is needed to run on a cluster (runtime: deployment)", 2)
         return
+    from contextlib import ExitStack
+
+    from testbed.campaign.resume import CampaignStopped
+    from testbed.campaign.runner import run_campaign
+    from testbed.campaign.topology import emulated_topology
+    from testbed.emulation.errors import EmulationError, require_root
+    from testbed.emulation.status import cluster_status, is_up, manifest_features
+
     inv = load_inventory_or_fail(inventory, list(camp.networks))
     try:
         require_root("campaign run (captures and namespaces)")
