@@ -17,15 +17,12 @@ import pytest
 from inventory.models import Host, Interface, LinkProfile
 from testbed.commands import shaping
 from testbed.transport.executor import LocalExecutor, NetnsExecutor
+from testbed.commands.provisioncmd import STAMPS, parse_probe, probe_argv, uv_argv
 from testbed.lab.provision import (
-    STAMPS,
     ProvisionOptions,
     _HostProvisioner,
     _MachineLocks,
     app_archive,
-    parse_probe,
-    probe_argv,
-    uv_argv,
     wheelhouse_dir,
 )
 from testbed.lab.wheelhouse import Pin, Wheelhouse
