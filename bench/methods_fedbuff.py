@@ -2,7 +2,7 @@
 
 Builds a throwaway emulated cluster of ``--clients`` nodes on one Ethernet-like
 network (100 Mbit/s both ways), then slows node1's uplink to a 5G-cell-edge-like
-1 Mbit/s (its HTB class inside its namespace, testbed/shaping.py), and runs
+1 Mbit/s (its HTB class inside its namespace, testbed/commands/shaping.py), and runs
 the default app twice over it with the same workload: synchronous FedAvg (every
 round waits for node1) and FedBuff (concurrency = all nodes, buffer K). For
 each it prints the server accuracy over wall-clock time (from the ServerApp's

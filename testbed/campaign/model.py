@@ -105,13 +105,13 @@ class Campaign:
     system_sampling_hz: float = 2.0
     # Emulation only: a fake clock offset per node, to test offset correction.
     clock_offsets_ns: Mapping[str, int] = field(default_factory=dict)
-    # Faults to inject in every run (testbed/faults.py).
+    # Faults to inject in every run (testbed/campaign/faults.py).
     faults: tuple[Fault, ...] = ()
     # How long a round waits for missing nodes before it goes on without them;
     # None: the smaller of 30 s and round_timeout_s.
     node_wait_s: float | None = None
     # "deployment": real SuperLink and SuperNodes on the cluster; "simulation":
-    # Flower's simulation runtime (Ray) on this machine (testbed/simulation.py).
+    # Flower's simulation runtime (Ray) on this machine (testbed/campaign/simulation.py).
     runtime: str = "deployment"
     simulation_supernodes: int = 5
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)

@@ -4,7 +4,7 @@ Clocks: a UDP responder on the server's address on the network under test (and o
 the management network when the inventory has one); before and after the run each
 node runs an NTP-style probe over each path, and the estimates become ``clock``
 events. System metrics: the server's sampler (each node's starts through its
-site, ``testbed/sites.py``), writing JSON lines into the run folder.
+site, ``testbed/campaign/sites.py``), writing JSON lines into the run folder.
 """
 
 from __future__ import annotations

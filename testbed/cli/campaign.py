@@ -175,7 +175,7 @@ def run(
 
 
 def _run_simulated(camp: Any, out_dir: Path) -> None:
-    """A campaign in Flower's simulation runtime (testbed/simulation.py)."""
+    """A campaign in Flower's simulation runtime (testbed/campaign/simulation.py)."""
     from testbed.campaign.simulation import run_simulated_campaign
 
     typer.echo(

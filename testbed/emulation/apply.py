@@ -291,7 +291,7 @@ def cluster_up(
     """Build (or converge to) the emulated cluster of ``inventory``; return its state.
 
     With ``ssh`` and a management network, every node also runs an sshd on its
-    management address (``testbed/emulated_ssh.py``).
+    management address (``testbed/emulation/sshd.py``).
 
     Safe to run twice: existing pieces are detected and kept, qdiscs re-applied with
     ``replace``. ``features`` defaults to ``detect_features()``; delay and jitter are

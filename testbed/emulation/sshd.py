@@ -10,7 +10,7 @@ same address, so checks and campaigns verify host keys exactly as on real Pis.
 Everything lives under ``state_dir(inventory)`` except the user key and
 known_hosts when the inventory names them (``ansible_ssh_private_key_file``,
 ``ssh_known_hosts``); SSH connections to the cluster fall back to the state
-folder's files (``testbed/lab.py``), so nothing in ~/.ssh is touched.
+folder's files (``testbed/lab/access.py``), so nothing in ~/.ssh is touched.
 """
 
 from __future__ import annotations

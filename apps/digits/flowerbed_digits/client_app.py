@@ -16,7 +16,7 @@ from workloads.training import train_with
 from workloads.training import evaluate as evaluate_model
 
 # flowerbed measures this app like any other: its mod is injected at launch
-# (testbed/app_bundle.py), the app itself carries no instrumentation.
+# (testbed/campaign/app_bundle.py), the app itself carries no instrumentation.
 app = ClientApp()
 
 Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]

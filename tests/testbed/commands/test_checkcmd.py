@@ -1,4 +1,4 @@
-"""Tests of testbed/checkcmd.py: argv builders, and parsers on captured real outputs."""
+"""Tests of testbed/commands/checkcmd.py: argv builders, and parsers on captured real outputs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of testbed/check.py: host logic against scripted outputs, report, netns."""
+"""Tests of testbed/lab/check.py: host logic against scripted outputs, report, netns."""
 
 from __future__ import annotations
 
