@@ -111,7 +111,7 @@ class Campaign:
     # None: the smaller of 30 s and round_timeout_s.
     node_wait_s: float | None = None
     # "deployment": real SuperLink and SuperNodes on the cluster; "simulation":
-    # Flower's simulation runtime (Ray) on this machine (testbed/campaign/simulation.py).
+    # Flower's simulation runtime (Ray) on this machine (campaign/simulation.py).
     runtime: str = "deployment"
     simulation_supernodes: int = 5
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)

@@ -1,10 +1,11 @@
 """What lets a campaign survive interruptions: refusing or resuming a results folder,
-stopping what an interrupted run left behind, atomic result files, disk space.
+stopping what an interrupted run left behind, disk space.
 
 ``campaign run --resume`` keeps the runs that finished (ok, failed or timeout)
 exactly as they are, stops leftover processes, moves an unfinished run's folder to
-``interrupted/`` and runs it again. Result files are written through fsynced
-temporaries renamed into place, so a crash leaves the previous version.
+``interrupted/`` and runs it again. The runner writes result files through
+:mod:`testbed.transport.files` (fsynced temporaries renamed into place), so a
+crash leaves the previous version.
 """
 
 from __future__ import annotations

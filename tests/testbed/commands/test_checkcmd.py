@@ -1,4 +1,4 @@
-"""Tests of testbed/commands/checkcmd.py: argv builders, and parsers on captured real outputs."""
+"""testbed.commands.checkcmd: argv builders, and parsers on captured real outputs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of testbed/lab/check.py: host logic against scripted outputs, report, netns."""
+"""testbed.lab.check: host logic against scripted outputs, report, netns."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for testbed/transport/known_hosts.py: parsing and writing OpenSSH known_hosts lines.
+"""testbed.transport.known_hosts: parsing and writing OpenSSH known_hosts lines.
 
 How a real sshd's key is accepted, saved or refused on connect is tested end to
 end in test_ssh.py.
