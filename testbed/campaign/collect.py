@@ -21,16 +21,16 @@ from instrumentation.capture import (
 from instrumentation.events import EventLog, read_events
 from instrumentation.supernode_log import supernode_log_events
 from inventory.models import Inventory
+from testbed.campaign.measure import RunCapture, node_pcap
 from testbed.campaign.model import Campaign
-from testbed.transport.processes import (
-    read_stamped_log,
-)
+from testbed.campaign.plan import RunOutcome
+from testbed.campaign.run import Run
 from testbed.campaign.sites import (
     fetch,
 )
-from testbed.campaign.plan import RunOutcome
-from testbed.campaign.run import Run, RunCapture
-
+from testbed.transport.processes import (
+    read_stamped_log,
+)
 
 # Bursts are cut at 50 ms of silence, finer than the parser's default: a message is
 # then rebuilt from every burst inside the SuperNode's send/receive window, and a
@@ -79,7 +79,7 @@ def _fetch_node_files(run: Run) -> list[str]:
         remote = run.node_dir(host)
         wanted = [f"nodes/{host.name}.log"]
         if run.campaign.instrument and run.campaign.capture:
-            wanted += [run.node_pcap(host), f"captures/{host.name}-tcpdump.log"]
+            wanted += [node_pcap(host), f"captures/{host.name}-tcpdump.log"]
         if run.campaign.instrument and run.campaign.system_sampling_hz > 0:
             wanted += [f"system/{host.name}.jsonl", f"system/{host.name}.log"]
         for rel in wanted:

@@ -18,33 +18,35 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-from testbed.campaign.collect import post_process
-from testbed.campaign.plan import Progress, RunOutcome, RunPlan
-from testbed.campaign.run import Run, RunCapture, RunFailed
-
 
 from instrumentation.capture import (
     CaptureError,
 )
 from instrumentation.events import EventLog, read_events
 from inventory.models import Inventory
+from testbed.campaign.collect import post_process
+from testbed.campaign.fault_injector import FaultInjector, NodeHandle
+from testbed.campaign.measure import (
+    RunCapture,
+    record_clocks,
+    start_captures,
+    start_node_samplers,
+)
 from testbed.campaign.model import Campaign
-from testbed.emulation.naming import host_side_veth, node_namespace
+from testbed.campaign.plan import Progress, RunOutcome, RunPlan
 from testbed.campaign.probes import (
     clock_paths,
     start_clock_responders,
     start_server_sampler,
 )
+from testbed.campaign.run import Run, RunFailed
+from testbed.campaign.topology import Topology, emulated_topology
+from testbed.emulation.naming import host_side_veth, node_namespace
 from testbed.transport.executor import Background, CommandError
-from testbed.campaign.fault_injector import FaultInjector, NodeHandle
 from testbed.transport.processes import (
     ProcessError,
     stop_all,
 )
-from testbed.campaign.sites import (
-    start_sampler,
-)
-from testbed.campaign.topology import Topology, emulated_topology
 
 
 def _count_rounds(events_path: Path) -> tuple[int, bool]:
@@ -163,25 +165,6 @@ def _injector(
     return injector
 
 
-def _start_node_samplers(run: Run, interval_s: float) -> list[Background]:
-    procs: list[Background] = []
-    for host in run.inventory.clients:
-        nics = [i.ifname for i in host.interfaces if i.network == run.network.name]
-        if run.inventory.management is not None and run.topology.emulated:
-            nics.append("mgmt0")
-        node_dir = run.node_dir(host)
-        procs.append(
-            start_sampler(
-                run.site(host),
-                interval_s,
-                f"{node_dir}/system/{host.name}.jsonl",
-                f"{node_dir}/system/{host.name}.log",
-                nics,
-            )
-        )
-    return procs
-
-
 def execute_run(
     campaign: Campaign,
     inventory: Inventory,
@@ -214,19 +197,19 @@ def execute_run(
             measure = campaign.instrument
             run.prepare_nodes()
             if measure and campaign.capture:
-                captures = run.start_captures(stack)
+                captures = start_captures(run, stack)
             if measure and campaign.system_sampling_hz > 0:
                 interval_s = 1.0 / campaign.system_sampling_hz
                 samplers: list[Background] = [
                     start_server_sampler(inventory, run.network, run.dir, interval_s)
                 ]
                 stack.callback(stop_all, samplers)
-                samplers += _start_node_samplers(run, interval_s)
+                samplers += start_node_samplers(run, interval_s)
             probe = measure and campaign.clock_probes
             paths = clock_paths(inventory, run.network) if probe else []
             if paths:
                 stack.callback(stop_all, start_clock_responders(paths, run.dir))
-                run.record_clocks("start", paths)
+                record_clocks(run, "start", paths)
             run.write_connection()
             superlink = run.start_superlink(stack)
             run.register_supernodes()
@@ -240,7 +223,7 @@ def execute_run(
                 run, [superlink, *procs], deadline, progress, on_round, injector
             )
             if paths:
-                run.record_clocks("end", paths)
+                record_clocks(run, "end", paths)
             if status == "ok":
                 run.finished = True
                 run.serverapp_log()

@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
 from instrumentation.client_mod import CLOCK_OFFSET_KEY
 from inventory.models import Host, Inventory
-from testbed.commands import flower
 from testbed.campaign.model import Campaign
+from testbed.commands import flower
 
 Progress = Callable[[str], None]
 

@@ -1,5 +1,5 @@
-"""One run's processes and files: captures, SuperLink, SuperNodes, the submitted
-Flower run, clock probes; and what Flower says about the run."""
+"""One run's Flower side: its folders, the SuperLink, the SuperNodes, the submitted
+Flower run, and what Flower says about it (``measure`` holds what runs beside)."""
 
 from __future__ import annotations
 
@@ -7,50 +7,33 @@ import json
 import shutil
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from testbed.campaign.plan import RunPlan, node_config_for
 
-
-from instrumentation.capture import (
-    Capture,
-)
-from instrumentation.clock import ChronyError, chrony_tracking
-from instrumentation.events import EventLog
 from instrumentation.inject_server import EVENT_LOG_KEY, RUN_ID_KEY
 from instrumentation.patience import NODE_WAIT_KEY
 from inventory.models import Host, Inventory, Network
-from testbed.commands import flower
-from testbed.campaign.model import Campaign
-from testbed.emulation.naming import host_side_veth
 from testbed.campaign.app_bundle import (
     BundleError,
     flatten_config,
     prepare_bundle,
     read_app_config,
 )
-from testbed.campaign.probes import (
-    CLOCK_PORT,
-    PROBE_SAMPLES,
-    ClockPath,
-    server_interface,
+from testbed.campaign.model import Campaign
+from testbed.campaign.plan import RunPlan, node_config_for
+from testbed.campaign.sites import (
+    NodeSite,
+    start_supernode,
 )
+from testbed.campaign.topology import BIN_DIR, Topology
+from testbed.commands import flower
 from testbed.transport.executor import Background
 from testbed.transport.processes import (
     ManagedProcess,
     stop_all,
     wait_for_port,
 )
-from testbed.campaign.sites import (
-    NodeCapture,
-    NodeSite,
-    probe_clock,
-    start_supernode,
-)
-from testbed.campaign.topology import BIN_DIR, Topology
 
 
 class RunFailed(RuntimeError):
@@ -101,25 +84,6 @@ def _run_status(env: dict[str, str], flower_run_id: str) -> str:
     return str(_run_info(env, flower_run_id).get("status", "unknown"))
 
 
-@dataclass(frozen=True)
-class RunCapture:
-    """One packet capture of a run: whose link, which end of it, where it writes.
-
-    ``side`` is ``server`` (the host-side veth: ``transfer`` events, server clock)
-    or ``node`` (the node's interface under test, captured inside its namespace:
-    ``node_transfer`` events, node clock).
-    """
-
-    host: Host
-    side: str
-    pcap: Path
-    capture: Capture | NodeCapture
-
-    def __post_init__(self) -> None:
-        if self.side not in ("server", "node"):
-            raise ValueError(f"side must be 'server' or 'node', got {self.side!r}")
-
-
 class Run:
     """The processes and files of one run (``drive.execute_run`` tears them down)."""
 
@@ -158,60 +122,6 @@ class Run:
             self.site(host).executor.run(
                 ["mkdir", "-p", *(f"{folder}/{d}" for d in NODE_FOLDERS)]
             )
-
-    def server_capture(self, host: Host) -> Capture:
-        """The server's end of ``host``'s link: its host-side veth on the emulated
-        cluster, else the server's interface on the network, filtered to the node."""
-        pcap = self.dir / "captures" / f"{host.name}.pcap"
-        iface = host.interface(self.network.name)
-        if self.topology.emulated:
-            veth = host_side_veth(self.inventory, host.name, self.network.name)
-            return Capture(veth, pcap, self.port)
-        assert iface is not None  # start_captures checked
-        return Capture(
-            server_interface(str(self.network.server_address)),
-            pcap,
-            self.port,
-            peer=str(iface.address),
-        )
-
-    def start_captures(self, stack: ExitStack) -> list[RunCapture]:
-        """Per node: a capture on the server side of its link and one on its own
-        interface under test, inside its namespace (as tcpdump would run on a Pi).
-        """
-        captures = []
-        folder = self.dir / "captures"
-        folder.mkdir(parents=True, exist_ok=True)
-        for host in self.inventory.clients:
-            iface = host.interface(self.network.name)
-            if iface is None:
-                raise RunFailed(
-                    f"host {host.name} has no interface on network "
-                    f"{self.network.name} in {self.inventory.path}; add one or "
-                    "leave the network out of the campaign"
-                )
-            server = self.server_capture(host)
-            server.start()
-            stack.callback(server.stop)
-            captures.append(RunCapture(host, "server", server.pcap_path, server))
-            node_dir = self.node_dir(host)
-            node = NodeCapture(
-                self.site(host),
-                iface.ifname,
-                f"{node_dir}/{self.node_pcap(host)}",
-                self.port,
-                f"{node_dir}/captures/{host.name}-tcpdump.log",
-            )
-            stack.callback(node.stop)
-            node.start()
-            captures.append(
-                RunCapture(host, "node", self.dir / self.node_pcap(host), node)
-            )
-        return captures
-
-    @staticmethod
-    def node_pcap(host: Host) -> str:
-        return f"captures/{host.name}-node.pcap"
 
     def start_superlink(self, stack: ExitStack) -> ManagedProcess:
         home = self.dir / "flwr" / "superlink"
@@ -348,47 +258,6 @@ class Run:
         home.mkdir(parents=True, exist_ok=True)
         ca = self.tls.ca_cert if self.tls is not None else None
         (home / "config.toml").write_text(flower.connection_toml(self.address, ca))
-
-    def probe_clocks(self, paths: list[ClockPath]) -> list[dict[str, Any]]:
-        """Every (node, path) probe, in parallel; errors are results too."""
-        offsets = self.campaign.clock_offsets_ns
-        jobs = [(host, path) for host in self.inventory.clients for path in paths]
-
-        def one(host: Host, path: ClockPath) -> dict[str, Any]:
-            injected = offsets.get(host.name, 0)
-            fields: dict[str, Any] = {"node": host.name, "path": path.name}
-            fields["injected_offset_ns"] = injected
-            measured = probe_clock(
-                self.site(host),
-                path.server_address,
-                CLOCK_PORT,
-                PROBE_SAMPLES,
-                injected,
-            )
-            return {**fields, **measured}
-
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(jobs)))) as pool:
-            return list(pool.map(lambda job: one(*job), jobs))
-
-    def record_clocks(self, when: str, paths: list[ClockPath]) -> None:
-        """Probe every node's clock offset over every path; write ``clock`` events."""
-        results = self.probe_clocks(paths)
-        try:  # the server's own synchronisation state, when chrony runs here
-            tracking, chrony_error = chrony_tracking(), ""
-        except ChronyError as err:
-            tracking, chrony_error = None, str(err)
-        with EventLog(self.events_path, run_id=self.plan.run_id) as events:
-            for result in results:
-                kind = "clock_error" if "error" in result else "clock"
-                events.append(kind, when=when, **result)
-            if tracking is not None or chrony_error:
-                events.append(
-                    "chrony",
-                    when=when,
-                    host=self.inventory.server.name,
-                    tracking=tracking,
-                    error=chrony_error,
-                )
 
     def stop_flower_run(self) -> None:
         if self.flower_run_id and not self.finished:

@@ -21,8 +21,11 @@ import pandas as pd
 from analysis.phases import concat_phases, write_phases
 from analysis.system import write_system
 from inventory.models import Inventory
-from testbed.campaign.model import Campaign
+from testbed.campaign.collect import RunTables, collect_run
+from testbed.campaign.drive import execute_run
 from testbed.campaign.manifest import build_manifest
+from testbed.campaign.model import Campaign
+from testbed.campaign.plan import Progress, RunOutcome, plan_runs
 from testbed.campaign.resume import (
     CampaignStopped,
     check_free_space,
@@ -38,9 +41,6 @@ from testbed.campaign.status import (
 )
 from testbed.campaign.topology import Topology, emulated_topology
 from testbed.transport.files import write_atomically, write_json_atomically
-from testbed.campaign.collect import RunTables, collect_run
-from testbed.campaign.drive import execute_run
-from testbed.campaign.plan import Progress, RunOutcome, plan_runs
 
 
 def run_campaign(

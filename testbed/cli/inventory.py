@@ -69,10 +69,10 @@ def inventory_check(
 
     Exits non-zero if any host fails a check; each failure says what to do.
     """
+    from testbed.lab.access import ssh_connectors
     from testbed.lab.check import check_inventory
     from testbed.lab.check_report import CheckOptions, render_text
     from testbed.transport.executor import LocalExecutor
-    from testbed.lab.access import ssh_connectors
 
     inv = load_inventory_or_fail(inventory)
     executors: dict[str, Any] = {inv.server.name: LocalExecutor}

@@ -10,22 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inventory.models import Inventory
-from testbed.commands import netcmd
-from testbed.commands import shaping
-from testbed.emulation.sshd import ssh_down, ssh_up
-from testbed.transport.executor import (
-    CommandError,
-    Executor,
-    LocalExecutor,
-    NetnsExecutor,
-)
-from testbed.emulation.features import EmulationFeatures, detect_features
+from testbed.commands import netcmd, shaping
 from testbed.commands.shaping import LossMode, Shaper
 from testbed.emulation.errors import (
     ClusterUpError,
     EmulationError,
     require_root,
 )
+from testbed.emulation.features import EmulationFeatures, detect_features
 from testbed.emulation.naming import (
     BRIDGE_PREFIX,
     bridge_name,
@@ -52,7 +44,13 @@ from testbed.emulation.readback import (
     read_qdiscs,
     veths_paired,
 )
-
+from testbed.emulation.sshd import ssh_down, ssh_up
+from testbed.transport.executor import (
+    CommandError,
+    Executor,
+    LocalExecutor,
+    NetnsExecutor,
+)
 
 # --- root and host checks -----------------------------------------------------------
 

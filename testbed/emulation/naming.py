@@ -6,7 +6,6 @@ import hashlib
 
 from inventory.models import Inventory
 
-
 NAMESPACE_PREFIX = "fb-"
 BRIDGE_PREFIX = "fbb"
 VETH_PREFIX = "fbv"

@@ -9,10 +9,9 @@ from typing import Any
 
 from inventory.models import Host, Inventory, Network, is_valid_ifname, is_valid_name
 from testbed.commands import shaping
-from testbed.emulation.sshd import ClusterSSH
-from testbed.emulation.features import EmulationFeatures
 from testbed.commands.shaping import Direction, LossMode, LossRule, Shaper
 from testbed.emulation.errors import PlanError
+from testbed.emulation.features import EmulationFeatures
 from testbed.emulation.naming import (
     MGMT_IFNAME,
     RESERVED_IFNAMES,
@@ -21,7 +20,7 @@ from testbed.emulation.naming import (
     host_side_veth,
     node_namespace,
 )
-
+from testbed.emulation.sshd import ClusterSSH
 
 # --- the plan -----------------------------------------------------------------
 

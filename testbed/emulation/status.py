@@ -9,16 +9,9 @@ from typing import Any
 
 from inventory.models import Inventory
 from testbed.commands import shaping
-from testbed.emulation.sshd import plan_ssh, sshd_state
-from testbed.transport.executor import (
-    CommandError,
-    Executor,
-    LocalExecutor,
-    NetnsExecutor,
-)
-from testbed.emulation.features import EmulationFeatures, detect_features
 from testbed.commands.shaping import Direction, LossRule
 from testbed.emulation.errors import EmulationError, require_root
+from testbed.emulation.features import EmulationFeatures, detect_features
 from testbed.emulation.naming import node_namespaces
 from testbed.emulation.plan import (
     ClusterPlan,
@@ -36,7 +29,13 @@ from testbed.emulation.readback import (
     read_qdiscs,
     veths_paired,
 )
-
+from testbed.emulation.sshd import plan_ssh, sshd_state
+from testbed.transport.executor import (
+    CommandError,
+    Executor,
+    LocalExecutor,
+    NetnsExecutor,
+)
 
 # --- status -------------------------------------------------------------------------
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator, Mapping
 
 from inventory.models import Host, Inventory
 from testbed.lab.check_host import HostChecker, HostOutOfTime
-from testbed.transport.executor import Executor
 from testbed.lab.check_report import CheckOptions, CheckReport, CheckRow, Role
+from testbed.transport.executor import Executor
 
 ExecutorFactory = Callable[[], Executor]
 

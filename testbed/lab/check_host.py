@@ -38,8 +38,8 @@ from testbed.commands.checkcmd import (
     uid_cmd,
     which_cmd,
 )
-from testbed.transport.executor import CommandError, Executor
 from testbed.lab.check_report import CheckOptions, CheckRow, JsonScalar, Role
+from testbed.transport.executor import CommandError, Executor
 
 # Capabilities a tool needs when it does not run as root.
 TOOL_CAPABILITIES: Mapping[str, frozenset[str]] = {

@@ -12,7 +12,6 @@ from testbed.commands.checkcmd import (
     MIB,
 )
 
-
 JsonScalar = str | int | float | bool | None
 Role = Literal["server", "client"]
 

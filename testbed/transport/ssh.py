@@ -30,6 +30,11 @@ from typing import TYPE_CHECKING
 
 import paramiko
 
+from testbed.commands.remote import (
+    authorize_key_argv,
+    remote_command,
+    start_argv,
+)
 from testbed.transport.executor import DEFAULT_TIMEOUT_S, CommandError
 from testbed.transport.known_hosts import (
     ChangedHostKeyError,
@@ -41,11 +46,6 @@ from testbed.transport.known_hosts import (
 )
 from testbed.transport.processes import ProcessError
 from testbed.transport.remote_processes import SSHBackground
-from testbed.commands.remote import (
-    authorize_key_argv,
-    remote_command,
-    start_argv,
-)
 
 if TYPE_CHECKING:
     from inventory.models import Host
