@@ -70,8 +70,9 @@ from flwr.serverapp.strategy.strategy_utils import sample_nodes
 from flwr.supercore import log
 from torch import nn
 
-ExtractionMode = Literal["static", "random", "rolling"]
-EXTRACTION_MODES: tuple[ExtractionMode, ...] = ("static", "random", "rolling")
+from strategies.settings import EXTRACTION_MODES as EXTRACTION_MODES
+from strategies.settings import ExtractionMode as ExtractionMode
+
 
 # ConfigRecord keys the server adds to each client's training config.
 RATIO_KEY = "heterofl-ratio"
