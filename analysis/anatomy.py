@@ -23,6 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from instrumentation.schema import EventKind
+
 # Every phase a tiled node round can hold, in the order they follow each other.
 ANATOMY_PHASES = (
     "dispatch_wait",
@@ -197,7 +199,7 @@ def _clock_points(events: Iterable[Mapping[str, Any]]) -> list[ClockPoint]:
         # A failed probe has no offset; a "when" other than start/end is no
         # estimate of this run's bounds.
         if (
-            e.get("event") != "clock"
+            e.get("event") != EventKind.CLOCK
             or e.get("offset_ns") is None
             or e.get("when") not in ("start", "end")
         ):
@@ -236,7 +238,7 @@ def node_clocks(events: Iterable[Mapping[str, Any]]) -> dict[str, NodeClock]:
 
 def _client_stamp(e: Mapping[str, Any]) -> bool:
     return (
-        e.get("event") == "phase"
+        e.get("event") == EventKind.PHASE
         and e.get("phase") in ("training", "evaluation")
         and e.get("source") in (None, "", "client_mod")
     )
@@ -244,8 +246,8 @@ def _client_stamp(e: Mapping[str, Any]) -> bool:
 
 # Node-clock instants of each event kind (docs/events.md).
 _NODE_CLOCK_KEYS = {
-    "phase": ("start_ns", "end_ns", "process_start_ns"),
-    "supernode_log": ("at_ns",),
+    EventKind.PHASE: ("start_ns", "end_ns", "process_start_ns"),
+    EventKind.SUPERNODE_LOG: ("at_ns",),
 }
 
 
@@ -263,9 +265,9 @@ def correct_events(
         copy = dict(e)
         kind = e.get("event")
         clock = clocks.get(str(e.get("node")))
-        on_node = kind == "supernode_log" or _client_stamp(e)
+        on_node = kind == EventKind.SUPERNODE_LOG or _client_stamp(e)
         if clock is not None and on_node:
-            for key in _NODE_CLOCK_KEYS[str(kind)]:
+            for key in _NODE_CLOCK_KEYS[EventKind(str(kind))]:
                 if isinstance(e.get(key), int) and not isinstance(e.get(key), bool):
                     copy[key] = clock.to_server(int(e[key]))
         out.append(copy)
@@ -285,7 +287,7 @@ def clock_records(
     seen = {
         str(e["node"])
         for e in events
-        if e.get("event") == "supernode_log" or _client_stamp(e)
+        if e.get("event") == EventKind.SUPERNODE_LOG or _client_stamp(e)
     }
     records = []
     for node in sorted(seen | set(clocks)):
@@ -595,7 +597,7 @@ def dispatches(events: Iterable[Mapping[str, Any]]) -> list[Dispatch]:
             at_ns=_instant(e, "dispatch_ns"),
         )
         for e in events
-        if e.get("event") == "dispatch"
+        if e.get("event") == EventKind.DISPATCH
         and e.get("message_id")
         and str(e.get("message_type") or "").split(".")[0] in ANATOMY_MESSAGE_TYPES
     ]
@@ -605,7 +607,7 @@ def pickups(events: Iterable[Mapping[str, Any]]) -> dict[str, Pickup]:
     """The first ``pickup`` of each instruction id, at ``pickup_ns`` (else ``t_ns``)."""
     out: dict[str, Pickup] = {}
     for e in events:
-        if e.get("event") == "pickup" and e.get("message_id"):
+        if e.get("event") == EventKind.PICKUP and e.get("message_id"):
             message_id = str(e["message_id"])
             out.setdefault(
                 message_id,
@@ -622,7 +624,7 @@ def aggregation_spans(
     """Per round, the server's aggregation stamp (earliest start, latest end)."""
     spans: dict[int, tuple[int, int]] = {}
     for e in events:
-        if e.get("event") != "phase" or e.get("phase") != "aggregation":
+        if e.get("event") != EventKind.PHASE or e.get("phase") != "aggregation":
             continue
         start, end = int(e["start_ns"]), int(e["end_ns"])
         known = spans.get(int(e["round"]))

@@ -49,6 +49,7 @@ from analysis.wire import (
     stamps,
     windows,
 )
+from instrumentation.schema import EventKind
 
 # The measured phases (every run has them); a tiled round adds docs/anatomy.md's.
 PHASES = ("downlink", "training", "evaluation", "uplink", "aggregation")
@@ -281,7 +282,7 @@ def _server_rows(
             source=str(e.get("source") or "server_timer"),
         )
         for e in events
-        if e.get("event") == "phase" and e.get("phase") in SERVER_PHASES
+        if e.get("event") == EventKind.PHASE and e.get("phase") in SERVER_PHASES
     ]
 
 

@@ -28,6 +28,7 @@ from analysis.anatomy import (
     pickups,
 )
 from analysis.system import bytes_between
+from instrumentation.schema import EventKind
 
 CLIENT_PHASES = ("training", "evaluation")
 DIRECTIONS = ("down", "up")
@@ -115,7 +116,7 @@ def stamps(
     """Every client-mod stamp; ``reply_ids`` maps instruction ids to reply ids."""
     out = []
     for e in events:
-        if e.get("event") != "phase" or e.get("phase") not in CLIENT_PHASES:
+        if e.get("event") != EventKind.PHASE or e.get("phase") not in CLIENT_PHASES:
             continue
         message_id = str(e.get("message_id") or "")
         out.append(
@@ -156,7 +157,7 @@ def _burst(e: Mapping[str, Any], clock: NodeClock | None = None) -> Burst:
 
 def bursts(events: Iterable[Mapping[str, Any]]) -> list[Burst]:
     """Every burst captured on the server side (``transfer``)."""
-    return [_burst(e) for e in events if e.get("event") == "transfer"]
+    return [_burst(e) for e in events if e.get("event") == EventKind.TRANSFER]
 
 
 def node_bursts(
@@ -170,7 +171,7 @@ def node_bursts(
     return [
         _burst(e, clocks.get(str(e["node"]), NodeClock(str(e["node"]))))
         for e in events
-        if e.get("event") == "node_transfer"
+        if e.get("event") == EventKind.NODE_TRANSFER
     ]
 
 
@@ -204,7 +205,7 @@ def windows(events: Iterable[Mapping[str, Any]]) -> list[Window]:
     """Receive (``down``) and send (``up``) windows of every node's SuperNode log."""
     by_node: dict[str, list[Mapping[str, Any]]] = {}
     for e in events:
-        if e.get("event") == "supernode_log":
+        if e.get("event") == EventKind.SUPERNODE_LOG:
             by_node.setdefault(str(e["node"]), []).append(e)
     windows: list[Window] = []
     for node, logs in by_node.items():
@@ -552,7 +553,8 @@ def reconcile_transfers(
         (
             str(e["network"])
             for e in events
-            if e.get("event") in ("run_start", "transfer") and e.get("network")
+            if e.get("event") in (EventKind.RUN_START, EventKind.TRANSFER)
+            and e.get("network")
         ),
         "",
     )

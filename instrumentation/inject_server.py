@@ -111,7 +111,9 @@ def _record(
         )
         metrics, scope = result, "evaluate"
     if isinstance(metrics, Mapping) and metrics:
-        sink.append(EventKind.METRICS, round=server_round, scope=scope, values=dict(metrics))
+        sink.append(
+            EventKind.METRICS, round=server_round, scope=scope, values=dict(metrics)
+        )
 
 
 def _timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
@@ -225,7 +227,9 @@ def _measured_call(self: ServerApp, grid: Grid, context: Context) -> None:
         finally:
             set_current_sink(None)
             set_policy(None, None)
-        events.append(EventKind.APP_END, status="ok", start_ns=start_ns, end_ns=time.time_ns())
+        events.append(
+            EventKind.APP_END, status="ok", start_ns=start_ns, end_ns=time.time_ns()
+        )
 
 
 def measure_server_app(app: ServerApp, target: str = "") -> ServerApp:

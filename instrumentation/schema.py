@@ -73,7 +73,9 @@ def _spec(kind: EventKind, required: str, optional: str = "") -> EventSpec:
     return EventSpec(kind, frozenset(required.split()), frozenset(optional.split()))
 
 
-_TRANSFER = "node network direction start_ns end_ns bytes packets retransmissions source"
+_TRANSFER = (
+    "node network direction start_ns end_ns bytes packets retransmissions source"
+)
 _MESSAGE = "message_id node_id message_type round"
 
 SPECS: Mapping[EventKind, EventSpec] = {
@@ -95,9 +97,7 @@ SPECS: Mapping[EventKind, EventSpec] = {
             f"{_MESSAGE} dispatch_ns pushed_ns created_ns bytes via",
             "group_id",
         ),
-        _spec(
-            EventKind.PICKUP, f"{_MESSAGE} reply_id pickup_ns bytes error via"
-        ),
+        _spec(EventKind.PICKUP, f"{_MESSAGE} reply_id pickup_ns bytes error via"),
         _spec(
             EventKind.CLOCK,
             "node path when offset_ns uncertainty_ns rtt_ns samples_used",
@@ -106,22 +106,16 @@ SPECS: Mapping[EventKind, EventSpec] = {
         _spec(EventKind.TRANSFER, _TRANSFER),
         _spec(EventKind.NODE_TRANSFER, f"{_TRANSFER} side"),
         _spec(EventKind.METRICS, "round scope values", "start_ns end_ns"),
-        _spec(
-            EventKind.SUPERNODE_LOG, "node kind at_ns message_type message_id"
-        ),
+        _spec(EventKind.SUPERNODE_LOG, "node kind at_ns message_type message_id"),
         _spec(EventKind.APP_START, "flower_run_id serverapp"),
         _spec(EventKind.APP_END, "status start_ns end_ns", "error error_type"),
-        _spec(
-            EventKind.EVALUATE_AGGREGATION, "round start_ns end_ns", "node source"
-        ),
+        _spec(EventKind.EVALUATE_AGGREGATION, "round start_ns end_ns", "node source"),
         _spec(
             EventKind.FAILURE,
             "round node_id message_type reason",
             "node message_id code source",
         ),
-        _spec(
-            EventKind.DEGRADED, "round step wanted present node_ids waited_s"
-        ),
+        _spec(EventKind.DEGRADED, "round step wanted present node_ids waited_s"),
         _spec(
             EventKind.FAULT,
             "kind node round action duration_s t_fault_ns error",
@@ -133,9 +127,7 @@ SPECS: Mapping[EventKind, EventSpec] = {
             "node_id trained_on_version staleness sent_ns arrival_ns outcome weight"
             " version_after server_step num_examples message_id reason",
         ),
-        _spec(
-            EventKind.CLOCK_ERROR, "node path when error", "injected_offset_ns"
-        ),
+        _spec(EventKind.CLOCK_ERROR, "node path when error", "injected_offset_ns"),
         _spec(EventKind.CHRONY, "when host tracking error"),
         _spec(EventKind.LOG_REPAIRED, "reason"),
     )

@@ -50,7 +50,6 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from logging import INFO
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt

@@ -88,7 +88,8 @@ class StrategySpec:
 
     ``server`` and ``client`` name the server strategy class and the
     :class:`~strategies.client_side.ClientSide` as ``module:name``; they are
-    imported on first use (:attr:`strategy_cls`, :attr:`client_side`). ``parameters`` go to the server strategy's constructor, ``client_parameters``
+    imported on first use (:attr:`strategy_cls`, :attr:`client_side`).
+    ``parameters`` go to the server strategy's constructor, ``client_parameters``
     to the client's optimiser (:func:`optimizer_settings`). With
     ``needs_local_keys`` the server strategy is told which state-dict keys the
     clients keep (``local_keys=``), so it needs the model to build. A
