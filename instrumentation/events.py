@@ -30,11 +30,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Any
+from typing import Any
 
 import numpy as np
 
 from instrumentation.schema import COMMON_FIELDS, EventKind, field_problems
+from instrumentation.schema import EventSink as EventSink
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +44,6 @@ REPAIR_EVENT = EventKind.LOG_REPAIRED
 PHASES = frozenset({"training", "evaluation", "aggregation"})
 PHASE_SOURCES = frozenset({"client_mod", "server_timer"})
 MESSAGE_TYPES = frozenset({"train", "evaluate", ""})
-
-
-class EventSink(Protocol):
-    """Anything that takes events, such as :class:`EventLog` (or a list in tests)."""
-
-    def append(self, event: str, **fields: Any) -> None:
-        """Record one event."""
 
 
 class EventLogError(ValueError):

@@ -37,8 +37,7 @@ from instrumentation.events import EventLog
 from instrumentation.inject_client import InjectError, load_component
 from instrumentation.measured_grid import MeasuredGrid
 from instrumentation.patience import NODE_WAIT_KEY, make_patient, set_policy
-from instrumentation.events import EventSink
-from instrumentation.schema import EventKind
+from instrumentation.schema import EventKind, EventSink
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from instrumentation.client_mod import STAMPS_KEY, ClientStamps, content_bytes
-from instrumentation.events import EventSink
-from instrumentation.schema import EventKind
+from instrumentation.schema import EventKind, EventSink
 
 
 def message_category(message_type: str) -> str:

@@ -20,8 +20,7 @@ from typing import Any
 
 from flwr.serverapp import Grid
 
-from instrumentation.events import EventSink
-from instrumentation.schema import EventKind
+from instrumentation.schema import EventKind, EventSink
 
 NODE_WAIT_KEY = "flowerbed-node-wait-s"
 PATIENT_METHODS = ("configure_train", "configure_evaluate")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, Protocol
 
 # The keys the event log itself sets on every event (instrumentation/events.py).
 COMMON_FIELDS = ("event", "run_id", "t_ns")
@@ -45,6 +46,14 @@ class EventKind(StrEnum):
     CLOCK_ERROR = "clock_error"
     CHRONY = "chrony"
     LOG_REPAIRED = "log_repaired"
+
+
+class EventSink(Protocol):
+    """Anything that takes events: the event log (instrumentation/events.py), or a
+    list in tests. ``event`` is an :class:`EventKind`."""
+
+    def append(self, event: str, **fields: Any) -> None:
+        """Record one event."""
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from instrumentation.schema import EventKind
+from instrumentation.schema import EventSink as EventSink
 from strategies.settings import EXTRACTION_MODES, FedBuffConfig
 from workloads import ARCHITECTURES
 from workloads import CNN_MAX_WIDTH as MAX_CNN_WIDTH
@@ -64,13 +65,6 @@ FEDBUFF_UPDATE_EVENT = EventKind.FEDBUFF_UPDATE
 COVERAGE_SCOPE = "coverage"
 # Where the plain client side lives (model variant "plain", no kept keys).
 PLAIN_CLIENT_SIDE = "strategies.client_side:PLAIN"
-
-
-class EventSink(Protocol):
-    """Where strategies write events (instrumentation.events.EventSink's shape)."""
-
-    def append(self, event: str, **fields: Any) -> None:
-        """Record one event."""
 
 
 Factory = Callable[[Mapping[str, Any], "nn.Module | None", "EventSink | None"], Any]
