@@ -30,16 +30,12 @@ from flwr.app import ArrayRecord, RecordDict
 from torch import nn
 
 from strategies import submodels
+from workloads import ARCHITECTURES as ARCHITECTURES
 from workloads.digitcnn import DigitCNNConfig, build_digit_cnn
 from workloads.squeezenet import SqueezeNetConfig, build_model
 
 # The context.state entry under which a node keeps its local keys between rounds.
 LOCAL_STATE_KEY = "flowerbed-local-keys"
-
-# The networks a strategy's model variant is built on: "squeezenet" (the
-# measurement study's SqueezeNet-style CNN, workloads/squeezenet.py) or "cnn"
-# (the FedBN/FedWon papers' digit CNN, workloads/digitcnn.py).
-ARCHITECTURES = ("squeezenet", "cnn")
 
 
 @dataclass(frozen=True)

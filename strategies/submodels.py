@@ -13,7 +13,6 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -21,8 +20,9 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 from torch import nn
 
-ExtractionMode = Literal["static", "random", "rolling"]
-EXTRACTION_MODES: tuple[ExtractionMode, ...] = ("static", "random", "rolling")
+from strategies.settings import EXTRACTION_MODES as EXTRACTION_MODES
+from strategies.settings import ExtractionMode as ExtractionMode
+
 
 # ConfigRecord keys the server adds to each client's training config.
 RATIO_KEY = "heterofl-ratio"
