@@ -25,7 +25,8 @@ from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-UPDATE_EVENT = "fedbuff_update"
+from instrumentation.schema import EventKind
+
 UPDATE_COLUMNS = [
     "run_id",
     "node",
@@ -97,7 +98,7 @@ def update_table(events: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     names = _node_names(records)
     rows: list[dict[str, Any]] = []
     for event in records:
-        if event.get("event") != UPDATE_EVENT:
+        if event.get("event") != EventKind.FEDBUFF_UPDATE:
             continue
         run_id = str(event.get("run_id", ""))
         node_id = int(event["node_id"])

@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from instrumentation.schema import EventKind
+
 COLUMNS = (
     "run_id",
     "round",
@@ -32,7 +34,7 @@ Transfer = tuple[str, int, int]  # direction, start_ns, bytes
 def _transfers(events: Iterable[Mapping[str, Any]]) -> dict[str, list[Transfer]]:
     by_node: dict[str, list[Transfer]] = {}
     for e in events:
-        if e.get("event") == "transfer":
+        if e.get("event") == EventKind.TRANSFER:
             by_node.setdefault(str(e["node"]), []).append(
                 (str(e["direction"]), int(e["start_ns"]), int(e.get("bytes", 0)))
             )
@@ -65,9 +67,9 @@ def failure_table(events: list[dict[str, Any]], run_id: str) -> pd.DataFrame:
     names: dict[int, str] = {}
     dispatched: dict[str, tuple[int, int]] = {}
     for e in events:
-        if e.get("event") == "phase" and e.get("node_id"):
+        if e.get("event") == EventKind.PHASE and e.get("node_id"):
             names[int(e["node_id"])] = str(e["node"])
-        if e.get("event") == "dispatch":
+        if e.get("event") == EventKind.DISPATCH:
             dispatched[str(e["message_id"])] = (
                 int(e["dispatch_ns"]),
                 int(e.get("bytes", 0)),
@@ -77,7 +79,7 @@ def failure_table(events: list[dict[str, Any]], run_id: str) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for e in events:
         kind = e.get("event")
-        if kind == "failure":
+        if kind == EventKind.FAILURE:
             node = str(e.get("node") or names.get(int(e.get("node_id", 0)), ""))
             node = node or f"node-id {e.get('node_id')}"
             sent = dispatched.get(str(e.get("message_id", "")))
@@ -104,7 +106,7 @@ def failure_table(events: list[dict[str, Any]], run_id: str) -> pd.DataFrame:
                     "t_ns": int(e.get("t_ns", 0)),
                 }
             )
-        elif kind == "degraded":
+        elif kind == EventKind.DEGRADED:
             rows.append(
                 {
                     "round": int(e["round"]),
@@ -118,7 +120,7 @@ def failure_table(events: list[dict[str, Any]], run_id: str) -> pd.DataFrame:
                     "t_ns": int(e.get("t_ns", 0)),
                 }
             )
-        elif kind == "fault":
+        elif kind == EventKind.FAULT:
             rows.append(
                 {
                     "round": int(e.get("round", 0)),
@@ -130,7 +132,7 @@ def failure_table(events: list[dict[str, Any]], run_id: str) -> pd.DataFrame:
                     "t_ns": int(e.get("t_fault_ns", e.get("t_ns", 0))),
                 }
             )
-        elif kind == "run_end" and e.get("status") != "ok":
+        elif kind == EventKind.RUN_END and e.get("status") != "ok":
             rows.append(
                 {
                     "round": int(e.get("rounds", 0)),

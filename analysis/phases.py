@@ -1,6 +1,6 @@
 """Events of one run to the phase table (``phases.parquet``) of docs/events.md.
 
-Node-clock instants are first mapped to the server clock (analysis/anatomy.py).
+Node-clock instants are first mapped to the server clock (analysis/clocks.py).
 Compute phases come straight from ``phase`` events. Downlink and uplink rows come
 from matching each client-mod stamp with the SuperNode log window that received
 its instruction or sent its reply (``supernode_log`` events), then with every
@@ -22,26 +22,28 @@ import pandas as pd
 
 from analysis.anatomy import (
     ANATOMY_PHASES,
-    NODE_CLOCK,
-    SERVER_CLOCK,
     MeasuredMessage,
     Span,
     Tile,
     aggregation_spans,
-    clock_records,
-    correct_events,
     dispatches,
-    node_clocks,
     pickups,
     tile_run,
 )
+from analysis.clocks import (
+    NODE_CLOCK,
+    SERVER_CLOCK,
+    clock_records,
+    correct_events,
+    node_clocks,
+)
 
 # The matching rules' constants live with the matching; re-exported here.
-from analysis.wire import EDGE_NOISE_SHARE as EDGE_NOISE_SHARE
-from analysis.wire import LONE_GAP_NS as LONE_GAP_NS
-from analysis.wire import MIN_WIRE_SHARE as MIN_WIRE_SHARE
-from analysis.wire import WINDOW_SLACK_NS as WINDOW_SLACK_NS
-from analysis.wire import (
+from analysis.matching import EDGE_NOISE_SHARE as EDGE_NOISE_SHARE
+from analysis.matching import LONE_GAP_NS as LONE_GAP_NS
+from analysis.matching import MIN_WIRE_SHARE as MIN_WIRE_SHARE
+from analysis.matching import WINDOW_SLACK_NS as WINDOW_SLACK_NS
+from analysis.matching import (
     Stamp,
     TransferMatch,
     bursts,
@@ -49,6 +51,7 @@ from analysis.wire import (
     stamps,
     windows,
 )
+from instrumentation.schema import EventKind
 
 # The measured phases (every run has them); a tiled round adds docs/anatomy.md's.
 PHASES = ("downlink", "training", "evaluation", "uplink", "aggregation")
@@ -281,7 +284,7 @@ def _server_rows(
             source=str(e.get("source") or "server_timer"),
         )
         for e in events
-        if e.get("event") == "phase" and e.get("phase") in SERVER_PHASES
+        if e.get("event") == EventKind.PHASE and e.get("phase") in SERVER_PHASES
     ]
 
 
@@ -368,7 +371,7 @@ def phases_from_events(events: list[dict[str, Any]], run: RunInfo) -> pd.DataFra
     the derived phases of docs/anatomy.md. Diagnostics in ``df.attrs``:
     ``unmatched`` (stamps whose instruction or reply has neither a SuperNode log
     window nor enough captured bytes, see :func:`unmatched_frame`), ``clock``
-    (the per-node correction, see :func:`analysis.anatomy.clock_frame`) and
+    (the per-node correction, see :func:`analysis.clocks.clock_frame`) and
     ``anatomy`` (per round and node: tiled or why not, see
     :func:`analysis.anatomy.anatomy_frame`).
     """

@@ -21,6 +21,7 @@ import pandas as pd
 
 from analysis.phases import COLUMNS, DTYPES, write_phases
 from analysis.system import write_system
+from instrumentation.schema import EventKind
 
 MODEL_BYTES = 3_980_000
 EVAL_REPLY_BYTES = 300
@@ -304,7 +305,7 @@ def _events(
     first = int(round_start[0])
     events: list[dict[str, object]] = [
         {
-            "event": "run_start",
+            "event": EventKind.RUN_START.value,
             "run_id": run_id,
             "t_ns": first - 7_000_000_000,
             "network": network,
@@ -317,7 +318,7 @@ def _events(
         accuracy = _accuracy(spec, rng, rnd)
         events.append(
             {
-                "event": "metrics",
+                "event": EventKind.METRICS.value,
                 "run_id": run_id,
                 "t_ns": t_ns,
                 "round": rnd,
@@ -327,7 +328,7 @@ def _events(
         )
     events.append(
         {
-            "event": "run_end",
+            "event": EventKind.RUN_END.value,
             "run_id": run_id,
             "t_ns": int(round_end[-1]) + 1_000_000_000,
             "status": "ok",

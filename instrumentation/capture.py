@@ -26,6 +26,7 @@ from typing import Any
 
 from scapy.utils import RawPcapReader
 
+from instrumentation.schema import EventKind
 from inventory.models import is_valid_ifname
 
 # Why 0.25 s: when idle, Flower's SuperNode polls the SuperLink every 3 s (flwr
@@ -528,7 +529,7 @@ def transfer_events(
     """
     return [
         {
-            "event": "transfer",
+            "event": EventKind.TRANSFER,
             "node": node,
             "network": network,
             "direction": t.direction,

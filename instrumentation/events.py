@@ -30,24 +30,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Any
+from typing import Any
 
 import numpy as np
 
+from instrumentation.schema import COMMON_FIELDS, EventKind, field_problems
+from instrumentation.schema import EventSink as EventSink
+
 logger = logging.getLogger(__name__)
 
-RESERVED_KEYS = frozenset({"event", "run_id", "t_ns"})
-REPAIR_EVENT = "log_repaired"
+RESERVED_KEYS = frozenset(COMMON_FIELDS)
+REPAIR_EVENT = EventKind.LOG_REPAIRED
 PHASES = frozenset({"training", "evaluation", "aggregation"})
 PHASE_SOURCES = frozenset({"client_mod", "server_timer"})
 MESSAGE_TYPES = frozenset({"train", "evaluate", ""})
-
-
-class EventSink(Protocol):
-    """Anything that takes events, such as :class:`EventLog` (or a list in tests)."""
-
-    def append(self, event: str, **fields: Any) -> None:
-        """Record one event."""
 
 
 class EventLogError(ValueError):
@@ -138,17 +134,23 @@ class EventLog:
             os.fsync(fd)
 
     def _record(self, event: str, fields: dict[str, Any]) -> dict[str, Any]:
-        return {"event": event, "run_id": self.run_id, "t_ns": time.time_ns(), **fields}
+        kind = EventKind(event).value  # a plain str in the JSON
+        return {"event": kind, "run_id": self.run_id, "t_ns": time.time_ns(), **fields}
 
     def append(self, event: str, **fields: Any) -> None:
-        """Write one event now: ``event``, ``run_id``, ``t_ns`` and ``fields``."""
-        if not event:
-            raise ValueError("event kind must be a non-empty string")
+        """Write one event now: ``event``, ``run_id``, ``t_ns`` and ``fields``.
+
+        ``event`` must be an :class:`~instrumentation.schema.EventKind` and
+        ``fields`` must hold its required fields (instrumentation/schema.py).
+        """
         clash = RESERVED_KEYS & fields.keys()
         if clash:
             raise ValueError(
                 f"event {event!r}: fields {sorted(clash)} are set by the log itself"
             )
+        problems = field_problems(event, fields)
+        if problems:
+            raise ValueError("; ".join(problems))
         line = encode_event(self._record(event, fields))
         fd = self._require_fd()
         with self._locked(fd):
@@ -204,7 +206,7 @@ def append_phase(
             f"start_ns {start_ns}"
         )
     log.append(
-        "phase",
+        EventKind.PHASE,
         phase=phase,
         round=int(round),
         node=node,

@@ -37,7 +37,7 @@ from instrumentation.events import EventLog
 from instrumentation.inject_client import InjectError, load_component
 from instrumentation.measured_grid import MeasuredGrid
 from instrumentation.patience import NODE_WAIT_KEY, make_patient, set_policy
-from instrumentation.events import EventSink
+from instrumentation.schema import EventKind, EventSink
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _record(
     end_ns = time.time_ns()
     if name == "aggregate_train":
         sink.append(
-            "phase",
+            EventKind.PHASE,
             phase="aggregation",
             round=server_round,
             node="server",
@@ -101,7 +101,7 @@ def _record(
         scope = "train"
     else:
         sink.append(
-            "evaluate_aggregation",
+            EventKind.EVALUATE_AGGREGATION,
             round=server_round,
             node="server",
             start_ns=start_ns,
@@ -110,7 +110,9 @@ def _record(
         )
         metrics, scope = result, "evaluate"
     if isinstance(metrics, Mapping) and metrics:
-        sink.append("metrics", round=server_round, scope=scope, values=dict(metrics))
+        sink.append(
+            EventKind.METRICS, round=server_round, scope=scope, values=dict(metrics)
+        )
 
 
 def _timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
@@ -202,7 +204,7 @@ def _measured_call(self: ServerApp, grid: Grid, context: Context) -> None:
     parent: type[ServerApp] = type(self).__bases__[0]
     with _open_log(context) as events:
         events.append(
-            "app_start",
+            EventKind.APP_START,
             flower_run_id=int(context.run_id),
             serverapp=str(getattr(self, "__flowerbed_target__", "")),
         )
@@ -213,7 +215,7 @@ def _measured_call(self: ServerApp, grid: Grid, context: Context) -> None:
             parent.__call__(self, grid=MeasuredGrid(grid, events), context=context)
         except BaseException as err:
             events.append(
-                "app_end",
+                EventKind.APP_END,
                 status="failed",
                 error_type=type(err).__name__,
                 error=str(err)[:2000],
@@ -224,7 +226,9 @@ def _measured_call(self: ServerApp, grid: Grid, context: Context) -> None:
         finally:
             set_current_sink(None)
             set_policy(None, None)
-        events.append("app_end", status="ok", start_ns=start_ns, end_ns=time.time_ns())
+        events.append(
+            EventKind.APP_END, status="ok", start_ns=start_ns, end_ns=time.time_ns()
+        )
 
 
 def measure_server_app(app: ServerApp, target: str = "") -> ServerApp:

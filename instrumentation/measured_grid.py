@@ -32,7 +32,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from instrumentation.client_mod import STAMPS_KEY, ClientStamps, content_bytes
-from instrumentation.events import EventSink
+from instrumentation.schema import EventKind, EventSink
 
 
 def message_category(message_type: str) -> str:
@@ -173,7 +173,7 @@ class MeasuredGrid(Grid):
             node_id = int(msg.metadata.dst_node_id)
             waited = f" of {timeout:g} s" if timeout is not None else ""
             self._sink.append(
-                "failure",
+                EventKind.FAILURE,
                 round=server_round,
                 node_id=node_id,
                 node=self._names.get(node_id, ""),
@@ -208,7 +208,7 @@ class MeasuredGrid(Grid):
             meta = msg.metadata
             if not message_id:
                 self._sink.append(
-                    "failure",
+                    EventKind.FAILURE,
                     round=server_round,
                     node_id=int(meta.dst_node_id),
                     message_type=meta.message_type,
@@ -219,7 +219,7 @@ class MeasuredGrid(Grid):
             self._rounds[message_id] = server_round
             self._destinations[message_id] = int(meta.dst_node_id)
             self._sink.append(
-                "dispatch",
+                EventKind.DISPATCH,
                 message_id=message_id,
                 node_id=int(meta.dst_node_id),
                 message_type=meta.message_type,
@@ -242,7 +242,7 @@ class MeasuredGrid(Grid):
                 # the SuperLink answers for an unavailable node under its own id
                 node_id = self._destinations.get(message_id, node_id)
                 self._sink.append(
-                    "pickup",
+                    EventKind.PICKUP,
                     message_id=message_id,
                     reply_id=str(meta.message_id),
                     node_id=node_id,
@@ -254,7 +254,7 @@ class MeasuredGrid(Grid):
                     via=via,
                 )
                 self._sink.append(
-                    "failure",
+                    EventKind.FAILURE,
                     round=server_round or 0,
                     node_id=node_id,
                     node=self._names.get(node_id, ""),
@@ -270,7 +270,7 @@ class MeasuredGrid(Grid):
             if server_round is None:
                 server_round = stamps.round if stamps is not None else 0
             self._sink.append(
-                "pickup",
+                EventKind.PICKUP,
                 message_id=message_id,
                 reply_id=str(meta.message_id),
                 node_id=node_id,
@@ -289,7 +289,7 @@ class MeasuredGrid(Grid):
         self, stamps: ClientStamps, node_id: int, message_id: str, server_round: int
     ) -> None:
         self._sink.append(
-            "phase",
+            EventKind.PHASE,
             phase=stamps.phase,
             round=server_round,
             node=stamps.node,

@@ -20,7 +20,7 @@ from typing import Any
 
 from flwr.serverapp import Grid
 
-from instrumentation.events import EventSink
+from instrumentation.schema import EventKind, EventSink
 
 NODE_WAIT_KEY = "flowerbed-node-wait-s"
 PATIENT_METHODS = ("configure_train", "configure_evaluate")
@@ -95,7 +95,7 @@ def _patiently(
         return method(self, *args, **kwargs)
     server_round = args[0] if args else kwargs.get("server_round", 0)
     sink.append(
-        "degraded",
+        EventKind.DEGRADED,
         round=int(server_round),
         step=name,
         wanted=wanted,

@@ -29,17 +29,13 @@ import torch
 from flwr.app import ArrayRecord, RecordDict
 from torch import nn
 
-from strategies import heterofl
+from strategies import submodels
+from workloads import ARCHITECTURES as ARCHITECTURES
 from workloads.digitcnn import DigitCNNConfig, build_digit_cnn
 from workloads.squeezenet import SqueezeNetConfig, build_model
 
 # The context.state entry under which a node keeps its local keys between rounds.
 LOCAL_STATE_KEY = "flowerbed-local-keys"
-
-# The networks a strategy's model variant is built on: "squeezenet" (the
-# measurement study's SqueezeNet-style CNN, workloads/squeezenet.py) or "cnn"
-# (the FedBN/FedWon papers' digit CNN, workloads/digitcnn.py).
-ARCHITECTURES = ("squeezenet", "cnn")
 
 
 @dataclass(frozen=True)
@@ -194,7 +190,7 @@ def receive_model(
     """The model a received message describes, loaded with its arrays.
 
     A HeteroFL train message (a config carrying ``heterofl-mask``) yields the
-    reduced-width sub-model :func:`strategies.heterofl.build_submodel` cuts to
+    reduced-width sub-model :func:`strategies.submodels.build_submodel` cuts to
     the received shapes; any other message yields ``side``'s full model
     variant with the global arrays loaded (:meth:`ClientSide.load_global`).
     """
@@ -206,8 +202,8 @@ def receive_model(
     arrays = next(iter(content.array_records.values()))
     template = side.build_model(shape)
     for config in content.config_records.values():
-        if heterofl.MASK_KEY in config:
-            heterofl.read_assignment(config)  # fails clearly on a partial config
-            return heterofl.build_submodel(template, arrays)
+        if submodels.MASK_KEY in config:
+            submodels.read_assignment(config)  # fails clearly on a partial config
+            return submodels.build_submodel(template, arrays)
     side.load_global(template, arrays)
     return template

@@ -1,18 +1,34 @@
-"""The strategy registry: a campaign's strategy name to its server and client halves."""
+"""The strategy registry: a campaign's strategy name to its server and client halves.
+
+Importing it loads neither Flower nor torch, so a campaign file is checked against
+the names, parameters and models here in a fraction of a second. A strategy's
+server class and client side are named by module path and imported when a
+strategy is built or its client side is asked for, as a plugin registry does.
+"""
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from flwr.serverapp.strategy import FedAvg, FedAvgM, FedProx, Strategy
-from torch import nn
+from instrumentation.schema import EventKind
+from instrumentation.schema import EventSink as EventSink
+from strategies.settings import EXTRACTION_MODES, FedBuffConfig
+from workloads import ARCHITECTURES
+from workloads import CNN_MAX_WIDTH as MAX_CNN_WIDTH
 
-from strategies import fedbn, fedbuff, fedwon, heterofl
-from strategies.client_side import ARCHITECTURES, PLAIN, ClientSide, OptimizerSettings
-from workloads.digitcnn import MAX_WIDTH as MAX_CNN_WIDTH
+if TYPE_CHECKING:
+    from flwr.serverapp.strategy import Strategy
+    from torch import nn
+
+    from strategies.client_side import ClientSide, OptimizerSettings
+    from strategies.fedbuff import FedBuff, UpdateRecord
+    from strategies.heterofl import HeteroFL
+
+    ServerStrategy = Strategy | FedBuff
 
 _FEDAVG_PARAMETERS = (
     "fraction_train",
@@ -42,28 +58,31 @@ _FEDBUFF_CONFIG = (
 )
 _FEDBUFF_LOOP = ("poll_interval_s", "max_wall_s")
 
-# The event under which FedBuff's per-update records enter the event log.
-FEDBUFF_UPDATE_EVENT = "fedbuff_update"
+# The event under which FedBuff's per-update records enter the event log (an
+# alias kept for older imports).
+FEDBUFF_UPDATE_EVENT = EventKind.FEDBUFF_UPDATE
 # The ``metrics`` scope of HeteroFL's per-round coverage figures.
 COVERAGE_SCOPE = "coverage"
-
-ServerStrategy = Strategy | fedbuff.FedBuff
-
-
-class EventSink(Protocol):
-    """Where strategies write events (instrumentation.events.EventSink's shape)."""
-
-    def append(self, event: str, **fields: Any) -> None:
-        """Record one event."""
+# Where the plain client side lives (model variant "plain", no kept keys).
+PLAIN_CLIENT_SIDE = "strategies.client_side:PLAIN"
 
 
-Factory = Callable[[Mapping[str, Any], nn.Module | None, EventSink | None], Any]
+Factory = Callable[[Mapping[str, Any], "nn.Module | None", "EventSink | None"], Any]
+
+
+def load_object(path: str) -> Any:
+    """The object ``module:name`` names, importing its module (once)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
 class StrategySpec:
     """A registered strategy: server class, client side and the parameters of each.
 
+    ``server`` and ``client`` name the server strategy class and the
+    :class:`~strategies.client_side.ClientSide` as ``module:name``; they are
+    imported on first use (:attr:`strategy_cls`, :attr:`client_side`).
     ``parameters`` go to the server strategy's constructor, ``client_parameters``
     to the client's optimiser (:func:`optimizer_settings`). With
     ``needs_local_keys`` the server strategy is told which state-dict keys the
@@ -74,10 +93,10 @@ class StrategySpec:
     """
 
     name: str
-    strategy_cls: type[Strategy] | type[fedbuff.FedBuff]
+    server: str
     description: str
     parameters: tuple[str, ...]
-    client_side: ClientSide = PLAIN
+    client: str = PLAIN_CLIENT_SIDE
     client_parameters: tuple[str, ...] = ()
     needs_local_keys: bool = False
     factory: Factory | None = None
@@ -86,6 +105,18 @@ class StrategySpec:
     # it cannot train the others.
     architectures: tuple[str, ...] = ARCHITECTURES
     architecture_note: str = ""
+
+    @property
+    def strategy_cls(self) -> type[Strategy] | type[FedBuff]:
+        """The server strategy class (imports Flower, and torch for some)."""
+        cls: type[Strategy] | type[FedBuff] = load_object(self.server)
+        return cls
+
+    @property
+    def client_side(self) -> ClientSide:
+        """The client half: model variant, optimiser, kept keys (imports torch)."""
+        side: ClientSide = load_object(self.client)
+        return side
 
     @property
     def all_parameters(self) -> tuple[str, ...]:
@@ -121,9 +152,9 @@ def _heterofl_options(parameters: Mapping[str, Any]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if "mode" in parameters:
         mode = str(parameters["mode"]).lower()
-        if mode not in heterofl.EXTRACTION_MODES:
+        if mode not in EXTRACTION_MODES:
             raise ValueError(
-                f"heterofl mode must be one of {', '.join(heterofl.EXTRACTION_MODES)},"
+                f"heterofl mode must be one of {', '.join(EXTRACTION_MODES)},"
                 f" got {parameters['mode']!r}"
             )
         options["mode"] = mode
@@ -161,8 +192,10 @@ def _as_bool(key: str, value: Any) -> bool:
 
 def _build_heterofl(
     parameters: Mapping[str, Any], model: nn.Module | None, sink: EventSink | None
-) -> heterofl.HeteroFL:
+) -> HeteroFL:
     """HeteroFL with the model's channel plan; coverage goes to ``sink``."""
+    from strategies import heterofl
+
     if model is None:
         raise ValueError(
             "strategy 'heterofl' cuts sub-models out of the model: pass the full"
@@ -173,7 +206,7 @@ def _build_heterofl(
         if sink is not None:
             now = time.time_ns()
             sink.append(
-                "metrics",
+                EventKind.METRICS,
                 round=server_round,
                 scope=COVERAGE_SCOPE,
                 values=dict(coverage),
@@ -190,7 +223,7 @@ def _build_heterofl(
     )
 
 
-def fedbuff_config(parameters: Mapping[str, Any]) -> fedbuff.FedBuffConfig:
+def fedbuff_config(parameters: Mapping[str, Any]) -> FedBuffConfig:
     """FedBuff's configuration from campaign parameters (names as FedBuffConfig)."""
     values: dict[str, Any] = {}
     for key in ("concurrency", "buffer_size"):
@@ -206,7 +239,7 @@ def fedbuff_config(parameters: Mapping[str, Any]) -> fedbuff.FedBuffConfig:
         values["weight_by_examples"] = _as_bool(
             "weight_by_examples", parameters["weight_by_examples"]
         )
-    return fedbuff.FedBuffConfig(**values)
+    return FedBuffConfig(**values)
 
 
 def _fedbuff_loop(parameters: Mapping[str, Any]) -> dict[str, float]:
@@ -224,13 +257,15 @@ def _validate_fedbuff(parameters: Mapping[str, Any]) -> None:
 
 def _build_fedbuff(
     parameters: Mapping[str, Any], model: nn.Module | None, sink: EventSink | None
-) -> fedbuff.FedBuff:
+) -> FedBuff:
     """FedBuff whose every update record becomes a ``fedbuff_update`` event."""
+    from strategies import fedbuff
+
     del model
 
-    def on_update(record: fedbuff.UpdateRecord) -> None:
+    def on_update(record: UpdateRecord) -> None:
         if sink is not None:
-            sink.append(FEDBUFF_UPDATE_EVENT, **record.as_dict())
+            sink.append(EventKind.FEDBUFF_UPDATE, **record.as_dict())
 
     loop = _fedbuff_loop(parameters)
     return fedbuff.FedBuff(
@@ -246,42 +281,42 @@ REGISTRY: Mapping[str, StrategySpec] = {
     for spec in (
         StrategySpec(
             "fedavg",
-            FedAvg,
+            "flwr.serverapp.strategy:FedAvg",
             "FedAvg (McMahan et al. 2017), Flower's implementation",
             _FEDAVG_PARAMETERS,
         ),
         StrategySpec(
             "fedavgm",
-            FedAvgM,
+            "flwr.serverapp.strategy:FedAvgM",
             "FedAvg with server momentum, Flower's implementation",
             (*_FEDAVG_PARAMETERS, "server_learning_rate", "server_momentum"),
         ),
         StrategySpec(
             "fedprox",
-            FedProx,
+            "flwr.serverapp.strategy:FedProx",
             "FedProx (Li et al. 2020), Flower's implementation",
             (*_FEDAVG_PARAMETERS, "proximal_mu"),
         ),
         StrategySpec(
             "fedbn",
-            fedbn.FedBN,
+            "strategies.fedbn:FedBN",
             "FedBN (Li et al. 2021): BatchNorm stays on the client, the rest FedAvg",
             _FEDAVG_PARAMETERS,
-            client_side=fedbn.CLIENT_SIDE,
+            client="strategies.fedbn:CLIENT_SIDE",
             needs_local_keys=True,
         ),
         StrategySpec(
             "fedwon",
-            FedAvg,
+            "flwr.serverapp.strategy:FedAvg",
             "FedWon (Zhuang and Lyu 2024): no normalization, standardised"
             " convolutions, AGC-SGD on the client; FedAvg on the server",
             _FEDAVG_PARAMETERS,
-            client_side=fedwon.CLIENT_SIDE,
+            client="strategies.fedwon:CLIENT_SIDE",
             client_parameters=("clip_lambda",),
         ),
         StrategySpec(
             "heterofl",
-            heterofl.HeteroFL,
+            "strategies.heterofl:HeteroFL",
             "Heterogeneous model reduction (Zhou et al. 2023): static (HeteroFL),"
             " random (Federated Dropout) or rolling (FedRolex) channel sub-models,"
             " coverage-weighted averaging",
@@ -294,7 +329,7 @@ REGISTRY: Mapping[str, StrategySpec] = {
         ),
         StrategySpec(
             "fedbuff",
-            fedbuff.FedBuff,
+            "strategies.fedbuff:FedBuff",
             "FedBuff (Nguyen et al. 2022): asynchronous buffered aggregation with"
             " staleness weights; rounds are server model versions",
             (*_FEDBUFF_CONFIG, *_FEDBUFF_LOOP),
@@ -393,7 +428,24 @@ def optimizer_settings(
     name: str, parameters: Mapping[str, Any], lr: float, momentum: float = 0.9
 ) -> OptimizerSettings:
     """The client optimiser settings of strategy ``name`` (its client parameters)."""
+    from strategies.client_side import OptimizerSettings
+
     check_parameters(name, parameters)
     spec = strategy_spec(name)
     extra = {k: float(v) for k, v in parameters.items() if k in spec.client_parameters}
     return OptimizerSettings(lr=lr, momentum=momentum, **extra)
+
+
+def __getattr__(name: str) -> Any:
+    """Names this module once imported eagerly, now imported on first use."""
+    lazy = {
+        "ClientSide": "strategies.client_side:ClientSide",
+        "OptimizerSettings": "strategies.client_side:OptimizerSettings",
+        "PLAIN": PLAIN_CLIENT_SIDE,
+    }
+    if name == "ServerStrategy":
+        strategy: Any = load_object("flwr.serverapp.strategy:Strategy")
+        return strategy | load_object("strategies.fedbuff:FedBuff")
+    if name in lazy:
+        return load_object(lazy[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

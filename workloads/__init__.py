@@ -3,3 +3,11 @@
 # The default app's datasets: the grey digits, Digits-5-lite (workloads/digits5.py)
 # and multi-domain images from local archives (workloads/domain_files.py).
 DATASETS = ("digits", "digits5", "domain-files")
+
+# The networks a strategy's model variant is built on: "squeezenet" (the
+# measurement study's SqueezeNet-style CNN, workloads/squeezenet.py) or "cnn"
+# (the FedBN/FedWon papers' digit CNN, workloads/digitcnn.py). Here, beside the
+# datasets, so that a campaign file is checked without importing torch.
+ARCHITECTURES = ("squeezenet", "cnn")
+# The digit CNN's widest width: 72M parameters, 290 MB a message; beyond, a typo.
+CNN_MAX_WIDTH = 2.0

@@ -35,13 +35,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workloads import CNN_MAX_WIDTH
 from workloads.model_checks import check_io
 
 # (conv1, conv2, conv3, fc1, fc2) at width 1.0, as in the FedBN paper's DigitModel.
 WIDTH_ONE = (64, 64, 128, 2048, 512)
 INPUT_SIDE = 32  # pixels; two 2x2 pools leave 8x8 maps
 KERNEL = 5
-MAX_WIDTH = 2.0  # 72M parameters, 290 MB a message: beyond, surely a typo
+MAX_WIDTH = CNN_MAX_WIDTH
 
 
 @dataclass(frozen=True)

@@ -48,19 +48,20 @@ def test_append_writes_one_object_per_line_with_common_keys(tmp_path: Path) -> N
 def test_each_event_is_on_disk_before_append_returns(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     log = EventLog(path, "r", fsync=True)
-    log.append("a", x=1)
+    log.append("fetch_error", missing=["pi1.log"])
     # Read while the log is still open: no user-space buffer may hold the event.
-    assert [e["x"] for e in read_events(path)] == [1]
+    assert [e["missing"] for e in read_events(path)] == [["pi1.log"]]
     log.close()
     with pytest.raises(ValueError, match="closed"):
-        log.append("b")
+        log.append("run_error", reason="late")
 
 
 def test_numpy_scalars_and_arrays_become_plain_json(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     with EventLog(path, "r") as log:
         log.append(
-            "m",
+            "run_error",
+            reason="numpy values",
             n=np.int64(7),
             f=np.float32(0.25),
             b=np.bool_(True),
@@ -80,24 +81,44 @@ def test_unserialisable_values_and_reserved_keys_are_refused(tmp_path: Path) -> 
     path = tmp_path / "events.jsonl"
     with EventLog(path, "r") as log:
         with pytest.raises(TypeError, match="PosixPath"):
-            log.append("x", where=tmp_path)
+            log.append("run_error", reason="r", where=tmp_path)
         with pytest.raises(ValueError, match="t_ns"):
-            log.append("x", t_ns=5)
+            log.append("run_error", reason="r", t_ns=5)
         with pytest.raises(ValueError, match="run_id"):
-            log.append("x", run_id="other")
+            log.append("run_error", reason="r", run_id="other")
     assert path.read_bytes() == b""
 
 
 def test_opening_appends_and_never_rewrites(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     with EventLog(path, "r") as log:
-        log.append("one")
+        log.append("run_error", reason="one")
     original = path.read_bytes()
     with EventLog(path, "r") as log:
-        log.append("two")
+        log.append("run_error", reason="two")
 
     assert path.read_bytes().startswith(original)
-    assert [e["event"] for e in read_events(path)] == ["one", "two"]
+    assert [e["reason"] for e in read_events(path)] == ["one", "two"]
+
+
+def test_unknown_kinds_and_missing_fields_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    with EventLog(path, "r") as log:
+        with pytest.raises(ValueError, match="unknown event kind 'tick'"):
+            log.append("tick", i=1)
+        with pytest.raises(ValueError, match="'dispatch' lacks field 'dispatch_ns'"):
+            log.append(
+                "dispatch",
+                message_id="m1",
+                node_id=1,
+                message_type="train",
+                round=1,
+                pushed_ns=None,
+                created_ns=0,
+                bytes=10,
+                via="push",
+            )
+    assert path.read_bytes() == b""
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
@@ -108,7 +129,7 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
 def _writer(path: str, worker: int, count: int) -> None:
     with EventLog(path, "r") as log:
         for i in range(count):
-            log.append("tick", worker=worker, i=i, pad="x" * 3000)
+            log.append("run_error", reason="tick", worker=worker, i=i, pad="x" * 3000)
 
 
 def test_processes_appending_concurrently_never_interleave(tmp_path: Path) -> None:
@@ -132,8 +153,8 @@ def test_truncated_final_line_is_skipped_and_counted(
 ) -> None:
     path = tmp_path / "events.jsonl"
     with EventLog(path, "r") as log:
-        log.append("a")
-        log.append("b")
+        log.append("run_error", reason="a")
+        log.append("run_error", reason="b")
     with path.open("ab") as f:
         f.write(b'{"event":"phase","run_id":"r","t_n')
 
@@ -142,23 +163,24 @@ def test_truncated_final_line_is_skipped_and_counted(
         events = read_events(path)
 
     assert read.cut_lines == 1
-    assert [e["event"] for e in read.events] == ["a", "b"]
-    assert [e["event"] for e in events] == ["a", "b"]
+    assert [e["reason"] for e in read.events] == ["a", "b"]
+    assert [e["reason"] for e in events] == ["a", "b"]
     assert "skipped 1 line" in caplog.text
 
 
 def test_writer_after_a_crash_terminates_the_cut_line(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     with EventLog(path, "r") as log:
-        log.append("a")
+        log.append("run_error", reason="a")
     with path.open("ab") as f:
         f.write(b'{"event":"ph')
     with EventLog(path, "r") as log:
-        log.append("b")
+        log.append("run_error", reason="b")
 
     read = read_event_file(path)
     assert read.cut_lines == 1
-    assert [e["event"] for e in read.events] == ["a", REPAIR_EVENT, "b"]
+    assert [e["event"] for e in read.events] == ["run_error", REPAIR_EVENT, "run_error"]
+    assert [e.get("reason") for e in read.events][::2] == ["a", "b"]
 
 
 def test_corrupt_line_in_the_middle_names_file_and_line(tmp_path: Path) -> None:

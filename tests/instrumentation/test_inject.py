@@ -37,6 +37,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from instrumentation import inject_server
 from instrumentation.client_mod import STAMPS_KEY, ClientStamps, timing_mod
 from instrumentation.events import read_events
+from instrumentation.schema import field_problems
 from instrumentation.inject_client import InjectError, wrap_client_app
 from instrumentation.inject_server import (
     install_strategy_timers,
@@ -63,6 +64,8 @@ class _Sink:
         self.events: list[tuple[str, dict[str, Any]]] = []
 
     def append(self, event: str, **fields: Any) -> None:
+        # what the code under test writes must meet the event schema
+        assert field_problems(event, fields, strict=True) == []
         self.events.append((event, fields))
 
     def of(self, kind: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import pytest
 from flwr.serverapp import Grid
 
 from instrumentation import patience
+from instrumentation.schema import field_problems
 
 
 class FakeGrid(Grid):  # type: ignore[misc]
@@ -36,6 +37,8 @@ class Sink:
         self.events: list[tuple[str, dict[str, Any]]] = []
 
     def append(self, event: str, **fields: Any) -> None:
+        # what the code under test writes must meet the event schema
+        assert field_problems(event, fields, strict=True) == []
         self.events.append((event, fields))
 
 
