@@ -12,10 +12,9 @@ from typing import Any
 import yaml
 
 from inventory.models import is_valid_name
-from strategies.client_side import ARCHITECTURES
 from strategies.registry import check_model, check_parameters, strategy_spec
 from testbed.campaign.faults import FAULT_KINDS, Fault, parse_faults
-from workloads import DATASETS
+from workloads import ARCHITECTURES, DATASETS
 
 ConfigValue = str | int | float | bool
 

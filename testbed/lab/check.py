@@ -29,8 +29,9 @@ ExecutorFactory = Callable[[], Executor]
 def access_rows(host: Host, inventory: Inventory, exc: BaseException) -> list[CheckRow]:
     """The rows of a host whose executor could not be made or could not log in.
 
-    An exception with a ``kind`` attribute (``testbed.ssh.SSHError``) says which
-    step failed; any other exception is a failure of the host with its message.
+    An exception with a ``kind`` attribute (``testbed.transport.ssh.SSHError``)
+    says which step failed; any other exception is a failure of the host with its
+    message.
     """
     name, where = host.name, f"{host.ansible_host}:{host.ansible_port}"
     path = inventory.path

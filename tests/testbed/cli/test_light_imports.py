@@ -20,6 +20,7 @@ LIGHT = (
     "testbed.emulation.apply",
     "testbed.emulation.status",
     "testbed.campaign.status",
+    "testbed.campaign.model",
     "testbed.cli",
     "testbed.cli.inventory",
     "testbed.cli.cluster",

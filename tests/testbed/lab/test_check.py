@@ -389,7 +389,7 @@ def test_a_down_interface_fails_and_the_route_is_still_checked() -> None:
 
 
 class FakeSSHError(Exception):
-    """Stands in for testbed.ssh.SSHError: a message, ``.host`` and ``.kind``."""
+    """Stands in for ``SSHError``: a message, ``.host`` and ``.kind``."""
 
     def __init__(self, host: str, kind: str) -> None:
         super().__init__(f"{kind} at {host} (fake)")
