@@ -4,8 +4,9 @@ flwr 1.42's SuperNode logs, without timestamps, ``Receiving: train message (ID: 
 ``Received successfully``, ``Start `flwr-clientapp` process``, ``Sending: train message
 (ID: ...)`` and ``Sent successfully``. flowerbed reads the SuperNode's output through a
 pipe and stamps every line with ``time.time_ns()`` as it arrives
-(testbed/transport/processes.py), which turns these lines into instants, good to a few milliseconds. They are a second
-opinion beside the packet capture and the only one where capture is off.
+(testbed/transport/processes.py), which turns these lines into instants, good to a
+few milliseconds. They are a second opinion beside the packet capture and the only
+one where capture is off.
 """
 
 from __future__ import annotations
