@@ -1,8 +1,7 @@
-"""The emulated cluster: the pure plan, then up/status/down against real namespaces."""
+"""The emulated cluster against real namespaces: up, status, down, host checks."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import secrets
@@ -15,230 +14,27 @@ from pathlib import Path
 
 import pytest
 
-from inventory.models import Host, Interface, Inventory, LinkProfile, Network
+from inventory.models import Inventory
 from testbed.emulation.apply import cluster_down, cluster_up, host_firewall_problems
 from testbed.emulation.errors import (
     ClusterUpError,
-    PlanError,
-    RootRequiredError,
-    require_root,
 )
 from testbed.emulation.naming import host_side_veth, node_namespace
-from testbed.emulation.plan import ClusterState, feature_uses, plan_cluster
-from testbed.emulation.status import cluster_status, describe_status, manifest_features
+from testbed.emulation.plan import ClusterState, plan_cluster
 from testbed.emulation.sshd import forget_state, plan_ssh, sshd_state
+from testbed.emulation.status import cluster_status, describe_status, manifest_features
 from testbed.transport.executor import (
     Background,
-    CommandError,
     LocalExecutor,
     NetnsExecutor,
 )
 from testbed.transport.processes import ManagedProcess
-from testbed.emulation.features import EmulationFeatures
+from tests.testbed.emulation.inventories import LOSSY, make_inventory
 
-IP = ipaddress.IPv4Address
 needs_root = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and tc"),
 ]
-
-# 10.250.x.0/24 are used only by these tests; the cluster name is random per test.
-ETH = LinkProfile(downlink_mbit=100, uplink_mbit=100)
-CELL = LinkProfile(downlink_mbit=24, uplink_mbit=8, delay_ms=15, jitter_ms=2)
-LOSSY = LinkProfile(downlink_mbit=50, uplink_mbit=50, loss_pct=25)
-
-
-def _network(name: str, third: int, profile: LinkProfile, second: int = 250) -> Network:
-    subnet = ipaddress.IPv4Network(f"10.{second}.{third}.0/24")
-    return Network(name, subnet, subnet.network_address + 1, profile)
-
-
-def make_inventory(
-    name: str | None = None,
-    cell: LinkProfile = CELL,
-    management: bool = True,
-    second: int = 250,
-) -> Inventory:
-    """Two clients: pi1 on ethernet and cell, pi2 on ethernet only, in 10.<second>/16.
-
-    Clusters alive at the same time need distinct ``second`` octets (``up`` refuses
-    subnets the host already routes).
-    """
-    networks = (
-        _network("ethernet", 1, ETH, second),
-        _network("cell", 2, cell, second),
-    )
-    mgmt = _network("mgmt", 0, ETH, second) if management else None
-    pi1 = Host(
-        "pi1",
-        f"10.{second}.0.11",
-        interfaces=(
-            Interface("ethernet", "eth0", IP(f"10.{second}.1.11")),
-            Interface("cell", "wwan0", IP(f"10.{second}.2.11")),
-        ),
-    )
-    pi2 = Host(
-        "pi2",
-        f"10.{second}.0.12",
-        interfaces=(Interface("ethernet", "eth0", IP(f"10.{second}.1.12")),),
-    )
-    return Inventory(
-        path=Path("/tmp/test-inventory.yaml"),
-        name=name or "fbt" + secrets.token_hex(2),
-        server=Host("server", f"10.{second}.0.1"),
-        clients=(pi1, pi2),
-        networks=networks,
-        management=mgmt,
-    )
-
-
-# --- the plan (pure) ----------------------------------------------------------------
-
-
-def test_plan_names_are_deterministic_short_and_ours() -> None:
-    inv = make_inventory("emu")
-
-    plan = plan_cluster(inv)
-
-    assert plan == plan_cluster(make_inventory("emu"))
-    assert plan.namespaces == ("fb-emu-pi1", "fb-emu-pi2")
-    names = [*plan.bridge_names, *plan.host_side_veths]
-    assert len(set(names)) == len(names) == 3 + 5
-    for bridge in plan.bridge_names:
-        assert bridge.startswith("fbb") and len(bridge) <= 15
-    for veth in plan.host_side_veths:
-        assert veth.startswith("fbv") and len(veth) <= 15
-    other = plan_cluster(make_inventory("emu2"))
-    assert set(other.bridge_names).isdisjoint(plan.bridge_names)
-    assert set(other.host_side_veths).isdisjoint(plan.host_side_veths)
-    assert plan.names()[plan.bridge_names[0]] == "bridge of network ethernet"
-
-
-def test_plan_links_addresses_and_shaping() -> None:
-    inv = make_inventory("emu")
-
-    plan = plan_cluster(inv)
-
-    cell = plan.link("pi1", "cell")
-    assert cell.node_ifname == "wwan0"
-    assert cell.address == ipaddress.IPv4Interface("10.250.2.11/24")
-    assert cell.host_side == host_side_veth(inv, "pi1", "cell")
-    assert cell.namespace == node_namespace(inv, "pi1")
-    assert cell.downlink is not None and cell.uplink is not None
-    assert (cell.downlink.device, cell.downlink.namespace) == (cell.host_side, None)
-    assert cell.downlink.rate_mbit == 24
-    assert (cell.uplink.device, cell.uplink.namespace) == ("wwan0", "fb-emu-pi1")
-    assert cell.uplink.rate_mbit == 8 and cell.uplink.delay_ms == 15
-    mgmt = plan.link("pi2", "mgmt")
-    assert mgmt.node_ifname == "mgmt0" and mgmt.management
-    assert mgmt.downlink is None and mgmt.uplink is None
-    assert mgmt.address == ipaddress.IPv4Interface("10.250.0.12/24")
-    bridges = {b.network: b for b in plan.bridges}
-    assert bridges["cell"].address == ipaddress.IPv4Interface("10.250.2.1/24")
-    assert bridges["mgmt"].management
-    with pytest.raises(KeyError):
-        plan.link("pi2", "cell")
-
-
-def test_plan_loss_rules_live_in_node_namespaces() -> None:
-    inv = make_inventory("emu", cell=LOSSY)
-
-    plan = plan_cluster(inv, loss_mode="nth")
-
-    rules = plan.loss_rules
-    assert [(ns, r.chain, r.ifname, r.every) for ns, r in rules] == [
-        ("fb-emu-pi1", "OUTPUT", "wwan0", 4),
-        ("fb-emu-pi1", "INPUT", "wwan0", 4),
-    ]
-
-
-def _with_client(inv: Inventory, index: int, **changes: object) -> Inventory:
-    clients = list(inv.clients)
-    clients[index] = replace(clients[index], **changes)  # type: ignore[arg-type]
-    return replace(inv, clients=tuple(clients))
-
-
-@pytest.mark.parametrize(
-    ("mutate", "message"),
-    [
-        (
-            lambda inv: _with_client(
-                inv, 1, interfaces=(Interface("ethernet", "eth0", IP("10.250.9.12")),)
-            ),
-            "outside 10.250.1.0/24",
-        ),
-        (
-            lambda inv: _with_client(
-                inv, 1, interfaces=(Interface("ethernet", "eth0", IP("10.250.1.11")),)
-            ),
-            "clashes",
-        ),
-        (
-            lambda inv: _with_client(
-                inv, 1, interfaces=(Interface("wifi", "wlan0", IP("10.250.1.12")),)
-            ),
-            "unknown network 'wifi'",
-        ),
-        (
-            lambda inv: _with_client(
-                inv, 1, interfaces=(Interface("ethernet", "lo", IP("10.250.1.12")),)
-            ),
-            "not usable",
-        ),
-        (lambda inv: _with_client(inv, 1, ansible_host="pi2.lab"), "must be an IPv4"),
-        (
-            lambda inv: replace(
-                inv, management=_network("mgmt", 1, ETH)
-            ),  # same subnet as ethernet
-            "overlap",
-        ),
-    ],
-)
-def test_plan_rejects_unbuildable_inventories(mutate: object, message: str) -> None:
-    inv = mutate(make_inventory("emu"))  # type: ignore[operator]
-
-    with pytest.raises(PlanError, match=message) as info:
-        plan_cluster(inv)
-    assert "/tmp/test-inventory.yaml" in str(info.value)
-
-
-def test_helpers_reject_unknown_hosts_and_networks() -> None:
-    inv = make_inventory("emu")
-    with pytest.raises(KeyError):
-        node_namespace(inv, "server")
-    with pytest.raises(KeyError, match="unknown network"):
-        host_side_veth(inv, "pi1", "wifi")
-
-
-def test_require_root_says_what_and_how(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(RootRequiredError) as info:
-        require_root("flowerbed cluster up")
-    text = str(info.value)
-    assert "namespaces" in text and "tc" in text and "iptables" in text
-    assert "sudo .venv/bin/flowerbed cluster up INVENTORY" in text
-
-
-def test_manifest_says_delay_is_not_emulated_and_why() -> None:
-    inv = make_inventory("emu")
-    plan = plan_cluster(inv)
-    features = EmulationFeatures(
-        True, True, False, False, {"delay": "tc netem unavailable: Error: unknown"}
-    )
-    uses = feature_uses(inv, features, "htb", "random")
-    state = ClusterState(plan, features, uses)
-
-    manifest = manifest_features(state)
-
-    assert manifest["delay"] == {
-        "requested": True,
-        "active": False,
-        "detail": "tc netem unavailable: Error: unknown",
-        "networks": ["cell"],
-    }
-    assert manifest["rate"]["active"] is True
-    assert manifest["loss"]["requested"] is False
-    json.dumps(state.manifest())  # JSON-ready
 
 
 # --- against the real kernel -------------------------------------------------------
@@ -669,75 +465,6 @@ def test_host_firewall_problems_are_named_with_a_fix(
     assert [("FORWARD" if "FORWARD" in p else "INPUT") for p in problems] == expected
     for problem, bridge in zip(problems, plan.bridges, strict=False):
         assert bridge.name in problem and "iptables -I" in problem
-
-
-# --- executors -------------------------------------------------------------------
-
-
-def test_command_error_names_command_place_code_and_stderr() -> None:
-    with pytest.raises(CommandError) as info:
-        LocalExecutor().run(["sh", "-c", "echo boom >&2; exit 3"])
-    text = str(info.value)
-    assert "`sh -c 'echo boom >&2; exit 3'`" in text
-    assert "exit code 3" in text and "local host" in text and "boom" in text
-    assert info.value.returncode == 3
-
-
-def test_command_timeout_is_an_error_too() -> None:
-    with pytest.raises(CommandError, match="timed out after 0.2 s"):
-        LocalExecutor().run(["sleep", "5"], timeout=0.2)
-
-
-def test_missing_program_is_a_command_error() -> None:
-    with pytest.raises(CommandError, match="not found"):
-        LocalExecutor().run(["flowerbed-no-such-program"])
-
-
-def test_start_runs_in_its_own_process_group_with_a_stamped_log(
-    tmp_path: Path,
-) -> None:
-    log = tmp_path / "echo.log"
-    proc = LocalExecutor().start("echo", ["sh", "-c", "echo hello; sleep 5"], str(log))
-    assert isinstance(proc, ManagedProcess)
-    try:
-        assert os.getpgid(proc.pid) == proc.pid != os.getpgid(0)
-        deadline = time.monotonic() + 5
-        while "hello" not in proc.log_tail() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        stamp, _, text = log.read_text().partition(" ")
-        assert text.strip() == "hello" and abs(int(stamp) - time.time_ns()) < 5e9
-    finally:
-        proc.stop(grace_s=0.1)
-    assert proc.gone()
-
-
-def test_local_put_and_get_copy_files_with_mode(tmp_path: Path) -> None:
-    src = tmp_path / "a.txt"
-    src.write_text("payload")
-    LocalExecutor().put(src, str(tmp_path / "sub" / "b.txt"), mode=0o600)
-    copied = tmp_path / "sub" / "b.txt"
-    assert copied.read_text() == "payload"
-    assert copied.stat().st_mode & 0o777 == 0o600
-    LocalExecutor().get(str(copied), tmp_path / "back" / "c.txt")
-    assert (tmp_path / "back" / "c.txt").read_text() == "payload"
-
-
-@pytest.mark.root
-def test_netns_executor_names_the_namespace_in_errors() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for namespaces")
-    ns = "fbt" + secrets.token_hex(3)
-    _run(["ip", "netns", "add", ns])
-    try:
-        executor = NetnsExecutor(ns)
-        links = executor.run(["ip", "-j", "link", "show"]).stdout
-        assert [link["ifname"] for link in json.loads(links)] == ["lo"]
-        with pytest.raises(CommandError) as info:
-            executor.run(["ip", "link", "show", "dev", "eth9"])
-        assert f"network namespace {ns}" in str(info.value)
-        assert info.value.argv == ("ip", "link", "show", "dev", "eth9")
-    finally:
-        _run(["ip", "netns", "del", ns])
 
 
 def test_sshd_state_of_a_node_without_a_live_pid_is_not_running(
