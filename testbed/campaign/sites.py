@@ -22,6 +22,7 @@ from instrumentation.capture import CaptureError, tcpdump_argv
 from instrumentation.clock import probe_argv
 from inventory.models import Host, Inventory
 from testbed.commands import flower
+from testbed.emulation.naming import node_namespace
 from testbed.transport.executor import Background, CommandError, Executor, NetnsExecutor
 from testbed.transport.processes import ProcessError, stop_all
 
@@ -82,8 +83,6 @@ class NodeSite:
 
 def netns_site(inventory: Inventory, host: Host, bin_dir: Path) -> NodeSite:
     """A client of the emulated cluster reached through its namespace."""
-    from testbed.emulation.naming import node_namespace
-
     return NodeSite(
         host=host,
         transport="netns",
