@@ -5,8 +5,9 @@ torch with ``seed`` and builds the model, each of the inventory's three clients
 takes partition ``p`` of 3 of the digits pool, trains a copy of the global model
 with the strategy's optimiser for ``local-epochs`` (seeded ``seed + p``), and the
 server averages the replies weighted by their sample counts, then evaluates on
-the held-out test set. Flower adds transport, not arithmetic, so a real run
-lands at the same accuracy up to float rounding (0.92 here, 0.92 on the cluster).
+the held-out test set. Flower adds transport, not arithmetic: on the emulated
+cluster the demo gave the same accuracies as this test, 0.646 then 0.933, on
+every network (seeds 0-29 in process: 0.897-0.939 after round 2).
 """
 
 from __future__ import annotations
