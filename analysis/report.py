@@ -25,14 +25,14 @@ from analysis.asynchrony import (
     update_table,
 )
 from analysis.figures import (
-    save_figure,
     anatomy_bar,
     choose_gantt_rounds,
     gantt,
     phase_bar,
-    system_timeline,
-    transfer_ecdf,
+    save_figure,
 )
+from analysis.figures_ecdf import transfer_ecdf
+from analysis.figures_system import system_timeline
 from analysis.html import esc as _esc
 from analysis.html import figure as _figure
 from analysis.html import fmt as _fmt

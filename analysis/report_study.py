@@ -22,13 +22,9 @@ from analysis.convergence import (
     read_metrics,
     time_to_target,
 )
-from analysis.figures import (
-    bytes_over_time,
-    convergence_figure,
-    phase_ecdfs,
-    straggler_heatmap,
-    study_bars,
-)
+from analysis.figures_ecdf import phase_ecdfs
+from analysis.figures_study import convergence_figure, straggler_heatmap, study_bars
+from analysis.figures_system import bytes_over_time
 from analysis.html import figure, fmt, note, safe_name, table
 from analysis.rollup import Rollup, rollup
 from analysis.stragglers import node_leads, straggler_rounds, straggler_summary

@@ -21,9 +21,9 @@ from analysis.figures import (
     host_colours,
     network_colours,
     phase_bar,
-    system_timeline,
-    transfer_ecdf,
 )
+from analysis.figures_ecdf import transfer_ecdf
+from analysis.figures_system import system_timeline
 from analysis.phases import COLUMNS, DTYPES
 from analysis.summary import (
     LEGACY_PHASES,
