@@ -91,3 +91,7 @@ def section(title: str, body: str, section_id: str | None = None) -> str:
 def safe_name(text: str) -> str:
     """``text`` as a file-name part: anything but letters, digits, ``_.-`` to ``_``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text) or "unnamed"
+
+
+# Rows a listing table shows at most (its CSV has them all; the count is complete).
+MAX_LISTED = 200

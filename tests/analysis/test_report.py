@@ -680,7 +680,7 @@ def test_a_failing_optional_section_becomes_a_note(
     def broken(*_: object) -> str:
         raise KeyError("metric")
 
-    monkeypatch.setattr(report_module, "_system_section", broken)
+    monkeypatch.setattr(report_module, "system_section", broken)
 
     page = build_report(folder).read_text()
 
