@@ -15,11 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from analysis.summary import (
@@ -178,47 +176,40 @@ def phase_bar(table: pd.DataFrame, path: Path) -> tuple[Path, Path]:
     return save_figure(fig, path)
 
 
-def anatomy_bar(table: pd.DataFrame, path: Path) -> tuple[Path, Path]:
-    """Stacked bar per network of the round anatomy's median seconds per phase.
+def anatomy_bar(shares: pd.DataFrame, path: Path) -> tuple[Path, Path]:
+    """Stacked bar per network: the median round split by every phase's share.
 
-    ``table`` is :func:`analysis.summary.anatomy_table`'s output (long: network,
-    phase, median_s, median_round_s). Segments follow :data:`PHASE_ORDER`
-    bottom-up, waiting phases hatched; a black tick marks each network's median
-    round time, which need not equal the stack's height (each median is taken on
-    its own). Raises ValueError when the table has no value.
+    ``shares`` is :func:`analysis.summary.phase_shares`'s output: segments are
+    ``segment_s`` (the phase's share of all node-round seconds times the
+    median round), so each stack adds up to the network's median round time,
+    waits and start-up included; the total is written above the bar. Segments
+    follow :data:`PHASE_ORDER` bottom-up, waiting phases hatched. Raises
+    ValueError when the table has no value.
     """
-    if table.empty or table["median_s"].isna().all():
+    if shares.empty or shares["segment_s"].isna().all():
         raise ValueError(f"cannot draw {path.name}: the anatomy table has no values")
-    wide = table.pivot_table(
-        index="network", columns="phase", values="median_s", aggfunc="first"
+    wide = shares.pivot_table(
+        index="network", columns="phase", values="segment_s", aggfunc="first"
     )
     wide = wide.reindex(network_order(wide.index))
     phases = phase_order(wide.columns)
-    fig = Figure(figsize=(2.2 + 1.3 * len(wide.index), 4.8))
+    fig = Figure(figsize=(2.2 + 1.1 * len(wide.index), 4.4))
     ax = fig.add_subplot()
     _stacked_bars(ax, wide, phases)
-    rounds = table.groupby("network")["median_round_s"].first().reindex(wide.index)
-    if rounds.notna().any():
-        x = np.arange(len(wide.index))
-        ax.scatter(
-            x,
-            rounds.to_numpy(dtype=float),
-            marker="_",
-            s=900,
-            linewidths=2.5,
-            color="#000000",
-            zorder=3,
+    totals = wide.fillna(0.0).sum(axis=1).to_numpy(dtype=float)
+    for x, total in enumerate(totals):
+        ax.annotate(
+            f"{total:.1f} s",
+            (x, total),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
         )
-    ax.set_ylabel("median seconds per round and node (s)")
-    ax.set_title("Round anatomy: median time per phase")
-    handles: list[Artist] = [Patch(**phase_style(p)) for p in reversed(phases)]  # type: ignore[arg-type]
-    if rounds.notna().any():
-        handles.insert(
-            0, Line2D([], [], color="#000000", lw=2.5, label="median round time")
-        )
-    ax.legend(
-        handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False
-    )
+    ax.set_ylim(0.0, float(totals.max()) * 1.12 if len(totals) else 1.0)
+    ax.set_ylabel("median round (s), split by phase share")
+    ax.set_title("Where a round goes")
+    phase_legend(ax, phases)
     return save_figure(fig, path)
 
 
@@ -288,7 +279,7 @@ def gantt(df: pd.DataFrame, run_id: str, round_: int, path: Path) -> tuple[Path,
         nodes.insert(0, SERVER_NODE)
     row = {node: i for i, node in enumerate(reversed(nodes))}
     phases = phase_order(bars["phase"])
-    fig = Figure(figsize=(10.0, 1.4 + 0.55 * len(nodes)))
+    fig = Figure(figsize=(7.6, 1.5 + 0.5 * len(nodes)))
     ax = fig.add_subplot()
     for phase in phases:
         sel = bars[bars["phase"] == phase]

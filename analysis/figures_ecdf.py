@@ -43,7 +43,7 @@ def transfer_ecdf(df: pd.DataFrame, phase: str, path: Path) -> tuple[Path, Path]
         )
     networks = network_order(rows["network"].unique())
     colours = network_colours(networks)
-    fig = Figure(figsize=(7.5, 4.2))
+    fig = Figure(figsize=(6.0, 3.6))
     ax = fig.add_subplot()
     for network in networks:
         for message_type, style in MESSAGE_LINESTYLES.items():
@@ -99,9 +99,9 @@ def phase_ecdfs(
         raise ValueError(f"cannot draw {path.name}: no samples of {phases}")
     networks = network_order(samples["network"].unique())
     colours = network_colours(networks)
-    columns = 3
+    columns = 4
     rows_n = int(np.ceil(len(present) / columns))
-    fig = Figure(figsize=(4.0 * columns + 1.8, 2.9 * rows_n))
+    fig = Figure(figsize=(9.0, 0.8 + 2.3 * rows_n))
     axes = fig.subplots(rows_n, columns, squeeze=False).ravel()
     wanted = samples[samples["quantity"].isin(present)]
     groups = {
@@ -116,18 +116,30 @@ def phase_ecdfs(
             xs, ys = _curve_points(values)
             ax.step(xs, ys, where="post", color=colours[network], label=network)
         ax.set_title(phase)
-        ax.set_xlabel(f"{phase} per node and round (s)")
-        ax.set_ylabel("fraction of node rounds")
+        ax.set_xlabel("seconds per node and round")
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("fraction of node rounds")
         ax.set_ylim(0.0, 1.02)
         ax.grid(alpha=0.3)
     for ax in axes[len(present) :]:
         ax.set_visible(False)
     handles = [Line2D([], [], color=colours[n], label=n) for n in networks]
-    fig.legend(handles=handles, loc="upper right", frameon=False, title="network")
-    fig.suptitle("ECDF per phase")
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncols=len(handles),
+        frameon=False,
+    )
     # Fixed spacing: a layout engine would measure every label of ten panels again.
+    height = 0.8 + 2.3 * rows_n
     fig.subplots_adjust(
-        left=0.06, right=0.88, bottom=0.08, top=0.9, wspace=0.3, hspace=0.6
+        left=0.08,
+        right=0.98,
+        bottom=0.5 / height,
+        top=1.0 - 0.75 / height,
+        wspace=0.3,
+        hspace=0.75,
     )
     return save_figure(fig, path)
 

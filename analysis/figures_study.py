@@ -28,13 +28,19 @@ def strategy_linestyles(strategies: list[str]) -> dict[str, str]:
 
 
 def study_bars(
-    table: pd.DataFrame, quantities: list[str], path: Path
+    table: pd.DataFrame,
+    quantities: list[str],
+    path: Path,
+    interval: str = "bootstrap confidence interval",
 ) -> tuple[Path, Path]:
-    """Median per network (bars) with its bootstrap CI (error bars), one panel each.
+    """Median per network (bars) with an interval (error bars), one panel each.
 
-    ``table`` is :func:`analysis.study.study_table`'s ``table``; one panel per
+    ``table`` is :func:`analysis.study.study_table`'s ``table``; the error bars
+    span ``median_low`` to ``median_high`` (``interval`` names them in the
+    title, e.g. a range when there are too few rounds for a CI). One panel per
     quantity in ``quantities`` present in it (e.g. downlink, uplink, round),
-    one bar group per strategy. Raises ValueError when none is present.
+    one bar group per strategy. Error bars are black on a white halo, so they
+    show on every bar colour. Raises ValueError when none is present.
     """
     present = [q for q in quantities if q in set(table["quantity"])]
     if not present:
@@ -44,7 +50,7 @@ def study_bars(
     networks = network_order(table["network"])
     colours = network_colours(networks)
     strategies = sorted(set(table["strategy"]))
-    fig = Figure(figsize=(3.2 * len(present) + 1.5, 3.8))
+    fig = Figure(figsize=(2.5 * len(present) + 0.6, 3.4))
     axes = fig.subplots(1, len(present), squeeze=False)[0]
     width = 0.8 / max(len(networks), 1)
     for ax, quantity in zip(axes, present, strict=True):
@@ -60,15 +66,20 @@ def study_bars(
                     sel["median_high"].to_numpy(dtype=float) - median,
                 ]
             )
-            ax.bar(
-                x,
-                median,
-                width,
-                yerr=np.clip(np.nan_to_num(errors), 0, None),
-                capsize=3,
-                color=colours[network],
-                label=network,
-            )
+            ax.bar(x, median, width, color=colours[network], label=network)
+            yerr = np.clip(np.nan_to_num(errors), 0, None)
+            for colour, line in (("#FFFFFF", 3.6), ("#000000", 1.4)):
+                ax.errorbar(
+                    x,
+                    median,
+                    yerr=yerr,
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=line,
+                    capsize=4,
+                    capthick=line,
+                    zorder=3,
+                )
         ax.set_xticks(np.arange(len(strategies)), strategies)
         ax.set_xlabel("strategy")
         unit = "share of the round" if quantity == "uplink_share" else "s"
@@ -76,7 +87,7 @@ def study_bars(
         ax.set_title(quantity)
         ax.grid(axis="y", alpha=0.3)
     axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    fig.suptitle("Median per network with bootstrap confidence interval")
+    fig.suptitle(f"Median per network with {interval}")
     return save_figure(fig, path)
 
 
@@ -107,7 +118,7 @@ def straggler_heatmap(
     x = [position[(r, n)] for r, n in zip(leads["run_id"], leads["round"], strict=True)]
     grid[leads["node"].map(row).to_numpy(), np.asarray(x, dtype=int)] = leads["lead_s"]
     fig = Figure(
-        figsize=(min(2.5 + 0.35 * len(columns), 14.0), 1.6 + 0.35 * len(nodes))
+        figsize=(min(3.0 + 0.35 * len(columns), 8.5), 2.4 + 0.3 * len(nodes))
     )
     ax = fig.add_subplot()
     image = ax.imshow(grid, aspect="auto", cmap="cividis", interpolation="nearest")
@@ -133,7 +144,7 @@ def straggler_heatmap(
     ax.set_xlabel("round (r<k>: repetition k)")
     ax.set_title(title)
     colourbar = fig.colorbar(image, ax=ax)
-    colourbar.set_label("busy time over the round's median node (s)")
+    colourbar.set_label("lead (s)")
     return save_figure(fig, path)
 
 
@@ -161,7 +172,7 @@ def convergence_figure(
     networks = network_order(metrics["network"])
     colours = network_colours(networks)
     styles = strategy_linestyles(list(metrics["strategy"]))
-    fig = Figure(figsize=(11.0, 7.0))
+    fig = Figure(figsize=(8.2, 6.0), layout="constrained")
     axes = fig.subplots(2, 2)
     panels = (
         (axes[0][0], "round", "accuracy"),
@@ -212,7 +223,15 @@ def convergence_figure(
             else "loss (model's loss value)"
         )
         ax.grid(alpha=0.3)
-    axes[0][1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    handles, labels = axes[0][1].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncols=3,
+        frameon=False,
+    )
     fig.suptitle(
         "Convergence: per run (thin) and median per network and strategy (thick)"
     )

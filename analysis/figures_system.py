@@ -79,7 +79,7 @@ def system_timeline(
     if cpu.empty and nic.empty:
         raise ValueError(f"cannot draw {path.name}: no CPU or NIC samples")
     colours = host_colours([*cpu["host"].unique(), *nic["host"].unique()])
-    fig = Figure(figsize=(9.0, 5.6))
+    fig = Figure(figsize=(7.0, 4.8))
     top, bottom = fig.subplots(2, 1, sharex=True)
     for host in sorted(cpu["host"].unique(), key=natural_key):
         sel = _thinned(cpu[cpu["host"] == host].sort_values("t_s"), "t_s")
@@ -138,7 +138,7 @@ def bytes_over_time(nic: pd.DataFrame, path: Path) -> tuple[Path, Path]:
         raise ValueError(f"cannot draw {path.name}: no NIC samples")
     networks = network_order(nic["network"])
     colours = network_colours(networks)
-    fig = Figure(figsize=(9.0, 5.6))
+    fig = Figure(figsize=(7.0, 4.8))
     top, bottom = fig.subplots(2, 1, sharex=True)
     for (network, direction), sel in nic.groupby(["network", "direction"], sort=True):
         sel = _thinned_rates(sel.sort_values("start_s"))

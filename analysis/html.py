@@ -39,7 +39,10 @@ def table(
     numeric: Callable[[int], bool] = lambda _: False,
     table_id: str | None = None,
 ) -> str:
-    """A ``<table>``: a header row, one row per ``rows`` item, numbers right-aligned."""
+    """A ``<table>`` in a box that scrolls sideways: a header row, one row per item.
+
+    Numbers (columns where ``numeric`` is true) are right-aligned.
+    """
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = []
     for i, row in enumerate(rows):
@@ -50,10 +53,24 @@ def table(
         )
         body.append(f"<tr{cls}>{cells}</tr>")
     ident = f' id="{esc(table_id)}"' if table_id else ""
+    # A wide table scrolls inside its own box, never the page.
     return (
-        f"<table{ident}><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="wide"><table{ident}><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
+
+
+def details(summary: str, body: str, open_: bool = False) -> str:
+    """A folded ``<details>``: ``summary`` (text) shows, ``body`` (HTML) opens."""
+    if not body:
+        return ""
+    state = " open" if open_ else ""
+    return f"<details{state}><summary>{esc(summary)}</summary>{body}</details>"
+
+
+def paragraph(text: str) -> str:
+    """A plain paragraph of ``text``."""
+    return f"<p>{esc(text)}</p>"
 
 
 def note(text: str) -> str:
