@@ -298,5 +298,3 @@ def gantt(df: pd.DataFrame, run_id: str, round_: int, path: Path) -> tuple[Path,
     ax.grid(axis="x", alpha=0.3)
     phase_legend(ax, phases)
     return save_figure(fig, path)
-
-

@@ -74,7 +74,6 @@ def transfer_ecdf(df: pd.DataFrame, phase: str, path: Path) -> tuple[Path, Path]
     return save_figure(fig, path)
 
 
-
 def _curve_points(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ECDF step points, thinned to quantiles when there are many values."""
     if len(values) <= _MAX_CURVE_POINTS:
@@ -142,5 +141,3 @@ def phase_ecdfs(
         hspace=0.75,
     )
     return save_figure(fig, path)
-
-

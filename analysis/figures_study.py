@@ -50,7 +50,7 @@ def study_bars(
     networks = network_order(table["network"])
     colours = network_colours(networks)
     strategies = sorted(set(table["strategy"]))
-    fig = Figure(figsize=(2.5 * len(present) + 0.6, 3.4))
+    fig = Figure(figsize=(2.6 * len(present) + 1.2, 3.6), layout="constrained")
     axes = fig.subplots(1, len(present), squeeze=False)[0]
     width = 0.8 / max(len(networks), 1)
     for ax, quantity in zip(axes, present, strict=True):
@@ -82,8 +82,8 @@ def study_bars(
                 )
         ax.set_xticks(np.arange(len(strategies)), strategies)
         ax.set_xlabel("strategy")
-        unit = "share of the round" if quantity == "uplink_share" else "s"
-        ax.set_ylabel(f"median {quantity} ({unit})")
+        unit = "share of the round" if quantity == "uplink_share" else "seconds"
+        ax.set_ylabel(f"median ({unit})")
         ax.set_title(quantity)
         ax.grid(axis="y", alpha=0.3)
     axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
@@ -117,9 +117,7 @@ def straggler_heatmap(
     grid = np.full((len(nodes), len(columns)), np.nan)
     x = [position[(r, n)] for r, n in zip(leads["run_id"], leads["round"], strict=True)]
     grid[leads["node"].map(row).to_numpy(), np.asarray(x, dtype=int)] = leads["lead_s"]
-    fig = Figure(
-        figsize=(min(3.0 + 0.35 * len(columns), 8.5), 2.4 + 0.3 * len(nodes))
-    )
+    fig = Figure(figsize=(min(3.0 + 0.35 * len(columns), 8.5), 2.4 + 0.3 * len(nodes)))
     ax = fig.add_subplot()
     image = ax.imshow(grid, aspect="auto", cmap="cividis", interpolation="nearest")
     marks = stragglers[stragglers["run_id"].isin(set(columns["run_id"]))]
@@ -236,5 +234,3 @@ def convergence_figure(
         "Convergence: per run (thin) and median per network and strategy (thick)"
     )
     return save_figure(fig, path)
-
-

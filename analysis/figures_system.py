@@ -126,7 +126,6 @@ def system_timeline(
     return save_figure(fig, path)
 
 
-
 def bytes_over_time(nic: pd.DataFrame, path: Path) -> tuple[Path, Path]:
     """Cumulative bytes and throughput of the server's busiest NIC per network.
 

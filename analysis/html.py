@@ -112,3 +112,10 @@ def safe_name(text: str) -> str:
 
 # Rows a listing table shows at most (its CSV has them all; the count is complete).
 MAX_LISTED = 200
+# A table longer than this folds into <details> (its summary says how long).
+FOLD_ROWS = 8
+
+
+def folded(summary: str, body: str, rows: int) -> str:
+    """``body`` as it is when it has at most :data:`FOLD_ROWS` rows, else folded."""
+    return body if rows <= FOLD_ROWS else details(f"{summary} ({rows} rows)", body)

@@ -11,38 +11,23 @@ note in the report, never a crash; docs/report.md says what each number means.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from analysis.figures import (
-    phase_bar,
-)
 from analysis.figures_ecdf import transfer_ecdf
+from analysis.html import details
 from analysis.html import esc as _esc
 from analysis.html import figure as _figure
 from analysis.html import note as _note
 from analysis.html import section as _section
 from analysis.phases import read_phases
-from analysis.report_study import (
-    convergence_section,
-    ecdf_section,
-    markdown_summary,
-    straggler_section,
-    study_results,
-    study_section,
-)
-from analysis.report_anatomy import (
-    anatomy_section,
-    coverage_notes,
-    median_section,
-    ratios_section,
-    round_time_part,
-    timelines_section,
-)
+from analysis.report_anatomy import anatomy_section, coverage_notes, timelines_section
+from analysis.report_convergence import convergence_section
+from analysis.report_findings import FindingsData, findings, findings_section
 from analysis.report_setup import (
     clocks_section,
     emulation_notices,
@@ -50,7 +35,15 @@ from analysis.report_setup import (
     profiles_section,
     provenance_section,
     quality_section,
+    read_event_logs,
     runs_section,
+)
+from analysis.report_stragglers import straggler_section
+from analysis.report_study import (
+    ecdf_section,
+    markdown_summary,
+    study_results,
+    study_section,
 )
 from analysis.report_system import (
     asynchrony_section,
@@ -61,24 +54,25 @@ from analysis.report_system import (
 from analysis.report_wire import TRANSFER_COLUMNS, bytes_csv_section, transfers_section
 from analysis.rollup import Rollup, rollup
 from analysis.study import BootstrapConfig
-from analysis.summary import (
-    network_order,
-)
+from analysis.summary import network_order, phase_shares
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;
 max-width:70rem;padding:0 1rem;color:#222;line-height:1.45}
 h1{margin-bottom:.2rem}
 h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2rem}
+.wide{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.92rem}
 th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;vertical-align:top}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 th{background:#f2f2f2}tr.failed td{background:#fde2e1}
 .notice{border-left:6px solid #D55E00;background:#fff4e5;
 padding:.6rem 1rem;margin:.8rem 0}
 .ok{border-left:6px solid #009E73;background:#eaf7f1;padding:.6rem 1rem}
 .note{color:#555;font-style:italic}
-figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #eee}
+ul.findings{font-size:1.05rem;padding-left:1.2rem}ul.findings li{margin:.35rem 0}
+details{margin:.6rem 0}summary{cursor:pointer;color:#0b5394}
+figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:.9rem}
 dt{font-weight:600;font-family:ui-monospace,monospace}dd{margin:0 0 .3rem 1.5rem}
 """
@@ -150,6 +144,28 @@ def _write_tables(results_dir: Path, rolled: Rollup) -> dict[str, pd.DataFrame]:
     return tables
 
 
+def _notice(sentences: Sequence[str], title: str) -> str:
+    if not sentences:
+        return ""
+    items = "".join(f"<li>{_esc(s)}</li>" for s in sentences)
+    return f'<div class="notice"><strong>{_esc(title)}</strong><ul>{items}</ul></div>'
+
+
+def _transfer_ecdfs(df: pd.DataFrame, figures: Path) -> str:
+    return "".join(
+        _figure(
+            partial(transfer_ecdf, df, phase, figures / f"{phase}_ecdf"),
+            f"ECDF of {phase} seconds per message (solid: train, dashed: evaluate).",
+        )
+        for phase in ("downlink", "uplink")
+    )
+
+
+def _slowest_network(rounds: pd.DataFrame) -> str | None:
+    medians = rounds["median_round_s"].dropna()
+    return str(medians.idxmax()) if len(medians) else None
+
+
 def build_report(
     results_dir: Path,
     *,
@@ -162,10 +178,11 @@ def build_report(
 
     Also writes ``summary.md``. ``warmup_rounds`` leaves rounds 1 to that many out
     of the study and straggler tables; ``target_accuracy`` is the accuracy the
-    time-to-target table counts to (default: 90% of the best reached);
-    ``bootstrap`` sets the confidence intervals (:class:`BootstrapConfig`);
-    ``timeline_round`` is the round the per-node timelines show (the first when
-    a run has fewer).
+    time-to-target table counts to (default: 90% of the best reached, above
+    chance and every run's first round); ``bootstrap`` sets the confidence
+    intervals (:class:`BootstrapConfig`); ``timeline_round`` is the round the
+    per-node timelines show (the first when a run has fewer). An event-log line
+    cut by a crash is skipped, said in the report and logged as a warning.
     """
     results_dir = Path(results_dir)
     phases_path = results_dir / "phases.parquet"
@@ -176,53 +193,71 @@ def build_report(
         )
     df = read_phases(phases_path)
     manifest, manifest_notes = _read_manifest(results_dir)
+    logs = read_event_logs(results_dir)
     rolled = rollup(df)
     tables = _write_tables(results_dir, rolled)
+    shares = phase_shares(df, tables["round_time_table"]["median_round_s"])
+    shares.to_csv(results_dir / "phase_shares.csv", index=False)
     figures = results_dir / "figures"
     study = study_results(
         results_dir, df, manifest, warmup_rounds, target_accuracy, bootstrap, rolled
     )
     name = _campaign_name(manifest, df)
-    bar = _figure(
-        partial(phase_bar, tables["median_phases"], figures / "phase_bar"),
-        "Median seconds per phase and round (downlink, training, evaluation, "
-        "uplink, server aggregation), stacked per network. Each segment is a "
-        "median on its own: the bar's height is not the median round time.",
+    data = FindingsData(
+        study=study.study,
+        samples=study.samples,
+        shares=shares,
+        straggler_summary=study.straggler_summary,
+        learning=study.learning,
+        targets=study.targets,
+        target=study.target,
+        chance=study.chance,
     )
-    ecdfs = "".join(
-        _figure(
-            partial(transfer_ecdf, df, phase, figures / f"{phase}_ecdf"),
-            f"ECDF of {phase} seconds per message (solid: train, dashed: evaluate).",
-        )
-        for phase in ("downlink", "uplink")
+    not_emulated = _notice(
+        emulation_notices(manifest), "Not emulated: read the numbers with this in mind."
     )
-    coverage = coverage_notes(df, manifest)
+    quality = "".join(_note(n) for n in coverage_notes(df, manifest))
     body = "".join(
         [
             f"<h1>flowerbed report: {_esc(name)}</h1>",
             _overview(df),
             "".join(_note(n) for n in manifest_notes),
-            _section("Emulation", emulation_section(manifest)),
-            _section("Link profiles", profiles_section(manifest)),
-            _section("Study", study_section(study, figures), "study"),
+            _notice(list(logs.skipped), "Skipped in the runs' event logs:"),
+            _section("Findings", findings_section(data, [not_emulated]), "findings"),
+            _guarded(
+                "Where a round goes",
+                partial(
+                    anatomy_section,
+                    df,
+                    shares,
+                    tables["median_phases"],
+                    tables["round_times"],
+                    figures,
+                ),
+            ),
+            _guarded(
+                "Round timeline",
+                partial(
+                    timelines_section,
+                    df,
+                    figures,
+                    timeline_round,
+                    _slowest_network(tables["round_time_table"]),
+                ),
+            ),
+            _section("Study", study_section(study, figures, shares), "study"),
             _section("Stragglers", straggler_section(study, figures), "stragglers"),
             _section("Convergence", convergence_section(study, figures), "convergence"),
-            _section("Time per phase", bar),
-            _section("Downlink and uplink times", ecdfs),
-            _section("Time per phase: ECDFs", ecdf_section(study, figures)),
             _section(
-                "Median phase times",
-                median_section(tables["median_phases"], coverage)
-                + round_time_part(tables["round_time_table"], tables["round_times"]),
-            ),
-            _section("Study ratios", ratios_section(tables["ratios"])),
-            _guarded(
-                "Round anatomy",
-                partial(anatomy_section, df, tables["anatomy"], figures),
-            ),
-            _guarded(
-                "Round timelines",
-                partial(timelines_section, df, figures, timeline_round),
+                "Distributions",
+                details(
+                    "ECDF of every phase's seconds per node and round",
+                    ecdf_section(study, figures),
+                )
+                + details(
+                    "ECDF of downlink and uplink seconds per message",
+                    _transfer_ecdfs(df, figures),
+                ),
             ),
             _guarded(
                 "Transfers: wire vs SuperNode",
@@ -230,14 +265,18 @@ def build_report(
             ),
             _guarded("Bytes", partial(bytes_csv_section, results_dir)),
             _guarded("System", partial(system_section, results_dir, df, figures)),
-            _guarded("Clock offsets", partial(clocks_section, manifest)),
-            _section("Runs", runs_section(manifest, df)),
             _guarded("Failures", partial(failures_section, results_dir)),
             _guarded(
-                "Asynchronous timeline",
-                partial(asynchrony_section, results_dir, figures),
+                "Asynchronous timeline", partial(asynchrony_section, logs, figures)
             ),
-            _section("Data quality", quality_section(df)),
+            _section("Runs", runs_section(manifest, df)),
+            _guarded("Clock offsets", partial(clocks_section, manifest)),
+            _section("Emulation", emulation_section(manifest)),
+            _section("Link profiles", profiles_section(manifest)),
+            _section(
+                "Data quality",
+                quality + "".join(_note(s) for s in logs.skipped) + quality_section(df),
+            ),
             _section("Provenance", provenance_section(manifest)),
         ]
     )
@@ -254,7 +293,7 @@ def build_report(
         *sorted(p.name for p in results_dir.glob("*.csv")),
     ]
     (results_dir / "summary.md").write_text(
-        markdown_summary(name, study, files), encoding="utf-8"
+        markdown_summary(name, study, files, findings(data)), encoding="utf-8"
     )
     return out
 

@@ -1,4 +1,4 @@
-"""Report sections on the round: anatomy bars, timelines, phase and round tables."""
+"""Report sections on the round: where its time goes (stacked bar) and timelines."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.figures import anatomy_bar, choose_gantt_rounds, gantt
+from analysis.figures import anatomy_bar, choose_gantt_rounds, gantt, phase_bar
+from analysis.html import details
 from analysis.html import esc as _esc
 from analysis.html import figure as _figure
-from analysis.html import fmt as _fmt
 from analysis.html import note as _note
 from analysis.html import safe_name as _safe_name
-from analysis.html import table as _table
 from analysis.summary import (
     LEGACY_PHASES,
     PHASE_DEFINITIONS,
@@ -72,51 +71,8 @@ def _round_definition(rounds: pd.DataFrame) -> str:
     return "".join(_note(p) for p in parts)
 
 
-def round_time_part(table: pd.DataFrame, rounds: pd.DataFrame) -> str:
-    if table.empty:
-        return ""
-    rows = [
-        [network, n_rounds, complete, _fmt(median), _fmt(p95), _fmt(slowest)]
-        for network, n_rounds, complete, median, p95, slowest in zip(
-            table.index,
-            table["rounds"].tolist(),
-            table["complete_rounds"].tolist(),
-            table["median_round_s"].tolist(),
-            table["p95_round_s"].tolist(),
-            table["most_often_slowest"].tolist(),
-            strict=True,
-        )
-    ]
-    headers = [
-        "network",
-        "rounds",
-        "complete rounds",
-        "median round (s)",
-        "p95 (s)",
-        "slowest node (most often)",
-    ]
-    return (
-        "<h3>Round time</h3>"
-        + _table(headers, rows, numeric=lambda j: 0 < j < 5)
-        + _round_definition(rounds)
-    )
-
-
-def median_section(table: pd.DataFrame, notes: list[str]) -> str:
-    if table.empty:
-        return _note("The phase table has no rows.")
-    phases = [c for c in table.columns if c != "n"]
-    records = table.to_dict("index")
-    rows = [
-        [network, *(_fmt(record[p]) for p in phases), record["n"]]
-        for network, record in records.items()
-    ]
-    headers = ["network", *(f"{p} (s)" for p in phases), "n rounds"]
-    out = _table(headers, rows, numeric=lambda j: j > 0)
-    return out + "".join(_note(n) for n in notes)
-
-
-def _definitions() -> str:
+def definitions() -> str:
+    """The phases' one-line definitions, as a definition list."""
     items = "".join(
         f"<dt>{_esc(phase)}</dt><dd>{_esc(PHASE_DEFINITIONS[phase])}</dd>"
         for phase in PHASE_ORDER
@@ -124,64 +80,49 @@ def _definitions() -> str:
     return f"<dl>{items}</dl>"
 
 
-def anatomy_section(df: pd.DataFrame, table: pd.DataFrame, figures: Path) -> str:
+def anatomy_section(
+    df: pd.DataFrame,
+    shares: pd.DataFrame,
+    medians: pd.DataFrame,
+    rounds: pd.DataFrame,
+    figures: Path,
+) -> str:
+    """The stacked bar of every phase's share of the median round, per network.
+
+    A phase table without the round anatomy (an older one) has no waits to
+    share out: it gets the legacy bar of medians (``medians``) instead.
+    """
+    legacy = _figure(
+        partial(phase_bar, medians, figures / "phase_bar"),
+        "Median seconds per phase and round (downlink, training, evaluation, "
+        "uplink, server aggregation), stacked per network. Each segment is a "
+        "median on its own, and waits are in no phase: the bar's height is not "
+        "the round time.",
+    )
     if not tiled_run_ids(df):
-        return _note(
+        return legacy + _note(
             "This phase table has no round anatomy (no dispatch_wait, "
             "client_startup, reply_handoff, pickup_wait or server_other rows): it "
             "was built by an older analysis.phases. Rebuild phases.parquet from the "
             "runs' events to see where a round's time goes."
         )
     bar = _figure(
-        partial(anatomy_bar, table, figures / "anatomy_bar"),
-        "Median seconds per phase per (round, node), stacked per network; hatched "
-        "phases wait (on Flower's polling or on other nodes) rather than work. The "
-        "black tick is the median round time: each segment is a median on its own, "
-        "so the stack need not reach it.",
+        partial(anatomy_bar, shares, figures / "anatomy_bar"),
+        "Each network's median round time, split by every phase's share of all "
+        "node-round seconds (waits and start-up included, so the stack is the "
+        "round). Hatched phases wait (on Flower's polling or on other nodes) "
+        "rather than work. Per-phase medians and shares: the Study table.",
+        "anatomy-figure",
     )
-    rows = [
-        [network, phase, _fmt(median), _fmt(bound), _share(share), _fmt(round_s), n]
-        for network, phase, median, bound, share, round_s, n in zip(
-            table["network"].tolist(),
-            table["phase"].tolist(),
-            table["median_s"].tolist(),
-            table["median_uncertainty_s"].tolist(),
-            table["share"].tolist(),
-            table["median_round_s"].tolist(),
-            table["n"].tolist(),
-            strict=True,
-        )
-    ]
-    headers = [
-        "network",
-        "phase",
-        "median (s)",
-        "± clock (s)",
-        "share of median round",
-        "median round (s)",
-        "samples",
-    ]
     return (
         bar
-        + _table(headers, rows, numeric=lambda j: j > 1)
+        + _round_definition(rounds)
+        + details("What each phase is", definitions())
         + _note(
-            "Samples are (run, round, node): a node's seconds in the phase during "
-            "the round, summed over its train and evaluate messages; a fully tiled "
-            "node round without the phase counts 0 s. ± clock: median clock "
-            "uncertainty of those seconds (phases bounded by a node and a server "
-            "instant). Node rounds the tiling could not resolve are left out (see "
-            "Data quality)."
+            "docs/anatomy.md gives each phase's bounds and uncertainty; "
+            "anatomy.csv has per-phase medians with their clock uncertainty."
         )
-        + "<h3>Phases</h3>"
-        + _definitions()
-        + _note("docs/anatomy.md gives each phase's bounds and uncertainty.")
     )
-
-
-def _share(value: object) -> str:
-    if isinstance(value, float) and value == value:
-        return f"{value:.1%}"
-    return "–"
 
 
 def tiled_run_ids(df: pd.DataFrame) -> set[str]:
@@ -189,61 +130,39 @@ def tiled_run_ids(df: pd.DataFrame) -> set[str]:
     return set(df.loc[df["phase"].isin(GAP_PHASES), "run_id"].unique())
 
 
-def timelines_section(df: pd.DataFrame, figures: Path, timeline_round: int = 2) -> str:
+def _timeline(df: pd.DataFrame, chosen: tuple[str, str, int], figures: Path) -> str:
+    network, run_id, round_ = chosen
+    return _figure(
+        partial(gantt, df, run_id, round_, figures / f"timeline_{_safe_name(network)}"),
+        f"{network}: run {run_id}, round {round_}. One row per node (top: the "
+        "server's aggregation timer); each bar is one phase from its start to its "
+        "end, hatched bars wait.",
+        f"timeline-{_safe_name(network)}",
+    )
+
+
+def timelines_section(
+    df: pd.DataFrame,
+    figures: Path,
+    timeline_round: int = 2,
+    first: str | None = None,
+) -> str:
+    """One round's timeline of network ``first`` (else the first), others folded.
+
+    Every network's timeline is drawn and written; round ``timeline_round`` is
+    shown when it exists, else the first (round 1 includes start-up effects).
+    """
     tiled_ids = tiled_run_ids(df)
     every_run = tiled_ids >= set(df["run_id"].unique())
     tiled = df if every_run else df[df["run_id"].isin(tiled_ids)]
     if tiled.empty:
         return _note(
             "No timeline: this phase table has no round anatomy, so a round's "
-            "phases leave gaps (see Round anatomy)."
+            "phases leave gaps (see Where a round goes)."
         )
-    parts = []
-    for network, run_id, round_ in choose_gantt_rounds(tiled, timeline_round):
-        name = f"timeline_{_safe_name(network)}"
-        parts.append(
-            _figure(
-                partial(gantt, tiled, run_id, round_, figures / name),
-                f"{network}: run {run_id}, round {round_}. One row per node (top: "
-                "the server's aggregation timer); each bar is one phase from its "
-                f"start to its end, hatched bars wait. Round {timeline_round} is "
-                "shown when it exists, else the first (round 1 includes start-up "
-                "effects).",
-            )
-        )
-    return "".join(parts)
-
-
-def _ratio_value(metric: str, value: float) -> str:
-    return f"{value:.1%}" if "share" in metric else f"{value:.1f}×"
-
-
-def ratios_section(ratios: pd.DataFrame) -> str:
-    parts = []
-    if ratios.empty:
-        parts.append(_note("No study ratio could be computed from this data."))
-    else:
-        rows = [
-            [metric, network, _ratio_value(metric, value), definition]
-            for metric, network, value, definition in zip(
-                ratios["metric"].tolist(),
-                ratios["network"].tolist(),
-                ratios["value"].tolist(),
-                ratios["definition"].tolist(),
-                strict=True,
-            )
-        ]
-        parts.append(
-            _table(
-                ["metric", "network", "value", "definition"],
-                rows,
-                numeric=lambda j: j == 2,
-            )
-        )
-    metrics = set(ratios["metric"]) if not ratios.empty else set()
-    for wanted in ("5G uplink / Ethernet uplink", "5G uplink / WiFi uplink"):
-        if wanted not in metrics:
-            parts.append(
-                _note(f"{wanted}: not computed (needs uplink data on both networks).")
-            )
-    return "".join(parts)
+    chosen = choose_gantt_rounds(tiled, timeline_round)
+    chosen.sort(key=lambda c: c[0] != first)
+    shown = _timeline(tiled, chosen[0], figures)
+    others = "".join(_timeline(tiled, c, figures) for c in chosen[1:])
+    names = ", ".join(c[0] for c in chosen[1:])
+    return shown + details(f"Timelines of the other networks ({names})", others)

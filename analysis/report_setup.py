@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from analysis.html import MAX_LISTED
+from analysis.html import MAX_LISTED, details, folded
 from analysis.html import esc as _esc
 from analysis.html import fmt as _fmt
 from analysis.html import note as _note
 from analysis.html import table as _table
 from analysis.phases import unmatched_frame
 from analysis.summary import network_order
+from instrumentation.events import EventLogError, read_event_file
 
-
+logger = logging.getLogger(__name__)
 _FEATURE_LABELS = {
     "rate": ("Rate limits", "were"),
     "loss": ("Packet loss", "was"),
@@ -134,9 +138,14 @@ def clocks_section(manifest: Mapping[str, Any]) -> str:
         "measured − injected (ms)",
         "within ±",
     ]
+    offsets = [abs(v) for c in clocks if isinstance(c, Mapping)
+               if (v := _ms(c.get("offset_ns"))) is not None]  # fmt: skip
+    largest = f" The largest |offset| is {max(offsets):.3f} ms." if offsets else ""
+    zero = bool(offsets) and max(offsets) == 0.0
     summary = _note(
         f"{len(rows)} measurements of node clock minus server clock "
         "(docs/clocks.md); the true offset lies within offset ± uncertainty."
+        + (" Every offset is 0 ms (one clock)." if zero else largest)
         + (
             f" {recovered} of {injected_n} recovered their injected offset within "
             "that bound (misses highlighted)."
@@ -144,7 +153,10 @@ def clocks_section(manifest: Mapping[str, Any]) -> str:
             else ""
         )
     )
-    return summary + _table(headers, rows, classes, numeric=lambda j: 4 <= j <= 7)
+    listing = _table(headers, rows, classes, numeric=lambda j: 4 <= j <= 7)
+    return summary + details(
+        f"Every measurement ({len(rows)})", listing, bool(classes.count("failed"))
+    )
 
 
 def runs_section(manifest: Mapping[str, Any], df: pd.DataFrame) -> str:
@@ -172,7 +184,10 @@ def runs_section(manifest: Mapping[str, Any], df: pd.DataFrame) -> str:
         classes.append("" if status == "ok" else "failed")
     failed = sum(1 for c in classes if c)
     summary = _note(f"{len(rows)} runs, {failed} not ok (highlighted).")
-    return summary + _table(headers, rows, classes, numeric=lambda j: j in (2, 5))
+    listing = _table(headers, rows, classes, numeric=lambda j: j in (2, 5))
+    return summary + (
+        folded("Every run", listing, len(rows)) if not failed else listing
+    )
 
 
 def _unmatched_part(df: pd.DataFrame) -> str:
@@ -241,3 +256,38 @@ def provenance_section(manifest: Mapping[str, Any]) -> str:
     else:
         rows.append(["versions", "not recorded"])
     return _table(["item", "value"], rows)
+
+
+@dataclass(frozen=True)
+class EventLogs:
+    """Every run's event log, read as everywhere else: cut last lines skipped.
+
+    ``events`` maps a run id (its folder name) to its events; ``skipped`` says,
+    one sentence per log, what was left out (a line cut by a crash, or a log
+    corrupt in the middle, which is then not read at all).
+    """
+
+    events: dict[str, tuple[dict[str, Any], ...]]
+    skipped: tuple[str, ...]
+
+
+def read_event_logs(results_dir: Path) -> EventLogs:
+    """Read ``runs/*/events.jsonl``; log a warning for each skipped line or log."""
+    events: dict[str, tuple[dict[str, Any], ...]] = {}
+    skipped: list[str] = []
+    for path in sorted(Path(results_dir).glob("runs/*/events.jsonl")):
+        try:
+            read = read_event_file(path)
+        except (EventLogError, OSError) as exc:
+            skipped.append(f"{path}: not read ({exc}).")
+            continue
+        events[path.parent.name] = read.events
+        if read.cut_lines:
+            lines = "line" if read.cut_lines == 1 else "lines"
+            skipped.append(
+                f"{path}: skipped {read.cut_lines} {lines} cut short by a crash "
+                "(the last line, without its end)."
+            )
+    for sentence in skipped:
+        logger.warning("%s", sentence)
+    return EventLogs(events=events, skipped=tuple(skipped))

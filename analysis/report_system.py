@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import pyarrow.parquet as pq
 from analysis.asynchrony import asynchronous_timeline, staleness_summary, update_table
 from analysis.figures import choose_gantt_rounds, save_figure
 from analysis.figures_system import system_timeline
-from analysis.html import MAX_LISTED
+from analysis.html import MAX_LISTED, details, folded
 from analysis.html import esc as _esc
 from analysis.html import figure as _figure
 from analysis.html import fmt as _fmt
@@ -22,6 +21,7 @@ from analysis.html import safe_name as _safe_name
 from analysis.html import table as _table
 from analysis.summary import SERVER_NODE, network_order
 from analysis.system import nic_rates, read_system
+from analysis.report_setup import EventLogs
 from analysis.report_study import bytes_section
 from analysis.report_wire import read_csv
 
@@ -126,7 +126,10 @@ def system_section(results_dir: Path, df: pd.DataFrame, figures: Path) -> str:
         )
     if server_nic:
         parts.append(bytes_section(pd.concat(server_nic, ignore_index=True), figures))
-    return "".join(parts)
+    return details(
+        f"CPU and NIC throughput per host, one run per network ({len(parts)} figures)",
+        "".join(parts),
+    )
 
 
 FAILURE_COLUMNS = ("run_id", "round", "node", "phase", "kind", "cause")
@@ -155,23 +158,24 @@ def failures_section(results_dir: Path) -> str:
     more = len(table) - len(shown)
     return (
         summary
-        + _table(list(FAILURE_COLUMNS), rows, numeric=lambda j: j == 1)
+        + folded(
+            "Every failure",
+            _table(list(FAILURE_COLUMNS), rows, numeric=lambda j: j == 1),
+            len(rows),
+        )
         + (_note(f"{more} more rows in failures.csv.") if more else "")
     )
 
 
-def asynchrony_section(results_dir: Path, figures: Path) -> str:
+def asynchrony_section(logs: EventLogs, figures: Path) -> str:
     """FedBuff runs: who trained on which model version when, and how stale."""
     parts = []
-    for log in sorted(results_dir.glob("runs/*/events.jsonl")):
-        text = log.read_text(errors="replace")
-        if '"fedbuff_update"' not in text:
+    for run_id, events in sorted(logs.events.items()):
+        if not any(e.get("event") == "fedbuff_update" for e in events):
             continue
-        events = [json.loads(line) for line in text.splitlines() if line.strip()]
-        updates = update_table(events)
+        updates = update_table(list(events))
         if updates.empty:
             continue
-        run_id = log.parent.name
         summary = staleness_summary(updates)
         parts.append(f"<h3>{_esc(run_id)}</h3>")
         parts.append(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.html import MAX_LISTED
+from analysis.html import MAX_LISTED, folded
 from analysis.html import fmt as _fmt
 from analysis.html import note as _note
 from analysis.html import table as _table
@@ -85,7 +85,11 @@ def transfers_section(results_dir: Path) -> str:
     more = len(disagrees) - len(shown)
     return (
         summary
-        + _table(columns, rows, numeric=lambda j: j >= len(labels) + 4)
+        + folded(
+            "The disagreeing transfers",
+            _table(columns, rows, numeric=lambda j: j >= len(labels) + 4),
+            len(rows),
+        )
         + (_note(f"{more} more disagreeing transfers not listed.") if more else "")
     )
 
@@ -145,7 +149,11 @@ def bytes_csv_section(results_dir: Path) -> str:
     ]
     headers = [*keys, *(f"median {m}" for m in metrics), "n"]
     return (
-        _table(headers, rows, numeric=lambda j: j >= len(keys))
+        folded(
+            "Median bytes per message",
+            _table(headers, rows, numeric=lambda j: j >= len(keys)),
+            len(rows),
+        )
         + notes
         + _note(
             "flower_bytes: Flower's count_bytes() of the message content; "
