@@ -100,7 +100,7 @@ def anatomy_section(
         "the round time.",
     )
     if not tiled_run_ids(df):
-        return legacy + _note(
+        return legacy + _round_definition(rounds) + _note(
             "This phase table has no round anatomy (no dispatch_wait, "
             "client_startup, reply_handoff, pickup_wait or server_other rows): it "
             "was built by an older analysis.phases. Rebuild phases.parquet from the "

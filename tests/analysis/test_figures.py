@@ -29,8 +29,9 @@ from analysis.summary import (
     LEGACY_PHASES,
     PHASE_ORDER,
     WAITING_PHASES,
-    anatomy_table,
     median_phase_table,
+    phase_shares,
+    round_time_table,
 )
 from tests.analysis.test_summary import (
     TILED,
@@ -157,8 +158,12 @@ def test_phase_bar_of_a_tiled_table_draws_the_legacy_phases_only(
     assert not has_colour(png, PHASE_COLOURS["client_startup"])
 
 
+def _shares(df: pd.DataFrame) -> pd.DataFrame:
+    return phase_shares(df, round_time_table(df)["median_round_s"])
+
+
 def test_anatomy_bar_draws_every_phase_in_its_colour(tmp_path: Path) -> None:
-    table = anatomy_table(anatomy_frame(anatomy_rows("5g"), anatomy_rows("wifi")))
+    table = _shares(anatomy_frame(anatomy_rows("5g"), anatomy_rows("wifi")))
 
     png, pdf = anatomy_bar(table, tmp_path / "figs" / "anatomy")
 
@@ -169,7 +174,7 @@ def test_anatomy_bar_draws_every_phase_in_its_colour(tmp_path: Path) -> None:
 
 
 def test_anatomy_bar_refuses_an_empty_table(tmp_path: Path) -> None:
-    empty = anatomy_table(anatomy_frame())
+    empty = _shares(anatomy_frame())
 
     with pytest.raises(ValueError, match="anatomy table has no values"):
         anatomy_bar(empty, tmp_path / "a")
