@@ -162,14 +162,11 @@ def uplink_ratios(study: Study, samples: pd.DataFrame) -> str | None:
         )
     counts = [int(_at(uplink, str(n), "n")) for n in uplink.index]
     samples_n = (
-        f"{counts[0]}" + (" each" if len(counts) > 1 else "")
+        f"{counts[0]} node rounds each"
         if len(set(counts)) == 1
-        else _join([str(c) for c in counts])
+        else _join([str(c) for c in counts]) + " node rounds"
     )
-    sentence = (
-        f"On {slowest} the uplink takes {_join(parts)} "
-        f"(medians of {samples_n} node rounds"
-    )
+    sentence = f"On {slowest} the uplink takes {_join(parts)} (medians of {samples_n}"
     if enough:
         return sentence + f", {_rounds(uplink)} each)."
     ranges = sample_ranges(samples)
