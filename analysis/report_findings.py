@@ -193,24 +193,34 @@ def round_shares(shares: pd.DataFrame) -> str | None:
         return None
     dominant = wide.idxmax(axis=1)
     networks = [str(n) for n in wide.index]
-    parts = []
-    for c in wide.columns:
-        if c == "unresolved" and wide[c].max() < 0.005:
-            continue
-        values = _join([f"{_at(wide, n, str(c)):.0%}" for n in networks])
-        parts.append(f"{CLASS_LABELS[str(c)]} {values}")
-    if dominant.nunique() == 1:
-        top = str(dominant.iloc[0])
+    classes = [
+        str(c)
+        for c in wide.columns
+        if not (c == "unresolved" and wide[c].max() < 0.005)
+    ]
+    top = str(dominant.iloc[0]) if dominant.nunique() == 1 else None
+    classes.sort(key=lambda c: c != top)
+    where = f" on {_join(networks)}" if len(networks) > 1 else ""
+    parts = [
+        f"{CLASS_LABELS[c]} {_join([f'{_at(wide, n, c):.0%}' for n in networks])}"
+        for c in classes
+    ]
+    if top is not None:
         verb = "take" if top == "flower" else "takes"
+        label = CLASS_LABELS[top]
+        values = _join([f"{_at(wide, n, top):.0%}" for n in networks])
         head = (
-            f"{CLASS_LABELS[top][0].upper()}{CLASS_LABELS[top][1:]} {verb} the "
-            "largest share of a node's round on every network"
+            f"{label[0].upper()}{label[1:]} {verb} the largest share of a node's "
+            f"round on every network: {values} of all node-round seconds{where}"
         )
+        parts = parts[1:]
     else:
-        head = "What takes the largest share of a node's round differs by network"
-    where = f" (on {_join(networks)})" if len(networks) > 1 else ""
+        head = (
+            "What takes the largest share of a node's round differs by network "
+            f"(shares of all node-round seconds{where})"
+        )
     return (
-        f"{head}: of all node-round seconds{where}, {'; '.join(parts)} "
+        f"{head}; {'; '.join(parts)} "
         "(every phase counted, waits and start-up included)."
     )
 
