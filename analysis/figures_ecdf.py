@@ -115,7 +115,7 @@ def phase_ecdfs(
             xs, ys = _curve_points(values)
             ax.step(xs, ys, where="post", color=colours[network], label=network)
         ax.set_title(phase)
-        ax.set_xlabel("seconds per node and round")
+        ax.set_xlabel("seconds")
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel("fraction of node rounds")
         ax.set_ylim(0.0, 1.02)

@@ -145,7 +145,7 @@ def clocks_section(manifest: Mapping[str, Any]) -> str:
     summary = _note(
         f"{len(rows)} measurements of node clock minus server clock "
         "(docs/clocks.md); the true offset lies within offset ± uncertainty."
-        + (" Every offset is 0 ms (one clock)." if zero else largest)
+        + (" Every offset is 0 ms." if zero else largest)
         + (
             f" {recovered} of {injected_n} recovered their injected offset within "
             "that bound (misses highlighted)."

@@ -70,7 +70,7 @@ def straggler_section(results: StudyResults, figures: Path) -> str:
             "is not busy; every node's round ends at about the same poll). Lead: "
             "its busy seconds minus the round's median node's. Cause: the phase "
             "in which it spent the most seconds more than the median node. "
-            "consistent: one node was the straggler in at least half the rounds; "
+            "consistent: one node was the straggler in more than half the rounds; "
             "competing: no node was."
         ),
         details(
@@ -141,7 +141,7 @@ def _heatmaps(results: StudyResults, figures: Path) -> list[str]:
                     straggler_heatmap,
                     group,
                     marks,
-                    f"{network}, {strategy}: busy seconds over the median node",
+                    f"{network}, {strategy}: lead over the median node",
                     figures / name,
                 ),
                 f"{network}, {strategy}: each node's busy seconds minus its round's "
