@@ -302,8 +302,8 @@ def ecdf_section(results: StudyResults, figures: Path) -> str:
     phases = quantity_order(list(quantities - {ROUND_QUANTITY, UPLINK_SHARE_QUANTITY}))
     return figure(
         partial(phase_ecdfs, results.samples, phases, figures / "phase_ecdfs"),
-        "ECDF of each phase's seconds per node and round (x axis), one colour per network "
-        "(drawn through 400 quantiles when there are more samples).",
+        "ECDF of each phase's seconds per node and round (x axis), one colour per "
+        "network (drawn through 400 quantiles when there are more samples).",
         "phase-ecdfs",
     )
 
