@@ -179,8 +179,8 @@ def uplink_ratios(study: Study, samples: pd.DataFrame) -> str | None:
         if n in ranges.index
     ]
     return sentence + (
-        f"; {_rounds(uplink)} are too few for an interval ({MIN_INTERVAL_ROUNDS} "
-        f"needed), so here are the ranges: {_join(spans)})."
+        f"; {_rounds(uplink)} are fewer than the {MIN_INTERVAL_ROUNDS} an interval "
+        f"needs, so here are the ranges: {_join(spans)})."
     )
 
 

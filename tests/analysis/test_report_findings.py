@@ -86,7 +86,7 @@ def test_few_rounds_give_ranges_not_intervals(demo: FindingsData) -> None:
     ratio = re.search(r"takes ([0-9.]+)× as long as on ethernet", sentence)
     assert ratio is not None and float(ratio.group(1)) == pytest.approx(30, rel=0.15)
     assert "CI" not in sentence
-    assert "2 rounds are too few for an interval (10 needed)" in sentence
+    assert "2 rounds are fewer than the 10 an interval needs" in sentence
     assert "medians of 6 node rounds each" in sentence
     assert re.search(r"5g 2\.\d\d–3\.\d\d s", sentence)
 
