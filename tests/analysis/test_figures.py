@@ -23,6 +23,7 @@ from analysis.figures import (
     phase_bar,
 )
 from analysis.figures_ecdf import transfer_ecdf
+from analysis.figures_study import study_bars
 from analysis.figures_system import system_timeline
 from analysis.phases import COLUMNS, DTYPES
 from analysis.summary import (
@@ -285,3 +286,27 @@ def test_system_timeline_draws_hosts_in_their_colours(tmp_path: Path) -> None:
     assert not has_colour(png, colours["pi2"])
     with pytest.raises(ValueError, match="no CPU or NIC samples"):
         system_timeline(cpu.iloc[:0], nic.iloc[:0], "t", tmp_path / "none")
+
+
+def test_study_error_bars_show_on_a_black_bar(tmp_path: Path) -> None:
+    # ethernet's bar is black: a black error bar on it would vanish
+    table = pd.DataFrame(
+        {
+            "network": ["ethernet"],
+            "strategy": ["fedavg"],
+            "quantity": ["uplink"],
+            "median": [1.0],
+            "median_low": [0.5],
+            "median_high": [1.5],
+        }
+    )
+
+    png, _ = study_bars(table, ["uplink"], tmp_path / "study")
+
+    pixels = imread(png)[..., :3]
+    black = (pixels < 0.1).all(-1)
+    columns = np.flatnonzero(black.sum(axis=0) > 50)  # the bar's columns
+    middle = int(columns.mean())
+    rows = np.flatnonzero(black[:, columns.min() + 3])  # the bar, off its centre
+    inside = pixels[rows.min() + 2 : rows.max() - 2, middle - 5 : middle + 6]
+    assert (inside > 0.9).all(-1).sum() > 20  # the error bar's white halo
