@@ -151,6 +151,7 @@ def _stacked_bars(ax: Axes, table: pd.DataFrame, phases: list[str]) -> None:
     ax.set_xticks(x, [str(n) for n in table.index])
     ax.set_xlabel("network")
     ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
 
 
 def phase_bar(table: pd.DataFrame, path: Path) -> tuple[Path, Path]:

@@ -86,6 +86,7 @@ def study_bars(
         ax.set_ylabel(f"median ({unit})")
         ax.set_title(quantity)
         ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
     axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.suptitle(f"Median per network with {interval}")
     return save_figure(fig, path)
