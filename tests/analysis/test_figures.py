@@ -310,7 +310,7 @@ def test_study_error_bars_show_on_a_black_bar(tmp_path: Path) -> None:
     png, _ = study_bars(table, ["uplink"], tmp_path / "study")
 
     pixels = imread(png)[..., :3]
-    black = (pixels < 0.1).all(-1)
+    black = np.asarray((pixels < 0.1).all(-1))
     columns = _longest_run(np.flatnonzero(black.sum(axis=0) > 50))  # the bar
     middle = int(columns.mean())
     rows = _longest_run(np.flatnonzero(black[:, columns.min() + 3]))

@@ -527,8 +527,8 @@ def test_round_anatomy_section_shows_planted_shares(
         assert network["segment_s"].sum() == pytest.approx(
             network["median_round_s"].iloc[0]
         )
-    pickup = shares.set_index(["network", "phase"]).loc[("5g", "pickup_wait")]
-    assert f"{pickup['share']:.1%}" in section(page, "Study")
+    pickup = shares[(shares["network"] == "5g") & (shares["phase"] == "pickup_wait")]
+    assert f"{float(pickup['share'].iloc[0]):.1%}" in section(page, "Study")
     for phase, definition in PHASE_DEFINITIONS.items():
         assert f"<dt>{phase}</dt><dd>{html.escape(definition)}</dd>" in part
     assert "first dispatch to its last reply&#x27;s pickup" in page
