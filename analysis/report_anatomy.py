@@ -58,14 +58,14 @@ def _round_definition(rounds: pd.DataFrame) -> str:
     parts = []
     if True in kinds:
         parts.append(
-            "Round time (rounds with the round anatomy): the slowest node's time from "
+            "Round time (rounds with the round anatomy): the longest node round, from "
             "the round's first dispatch to its last reply's pickup, i.e. the sum of "
             "its phases, server aggregation and waiting included."
         )
     if False in kinds:
         parts.append(
-            "Round time (rounds without the round anatomy): the slowest node's "
-            "downlink + training + evaluation + uplink, plus the server's "
+            "Round time (rounds without the round anatomy): the longest node round "
+            "(downlink + training + evaluation + uplink), plus the server's "
             "aggregation; time messages wait in the SuperLink is in no phase."
         )
     return "".join(_note(p) for p in parts)
@@ -100,11 +100,15 @@ def anatomy_section(
         "the round time.",
     )
     if not tiled_run_ids(df):
-        return legacy + _round_definition(rounds) + _note(
-            "This phase table has no round anatomy (no dispatch_wait, "
-            "client_startup, reply_handoff, pickup_wait or server_other rows): it "
-            "was built by an older analysis.phases. Rebuild phases.parquet from the "
-            "runs' events to see where a round's time goes."
+        return (
+            legacy
+            + _round_definition(rounds)
+            + _note(
+                "This phase table has no round anatomy (no dispatch_wait, "
+                "client_startup, reply_handoff, pickup_wait or server_other rows): it "
+                "was built by an older analysis.phases. Rebuild phases.parquet from the "
+                "runs' events to see where a round's time goes."
+            )
         )
     bar = _figure(
         partial(anatomy_bar, shares, figures / "anatomy_bar"),

@@ -237,8 +237,8 @@ def study_section(
             + note(
                 "Phases: a node's seconds in the phase per round (train and "
                 "evaluate messages summed; aggregation: the server's timer). "
-                "round: the slowest node's round time, complete rounds only. "
-                "uplink_share: the slowest node's uplink over the round time. CI: "
+                "round: the round time (the longest node round), complete rounds "
+                "only. uplink_share: that node round's uplink over the round time. CI: "
                 "percentile bootstrap, resampling repetitions and then rounds "
                 f"within them, given with {MIN_INTERVAL_ROUNDS} or more rounds; "
                 "with fewer, the range of the samples. Share: the phase's part of "
