@@ -105,9 +105,9 @@ def anatomy_section(
             + _round_definition(rounds)
             + _note(
                 "This phase table has no round anatomy (no dispatch_wait, "
-                "client_startup, reply_handoff, pickup_wait or server_other rows): it "
-                "was built by an older analysis.phases. Rebuild phases.parquet from the "
-                "runs' events to see where a round's time goes."
+                "client_startup, reply_handoff, pickup_wait or server_other rows): "
+                "it was built by an older analysis.phases. Rebuild phases.parquet "
+                "from the runs' events to see where a round's time goes."
             )
         )
     bar = _figure(
