@@ -260,9 +260,10 @@ def provenance_section(manifest: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class EventLogs:
-    """Every run's event log, read as everywhere else: cut last lines skipped.
+    """The runs' event logs, read as everywhere else: cut last lines skipped.
 
-    ``events`` maps a run id (its folder name) to its events; ``skipped`` says,
+    ``events`` maps a run id (its folder name) to its events, for the logs the
+    report reads event by event (those with FedBuff updates); ``skipped`` says,
     one sentence per log, what was left out (a line cut by a crash, or a log
     corrupt in the middle, which is then not read at all).
     """
@@ -271,22 +272,39 @@ class EventLogs:
     skipped: tuple[str, ...]
 
 
+def _looks_whole(data: bytes) -> bool:
+    """Every line looks like a JSON object: parsing it all would find nothing cut."""
+    if data and not data.endswith(b"\n"):
+        return False
+    lines = (line.strip() for line in data.split(b"\n"))
+    return all(not line or (line[:1] == b"{" and line[-1:] == b"}") for line in lines)
+
+
 def read_event_logs(results_dir: Path) -> EventLogs:
-    """Read ``runs/*/events.jsonl``; log a warning for each skipped line or log."""
+    """Check ``runs/*/events.jsonl``; log a warning for each skipped line or log.
+
+    A log is parsed in full (``read_event_file``) only when it has FedBuff
+    updates or a line that does not look like a JSON object: a long campaign's
+    logs hold millions of events the report reads elsewhere, selectively.
+    """
     events: dict[str, tuple[dict[str, Any], ...]] = {}
     skipped: list[str] = []
     for path in sorted(Path(results_dir).glob("runs/*/events.jsonl")):
         try:
+            data = path.read_bytes()
+            fedbuff = b'"fedbuff_update"' in data
+            if not fedbuff and _looks_whole(data):
+                continue
             read = read_event_file(path)
         except (EventLogError, OSError) as exc:
             skipped.append(f"{path}: not read ({exc}).")
             continue
-        events[path.parent.name] = read.events
+        if fedbuff:
+            events[path.parent.name] = read.events
         if read.cut_lines:
             lines = "line" if read.cut_lines == 1 else "lines"
             skipped.append(
-                f"{path}: skipped {read.cut_lines} {lines} cut short by a crash "
-                "(the last line, without its end)."
+                f"{path}: skipped {read.cut_lines} {lines} cut short by a crash."
             )
     for sentence in skipped:
         logger.warning("%s", sentence)
