@@ -7,7 +7,9 @@ evaluation) and ``train``. :func:`read_metrics` collects them into one tidy
 table; accuracy and loss are taken from the ``server`` scope when a run has it,
 else from ``evaluate`` (keys containing ``accuracy`` / ``loss``). Wall-clock time
 counts from the run's first round dispatch (its earliest phase-table instant);
-round 0 is the initial model, at 0 s.
+round 0 is the initial model, at 0 s. A default target lies above chance and every
+run's first round (:func:`default_target`); :func:`learning_table` says which runs
+learned at all.
 """
 
 from __future__ import annotations
@@ -51,6 +53,22 @@ TARGET_COLUMNS = [
 SCOPES = ("server", "evaluate")
 # The default target: this share of the best accuracy any run reached.
 DEFAULT_TARGET_SHARE = 0.9
+# Chance accuracy when the campaign does not give its number of classes: digits.
+CHANCE_ACCURACY = 0.1
+# A run learned when it ends this far (absolute accuracy) above chance and above
+# its initial model.
+LEARNING_MARGIN = 0.05
+# A default target needs the best accuracy this far above its floor.
+TARGET_MIN_GAIN = 0.01
+LEARNING_COLUMNS = [
+    "network",
+    "strategy",
+    "runs",
+    "runs_learned",
+    "chance_accuracy",
+    "median_first_accuracy",
+    "median_final_accuracy",
+]
 
 
 def _pick(values: Mapping[str, Any], word: str) -> float | None:
@@ -189,11 +207,105 @@ def read_metrics(
     return metrics_frame(records, _run_info(manifest, records), origins)
 
 
-def default_target(metrics: pd.DataFrame) -> float | None:
-    """:data:`DEFAULT_TARGET_SHARE` of the best accuracy reached after round 0."""
+def chance_accuracy(manifest: Mapping[str, Any]) -> float:
+    """Accuracy of guessing: 1 / the workload's ``num-classes``, else 1/10 (digits)."""
+    campaign = manifest.get("campaign")
+    workload = campaign.get("workload") if isinstance(campaign, Mapping) else None
+    if isinstance(workload, Mapping):
+        for key in ("num-classes", "num_classes"):
+            classes = workload.get(key)
+            if (
+                isinstance(classes, int)
+                and not isinstance(classes, bool)
+                and classes > 1
+            ):
+                return 1.0 / classes
+    return CHANCE_ACCURACY
+
+
+def _first_trained(run: pd.DataFrame) -> float | None:
+    """A run's accuracy after its first trained round, when it has a later one."""
+    trained = run[(run["round"] > 0) & run["accuracy"].notna()].sort_values("round")
+    if len(trained) < 2:
+        return None
+    return float(trained["accuracy"].iloc[0])
+
+
+def target_floor(metrics: pd.DataFrame, chance: float = CHANCE_ACCURACY) -> float:
+    """The accuracy a target must exceed: chance, and every run's first round.
+
+    A run with a single trained round contributes its initial model's
+    (round 0) accuracy instead, when recorded.
+    """
+    floor = chance
+    runs = metrics.groupby("run_id") if "run_id" in metrics else [("", metrics)]
+    for _, run in runs:
+        first = _first_trained(run)
+        if first is None:
+            initial = run.loc[run["round"] == 0, "accuracy"].dropna()
+            first = float(initial.iloc[0]) if len(initial) else None
+        if first is not None:
+            floor = max(floor, first)
+    return floor
+
+
+def default_target(
+    metrics: pd.DataFrame, chance: float = CHANCE_ACCURACY
+) -> float | None:
+    """The target accuracy of the time-to-target table, or None when there is none.
+
+    :data:`DEFAULT_TARGET_SHARE` of the best accuracy reached after round 0,
+    unless that is at or below :func:`target_floor` (chance, or a run's first
+    round): then halfway between the floor and the best. None when the best is
+    not :data:`TARGET_MIN_GAIN` above the floor (nothing was learned to time).
+    """
     trained = metrics[metrics["round"] > 0]
     best = trained["accuracy"].max() if len(trained) else float("nan")
-    return None if not best == best else float(DEFAULT_TARGET_SHARE * best)
+    if not best == best:
+        return None
+    floor = target_floor(metrics, chance)
+    if best < floor + TARGET_MIN_GAIN:
+        return None
+    target = DEFAULT_TARGET_SHARE * float(best)
+    return target if target > floor else (floor + float(best)) / 2
+
+
+def learning_table(
+    metrics: pd.DataFrame, chance: float = CHANCE_ACCURACY
+) -> pd.DataFrame:
+    """Per network and strategy: how many runs learned, first and final accuracy.
+
+    A run *learned* when its final accuracy is at least :data:`LEARNING_MARGIN`
+    above both chance and its initial model's accuracy (round 0, when recorded).
+    """
+    rows = []
+    for (network, strategy), group in metrics.groupby(["network", "strategy"]):
+        learned, initials, finals = 0, [], []
+        for _, run in group.groupby("run_id"):
+            run = run[run["accuracy"].notna()].sort_values("round")
+            if run.empty:
+                continue
+            initial = run.loc[run["round"] == 0, "accuracy"]
+            baseline = max(chance, float(initial.iloc[0]) if len(initial) else chance)
+            final = float(run["accuracy"].iloc[-1])
+            learned += int(final >= baseline + LEARNING_MARGIN)
+            initials.append(float(run["accuracy"].iloc[0]))
+            finals.append(final)
+        rows.append(
+            {
+                "network": network,
+                "strategy": strategy,
+                "runs": len(finals),
+                "runs_learned": learned,
+                "chance_accuracy": chance,
+                "median_first_accuracy": float(np.median(initials))
+                if initials
+                else np.nan,
+                "median_final_accuracy": float(np.median(finals)) if finals else np.nan,
+            }
+        )
+    out = pd.DataFrame(rows, columns=LEARNING_COLUMNS)
+    return sort_by_network(out) if len(out) else out
 
 
 def time_to_target(metrics: pd.DataFrame, target: float) -> pd.DataFrame:

@@ -39,7 +39,10 @@ def table(
     numeric: Callable[[int], bool] = lambda _: False,
     table_id: str | None = None,
 ) -> str:
-    """A ``<table>``: a header row, one row per ``rows`` item, numbers right-aligned."""
+    """A ``<table>`` in a box that scrolls sideways: a header row, one row per item.
+
+    Numbers (columns where ``numeric`` is true) are right-aligned.
+    """
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = []
     for i, row in enumerate(rows):
@@ -50,10 +53,24 @@ def table(
         )
         body.append(f"<tr{cls}>{cells}</tr>")
     ident = f' id="{esc(table_id)}"' if table_id else ""
+    # A wide table scrolls inside its own box, never the page.
     return (
-        f"<table{ident}><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="wide"><table{ident}><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
+
+
+def details(summary: str, body: str, open_: bool = False) -> str:
+    """A folded ``<details>``: ``summary`` (text) shows, ``body`` (HTML) opens."""
+    if not body:
+        return ""
+    state = " open" if open_ else ""
+    return f"<details{state}><summary>{esc(summary)}</summary>{body}</details>"
+
+
+def paragraph(text: str) -> str:
+    """A plain paragraph of ``text``."""
+    return f"<p>{esc(text)}</p>"
 
 
 def note(text: str) -> str:
@@ -91,3 +108,14 @@ def section(title: str, body: str, section_id: str | None = None) -> str:
 def safe_name(text: str) -> str:
     """``text`` as a file-name part: anything but letters, digits, ``_.-`` to ``_``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text) or "unnamed"
+
+
+# Rows a listing table shows at most (its CSV has them all; the count is complete).
+MAX_LISTED = 200
+# A table longer than this folds into <details> (its summary says how long).
+FOLD_ROWS = 8
+
+
+def folded(summary: str, body: str, rows: int) -> str:
+    """``body`` as it is when it has at most :data:`FOLD_ROWS` rows, else folded."""
+    return body if rows <= FOLD_ROWS else details(f"{summary} ({rows} rows)", body)

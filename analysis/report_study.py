@@ -9,7 +9,7 @@ every number.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -18,36 +18,32 @@ from typing import Any
 import pandas as pd
 
 from analysis.convergence import (
+    chance_accuracy,
     default_target,
+    learning_table,
     read_metrics,
     time_to_target,
 )
-from analysis.figures import (
-    bytes_over_time,
-    convergence_figure,
-    phase_ecdfs,
-    straggler_heatmap,
-    study_bars,
-)
-from analysis.html import figure, fmt, note, safe_name, table
+from analysis.figures_ecdf import phase_ecdfs
+from analysis.figures_study import study_bars
+from analysis.figures_system import bytes_over_time
+from analysis.html import details, figure, fmt, note, table
 from analysis.rollup import Rollup, rollup
 from analysis.stragglers import node_leads, straggler_rounds, straggler_summary
 from analysis.study import (
+    MIN_INTERVAL_ROUNDS,
     ROUND_QUANTITY,
     UPLINK_SHARE_QUANTITY,
     BootstrapConfig,
     Study,
     find_ratio,
+    has_interval,
     quantity_order,
+    sample_ranges,
     study_samples,
     study_table,
 )
-from analysis.summary import network_order
 
-# Straggler rounds listed in the HTML at most (the CSV has all).
-MAX_LISTED_ROUNDS = 60
-# Heatmaps drawn at most (one per network and strategy).
-MAX_HEATMAPS = 12
 HEADLINE_QUANTITIES = ["downlink", "uplink", ROUND_QUANTITY]
 
 
@@ -63,6 +59,8 @@ class StudyResults:
     metrics: pd.DataFrame
     target: float | None
     targets: pd.DataFrame
+    learning: pd.DataFrame
+    chance: float
 
 
 def study_results(
@@ -84,7 +82,12 @@ def study_results(
     study = study_table(df, warmup_rounds, bootstrap, samples)
     rounds = straggler_rounds(df, 0, rolled)
     metrics = read_metrics(results_dir, manifest, df)
-    target = target_accuracy if target_accuracy is not None else default_target(metrics)
+    chance = chance_accuracy(manifest)
+    target = (
+        target_accuracy
+        if target_accuracy is not None
+        else default_target(metrics, chance)
+    )
     targets = (
         time_to_target(metrics, target)
         if target is not None and len(metrics)
@@ -99,6 +102,8 @@ def study_results(
         metrics=metrics,
         target=target,
         targets=targets,
+        learning=learning_table(metrics, chance) if len(metrics) else pd.DataFrame(),
+        chance=chance,
     )
     for name, frame in (
         ("study", study.table),
@@ -107,83 +112,139 @@ def study_results(
         ("straggler_summary", results.straggler_summary),
         ("convergence", metrics),
         ("time_to_target", targets),
+        ("learning", results.learning),
     ):
         frame.to_csv(results_dir / f"{name}.csv", index=False)
     return results
 
 
-def _interval(low: object, high: object, digits: int = 3) -> str:
-    return f"[{fmt(low, digits)}, {fmt(high, digits)}]"
-
-
 def _value(quantity: str, value: object) -> str:
+    """Seconds at 3 decimals, the uplink share as a percentage."""
     if quantity == UPLINK_SHARE_QUANTITY and isinstance(value, float):
         return f"{value:.1%}" if value == value else "–"
     return fmt(value)
 
 
-def study_section(results: StudyResults, figures: Path) -> str:
-    """The study table (every phase, round time, uplink share) and the ratio table."""
+def _spread(
+    row: Mapping[Any, Any], ranges: Mapping[tuple[str, str, str], tuple[Any, Any]]
+) -> str:
+    """The CI with enough rounds for one, else the samples' range (``min–max``)."""
+    quantity = str(row["quantity"])
+    if has_interval(row["rounds"]):
+        low, high = row["median_low"], row["median_high"]
+        return f"CI {_value(quantity, low)}–{_value(quantity, high)}"
+    low, high = ranges.get((row["network"], row["strategy"], quantity), (None, None))
+    return f"range {_value(quantity, low)}–{_value(quantity, high)}"
+
+
+def _study_rows(results: StudyResults, shares: pd.DataFrame) -> list[list[object]]:
+    ranges = {
+        (r["network"], r["strategy"], r["quantity"]): (r["min"], r["max"])
+        for r in sample_ranges(results.samples).to_dict("records")
+    }
+    share_of = {
+        (r["network"], r["phase"]): r["share"] for r in shares.to_dict("records")
+    }
+    rows = []
+    for r in results.study.table.to_dict("records"):
+        share = share_of.get((r["network"], r["quantity"]))
+        rows.append(
+            [
+                r["network"],
+                r["strategy"],
+                r["quantity"],
+                _value(r["quantity"], r["median"]),
+                _spread(r, ranges),
+                _value(r["quantity"], r["p95"]),
+                f"{share:.1%}" if isinstance(share, float) and share == share else "",
+                r["n"],
+                r["rounds"],
+                r["runs"],
+            ]
+        )
+    return rows
+
+
+def study_section(
+    results: StudyResults, figures: Path, shares: pd.DataFrame | None = None
+) -> str:
+    """The study: median bars, the per-phase table (folded) and the ratio table.
+
+    The per-phase table is the one place each phase's median is shown: with
+    its CI where there are :data:`MIN_INTERVAL_ROUNDS` rounds, else the range
+    of its samples, and the phase's share of the node rounds (``shares``,
+    :func:`analysis.summary.phase_shares`).
+    """
     study = results.study
     if study.table.empty:
         return note("No study table: the phase table has no complete node rounds.")
     level = f"{study.confidence:.0%}"
-    rows = [
-        [
-            r["network"],
-            r["strategy"],
-            r["quantity"],
-            _value(r["quantity"], r["median"]),
-            _interval(r["median_low"], r["median_high"])
-            if r["quantity"] != UPLINK_SHARE_QUANTITY
-            else f"[{_value(r['quantity'], r['median_low'])}, "
-            f"{_value(r['quantity'], r['median_high'])}]",
-            _value(r["quantity"], r["p95"]),
-            _interval(r["p95_low"], r["p95_high"])
-            if r["quantity"] != UPLINK_SHARE_QUANTITY
-            else f"[{_value(r['quantity'], r['p95_low'])}, "
-            f"{_value(r['quantity'], r['p95_high'])}]",
-            r["n"],
-            r["rounds"],
-            r["runs"],
-        ]
-        for r in study.table.to_dict("records")
-    ]
+    enough = all(has_interval(r) for r in study.table["rounds"])
+    interval = f"{level} bootstrap CI" if enough else "range (min–max)"
+    bars = study.table.copy()
+    if not enough:
+        ranges = sample_ranges(results.samples)
+        bars = bars.merge(ranges, on=["network", "strategy", "quantity"], how="left")
+        bars["median_low"], bars["median_high"] = bars["min"], bars["max"]
     headers = [
         "network",
         "strategy",
         "quantity",
         "median (s)",
-        f"{level} CI",
+        f"{level} CI (≥{MIN_INTERVAL_ROUNDS} rounds) or range",
         "p95 (s)",
-        f"{level} CI",
+        "share of node rounds",
         "samples",
         "rounds",
         "runs",
     ]
+    rows = _study_rows(
+        results,
+        shares
+        if shares is not None
+        else pd.DataFrame(columns=["network", "phase", "share"]),
+    )
     warmup = (
         f" Rounds 1 to {study.warmup_rounds} are left out as warm-up."
         if study.warmup_rounds
         else " No round is left out as warm-up (see --warmup-rounds)."
     )
+    table_html = table(headers, rows, numeric=lambda j: j > 2, table_id="study-table")
     return (
         figure(
-            partial(study_bars, study.table, HEADLINE_QUANTITIES, figures / "study"),
-            f"Median downlink, uplink and round time per network, with {level} "
-            "bootstrap confidence intervals over rounds and repetitions.",
+            partial(
+                study_bars,
+                bars,
+                HEADLINE_QUANTITIES,
+                figures / "study",
+                interval,
+            ),
+            f"Median downlink, uplink and round time per network; error bars: "
+            f"{interval}"
+            + (
+                "."
+                if enough
+                else f" of the samples (fewer than {MIN_INTERVAL_ROUNDS} rounds per "
+                "network: too few for a confidence interval)."
+            ),
             "study-figure",
-        )
-        + table(headers, rows, numeric=lambda j: j > 2, table_id="study-table")
-        + note(
-            "Phases: a node's seconds in the phase per round (train and evaluate "
-            "messages summed; aggregation: the server's timer). round: the slowest "
-            "node's round time, complete rounds only. uplink_share: the slowest "
-            "node's uplink over the round time (a share, not seconds). CI: "
-            "percentile bootstrap, resampling repetitions and then rounds within "
-            "them." + warmup
         )
         + "<h3>Ratios between networks</h3>"
         + _ratios_table(study)
+        + details(
+            f"Every phase, round time and uplink share per network ({len(rows)} rows)",
+            table_html
+            + note(
+                "Phases: a node's seconds in the phase per round (train and "
+                "evaluate messages summed; aggregation: the server's timer). "
+                "round: the round time (the longest node round), complete rounds "
+                "only. uplink_share: that node round's uplink over the round time. CI: "
+                "percentile bootstrap, resampling repetitions and then rounds "
+                f"within them, given with {MIN_INTERVAL_ROUNDS} or more rounds; "
+                "with fewer, the range of the samples. Share: the phase's part of "
+                "all node-round seconds (the anatomy bar's segments)." + warmup
+            ),
+        )
     )
 
 
@@ -191,206 +252,48 @@ def _ratios_table(study: Study) -> str:
     ratios = study.ratios
     if ratios.empty:
         return note("No ratio: the study has fewer than two networks.")
-    rows = [
-        [
-            r["strategy"],
-            r["quantity"],
-            f"{r['numerator']} / {r['denominator']}",
-            f"{r['ratio']:.2f}×",
-            f"[{r['ratio_low']:.2f}, {r['ratio_high']:.2f}]",
+    units = {
+        (r["network"], r["strategy"], r["quantity"]): r["rounds"]
+        for r in study.table.to_dict("records")
+    }
+    rows = []
+    for r in ratios.to_dict("records"):
+        both = [
+            units.get((r[side], r["strategy"], r["quantity"]))
+            for side in ("numerator", "denominator")
         ]
-        for r in ratios.to_dict("records")
-    ]
-    headers = ["strategy", "quantity", "networks", "ratio of medians", "CI"]
-    return table(headers, rows, numeric=lambda j: j > 2, table_id="ratio-table")
-
-
-def straggler_section(results: StudyResults, figures: Path) -> str:
-    """Per network how consistent the straggler is, per round who and why, heatmaps."""
-    summary = results.straggler_summary
-    if summary.empty:
-        return note("No straggler table: no node round has a round time.")
-    rows = [
-        [
-            r["network"],
-            r["strategy"],
-            r["rounds"],
-            r["top_straggler"],
-            f"{r['top_rounds']} ({r['top_share']:.0%})",
-            r["second_straggler"] or "–",
-            f"{r['second_share']:.0%}" if r["second_straggler"] else "–",
-            r["distinct_stragglers"],
-            r["verdict"],
-            fmt(r["median_lead_s"]),
-            r["usual_cause"],
-        ]
-        for r in summary.to_dict("records")
-    ]
-    headers = [
-        "network",
-        "strategy",
-        "rounds",
-        "most often slowest",
-        "rounds slowest",
-        "next",
-        "next share",
-        "distinct stragglers",
-        "verdict",
-        "median lead (s)",
-        "usual cause",
-    ]
-    parts = [
-        table(
-            headers,
-            rows,
-            numeric=lambda j: j in (2, 4, 6, 7, 9),
-            table_id="straggler-table",
-        ),
-        note(
-            "The straggler of a round is its busiest node: the most seconds in "
-            "downlink, client start-up, training, evaluation, reply hand-off and "
-            "uplink (waiting for Flower's polls, the other nodes or the server "
-            "is not busy; every node's round ends at about the same poll). Lead: "
-            "its busy seconds minus the round's median node's. Cause: the phase "
-            "in which it spent the most seconds more than the median node. "
-            "consistent: one node was the straggler in at least half the rounds; "
-            "competing: no node was."
-        ),
-        "<h3>Per round</h3>",
-        _rounds_table(results.stragglers),
-    ]
-    parts.extend(_heatmaps(results, figures))
-    return "".join(parts)
-
-
-def _rounds_table(rounds: pd.DataFrame) -> str:
-    shown = rounds.head(MAX_LISTED_ROUNDS)
-    rows = [
-        [
-            r["network"],
-            r["strategy"],
-            r["run_id"],
-            r["round"],
-            r["straggler"],
-            fmt(r["straggler_busy_s"]),
-            fmt(r["lead_s"]),
-            f"{r['lead_share']:.1%}" if r["lead_share"] == r["lead_share"] else "–",
-            r["runner_up"] if isinstance(r["runner_up"], str) else "–",
-            r["cause_phase"],
-            fmt(r["cause_excess_s"]),
-        ]
-        for r in shown.to_dict("records")
-    ]
-    headers = [
-        "network",
-        "strategy",
-        "run",
-        "round",
-        "straggler",
-        "its busy time (s)",
-        "lead over median (s)",
-        "lead",
-        "runner-up",
-        "cause",
-        "cause: excess over median (s)",
-    ]
-    more = len(rounds) - len(shown)
-    return table(headers, rows, numeric=lambda j: j in (3, 5, 6, 7, 10)) + (
-        note(f"{more} more rounds in stragglers.csv.") if more else ""
-    )
-
-
-def _heatmaps(results: StudyResults, figures: Path) -> list[str]:
-    parts = []
-    leads = results.leads
-    groups = list(leads.groupby(["network", "strategy"], sort=False))
-    order = {n: i for i, n in enumerate(network_order(leads["network"].unique()))}
-    groups.sort(key=lambda item: (order[str(item[0][0])], str(item[0][1])))
-    for (network, strategy), group in groups[:MAX_HEATMAPS]:
-        name = f"stragglers_{safe_name(str(network))}_{safe_name(str(strategy))}"
-        marks = results.stragglers[
-            (results.stragglers["network"] == network)
-            & (results.stragglers["strategy"] == strategy)
-        ]
-        parts.append(
-            figure(
-                partial(
-                    straggler_heatmap,
-                    group,
-                    marks,
-                    f"{network}, {strategy}: busy seconds over the median node",
-                    figures / name,
-                ),
-                f"{network}, {strategy}: each node's busy seconds minus its round's "
-                "median node's (node × round); dots mark each round's straggler.",
-                f"straggler-heatmap-{safe_name(str(network))}",
-            )
+        interval = (
+            f"{r['ratio_low']:.2f}–{r['ratio_high']:.2f}×"
+            if all(has_interval(u) for u in both)
+            else f"– ({min(int(u or 0) for u in both)} rounds)"
         )
-    return parts
-
-
-def convergence_section(results: StudyResults, figures: Path) -> str:
-    """Accuracy and loss against round and wall-clock time; time to target."""
-    metrics = results.metrics
-    if metrics.empty:
-        return note(
-            "No convergence data: no run's events.jsonl has metrics events "
-            "(the ServerApp writes them, docs/events.md)."
-        )
-    parts = [
-        figure(
-            partial(
-                convergence_figure, metrics, results.target, figures / "convergence"
-            ),
-            "Accuracy and loss per round (left) and over wall-clock time since the "
-            "run's first dispatch (right); thin: each run, thick: median per "
-            "network and strategy. Dotted: the target accuracy.",
-            "convergence-figure",
-        )
-    ]
-    targets = results.targets
-    if results.target is not None and len(targets):
-        rows = [
+        rows.append(
             [
-                r["network"],
                 r["strategy"],
-                f"{r['runs_reaching']} of {r['runs']}",
-                fmt(r["median_time_to_target_s"], 1),
-                f"[{fmt(r['min_time_to_target_s'], 1)}, "
-                f"{fmt(r['max_time_to_target_s'], 1)}]",
-                fmt(r["median_rounds_to_target"], 1),
-                fmt(r["median_final_accuracy"]),
-                fmt(r["median_final_loss"]),
+                r["quantity"],
+                f"{r['numerator']} / {r['denominator']}",
+                f"{r['ratio']:.2f}×",
+                interval,
             ]
-            for r in targets.to_dict("records")
-        ]
-        headers = [
-            "network",
-            "strategy",
-            "runs reaching target",
-            "median time to target (s)",
-            "range (s)",
-            "median rounds to target",
-            "final accuracy (median)",
-            "final loss (median)",
-        ]
-        parts.append(
-            note(
-                f"Target accuracy {results.target:.3f}"
-                + (
-                    " (90% of the best accuracy any run reached; set it with "
-                    "--target-accuracy)."
-                    if results.target is not None
-                    else "."
-                )
-            )
         )
-        parts.append(
-            table(headers, rows, numeric=lambda j: j > 1, table_id="target-table")
+    headers = [
+        "strategy",
+        "quantity",
+        "networks",
+        "ratio of medians",
+        f"{study.confidence:.0%} CI (≥{MIN_INTERVAL_ROUNDS} rounds)",
+    ]
+    main = [r for r in rows if r[1] in HEADLINE_QUANTITIES]
+    rest = [r for r in rows if r[1] not in HEADLINE_QUANTITIES]
+    return (
+        table(headers, main, numeric=lambda j: j > 2, table_id="ratio-table")
+        + details(
+            f"Ratios of every other phase ({len(rest)} rows)",
+            table(headers, rest, numeric=lambda j: j > 2),
         )
-    scopes = ", ".join(sorted(set(metrics["scope"])))
-    parts.append(note(f"Metrics from the {scopes} scope (docs/events.md)."))
-    return "".join(parts)
+        if rest
+        else table(headers, main, numeric=lambda j: j > 2, table_id="ratio-table")
+    )
 
 
 def ecdf_section(results: StudyResults, figures: Path) -> str:
@@ -399,8 +302,8 @@ def ecdf_section(results: StudyResults, figures: Path) -> str:
     phases = quantity_order(list(quantities - {ROUND_QUANTITY, UPLINK_SHARE_QUANTITY}))
     return figure(
         partial(phase_ecdfs, results.samples, phases, figures / "phase_ecdfs"),
-        "ECDF of each phase's seconds per node and round, one colour per network "
-        "(drawn through 400 quantiles when there are more samples).",
+        "ECDF of each phase's seconds per node and round (x axis), one colour per "
+        "network (drawn through 400 quantiles when there are more samples).",
         "phase-ecdfs",
     )
 
@@ -415,16 +318,32 @@ def bytes_section(nic: pd.DataFrame, figures: Path) -> str:
     )
 
 
-def markdown_summary(name: str, results: StudyResults, files: list[str]) -> str:
-    """The short ``summary.md``: headline numbers with intervals, and what is where."""
+def markdown_summary(
+    name: str,
+    results: StudyResults,
+    files: list[str],
+    findings: Sequence[str] = (),
+) -> str:
+    """The short ``summary.md``: the findings, headline numbers, and what is where.
+
+    A median's interval is its CI with :data:`MIN_INTERVAL_ROUNDS` rounds or
+    more, else the range of its samples, as in the report.
+    """
     study = results.study
     level = f"{study.confidence:.0%}"
     lines = [f"# flowerbed report: {name}", ""]
+    if findings:
+        lines += ["## Findings", "", *(f"- {s}" for s in findings), ""]
     table_ = study.table
+    ranges = {
+        (r["network"], r["strategy"], r["quantity"]): (r["min"], r["max"])
+        for r in sample_ranges(results.samples).to_dict("records")
+    }
     if len(table_):
         lines += [
-            f"Medians per network with {level} bootstrap intervals over rounds and "
-            "repetitions"
+            f"Medians per network; in brackets the {level} bootstrap CI over rounds "
+            f"and repetitions ({MIN_INTERVAL_ROUNDS} or more rounds), else range of "
+            "the samples"
             + (
                 f" (rounds 1-{study.warmup_rounds} left out)."
                 if study.warmup_rounds
@@ -450,10 +369,14 @@ def markdown_summary(name: str, results: StudyResults, files: list[str]) -> str:
                     cells.append("–")
                     continue
                 r = row.iloc[0]
+                low, high = (
+                    (r["median_low"], r["median_high"])
+                    if has_interval(r["rounds"])
+                    else ranges.get((network, strategy, quantity), (None, None))
+                )
                 cells.append(
                     f"{_value(quantity, r['median'])} "
-                    f"[{_value(quantity, r['median_low'])}, "
-                    f"{_value(quantity, r['median_high'])}]"
+                    f"[{_value(quantity, low)}, {_value(quantity, high)}]"
                 )
             lines.append(f"| {network} | {strategy} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -464,15 +387,27 @@ def markdown_summary(name: str, results: StudyResults, files: list[str]) -> str:
     ):
         ratio = find_ratio(study.ratios, "uplink", numerator, denominator)
         if ratio is not None:
+            rounds = [
+                r["rounds"]
+                for r in table_.to_dict("records")
+                if r["quantity"] == "uplink"
+                and r["strategy"] == ratio["strategy"]
+                and r["network"] in (ratio["numerator"], ratio["denominator"])
+            ]
+            interval = (
+                f"[{ratio['ratio_low']:.2f}, {ratio['ratio_high']:.2f}]"
+                if rounds and all(has_interval(n) for n in rounds)
+                else f"(no CI: {min(rounds, default=0)} rounds, "
+                f"{MIN_INTERVAL_ROUNDS} needed)"
+            )
             lines.append(
                 f"- Uplink {ratio['numerator']} / {ratio['denominator']}: "
-                f"{ratio['ratio']:.2f}× [{ratio['ratio_low']:.2f}, "
-                f"{ratio['ratio_high']:.2f}]"
+                f"{ratio['ratio']:.2f}× {interval}"
             )
     for s in results.straggler_summary.to_dict("records"):
         lines.append(
             f"- Stragglers on {s['network']} ({s['strategy']}): {s['verdict']}; "
-            f"{s['top_straggler']} slowest in {s['top_rounds']} of {s['rounds']} "
+            f"{s['top_straggler']} busiest in {s['top_rounds']} of {s['rounds']} "
             f"rounds, usually in {s['usual_cause'] or 'no single phase'}."
         )
     if results.target is not None:

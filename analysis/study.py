@@ -15,6 +15,7 @@ defines every column.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -391,3 +392,21 @@ def find_ratio(
         & (ratios["denominator"].str.lower() == denominator.lower())
     ]
     return None if sel.empty else sel.iloc[0]
+
+
+# A confidence interval needs at least this many resampled units ((run, round)
+# pairs); with fewer, the report gives the range of the samples instead.
+MIN_INTERVAL_ROUNDS = 10
+
+
+def has_interval(rounds: object) -> bool:
+    """Whether a study row over ``rounds`` units has enough of them for an interval."""
+    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Real):
+        return False
+    return float(rounds) >= MIN_INTERVAL_ROUNDS
+
+
+def sample_ranges(samples: pd.DataFrame) -> pd.DataFrame:
+    """Per network, strategy and quantity: ``min`` and ``max`` of the samples."""
+    grouped = samples.groupby(["network", "strategy", "quantity"], observed=True)
+    return grouped["value"].agg(["min", "max"]).reset_index()

@@ -518,3 +518,69 @@ def study_ratios(df: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=["metric", "network", "value", "definition"])
+
+
+# What kind of time each phase is, for the report's shares of the round.
+PHASE_CLASSES = {
+    "dispatch_wait": "flower",
+    "client_startup": "flower",
+    "reply_handoff": "flower",
+    "pickup_wait": "flower",
+    "server_other": "flower",
+    "downlink": "network",
+    "uplink": "network",
+    "training": "computation",
+    "evaluation": "computation",
+    "aggregation": "computation",
+    "unresolved": "unresolved",
+}
+CLASS_LABELS = {
+    "flower": "Flower's waiting and start-up",
+    "network": "the network",
+    "computation": "computation",
+    "unresolved": "unresolved time",
+}
+SHARE_COLUMNS = [
+    "network",
+    "phase",
+    "phase_class",
+    "node_rounds",
+    "seconds",
+    "share",
+    "median_round_s",
+    "segment_s",
+]
+
+
+def phase_shares(df: pd.DataFrame, median_round_s: pd.Series) -> pd.DataFrame:
+    """Per network and phase: its share of all tiled node-round seconds.
+
+    Over every tiled node round of the network (server timer left out),
+    ``share`` = the phase's seconds / all phases' seconds, so the shares of a
+    network add up to 1, waits and start-up included. ``segment_s`` = ``share *
+    median_round_s`` (the network's median round time, a Series by network):
+    stacked, the segments add up to the median round. Untiled runs have no
+    waits or start-up to share out and are left out.
+    """
+    tiled = df[df["run_id"].isin(tiled_runs(df)) & (df["node"] != SERVER_NODE)]
+    if tiled.empty:
+        return pd.DataFrame(columns=SHARE_COLUMNS)
+    seconds = tiled.groupby(["network", "phase"], observed=True)["duration_s"].sum()
+    out = seconds.rename("seconds").reset_index()
+    totals = out.groupby("network")["seconds"].transform("sum")
+    out["share"] = (out["seconds"] / totals.where(totals > 0)).astype("float64")
+    keys = tiled[["network", "run_id", "round", "node"]].drop_duplicates()
+    out["node_rounds"] = out["network"].map(keys.groupby("network").size())
+    out["phase_class"] = out["phase"].map(PHASE_CLASSES).fillna("flower")
+    out["median_round_s"] = out["network"].map(median_round_s).astype("float64")
+    out["segment_s"] = out["share"] * out["median_round_s"]
+    return _sort_network_phase(out)[SHARE_COLUMNS]
+
+
+def class_shares(shares: pd.DataFrame) -> pd.DataFrame:
+    """Per network (rows) and phase class (columns): share of the node rounds."""
+    wide = shares.pivot_table(
+        index="network", columns="phase_class", values="share", aggfunc="sum"
+    )
+    wide = wide.reindex(columns=[c for c in CLASS_LABELS if c in wide.columns])
+    return wide.reindex(network_order(wide.index)).fillna(0.0)

@@ -55,7 +55,8 @@ class SyntheticCampaign:
     is a node's median training time, multiplied by ``straggler_factor`` for
     ``straggler`` (a node name, or None for no straggler). ``noise`` is the
     sigma of the log-normal factor on every duration. Accuracy after round
-    ``r`` is ``final_accuracy * (1 - exp(-r / accuracy_tau))`` (plus noise).
+    ``r`` is ``final_accuracy * (1 - exp(-r / accuracy_tau))`` (plus noise);
+    with ``learns=False`` it stays at chance (0.1, ten classes) every round.
     """
 
     name: str = "synthetic"
@@ -76,6 +77,7 @@ class SyntheticCampaign:
     noise: float = 0.05
     final_accuracy: float = 0.9
     accuracy_tau: float = 2.0
+    learns: bool = True
     system_hosts: int = 3
     seed: int = 0
 
@@ -288,6 +290,8 @@ def _assemble(
 
 
 def _accuracy(spec: SyntheticCampaign, rng: np.random.Generator, round_: int) -> float:
+    if not spec.learns:
+        return float(0.1 + rng.normal(0.0, 0.001))
     value = spec.final_accuracy * (1.0 - np.exp(-round_ / spec.accuracy_tau))
     jitter = rng.normal(0.0, 0.005) if round_ else 0.0
     return float(np.clip(value + 0.1 * (round_ == 0) + jitter, 0.0, 1.0))

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from analysis.convergence import (
+    chance_accuracy,
     default_target,
+    learning_table,
     metric_records,
     read_metrics,
     time_to_target,
@@ -153,3 +155,70 @@ def test_evaluate_scope_is_used_when_there_is_no_server_scope() -> None:
     records = metric_records(lines, "wifi-r1")
 
     assert len(records) == 1 and records[0]["run_id"] == "wifi-r1"
+
+
+def _curve(run_id: str, network: str, accuracies: list[float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "run_id": run_id,
+            "network": network,
+            "strategy": "fedavg",
+            "round": range(len(accuracies)),
+            "accuracy": accuracies,
+        }
+    )
+
+
+def test_default_target_lies_above_the_first_round() -> None:
+    # 90% of the best (0.558) would be reached at round 1 already
+    metrics = _curve("r1", "wifi", [0.1, 0.6, 0.62])
+
+    target = default_target(metrics)
+
+    assert target == pytest.approx(0.61)
+    assert target is not None and target > 0.6
+
+
+def test_a_run_that_did_not_learn_gets_no_target() -> None:
+    # make demo before the fix: chance accuracy throughout
+    metrics = pd.concat(
+        [
+            _curve("ethernet-r1", "ethernet", [0.098, 0.1, 0.1]),
+            _curve("5g-r1", "5g", [0.101, 0.1, 0.1]),
+        ]
+    )
+
+    assert default_target(metrics) is None
+    learning = learning_table(metrics).set_index("network")
+    assert learning["runs_learned"].tolist() == [0, 0]
+    assert learning.loc["5g", "median_final_accuracy"] == pytest.approx(0.1)
+
+
+def test_a_target_is_never_at_or_below_chance() -> None:
+    # four classes: chance is 0.25, and a best of 0.255 is not learning
+    metrics = _curve("r1", "wifi", [0.2, 0.22, 0.255])
+
+    assert default_target(metrics, chance=0.25) is None
+    assert learning_table(metrics, chance=0.25)["runs_learned"].tolist() == [0]
+    assert learning_table(metrics, chance=0.1)["runs_learned"].tolist() == [1]
+
+
+def test_learning_counts_runs_above_their_initial_model() -> None:
+    metrics = pd.concat(
+        [
+            _curve("wifi-r1", "wifi", [0.1, 0.5, 0.8]),
+            _curve("wifi-r2", "wifi", [0.3, 0.31, 0.32]),
+        ]
+    )
+
+    learning = learning_table(metrics)
+
+    assert learning["runs"].tolist() == [2]
+    assert learning["runs_learned"].tolist() == [1]
+
+
+def test_chance_comes_from_the_workload_classes() -> None:
+    manifest = {"campaign": {"workload": {"num-classes": 4}}}
+
+    assert chance_accuracy(manifest) == pytest.approx(0.25)
+    assert chance_accuracy({}) == pytest.approx(0.1)

@@ -21,16 +21,18 @@ from analysis.figures import (
     host_colours,
     network_colours,
     phase_bar,
-    system_timeline,
-    transfer_ecdf,
 )
+from analysis.figures_ecdf import transfer_ecdf
+from analysis.figures_study import study_bars
+from analysis.figures_system import system_timeline
 from analysis.phases import COLUMNS, DTYPES
 from analysis.summary import (
     LEGACY_PHASES,
     PHASE_ORDER,
     WAITING_PHASES,
-    anatomy_table,
     median_phase_table,
+    phase_shares,
+    round_time_table,
 )
 from tests.analysis.test_summary import (
     TILED,
@@ -157,8 +159,12 @@ def test_phase_bar_of_a_tiled_table_draws_the_legacy_phases_only(
     assert not has_colour(png, PHASE_COLOURS["client_startup"])
 
 
+def _shares(df: pd.DataFrame) -> pd.DataFrame:
+    return phase_shares(df, round_time_table(df)["median_round_s"])
+
+
 def test_anatomy_bar_draws_every_phase_in_its_colour(tmp_path: Path) -> None:
-    table = anatomy_table(anatomy_frame(anatomy_rows("5g"), anatomy_rows("wifi")))
+    table = _shares(anatomy_frame(anatomy_rows("5g"), anatomy_rows("wifi")))
 
     png, pdf = anatomy_bar(table, tmp_path / "figs" / "anatomy")
 
@@ -169,7 +175,7 @@ def test_anatomy_bar_draws_every_phase_in_its_colour(tmp_path: Path) -> None:
 
 
 def test_anatomy_bar_refuses_an_empty_table(tmp_path: Path) -> None:
-    empty = anatomy_table(anatomy_frame())
+    empty = _shares(anatomy_frame())
 
     with pytest.raises(ValueError, match="anatomy table has no values"):
         anatomy_bar(empty, tmp_path / "a")
@@ -280,3 +286,33 @@ def test_system_timeline_draws_hosts_in_their_colours(tmp_path: Path) -> None:
     assert not has_colour(png, colours["pi2"])
     with pytest.raises(ValueError, match="no CPU or NIC samples"):
         system_timeline(cpu.iloc[:0], nic.iloc[:0], "t", tmp_path / "none")
+
+
+def _longest_run(indices: np.ndarray) -> np.ndarray:
+    """The longest run of consecutive indices (a bar, not a spine or a title)."""
+    runs = np.split(indices, np.flatnonzero(np.diff(indices) > 1) + 1)
+    return max(runs, key=len)
+
+
+def test_study_error_bars_show_on_a_black_bar(tmp_path: Path) -> None:
+    # ethernet's bar is black: a black error bar on it would vanish
+    table = pd.DataFrame(
+        {
+            "network": ["ethernet"],
+            "strategy": ["fedavg"],
+            "quantity": ["uplink"],
+            "median": [1.0],
+            "median_low": [0.5],
+            "median_high": [1.5],
+        }
+    )
+
+    png, _ = study_bars(table, ["uplink"], tmp_path / "study")
+
+    pixels = imread(png)[..., :3]
+    black = np.asarray((pixels < 0.1).all(-1))
+    columns = _longest_run(np.flatnonzero(black.sum(axis=0) > 50))  # the bar
+    middle = int(columns.mean())
+    rows = _longest_run(np.flatnonzero(black[:, columns.min() + 3]))
+    inside = pixels[rows.min() + 2 : rows.max() - 2, middle - 5 : middle + 6]
+    assert (inside > 0.9).all(-1).sum() > 20  # the error bar's white halo

@@ -62,17 +62,18 @@ def test_warmup_rounds_leave_round_one_out_of_the_study(built: Path) -> None:
 def test_markdown_summary_names_the_planted_numbers(built: Path) -> None:
     summary = (built / "summary.md").read_text(encoding="utf-8")
 
+    # 3 rounds after the warm-up: too few for an interval
     ratio = re.search(
-        r"- Uplink 5g / ethernet: ([0-9.]+)× \[([0-9.]+), ([0-9.]+)\]", summary
+        r"- Uplink 5g / ethernet: ([0-9.]+)× \(no CI: 3 rounds, 10 needed\)", summary
     )
     assert ratio is not None
-    value, low, high = (float(g) for g in ratio.groups())
-    assert value == pytest.approx(30.0, rel=0.1)
-    assert low <= value <= high
+    assert float(ratio.group(1)) == pytest.approx(30.0, rel=0.1)
     assert (
-        "Stragglers on 5g (fedavg): consistent; client2 slowest in 3 of 3 rounds"
+        "Stragglers on 5g (fedavg): consistent; client2 busiest in 3 of 3 rounds"
         in summary
     )
+    findings = summary[summary.index("## Findings") :]
+    assert "client2 is the consistent straggler on every network" in findings
     assert "usually in training" in summary
     assert "| 5g | fedavg |" in summary
 

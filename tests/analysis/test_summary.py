@@ -570,3 +570,31 @@ def test_phase_vocabulary_matches_the_tiling() -> None:
     assert set(PHASE_ORDER) == set(anatomy.ANATOMY_PHASES)
     assert set(GAP_PHASES) == set(anatomy.GAP_PHASES)
     assert set(PHASE_DEFINITIONS) == set(PHASE_ORDER)
+
+
+def test_phase_shares_add_up_to_the_round_with_waits_and_startup() -> None:
+    from analysis.summary import class_shares, phase_shares, round_time_table
+
+    df = anatomy_frame(anatomy_rows("5g"))
+    rounds = round_time_table(df)["median_round_s"]
+
+    shares = phase_shares(df, rounds).set_index("phase")
+
+    assert shares["share"].sum() == pytest.approx(1.0)
+    assert shares["segment_s"].sum() == pytest.approx(rounds["5g"])
+    # every message waits 0.25 s for dispatch: 2 messages x 2 nodes x 3 rounds
+    assert shares.loc["dispatch_wait", "seconds"] == pytest.approx(0.25 * 12)
+    assert shares.loc["client_startup", "phase_class"] == "flower"
+    assert shares.loc["uplink", "phase_class"] == "network"
+    assert shares.loc["aggregation", "phase_class"] == "computation"
+    classes = class_shares(shares.reset_index())
+    assert list(classes.columns) == ["flower", "network", "computation"]
+    assert classes.loc["5g"].sum() == pytest.approx(1.0)
+
+
+def test_phase_shares_leave_untiled_runs_out() -> None:
+    from analysis.summary import phase_shares
+
+    df = table(phase_rows("5g"))
+
+    assert phase_shares(df, pd.Series({"5g": 7.0})).empty
