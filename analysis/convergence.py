@@ -23,6 +23,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.summary import sort_by_network
+from instrumentation.schema import EventKind
+
+# The events convergence reads: accuracy/loss per round, and each run's start.
+_PARSED = (EventKind.METRICS, EventKind.RUN_START)
 
 METRIC_COLUMNS = [
     "run_id",
@@ -91,16 +95,13 @@ def metric_records(lines: Iterable[bytes | str], run_id: str) -> list[dict[str, 
     records: list[dict[str, Any]] = []
     for line in lines:
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
-        if '"metrics"' not in text and '"run_start"' not in text:
+        if not any(f'"{kind}"' in text for kind in _PARSED):
             continue
         try:
             event = json.loads(text)
         except json.JSONDecodeError:
             continue
-        if not isinstance(event, dict) or event.get("event") not in (
-            "metrics",
-            "run_start",
-        ):
+        if not isinstance(event, dict) or event.get("event") not in _PARSED:
             continue
         event.setdefault("run_id", run_id)
         records.append(event)
@@ -120,7 +121,10 @@ def metrics_frame(
     """
     rows = []
     for record in records:
-        if record.get("event") != "metrics" or record.get("scope") not in SCOPES:
+        if (
+            record.get("event") != EventKind.METRICS
+            or record.get("scope") not in SCOPES
+        ):
             continue
         values = record.get("values")
         if not isinstance(values, Mapping):
@@ -173,7 +177,7 @@ def _run_info(
                 "repetition": run.get("repetition", 1),
             }
     for record in records:
-        if record.get("event") == "run_start":
+        if record.get("event") == EventKind.RUN_START:
             known = info.setdefault(str(record.get("run_id")), {})
             for key in ("network", "strategy", "repetition"):
                 if record.get(key) is not None:
@@ -202,7 +206,7 @@ def read_metrics(
         origins = {str(k): int(v) for k, v in firsts.items()}
     for record in sorted(records, key=lambda r: int(r.get("t_ns", 0))):
         run_id = str(record.get("run_id"))
-        if record.get("event") == "run_start" or run_id not in origins:
+        if record.get("event") == EventKind.RUN_START or run_id not in origins:
             origins.setdefault(run_id, int(record.get("t_ns", 0)))
     return metrics_frame(records, _run_info(manifest, records), origins)
 

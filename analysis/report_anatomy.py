@@ -16,10 +16,10 @@ from analysis.html import figure as _figure
 from analysis.html import note as _note
 from analysis.html import safe_name as _safe_name
 from analysis.summary import (
+    GAP_PHASES,
     LEGACY_PHASES,
     PHASE_DEFINITIONS,
     PHASE_ORDER,
-    GAP_PHASES,
     network_order,
 )
 

@@ -12,7 +12,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-
 from analysis.convergence import LEARNING_MARGIN
 from analysis.figures_study import convergence_figure
 from analysis.html import figure, fmt, note, table

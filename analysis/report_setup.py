@@ -18,6 +18,7 @@ from analysis.html import table as _table
 from analysis.phases import unmatched_frame
 from analysis.summary import network_order
 from instrumentation.events import EventLogError, read_event_file
+from instrumentation.schema import EventKind
 
 logger = logging.getLogger(__name__)
 _FEATURE_LABELS = {
@@ -292,7 +293,7 @@ def read_event_logs(results_dir: Path) -> EventLogs:
     for path in sorted(Path(results_dir).glob("runs/*/events.jsonl")):
         try:
             data = path.read_bytes()
-            fedbuff = b'"fedbuff_update"' in data
+            fedbuff = f'"{EventKind.FEDBUFF_UPDATE}"'.encode() in data
             if not fedbuff and _looks_whole(data):
                 continue
             read = read_event_file(path)

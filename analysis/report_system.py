@@ -19,11 +19,12 @@ from analysis.html import fmt as _fmt
 from analysis.html import note as _note
 from analysis.html import safe_name as _safe_name
 from analysis.html import table as _table
-from analysis.summary import SERVER_NODE, network_order
-from analysis.system import nic_rates, read_system
 from analysis.report_setup import EventLogs
 from analysis.report_study import bytes_section
 from analysis.report_wire import read_csv
+from analysis.summary import SERVER_NODE, network_order
+from analysis.system import nic_rates, read_system
+from instrumentation.schema import EventKind
 
 
 def system_series(
@@ -171,7 +172,7 @@ def asynchrony_section(logs: EventLogs, figures: Path) -> str:
     """FedBuff runs: who trained on which model version when, and how stale."""
     parts = []
     for run_id, events in sorted(logs.events.items()):
-        if not any(e.get("event") == "fedbuff_update" for e in events):
+        if not any(e.get("event") == EventKind.FEDBUFF_UPDATE for e in events):
             continue
         updates = update_table(list(events))
         if updates.empty:

@@ -13,7 +13,6 @@ from analysis.html import note as _note
 from analysis.html import table as _table
 from analysis.summary import network_order
 
-
 TRANSFER_COLUMNS = (
     "node",
     "round",

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from analysis.summary import (
-    round_time_summary,
     ANATOMY_COLUMNS,
     COMPUTE_PHASES,
     GAP_PHASES,
@@ -32,6 +31,7 @@ from analysis.summary import (
     _sort_network_phase,
     network_order,
     phase_order,
+    round_time_summary,
 )
 
 _SAMPLE_COLUMNS = [*RUN_KEYS, "round", "node", "phase", "duration_s", "uncertainty_s"]

@@ -20,9 +20,9 @@ from testbed.campaign.probes import (
     clock_paths,
     start_clock_responders,
 )
-from testbed.transport.processes import stop_all
-from testbed.campaign.topology import BIN_DIR
 from testbed.campaign.sites import netns_site, probe_clock
+from testbed.campaign.topology import BIN_DIR
+from testbed.transport.processes import stop_all
 
 OFFSETS_MS = (-500, -250, -100, 0, 100, 250, 300, 500)
 

@@ -14,11 +14,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd  # noqa: E402 - after the project imports for clarity
+
 from bench._cluster import bench_cluster, campaign_yaml
 from testbed.campaign.model import load_campaign
 from testbed.campaign.runner import run_campaign
-
-import pandas as pd  # noqa: E402 - after the project imports for clarity
 
 
 def main() -> int:

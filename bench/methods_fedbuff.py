@@ -25,11 +25,12 @@ from typing import Any
 
 from bench._cluster import bench_cluster
 from instrumentation.events import read_events
+from instrumentation.schema import EventKind
 from inventory.models import Inventory
-from testbed.emulation.naming import node_namespace
-from testbed.commands import shaping
 from testbed.campaign.model import load_campaign
 from testbed.campaign.runner import run_campaign
+from testbed.commands import shaping
+from testbed.emulation.naming import node_namespace
 
 STRAGGLER = "node1"
 STRAGGLER_UPLINK_MBIT = 1.0
@@ -97,7 +98,7 @@ workload: {{samples-per-node: {args.samples}, local-epochs: 1, batch-size: 16,
 def _curve(
     method: str, seed: int, events: list[dict[str, Any]], status: str, reason: str
 ) -> Curve:
-    starts = [e["t_ns"] for e in events if e["event"] == "app_start"]
+    starts = [e["t_ns"] for e in events if e["event"] == EventKind.APP_START]
     origin = min(starts) if starts else 0
     points = sorted(
         (
@@ -106,7 +107,7 @@ def _curve(
             float(e["values"]["accuracy"]),
         )
         for e in events
-        if e["event"] == "metrics" and e.get("scope") == "server"
+        if e["event"] == EventKind.METRICS and e.get("scope") == "server"
     )
     return Curve(method, seed, tuple(points), status, reason)
 

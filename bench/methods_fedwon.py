@@ -34,8 +34,7 @@ from strategies.client_side import ClientSide, ModelShape, OptimizerSettings
 from strategies.fedbn import average_shared
 from strategies.registry import client_side
 from workloads.digits5 import CHANNELS, DOMAINS, node_data
-from workloads.training import train_with
-from workloads.training import evaluate
+from workloads.training import evaluate, train_with
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 

@@ -22,14 +22,14 @@ from pathlib import Path
 from inventory.loader import load_inventory
 from inventory.models import Inventory
 from testbed.emulation.apply import cluster_down, cluster_up
+from testbed.emulation.sshd import forget_state
+from testbed.lab.access import server_dir, ssh_connectors
 from testbed.lab.check import check_inventory
 from testbed.lab.check_report import CheckOptions
-from testbed.emulation.sshd import forget_state
-from testbed.transport.executor import LocalExecutor
-from testbed.lab.access import server_dir, ssh_connectors
 from testbed.lab.provision import ProvisionOptions, provision
 from testbed.lab.tls import ensure_tls
 from testbed.lab.wheelhouse import build_wheelhouse
+from testbed.transport.executor import LocalExecutor
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "digits"
 

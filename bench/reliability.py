@@ -31,6 +31,7 @@ import pandas as pd
 
 from bench._cluster import bench_cluster, campaign_yaml
 from instrumentation.events import read_events
+from instrumentation.schema import EventKind
 from testbed.campaign.model import load_campaign
 from testbed.campaign.runner import run_campaign
 
@@ -67,7 +68,11 @@ def _lost_rounds(out: Path, run_dir: Path) -> int:
 def _times(run_dir: Path) -> tuple[float | None, float | None]:
     events = read_events(run_dir / "events.jsonl")
     fault = next(
-        (e for e in events if e["event"] == "fault" and e["action"] == "injected"),
+        (
+            e
+            for e in events
+            if e["event"] == EventKind.FAULT and e["action"] == "injected"
+        ),
         None,
     )
     if fault is None:
@@ -78,8 +83,8 @@ def _times(run_dir: Path) -> tuple[float | None, float | None]:
         for e in events
         if int(e["t_ns"]) > t0
         and (
-            e["event"] in ("failure", "degraded", "run_error")
-            or (e["event"] == "run_end" and e.get("status") != "ok")
+            e["event"] in (EventKind.FAILURE, EventKind.DEGRADED, EventKind.RUN_ERROR)
+            or (e["event"] == EventKind.RUN_END and e.get("status") != "ok")
         )
     ]
     rounds = [

@@ -23,7 +23,6 @@ from torch import nn
 from strategies.settings import EXTRACTION_MODES as EXTRACTION_MODES
 from strategies.settings import ExtractionMode as ExtractionMode
 
-
 # ConfigRecord keys the server adds to each client's training config.
 RATIO_KEY = "heterofl-ratio"
 MODE_KEY = "heterofl-mode"

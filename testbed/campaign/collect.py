@@ -19,6 +19,7 @@ from instrumentation.capture import (
     transfer_events,
 )
 from instrumentation.events import EventLog, read_events
+from instrumentation.schema import COMMON_FIELDS, EventKind
 from instrumentation.supernode_log import supernode_log_events
 from inventory.models import Inventory
 from testbed.campaign.measure import RunCapture, node_pcap
@@ -57,9 +58,7 @@ def _capture_events(run: Run, captured: RunCapture) -> list[dict[str, Any]]:
         offset = run.campaign.clock_offsets_ns.get(captured.host.name, 0)
     out = []
     for event in transfer_events(transfers, captured.host.name, run.network.name):
-        fields = {
-            k: v for k, v in event.items() if k not in ("event", "run_id", "t_ns")
-        }
+        fields = {k: v for k, v in event.items() if k not in COMMON_FIELDS}
         if captured.side == "node":
             fields["start_ns"] += offset
             fields["end_ns"] += offset
@@ -93,12 +92,16 @@ def post_process(run: Run, captures: list[RunCapture]) -> None:
     missing = _fetch_node_files(run)
     if missing:
         with EventLog(run.events_path, run_id=run.plan.run_id) as events:
-            events.append("fetch_error", missing=missing)
+            events.append(EventKind.FETCH_ERROR, missing=missing)
     with EventLog(run.events_path, run_id=run.plan.run_id) as events:
         for captured in captures:
             if not captured.pcap.exists():
                 continue
-            kind = "transfer" if captured.side == "server" else "node_transfer"
+            kind = (
+                EventKind.TRANSFER
+                if captured.side == "server"
+                else EventKind.NODE_TRANSFER
+            )
             for fields in _capture_events(run, captured):
                 events.append(kind, **fields)
         for host in run.inventory.clients:
@@ -109,7 +112,7 @@ def post_process(run: Run, captures: list[RunCapture]) -> None:
                 offset = run.campaign.clock_offsets_ns.get(host.name, 0)
                 lines = [(t + offset, text) for t, text in read_stamped_log(log)]
                 for event in supernode_log_events(lines, host.name):
-                    events.append("supernode_log", **event)
+                    events.append(EventKind.SUPERNODE_LOG, **event)
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ def collect_run(
         }
         | {"run_id": outcome.run_id}
         for e in events
-        if e["event"] in ("clock", "clock_error")
+        if e["event"] in (EventKind.CLOCK, EventKind.CLOCK_ERROR)
     ]
     offsets = campaign.clock_offsets_ns
     tables = [

@@ -23,6 +23,7 @@ from instrumentation.capture import (
     CaptureError,
 )
 from instrumentation.events import EventLog, read_events
+from instrumentation.schema import EventKind
 from inventory.models import Inventory
 from testbed.campaign.collect import post_process
 from testbed.campaign.fault_injector import FaultInjector, NodeHandle
@@ -59,9 +60,9 @@ def _count_rounds(events_path: Path) -> tuple[int, bool]:
     rounds |= {
         e["version_after"]
         for e in events
-        if e["event"] == "fedbuff_update" and e.get("server_step")
+        if e["event"] == EventKind.FEDBUFF_UPDATE and e.get("server_step")
     }
-    return len(rounds), any(e["event"] == "app_end" for e in events)
+    return len(rounds), any(e["event"] == EventKind.APP_END for e in events)
 
 
 def _wait(
@@ -97,7 +98,7 @@ def _wait(
                 except ProcessError as err:
                     # stamped now: the teardown that follows takes seconds
                     with EventLog(run.events_path, run_id=run.plan.run_id) as events:
-                        events.append("run_error", reason=str(err)[:2000])
+                        events.append(EventKind.RUN_ERROR, reason=str(err)[:2000])
                     raise
         now = time.monotonic()
         if now > deadline:
@@ -183,7 +184,7 @@ def execute_run(
     captures: list[RunCapture] = []
     with EventLog(run.events_path, run_id=plan.run_id) as events:
         events.append(
-            "run_start",
+            EventKind.RUN_START,
             network=plan.network,
             strategy=campaign.strategy.name,
             repetition=plan.repetition,
@@ -250,7 +251,7 @@ def execute_run(
             status = "failed" if status == "ok" else status
         with EventLog(run.events_path, run_id=plan.run_id) as events:
             events.append(
-                "run_end",
+                EventKind.RUN_END,
                 status=status,
                 reason=reason,
                 rounds=rounds,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from instrumentation.schema import EventKind
 from testbed.campaign.faults import Fault
 from testbed.transport.executor import Background, CommandError, Executor, LocalExecutor
 
@@ -100,7 +101,7 @@ class FaultInjector:
         except (CommandError, OSError) as err:
             error = str(err)
         self.write(
-            "fault",
+            EventKind.FAULT,
             kind=fault.kind,
             node=fault.node or "",
             round=fault.round,

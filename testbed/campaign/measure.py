@@ -12,6 +12,7 @@ from typing import Any
 from instrumentation.capture import Capture
 from instrumentation.clock import ChronyError, chrony_tracking
 from instrumentation.events import EventLog
+from instrumentation.schema import EventKind
 from inventory.models import Host
 from testbed.campaign.probes import (
     CLOCK_PORT,
@@ -149,11 +150,11 @@ def record_clocks(run: Run, when: str, paths: list[ClockPath]) -> None:
         tracking, chrony_error = None, str(err)
     with EventLog(run.events_path, run_id=run.plan.run_id) as events:
         for result in results:
-            kind = "clock_error" if "error" in result else "clock"
+            kind = EventKind.CLOCK_ERROR if "error" in result else EventKind.CLOCK
             events.append(kind, when=when, **result)
         if tracking is not None or chrony_error:
             events.append(
-                "chrony",
+                EventKind.CHRONY,
                 when=when,
                 host=run.inventory.server.name,
                 tracking=tracking,

@@ -19,11 +19,11 @@ from typing import Any
 
 import pandas as pd
 
-from testbed.campaign.model import Campaign
-from testbed.transport.executor import CommandError
 from testbed.campaign.leftovers import stop_local, stop_remote
+from testbed.campaign.model import Campaign
 from testbed.campaign.status import STATUS_FILE, process_alive
 from testbed.campaign.topology import Topology
+from testbed.transport.executor import CommandError
 
 Progress = Callable[[str], None]
 

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.commands import flower
 from testbed.campaign.model import Campaign
+from testbed.commands import flower
 from testbed.transport.processes import (
     ManagedProcess,
     ProcessError,

@@ -10,9 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from testbed.commands import netcmd
-
-from testbed.commands import shaping
+from testbed.commands import netcmd, shaping
 from testbed.transport.executor import (
     CommandError,
     Executor,

@@ -28,9 +28,9 @@ from typing import Literal
 from inventory.models import Host, Inventory, LinkProfile
 from testbed.commands import shaping
 from testbed.commands.provisioncmd import STAMPS, parse_probe, probe_argv, uv_argv
-from testbed.transport.executor import CommandError, Executor
 from testbed.lab.tls import TlsFiles
 from testbed.lab.wheelhouse import Wheelhouse
+from testbed.transport.executor import CommandError, Executor
 
 StepStatus = Literal["unchanged", "changed", "failed", "skipped"]
 Progress = Callable[[str], None]

@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from analysis.phases import RunInfo, concat_phases, phases_from_events, write_phases
 from analysis import report as report_module
+from analysis.phases import RunInfo, concat_phases, phases_from_events, write_phases
 from analysis.report import (
     TRANSFER_COLUMNS,
     build_report,

@@ -2,9 +2,9 @@ import pytest
 
 from bench.methods_fedwon import (
     SETUPS,
+    RunResult,
     batch_size_jobs,
     batch_size_table,
-    RunResult,
     jobs,
     paired,
     rounds_to,

@@ -16,9 +16,9 @@ from analysis.phases import RunInfo, phases_from_events
 from analysis.report import build_report
 from instrumentation.events import read_events
 from inventory.models import Inventory
-from testbed.emulation.status import cluster_status, manifest_features
 from testbed.campaign.model import load_campaign
 from testbed.campaign.runner import run_campaign
+from testbed.emulation.status import cluster_status, manifest_features
 from tests.e2e.clusters import emulated_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]

@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 
 from inventory.models import Inventory
-from testbed.emulation.naming import host_side_veth
-from testbed.campaign.model import load_campaign
 from testbed.campaign.leftovers import local_leftovers
+from testbed.campaign.model import load_campaign
 from testbed.campaign.runner import run_campaign
+from testbed.emulation.naming import host_side_veth
 from tests.e2e.clusters import emulated_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]

@@ -19,8 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns import VethPair, veth_pair
-
 from instrumentation import clock
 from instrumentation.clock import (
     ChronyError,
@@ -36,6 +34,7 @@ from instrumentation.clock import (
     probe_offset,
     serve_argv,
 )
+from tests.netns import VethPair, veth_pair
 
 REPO = Path(__file__).resolve().parents[2]
 # Tolerance on top of the uncertainty bound: time.time_ns() is read in Python a few

@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from testbed.commands.flower import flower_env
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -37,7 +35,6 @@ from flwr.supercore.task_identity import TaskIdentity
 from instrumentation import inject_server
 from instrumentation.client_mod import STAMPS_KEY, ClientStamps, timing_mod
 from instrumentation.events import read_events
-from instrumentation.schema import field_problems
 from instrumentation.inject_client import InjectError, wrap_client_app
 from instrumentation.inject_server import (
     install_strategy_timers,
@@ -45,7 +42,9 @@ from instrumentation.inject_server import (
     wrap_server_app,
 )
 from instrumentation.measured_grid import MeasuredGrid
+from instrumentation.schema import field_problems
 from testbed.campaign.app_bundle import prepare_bundle
+from testbed.commands.flower import flower_env
 from testbed.transport.processes import ManagedProcess, stop_all
 
 REPO = Path(__file__).resolve().parents[2]

@@ -22,9 +22,6 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.netns import VethPair
-from tests.netns import veth_pair as make_veth_pair
-
 from analysis.system import bytes_between, read_samples, system_table
 from instrumentation.system import (
     NIC_COUNTERS,
@@ -38,6 +35,8 @@ from instrumentation.system import (
     select_nics,
     vcgencmd_throttled_argv,
 )
+from tests.netns import VethPair
+from tests.netns import veth_pair as make_veth_pair
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,10 +11,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.yaml_values import yaml_values
-
 from inventory.loader import InventoryError, load_inventory, parse_inventory
 from inventory.models import Inventory
+from tests.yaml_values import yaml_values
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "examples"
 BASE: dict[str, Any] = yaml.safe_load((EXAMPLE / "emulated.yaml").read_text())

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
-from flwr.common import MessageType
 from flwr.app.message.message import make_message
 from flwr.app.metadata import Metadata
+from flwr.common import MessageType
 
 from strategies.client_side import ModelShape
 from strategies.fedbn import CLIENT_SIDE, FedBN, average_shared, batchnorm_keys

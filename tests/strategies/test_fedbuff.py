@@ -28,10 +28,10 @@ from flwr.simulation import run_simulation
 from flwr.supercore.task_identity import TaskIdentity
 
 from strategies.fedbuff import (
-    MessagePulls,
     VERSION_KEY,
     FedBuff,
     FedBuffConfig,
+    MessagePulls,
     ServerState,
     UpdateRecord,
     initial_state,

@@ -12,8 +12,7 @@ from strategies.fedwon import (
     ScaledStdConv2d,
     adaptive_clip_,
 )
-from workloads.training import train_with
-from workloads.training import evaluate
+from workloads.training import evaluate, train_with
 
 
 def _formula(conv: ScaledStdConv2d) -> torch.Tensor:

@@ -13,8 +13,6 @@ from flwr.supercore.task_identity import TaskIdentity
 from torch import nn
 
 from strategies.heterofl import (
-    capacity_reply,
-    declared_capacity,
     MASK_KEY,
     RATIO_KEY,
     ClientResult,
@@ -23,6 +21,8 @@ from strategies.heterofl import (
     aggregate_by_coverage,
     attach_scaler,
     build_submodel,
+    capacity_reply,
+    declared_capacity,
     extract_submodel,
     kept_channels,
     mask_from_json,

@@ -12,8 +12,8 @@ from strategies.client_side import ClientSide, ModelShape, receive_model
 from strategies.heterofl import capacity_reply
 from strategies.registry import client_side, optimizer_settings
 from workloads import digits, digits5, domain_files
-from workloads.training import train_with
 from workloads.training import evaluate as evaluate_model
+from workloads.training import train_with
 
 # flowerbed measures this app like any other: its mod is injected at launch
 # (testbed/campaign/app_bundle.py), the app itself carries no instrumentation.

@@ -11,6 +11,7 @@ from flwr.serverapp import Grid, ServerApp
 from flowerbed_digits.client_app import model_shape
 from flowerbed_digits.settings import DigitsSettings
 from instrumentation.inject_server import current_sink
+from instrumentation.schema import EventKind
 from strategies.registry import build_strategy, client_side, strategy_spec
 from workloads import digits, digits5, domain_files
 from workloads.training import evaluate
@@ -57,7 +58,7 @@ def main(grid: Grid, context: Context) -> None:
         sink = current_sink()  # set when flowerbed launched the run (injection)
         if sink is not None:
             sink.append(
-                "metrics",
+                EventKind.METRICS,
                 round=server_round,
                 scope="server",
                 values=values,

@@ -10,9 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.yaml_values import yaml_values
-
 from testbed.campaign.model import Campaign, CampaignError, load_campaign
+from tests.yaml_values import yaml_values
 
 DEMO = Path(__file__).resolve().parents[3] / "campaigns" / "demo.yaml"
 BASE: dict[str, Any] = yaml.safe_load(DEMO.read_text())

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from inventory.loader import load_inventory
-from testbed.campaign.model import load_campaign
 from testbed.campaign.manifest import redact_secrets
+from testbed.campaign.model import load_campaign
 from testbed.campaign.plan import node_config_for, plan_runs
 
 REPO = Path(__file__).resolve().parents[3]

@@ -17,14 +17,6 @@ import pytest
 
 from inventory.loader import parse_inventory
 from inventory.models import Inventory
-from testbed.lab.check import ExecutorFactory, check_inventory
-from testbed.lab.check_report import (
-    CheckOptions,
-    CheckReport,
-    CheckRow,
-    group_mark,
-    render_text,
-)
 from testbed.commands.checkcmd import (
     addr_show_cmd,
     arch_cmd,
@@ -40,6 +32,14 @@ from testbed.commands.checkcmd import (
     timedatectl_sync_cmd,
     uid_cmd,
     which_cmd,
+)
+from testbed.lab.check import ExecutorFactory, check_inventory
+from testbed.lab.check_report import (
+    CheckOptions,
+    CheckReport,
+    CheckRow,
+    group_mark,
+    render_text,
 )
 from testbed.transport.executor import DEFAULT_TIMEOUT_S, Background, NetnsExecutor
 from tests.testbed.commands.test_checkcmd import (

@@ -16,7 +16,6 @@ import pytest
 
 from inventory.models import Host, Interface, LinkProfile
 from testbed.commands import shaping
-from testbed.transport.executor import LocalExecutor, NetnsExecutor
 from testbed.commands.provisioncmd import STAMPS, parse_probe, probe_argv, uv_argv
 from testbed.lab.provision import (
     ProvisionOptions,
@@ -26,6 +25,7 @@ from testbed.lab.provision import (
     wheelhouse_dir,
 )
 from testbed.lab.wheelhouse import Pin, Wheelhouse
+from testbed.transport.executor import LocalExecutor, NetnsExecutor
 
 
 def test_probe_reads_digests_boot_id_and_layout(tmp_path: Path) -> None:
