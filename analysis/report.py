@@ -53,6 +53,7 @@ from analysis.report_system import (
 )
 from analysis.report_wire import TRANSFER_COLUMNS, bytes_csv_section, transfers_section
 from analysis.rollup import Rollup, rollup
+from analysis.stragglers import straggler_rounds
 from analysis.study import BootstrapConfig
 from analysis.summary import network_order, phase_shares
 
@@ -128,14 +129,19 @@ def _guarded(title: str, build: Callable[[], str]) -> str:
     return _section(title, body)
 
 
-def _write_tables(results_dir: Path, rolled: Rollup) -> dict[str, pd.DataFrame]:
+def _write_tables(
+    results_dir: Path, df: pd.DataFrame, rolled: Rollup
+) -> dict[str, pd.DataFrame]:
     """analysis.summary's tables (computed by its vectorised twin), as CSV too."""
     tables = {
         "median_phases": rolled.median_phase_table(),
         "phase_stats": rolled.phase_stats(),
         "ratios": rolled.study_ratios(),
         "round_times": rolled.round_times(),
-        "round_time_table": rolled.round_time_table(),
+        # The slowest node is the straggler (busiest node), as on the page.
+        "round_time_table": rolled.round_time_table(
+            straggler_rounds(df, 0, rolled)
+        ),
         "anatomy": rolled.anatomy_table(),
     }
     for name, table in tables.items():
@@ -195,7 +201,7 @@ def build_report(
     manifest, manifest_notes = _read_manifest(results_dir)
     logs = read_event_logs(results_dir)
     rolled = rollup(df)
-    tables = _write_tables(results_dir, rolled)
+    tables = _write_tables(results_dir, df, rolled)
     shares = phase_shares(df, tables["round_time_table"]["median_round_s"])
     shares.to_csv(results_dir / "phase_shares.csv", index=False)
     figures = results_dir / "figures"

@@ -270,9 +270,9 @@ class Rollup:
             aggregation_s=rows["duration_s"].astype("float64")
         )
 
-    def round_time_table(self) -> pd.DataFrame:
+    def round_time_table(self, stragglers: pd.DataFrame | None = None) -> pd.DataFrame:
         """summary.round_time_table: per network, medians over complete rounds."""
-        return round_time_summary(self.round_times())
+        return round_time_summary(self.round_times(), stragglers)
 
     def median_phase_table(self) -> pd.DataFrame:
         """summary.median_phase_table: median seconds per network and phase."""

@@ -280,27 +280,39 @@ def _most_often(values: pd.Series) -> str:
     return str(sorted(top.index)[0])
 
 
-def round_time_table(df: pd.DataFrame) -> pd.DataFrame:
+def round_time_table(
+    df: pd.DataFrame, stragglers: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per network: rounds, complete rounds, median and p95 round seconds.
 
     Medians and p95 are over complete rounds only (see :func:`round_times`);
     NaN when a network has none. ``most_often_slowest`` is the node that was the
-    slowest in most complete rounds (ties: first by name).
+    slowest in most rounds (ties: first by name): with ``stragglers``
+    (:func:`analysis.stragglers.straggler_rounds`) the report's one definition,
+    the round's straggler (busiest node); without, the node with the most round
+    seconds in most complete rounds.
     """
-    return round_time_summary(round_times(df))
+    return round_time_summary(round_times(df), stragglers)
 
 
-def round_time_summary(rounds: pd.DataFrame) -> pd.DataFrame:
+def round_time_summary(
+    rounds: pd.DataFrame, stragglers: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """:func:`round_time_table` from the rounds :func:`round_times` made."""
     complete = rounds[rounds["complete"]]
     by_network = complete.groupby("network")
+    slowest = (
+        by_network["slowest_node"].agg(_most_often)
+        if stragglers is None
+        else stragglers.groupby("network")["straggler"].agg(_most_often)
+    )
     out = pd.DataFrame(
         {
             "rounds": rounds.groupby("network").size(),
             "complete_rounds": by_network.size(),
             "median_round_s": by_network["round_s"].median(),
             "p95_round_s": by_network["round_s"].quantile(0.95),
-            "most_often_slowest": by_network["slowest_node"].agg(_most_often),
+            "most_often_slowest": slowest,
         }
     )
     out["rounds"] = out["rounds"].fillna(0).astype("int64")

@@ -771,3 +771,19 @@ def test_a_fedbuff_run_gets_its_asynchronous_timeline(tmp_path: Path) -> None:
     section = section[: section.index("</section>")]
     assert "ethernet-r1" in section and "<img" in section
     assert (out / "figures" / "async-timeline-ethernet-r1.pdf").exists()
+
+
+def test_round_time_csv_names_the_straggler_like_the_straggler_table(
+    built: tuple[Path, str],
+) -> None:
+    folder, _ = built
+
+    rounds = pd.read_csv(folder / "round_time_table.csv", index_col="network")
+    stragglers = pd.read_csv(folder / "stragglers.csv")
+    assert not stragglers.empty
+
+    # one definition of the slowest node: the most frequent straggler per network
+    for network, group in stragglers.groupby("network"):
+        counts = group["straggler"].value_counts()
+        top = sorted(counts[counts == counts.max()].index)[0]
+        assert rounds.loc[network, "most_often_slowest"] == top

@@ -471,6 +471,17 @@ def test_round_time_table_names_the_usual_straggler() -> None:
     assert table_.loc["5g", "most_often_slowest"] == "pi1"
 
 
+def test_round_time_table_takes_the_straggler_definition_when_given() -> None:
+    # pi1's rounds last longest, but the stragglers (busiest nodes) were pi2
+    stragglers = pd.DataFrame(
+        {"network": ["5g", "5g", "5g"], "straggler": ["pi2", "pi2", "pi1"]}
+    )
+
+    table_ = round_time_table(anatomy_frame(anatomy_rows("5g")), stragglers)
+
+    assert table_.loc["5g", "most_often_slowest"] == "pi2"
+
+
 def test_an_untiled_node_round_makes_the_tiled_round_incomplete() -> None:
     # pi2's round 1 could not be tiled (e.g. no pickup): measured phases only
     records = [
