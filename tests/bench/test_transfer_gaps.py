@@ -1,4 +1,4 @@
-"""Tests for bench/transfer_gaps.py: bursts, gap causes and requests from planted packets."""
+"""Tests for bench/transfer_gaps.py: bursts, gap causes, requests, planted packets."""
 
 from __future__ import annotations
 
