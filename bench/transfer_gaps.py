@@ -219,6 +219,7 @@ class TransferGaps:
     connections: int
     syns: int
     requests: int
+    paced_bps: float = 0.0
 
     @property
     def span_s(self) -> float:
@@ -268,6 +269,7 @@ def cut_transfer(
     bursts = split_bursts(data, gap_ns)
     if not bursts:
         return None
+    rate = paced_rate_bps(data)
     return TransferGaps(
         network=network,
         node=match.stamp.node,
@@ -277,10 +279,11 @@ def cut_transfer(
         start_ns=bursts[0].start_ns,
         end_ns=bursts[-1].end_ns,
         bursts=tuple(bursts),
-        gaps=tuple(gaps_between(bursts, other, match.direction, paced_rate_bps(data))),
+        gaps=tuple(gaps_between(bursts, other, match.direction, rate)),
         connections=len({port for _, (_, port) in near}),
         syns=sum(1 for p, _ in near if p.flags & TCP_SYN and p.dport == server[1]),
         requests=count_requests([p for p, _ in near], server[1]),
+        paced_bps=rate,
     )
 
 
@@ -337,6 +340,10 @@ def summary_lines(transfers: Sequence[TransferGaps]) -> list[str]:
         lines.append(
             f"  span s:            {_spread([t.span_s for t in group], '.3f')}"
         )
+        paced = [t.paced_bps / 1e6 for t in group if t.paced_bps]
+        floor = [t.bytes * 8 / t.paced_bps for t in group if t.paced_bps]
+        lines.append(f"  paced Mbit/s:      {_spread(paced, '.0f')}")
+        lines.append(f"  bytes at paced s:  {_spread(floor, '.3f')}")
         lines.append(
             f"  bursts/transfer:   {_spread([len(t.bursts) for t in group], '.0f')}"
         )
