@@ -60,7 +60,8 @@ STORE_POLL_S = (0.4, 0.6)
 # Packets this close outside a transfer's span still belong to its exchange
 # (the SYN and the request that precede the first payload byte).
 EDGE_NS = 50_000_000
-# A gap up to this many times the next packet's time on the link is the link's.
+# A gap up to this many times the link's time for the larger packet next to it
+# is the link's.
 LINK_PACED_SLACK = 1.5
 # Packets this large (GSO super-packets) show the rate the link paces them at.
 PACED_PACKET_BYTES = 10_000
@@ -140,14 +141,19 @@ def paced_rate_bps(payload: Iterable[tuple[int, int]]) -> float:
     return statistics.median(rates) if rates else 0.0
 
 
+def _backoff_sleeps_s() -> list[float]:
+    """Flower's successive retry sleeps before jitter: 1, 2, 4, 8, 10 s."""
+    sleeps = [BACKOFF_BASE_S]
+    while sleeps[-1] < BACKOFF_CAP_S:
+        sleeps.append(min(sleeps[-1] * 2, BACKOFF_CAP_S))
+    return sleeps
+
+
 def _is_backoff(duration_s: float) -> bool:
-    sleep = BACKOFF_BASE_S
-    while sleep <= BACKOFF_CAP_S:
-        low, high = sleep * (1 - BACKOFF_JITTER), sleep * (1 + BACKOFF_JITTER)
-        if low <= duration_s <= high:
-            return True
-        sleep = min(sleep * 2, BACKOFF_CAP_S) if sleep < BACKOFF_CAP_S else sleep * 2
-    return False
+    return any(
+        s * (1 - BACKOFF_JITTER) <= duration_s <= s * (1 + BACKOFF_JITTER)
+        for s in _backoff_sleeps_s()
+    )
 
 
 def classify_gap(
