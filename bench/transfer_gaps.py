@@ -6,18 +6,18 @@ packets in the transfer's direction are split into bursts wherever the next one
 comes more than ``--gap-ms`` later. Each gap is attributed by what happened on
 the wire during it (docs/transfer-gaps.md explains the causes in Flower 1.42):
 
-- ``backoff``: 0.8-1.2 s, 1.6-2.4 s, 3.2-4.8 s or 6.4-10 s with a request inside:
+- ``backoff``: 0.8-1.2 s, 1.6-2.4 s, 3.2-4.8 s or 6.4-12 s with a request inside:
   an object pull that found the object not yet uploaded and slept
   (flwr/supercore/inflatable/inflatable_utils.py: ``pull_objects``);
-- ``store-poll``: 0.4-0.6 s with no request inside, in an uplink: the
+- ``store-poll``: 0.4-0.6 s in an uplink (and not a back-off or the link): the
   SuperNode waiting for the ClientApp to hand over an object
   (flwr/supernode/start_client_internal.py: ``_push_messages``);
 - ``request``: the receiver sent a request during the gap: one object's
   request/response round trip ending and the next one starting;
-- ``link``: no longer than ``LINK_PACED_SLACK`` times
-  the time the link needs for the larger packet next to it at the transfer's own
-  paced rate (the median rate between its large packets): a shaper releasing
-  one GSO super-packet (up to 64 kB) at a time on a slow link;
+- ``link``: no longer than ``LINK_PACED_SLACK`` times the time the link needs
+  for the larger packet next to it at the transfer's own paced rate (the median
+  rate between its large packets): a shaper releasing one GSO super-packet (up
+  to 64 kB) at a time on a slow link;
 - ``stall``: nothing else on the wire: the sender paused inside a response
   (serialisation, hashing, a busy CPU) or before its first byte.
 
