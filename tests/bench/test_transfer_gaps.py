@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from analysis.matching import Burst, Stamp, TransferMatch
 from bench.transfer_gaps import (
     PacketBurst,
     classify_gap,
     count_requests,
+    cut_transfer,
     gaps_between,
     paced_rate_bps,
     split_bursts,
 )
-from instrumentation.capture import TCP_ACK, TCP_PSH, Packet
+from instrumentation.capture import TCP_ACK, TCP_PSH, TCP_SYN, Packet
 
 MS = 1_000_000
 
@@ -121,3 +123,56 @@ def test_count_requests_counts_runs_of_node_payload_per_connection() -> None:
 
     # Execute / Assert
     assert count_requests(packets, 8000) == 3
+
+
+def test_cut_transfer_cuts_a_matched_download_on_its_own_packets() -> None:
+    # Prepare: a download matched over 10..1030 ms: the node opens a connection
+    # (SYN at -5 ms), asks (0 ms), gets a small object (10 ms), asks again
+    # (12 ms), is told "not yet" (14 ms), asks after a 1 s back-off (1014 ms)
+    # and gets the 64 kB object (1020..1030 ms).
+    stamp = Stamp(
+        "client1",
+        1,
+        1,
+        "training",
+        "train",
+        2_000 * MS,
+        3_000 * MS,
+        70_000,
+        70_000,
+        "client_mod",
+        "m",
+        "r",
+    )
+    match = TransferMatch(
+        stamp,
+        "down",
+        None,
+        (Burst("client1", "down", 10 * MS, 1030 * MS, 70_000),),
+        complete=True,
+        reason="",
+    )
+    syn = Packet(-5 * MS, "10.0.0.2", "10.0.0.1", 5000, 8000, 0, 0, TCP_SYN)
+    packets = [
+        syn,
+        _packet(0, True, 5000, 838),
+        _packet(10, False, 5000, 5000),
+        _packet(12, True, 5000, 838),
+        _packet(14, False, 5000, 130),
+        _packet(1014, True, 5000, 838),
+        _packet(1020, False, 5000, 32_000),
+        _packet(1030, False, 5000, 32_000),
+    ]
+
+    # Execute
+    cut = cut_transfer(match, packets, ("10.0.0.1", 8000), "5g", gap_ns=20 * MS)
+
+    # Assert
+    assert cut is not None
+    assert [(b.start_ns, b.bytes) for b in cut.bursts] == [
+        (10 * MS, 5130),
+        (1020 * MS, 64_000),
+    ]
+    assert [g.cause for g in cut.gaps] == ["backoff"]
+    assert (cut.connections, cut.syns, cut.requests) == (1, 1, 3)
+    assert cut.span_s == pytest.approx(1.02)
