@@ -14,7 +14,7 @@ pooled over its pairs.
     sudo .venv/bin/python -m bench.launch [--pairs 2] [--networks ethernet,5g]
         [--rounds 3] [--campaign campaigns/demo.yaml]
         [--inventory inventory/examples/emulated.yaml] [--out results/launch-bench]
-        [--plan] [--analyse] [--no-cluster]
+        [--levers reply-pull=0.3,wake-message] [--plan] [--analyse] [--no-cluster]
 
 ``--plan`` prints the runs without starting anything; ``--analyse`` only
 reads the folders an earlier invocation left in ``--out``. The emulated
@@ -98,15 +98,22 @@ def campaign_copy(
     target: Path,
     networks: Sequence[str] = (),
     rounds: int | None = None,
+    levers: Sequence[str] = (),
 ) -> Path:
     """Write ``source`` with ``launch: mode`` (and the overrides) to ``target``.
 
-    A relative ``app`` path is made absolute, since the copy lives elsewhere.
+    ``levers`` become ``launch_levers`` of a low-latency copy (default: the
+    file's, else the mode's default set); a stock copy has none. A relative
+    ``app`` path is made absolute, since the copy lives elsewhere.
     """
     raw = yaml.safe_load(source.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise ValueError(f"{source}: a campaign file is a YAML mapping")
     raw["launch"] = mode
+    if mode == "stock":
+        raw.pop("launch_levers", None)
+    elif levers:
+        raw["launch_levers"] = list(levers)
     if networks:
         raw["networks"] = list(networks)
     if rounds is not None:
@@ -325,6 +332,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--networks", default="", help="comma-separated (default: the campaign's)"
     )
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument(
+        "--levers",
+        default="",
+        help="comma-separated launch_levers of the low-latency runs, e.g. "
+        "reply-pull=0.3 (default: the campaign's, else all)",
+    )
     parser.add_argument("--out", type=Path, default=Path("results/launch-bench"))
     parser.add_argument("--plan", action="store_true", help="print the runs only")
     parser.add_argument(
@@ -340,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run (or plan, or only analyse) the benchmark; print its table."""
     args = _arguments(argv)
     networks = [n.strip() for n in args.networks.split(",") if n.strip()]
+    levers = [v.strip() for v in args.levers.split(",") if v.strip()]
     runs = plan_runs(args.pairs, args.out)
     if args.plan:
         for run in runs:
@@ -348,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"campaign copies: {args.campaign} with launch: <mode>"
             + (f", networks: {networks}" if networks else "")
             + (f", rounds: {args.rounds}" if args.rounds is not None else "")
+            + (f", low-latency launch_levers: {levers}" if levers else "")
         )
         return 0
     failed = 0
@@ -355,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for mode in MODES:
             campaign_copy(
                 args.campaign, mode, args.out / "campaigns" / f"{mode}.yaml",
-                networks, args.rounds,
+                networks, args.rounds, levers,
             )  # fmt: skip
         bring_up = not args.no_cluster and not _cluster_is_up(args.inventory)
         if bring_up:

@@ -98,6 +98,27 @@ def test_the_campaign_copy_sets_launch_and_overrides_and_keeps_the_app(
     assert untouched["networks"] == ["ethernet", "wifi"] and untouched["rounds"] == 5
 
 
+def test_levers_go_to_the_low_latency_copy_only(tmp_path: Path) -> None:
+    source = tmp_path / "c.yaml"
+    source.write_text("name: c\nlaunch: low-latency\nlaunch_levers: [wake-message]\n")
+
+    stock = yaml.safe_load(
+        campaign_copy(source, "stock", tmp_path / "s.yaml").read_text()
+    )
+    kept = yaml.safe_load(
+        campaign_copy(source, "low-latency", tmp_path / "k.yaml").read_text()
+    )
+    chosen = yaml.safe_load(
+        campaign_copy(
+            source, "low-latency", tmp_path / "l.yaml", levers=["reply-pull=0.3"]
+        ).read_text()
+    )
+
+    assert stock == {"name": "c", "launch": "stock"}
+    assert kept["launch_levers"] == ["wake-message"]
+    assert chosen["launch_levers"] == ["reply-pull=0.3"]
+
+
 def test_read_folder_keeps_the_runs_of_two_folders_apart(folders: list[Path]) -> None:
     first, second = read_folder(folders[0]), read_folder(folders[2])
 
