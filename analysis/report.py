@@ -140,7 +140,9 @@ def _write_tables(
         "ratios": rolled.study_ratios(),
         "round_times": rolled.round_times(),
         # The slowest node is the straggler (busiest node), as on the page.
-        "round_time_table": rolled.round_time_table(straggler_rounds(df, 0, rolled)),
+        "round_time_table": rolled.round_time_table(
+            straggler_rounds(df, 0, rolled)
+        ),
         "anatomy": rolled.anatomy_table(),
     }
     for name, table in tables.items():
