@@ -281,7 +281,7 @@ def test_ratios_and_medians_are_in_page_and_csv(built: tuple[Path, str]) -> None
     ratios = pd.read_csv(folder / "ratios.csv").set_index("metric")
     assert ratios.loc["5G uplink / Ethernet uplink", "value"] == pytest.approx(33.0)
     # one table, one precision: the study's ratio table
-    assert '<td class="num">33.00×</td>' in page
+    assert "<td class=\"num\">33.00×</td>" in page
     assert "33.0×" not in page.replace("33.00×", "")
     medians = pd.read_csv(folder / "median_phases.csv", index_col="network")
     assert medians.loc["5g", "uplink"] == pytest.approx(3.3)
