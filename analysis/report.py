@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.figures_ecdf import transfer_ecdf
+from analysis.floor import floor_table, launch_of
 from analysis.html import details
 from analysis.html import esc as _esc
 from analysis.html import figure as _figure
@@ -208,6 +209,8 @@ def build_report(
     study = study_results(
         results_dir, df, manifest, warmup_rounds, target_accuracy, bootstrap, rolled
     )
+    floors = floor_table(df, launch_of(manifest), warmup_rounds, tables["round_times"])
+    floors.to_csv(results_dir / "floor.csv", index=False)
     name = _campaign_name(manifest, df)
     data = FindingsData(
         study=study.study,
@@ -218,6 +221,7 @@ def build_report(
         targets=study.targets,
         target=study.target,
         chance=study.chance,
+        floors=floors,
     )
     not_emulated = _notice(
         emulation_notices(manifest), "Not emulated: read the numbers with this in mind."
@@ -251,7 +255,7 @@ def build_report(
                     _slowest_network(tables["round_time_table"]),
                 ),
             ),
-            _section("Study", study_section(study, figures, shares), "study"),
+            _section("Study", study_section(study, figures, shares, floors), "study"),
             _section("Stragglers", straggler_section(study, figures), "stragglers"),
             _section("Convergence", convergence_section(study, figures), "convergence"),
             _section(
@@ -299,7 +303,7 @@ def build_report(
         *sorted(p.name for p in results_dir.glob("*.csv")),
     ]
     (results_dir / "summary.md").write_text(
-        markdown_summary(name, study, files, findings(data)), encoding="utf-8"
+        markdown_summary(name, study, files, findings(data), floors), encoding="utf-8"
     )
     return out
 

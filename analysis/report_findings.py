@@ -4,6 +4,7 @@ Each sentence is computed from the tables the report shows further down, so a
 finding and its table cannot disagree: :func:`slowest_network` and
 :func:`uplink_ratios` read the study table (:mod:`analysis.study`),
 :func:`round_shares` the phase shares (:func:`analysis.summary.phase_shares`),
+:func:`round_floor` the floor table (:mod:`analysis.floor`),
 :func:`straggler` the straggler summary (:mod:`analysis.stragglers`, the one
 definition of the slowest node: the busiest) and :func:`learning` the
 convergence tables (:mod:`analysis.convergence`). A function returns None when
@@ -13,7 +14,7 @@ its data is missing; the section then says what is missing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -43,6 +44,7 @@ class FindingsData:
     targets: pd.DataFrame
     target: float | None
     chance: float
+    floors: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _join(items: Sequence[str]) -> str:
@@ -225,6 +227,35 @@ def round_shares(shares: pd.DataFrame) -> str | None:
     )
 
 
+def round_floor(floors: pd.DataFrame) -> str | None:
+    """How far the first network's median round lies above its floor, and the mode.
+
+    The first network in :func:`analysis.summary.network_order` (Ethernet when
+    measured) for the first strategy, as in the round-vs-floor table.
+    """
+    if floors.empty:
+        return None
+    rows = floors[floors["strategy"] == sorted(set(floors["strategy"]))[0]]
+    rows = rows.dropna(subset=["median_round_s", "median_floor_s"])
+    rows = rows[rows["median_floor_s"] > 0]
+    if rows.empty:
+        return None
+    first = network_order(rows["network"])[0]
+    row = rows[rows["network"] == first].iloc[0]
+    sentence = (
+        f"A median {first} round takes {row['median_round_s']:.1f} s, "
+        f"{row['round_over_floor']:.2f}× its floor of {row['median_floor_s']:.1f} s "
+        "(downlink + training + evaluation + uplink + aggregation)"
+    )
+    share = float(row["flower_share"])
+    if share == share:
+        sentence += f"; Flower's waiting and start-up take {share:.0%} of it"
+    levers = (
+        f": {row['levers']}" if isinstance(row["levers"], str) and row["levers"] else ""
+    )
+    return sentence + f" (launch: {row['mode']}{levers})."
+
+
 def straggler(summary: pd.DataFrame) -> str | None:
     """The consistent straggler (the busiest node), per network, if there is one."""
     if summary.empty:
@@ -328,6 +359,7 @@ def findings(data: FindingsData) -> list[str]:
         slowest_network(data.study),
         uplink_ratios(data.study, data.samples),
         round_shares(data.shares),
+        round_floor(data.floors),
         straggler(data.straggler_summary),
         learning(data),
     ]

@@ -165,8 +165,68 @@ def _study_rows(results: StudyResults, shares: pd.DataFrame) -> list[list[object
     return rows
 
 
+FLOOR_HEADERS = [
+    "network",
+    "strategy",
+    "launch",
+    "round (s)",
+    "floor (s)",
+    "round / floor",
+    "Flower's share",
+    "rounds",
+]
+
+
+def _floor_rows(floors: pd.DataFrame) -> list[list[object]]:
+    return [
+        [
+            r["network"],
+            r["strategy"],
+            r["mode"],
+            fmt(r["median_round_s"]),
+            fmt(r["median_floor_s"]),
+            f"{r['round_over_floor']:.2f}×",
+            f"{r['flower_share']:.1%}"
+            if r["flower_share"] == r["flower_share"]
+            else "–",
+            r["rounds"],
+        ]
+        for r in floors.to_dict("records")
+    ]
+
+
+def floor_section(floors: pd.DataFrame) -> str:
+    """The round-vs-floor table (:func:`analysis.floor.floor_table`) and its key."""
+    if floors.empty:
+        return note("No floor: the phase table has no complete round.")
+    levers = sorted({str(v) for v in floors["levers"] if isinstance(v, str) and v})
+    mode = ", ".join(sorted(set(floors["mode"])))
+    return (
+        "<h3>Round vs floor</h3>"
+        + table(
+            FLOOR_HEADERS,
+            _floor_rows(floors),
+            numeric=lambda j: j > 2,
+            table_id="floor-table",
+        )
+        + note(
+            f"Launch: {mode}"
+            + (f" (levers: {'; '.join(levers)})" if levers else "")
+            + ". Round: the median round time (the study's round row). Floor: per "
+            "round, the node with the most downlink + training + evaluation + "
+            "uplink seconds (on the wire where captured), plus the server's "
+            "aggregation; median over the same complete rounds. Flower's share: "
+            "dispatch_wait, client_startup, reply_handoff, pickup_wait and "
+            "server_other over all node-round seconds."
+        )
+    )
+
+
 def study_section(
-    results: StudyResults, figures: Path, shares: pd.DataFrame | None = None
+    results: StudyResults,
+    figures: Path,
+    shares: pd.DataFrame | None = None,
+    floors: pd.DataFrame | None = None,
 ) -> str:
     """The study: median bars, the per-phase table (folded) and the ratio table.
 
@@ -231,6 +291,7 @@ def study_section(
         )
         + "<h3>Ratios between networks</h3>"
         + _ratios_table(study)
+        + (floor_section(floors) if floors is not None else "")
         + details(
             f"Every phase, round time and uplink share per network ({len(rows)} rows)",
             table_html
@@ -323,6 +384,7 @@ def markdown_summary(
     results: StudyResults,
     files: list[str],
     findings: Sequence[str] = (),
+    floors: pd.DataFrame | None = None,
 ) -> str:
     """The short ``summary.md``: the findings, headline numbers, and what is where.
 
@@ -418,5 +480,23 @@ def markdown_summary(
                 f"({t['runs_reaching']} of {t['runs']} runs); final accuracy "
                 f"{fmt(t['median_final_accuracy'])}."
             )
+    lines += _floor_markdown(floors)
     lines += ["", "Files: " + ", ".join(files), ""]
     return "\n".join(lines)
+
+
+def _floor_markdown(floors: pd.DataFrame | None) -> list[str]:
+    """The round-vs-floor table as Markdown (nothing without a floor)."""
+    if floors is None or floors.empty:
+        return []
+    lines = [
+        "",
+        "Round vs floor (floor: the node with the most downlink + training + "
+        "evaluation + uplink seconds, plus aggregation; medians over complete rounds):",
+        "",
+        "| " + " | ".join(FLOOR_HEADERS) + " |",
+        "|" + "---|" * len(FLOOR_HEADERS),
+    ]
+    for row in _floor_rows(floors):
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return lines

@@ -57,6 +57,10 @@ class SyntheticCampaign:
     sigma of the log-normal factor on every duration. Accuracy after round
     ``r`` is ``final_accuracy * (1 - exp(-r / accuracy_tau))`` (plus noise);
     with ``learns=False`` it stays at chance (0.1, ten classes) every round.
+    ``launch`` and ``launch_levers`` go into the manifest (top-level ``launch``
+    and ``launch_levers``); ``flower_factor`` multiplies Flower's waits and
+    start-ups (dispatch_wait, client_startup, reply_handoff, pickup_wait), e.g.
+    0.2 for a low-latency launch.
     """
 
     name: str = "synthetic"
@@ -80,6 +84,9 @@ class SyntheticCampaign:
     learns: bool = True
     system_hosts: int = 3
     seed: int = 0
+    launch: str = "stock"
+    launch_levers: tuple[str, ...] = ()
+    flower_factor: float = 1.0
 
     def __post_init__(self) -> None:
         if set(self.uplink_s) != set(self.downlink_s) or not self.uplink_s:
@@ -88,6 +95,8 @@ class SyntheticCampaign:
                 f"non-empty networks (got {sorted(self.uplink_s)} and "
                 f"{sorted(self.downlink_s)})"
             )
+        if not self.flower_factor > 0:
+            raise ValueError("SyntheticCampaign.flower_factor must be above 0")
         for name in ("nodes", "rounds", "repetitions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SyntheticCampaign.{name} must be at least 1")
@@ -129,15 +138,16 @@ def _message_durations(
 ) -> np.ndarray:
     """Seconds of each phase of one message per (round, node): shape (R, N, 7)."""
     compute = spec.training_s if kind == "train" else spec.evaluation_s
+    flower = {k: v * spec.flower_factor for k, v in _BASE_S.items()}
     base = np.array(
         [
-            _BASE_S["dispatch_wait"],
+            flower["dispatch_wait"],
             spec.downlink_s[network],
-            _BASE_S["client_startup"],
+            flower["client_startup"],
             compute,
-            _BASE_S["reply_handoff"],
+            flower["reply_handoff"],
             spec.uplink_s[network] * (1.0 if kind == "train" else 1e-3),
-            _BASE_S["pickup_wait"],
+            flower["pickup_wait"],
         ]
     )
     out = base * _noise(rng, spec.noise, (*shape, len(base)))
@@ -413,6 +423,8 @@ def _manifest(
             }
             for run_id, network, strategy, rep in runs
         ],
+        "launch": spec.launch,
+        "launch_levers": list(spec.launch_levers),
         "versions": {"flwr": "1.42.0", "flowerbed": "synthetic"},
         "git_commit": "synthetic",
         "kernel": "synthetic",

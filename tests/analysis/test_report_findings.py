@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from analysis.floor import Launch, floor_table, launch_of
 from analysis.report import build_report
 from analysis.report_findings import (
     FindingsData,
     findings,
     learning,
+    round_floor,
     round_shares,
     slowest_network,
     straggler,
@@ -44,6 +46,7 @@ def findings_data(spec: SyntheticCampaign, folder: Path) -> FindingsData:
         targets=results.targets,
         target=results.target,
         chance=results.chance,
+        floors=floor_table(df, launch_of({})),
     )
 
 
@@ -220,3 +223,36 @@ def test_a_log_corrupt_in_the_middle_is_named_not_fatal(tmp_path: Path) -> None:
     page = build_report(tmp_path).read_text(encoding="utf-8")
 
     assert f"{log}: not read" in page
+
+
+def test_the_floor_sentence_reads_the_first_network_of_the_floor_table(
+    demo: FindingsData,
+) -> None:
+    row = demo.floors.iloc[0]
+
+    sentence = round_floor(demo.floors)
+
+    assert row["network"] == "ethernet"
+    assert sentence == (
+        f"A median ethernet round takes {row['median_round_s']:.1f} s, "
+        f"{row['round_over_floor']:.2f}× its floor of {row['median_floor_s']:.1f} s "
+        "(downlink + training + evaluation + uplink + aggregation); Flower's "
+        f"waiting and start-up take {row['flower_share']:.0%} of it (launch: stock)."
+    )
+    assert sentence in findings(demo)
+
+
+def test_the_floor_sentence_names_the_levers_and_skips_a_missing_share(
+    tmp_path: Path,
+) -> None:
+    write_synthetic_results(DEMO, tmp_path)
+    df = pd.read_parquet(tmp_path / "phases.parquet")
+    floors = floor_table(df, Launch("low-latency", ("reply-pull-0.3s", "wake")))
+    floors["flower_share"] = float("nan")
+
+    sentence = round_floor(floors)
+
+    assert sentence is not None
+    assert "Flower's" not in sentence
+    assert sentence.endswith("(launch: low-latency: reply-pull-0.3s, wake).")
+    assert round_floor(floors.iloc[0:0]) is None

@@ -93,3 +93,51 @@ def test_timelines_show_the_chosen_round(built: Path) -> None:
 
     for network in SPEC.uplink_s:
         assert f"{network}: run {network}-r1, round 3." in page
+
+
+def test_round_vs_floor_agrees_with_the_study_and_is_in_page_and_summary(
+    built: Path,
+) -> None:
+    floors = pd.read_csv(built / "floor.csv")
+    study = pd.read_csv(built / "study.csv")
+    rounds = study[study["quantity"] == "round"].set_index("network")["median"]
+    page = (built / "report.html").read_text(encoding="utf-8")
+    summary = (built / "summary.md").read_text(encoding="utf-8")
+
+    assert list(floors["network"]) == ["ethernet", "wifi", "5g"]
+    assert set(floors["rounds"]) == {SPEC.rounds - 1}  # warm-up left out
+    for row in floors.to_dict("records"):
+        assert row["median_round_s"] == pytest.approx(rounds[row["network"]])
+        assert 0 < row["median_floor_s"] < row["median_round_s"]
+        assert 0.5 < row["flower_share"] < 0.9  # planted: waits dominate
+    table = page[page.index('id="floor-table"') :]
+    table = table[: table.index("</table>")]
+    assert table.count("<tr>") == 1 + len(floors)
+    assert f"{floors['round_over_floor'].iloc[0]:.2f}×" in table
+    assert page.index('id="floor-table"') > page.index("<h2>Study</h2>")
+    assert page.index('id="floor-table"') < page.index("<h2>Stragglers</h2>")
+    assert "| network | strategy | launch | round (s) | floor (s)" in summary
+
+
+def test_a_low_latency_campaign_names_its_launch_and_levers(tmp_path: Path) -> None:
+    spec = SyntheticCampaign(
+        nodes=2,
+        rounds=2,
+        repetitions=1,
+        straggler=None,
+        launch="low-latency",
+        launch_levers=("reply-pull-0.3s", "wake-message"),
+        flower_factor=0.1,
+    )
+    write_synthetic_results(spec, tmp_path)
+
+    result = CliRunner().invoke(app, ["report", "build", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    floors = pd.read_csv(tmp_path / "floor.csv")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert set(floors["mode"]) == {"low-latency"}
+    assert set(floors["levers"]) == {"reply-pull-0.3s, wake-message"}
+    assert (floors["flower_share"] < 0.5).all()  # a tenth of the stock waits
+    assert "Launch: low-latency (levers: reply-pull-0.3s, wake-message)." in page
+    assert "(launch: low-latency: reply-pull-0.3s, wake-message)." in page
