@@ -102,7 +102,11 @@ def preload(modules: Sequence[str]) -> tuple[dict[str, float], dict[str, str]]:
 
 
 def native_threads() -> int:
-    """Threads of this process as the kernel sees them (forking wants one)."""
+    """Threads of this process as the kernel sees them.
+
+    Forking wants one Python thread; numpy's OpenBLAS keeps an idle pool of native
+    threads from import on, which it shuts down and restarts around a fork itself.
+    """
     try:
         return len(os.listdir("/proc/self/task"))
     except OSError:
@@ -408,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         preloaded=seconds,
         preload_failed=failed,
         threads=native_threads(),
+        python_threads=threading.active_count(),
     )
     try:
         zygote.serve()
