@@ -192,7 +192,7 @@ def test_without_a_zygote_the_shim_runs_the_real_command_and_says_why(
     real_dir = tmp_path / "real"
     real_dir.mkdir()
     real = real_dir / "flwr-clientapp"
-    real.write_text("#!/bin/sh\necho \"stock $*\"\nexit 4\n")
+    real.write_text('#!/bin/sh\necho "stock $*"\nexit 4\n')
     real.chmod(0o755)
     shim_dir = tmp_path / "shim"
     write_shim(shim_dir, sys.executable)
