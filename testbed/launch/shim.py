@@ -41,7 +41,9 @@ FORWARDED_SIGNALS: tuple[int, ...] = (
     signal.SIGUSR1,
     signal.SIGUSR2,
 )
-NAMESPACES = ("net", "pid", "mnt")
+# A child must reach the SuperNode's Runtime API (net) and be signalled by pid
+# (pid). Not mnt: every ``ip netns exec`` makes its own mount namespace.
+NAMESPACES = ("net", "pid")
 
 
 class Refused(Exception):

@@ -233,18 +233,19 @@ class Zygote:
     def _launch(self, conn: socket.socket) -> None:
         data, ancdata, _, _ = conn.recvmsg(MAX_PACKET, socket.CMSG_SPACE(4 * 8))
         fds = _received_fds(ancdata)
-        body = json.loads(data)
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        shim_pid, peer_uid, _ = array.array("i", creds)
-        why = refusal(body, peer_uid)
-        if why is not None:
-            emit("refuse", shim_pid=shim_pid, reason=why)
-            send_packet(conn, {"refused": why}, [])
-            _close_all(fds)
-            conn.close()
-            return
-        pid = self._fork(body, fds, conn)
-        _close_all(fds)
+        try:
+            body = json.loads(data)
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            shim_pid, peer_uid, _ = array.array("i", creds)
+            why = refusal(body, peer_uid)
+            if why is not None:
+                emit("refuse", shim_pid=shim_pid, reason=why)
+                send_packet(conn, {"refused": why}, [])
+                conn.close()
+                return
+            pid = self._fork(body, fds, conn)
+        finally:
+            _close_all(fds)  # the child has its copies
         token = token_of(body["argv"])
         launch = Launch(pid, conn, os.pidfd_open(pid), masked(token))
         self.launches[pid] = launch

@@ -5,7 +5,7 @@ by flowerbed's injection, runs 2 rounds of train + evaluate on one SuperNode:
 stock, warm (zygote + shim), and warm with a Flower version the guard rejects.
 Start-up before the handler is the handler's start minus the instant the launched
 process started (the shim's in warm mode, read from the zygote's ``fork`` line).
-Run serialised: ``flock /tmp/e2e.lock ... pytest -s tests/testbed/launch/test_warm_e2e.py``.
+Run serialised: ``flock /tmp/e2e.lock ... pytest -s`` on this file.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 
 from instrumentation.events import read_events
 from testbed.campaign.app_bundle import prepare_bundle
-from testbed.commands.flower import flower_env, supernode_argv, superlink_argv
+from testbed.commands.flower import flower_env, superlink_argv, supernode_argv
 from testbed.launch.wiring import (
     shim_env,
     write_shim,
@@ -39,7 +39,8 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[3]
 PLAIN_APP = REPO / "tests" / "apps" / "plain_app"
 BIN = Path(sys.executable).parent
-PRELOAD = ("torch", "instrumentation.inject_client")
+# torch._dynamo: torch's optimizers import it on construction (about 1 s).
+PRELOAD = ("torch", "torch._dynamo", "instrumentation.inject_client")
 MESSAGES = 4  # 2 rounds x (train, evaluate) x 1 node
 
 
@@ -217,6 +218,13 @@ def test_warm_launch_forks_each_message_from_the_zygote_and_starts_faster(
         f"\n  warm  {[round(s, 3) for s in warm_s]}"
         f" median {statistics.median(warm_s):.3f}"
     )
+    for name, outcome in (("stock", stock), ("warm", warm)):
+        train_s = [
+            (p["end_ns"] - p["start_ns"]) / 1e9
+            for p in outcome.handler_phases()
+            if p["message_type"] == "train"
+        ]
+        print(f"  {name} train() handler (s): {[round(s, 3) for s in train_s]}")
     assert all(s >= 0 for s in stock_s + warm_s)
     # Stock imports Flower and torch per message (> 1 s here); a fork does not.
     assert statistics.median(warm_s) < 0.5 * statistics.median(stock_s)

@@ -8,6 +8,8 @@ and runs ``flwr-clientapp`` by name, as ``flower-superexec`` does.
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -262,3 +264,57 @@ def test_report_of_a_serving_zygote_counts_forks(
     assert set(report.preloaded) == {"json"}
     assert "nope_x" in report.preload_failed
     assert report.as_manifest()["forks"] == 3
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 for a network namespace")
+    name = f"warm{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=20)
+    yield name
+    subprocess.run(["ip", "netns", "del", name], check=False, timeout=20)
+
+
+@pytest.mark.root
+def test_in_a_node_namespace_only_that_namespaces_launches_are_warm(
+    tmp_path: Path, netns: str
+) -> None:
+    # Prepare: the zygote in the namespace, as the campaign starts a node's zygote.
+    sock = tmp_path / "zygote.sock"
+    log = tmp_path / "zygote.log"
+    env = _base_env()
+    argv = zygote_argv(sys.executable, str(sock), supported_flwr=("1.42",))
+    argv = ["ip", "netns", "exec", netns, *argv, "--entry", f"{ENTRIES}:echo"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_ready(proc, log)
+        write_shim(tmp_path / "shim", sys.executable)
+        env = shim_env(env, str(tmp_path / "shim"), str(sock))
+
+        def launch(*prefix: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*prefix, "flwr-clientapp", "--help"],  # the real one exits too
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+
+        # Execute: a launch from another `ip netns exec` into the same namespace
+        # (its own mount namespace), then one from the host's namespace.
+        inside = launch("ip", "netns", "exec", netns)
+        outside = launch()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+    # Assert
+    assert inside.returncode == 0 and "argv=['--help']" in inside.stdout
+    assert "flowerbed-warm" not in inside.stderr
+    assert "namespaces" in outside.stderr and "running the stock" in outside.stderr
+    assert "usage: flwr-clientapp" in outside.stdout
+    report = zygote_report(log.read_text())
+    assert (report.forks, report.refused) == (1, 1)
