@@ -22,6 +22,8 @@ from testbed.launch.guard import TESTED_FLWR_SERIES
 ZYGOTE_MODULE = "testbed.launch.zygote"
 SHIM_NAME = shim.COMMAND
 SOCKET_ENV = shim.SOCKET_ENV
+# sun_path holds 108 bytes with the terminating NUL.
+_SOCKET_PATH_MAX = 107
 # Linux reads at most this many bytes of a shebang line (BINPRM_BUF_SIZE before 5.1).
 _SHEBANG_MAX = 127
 
@@ -40,6 +42,7 @@ def zygote_argv(
     ``instrumentation.inject_client``), never the app's own modules: the FAB's
     copy of those must be imported per run.
     """
+    check_socket_path(socket_path)
     argv = [python, "-m", ZYGOTE_MODULE, "--socket", socket_path]
     for module in preload:
         argv += ["--preload", module]
@@ -48,10 +51,23 @@ def zygote_argv(
     return argv
 
 
+def check_socket_path(socket_path: str) -> None:
+    """Raise if ``socket_path`` cannot name a unix socket (too long, or relative)."""
+    if not socket_path.startswith("/"):
+        raise ValueError(f"zygote socket {socket_path!r} must be an absolute path")
+    if len(socket_path.encode()) > _SOCKET_PATH_MAX:
+        raise ValueError(
+            f"zygote socket path {socket_path!r} is longer than {_SOCKET_PATH_MAX} "
+            "bytes, the limit of a unix socket; use a short one such as "
+            "/run/flowerbed/<node>.sock (a directory only this user can write)"
+        )
+
+
 def shim_env(
     base_env: Mapping[str, str], shim_dir: str, socket_path: str
 ) -> dict[str, str]:
     """``base_env`` with the shim's directory first on ``PATH`` and the socket named."""
+    check_socket_path(socket_path)
     env = dict(base_env)
     rest = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != shim_dir]
     env["PATH"] = os.pathsep.join([shim_dir, *rest])

@@ -58,9 +58,22 @@ def test_zygote_argv() -> None:
         "/v/bin/python", "-m", "testbed.launch.zygote", "--socket", "/run/n1/z.sock",
         "--preload", "torch", "--preload", "numpy", "--supported-flwr", "1.42",
     ]  # fmt: skip
-    assert zygote_argv("py", "s", supported_flwr=["1.41", "1.42"])[-4:] == [
+    assert zygote_argv("py", "/s", supported_flwr=["1.41", "1.42"])[-4:] == [
         "--supported-flwr", "1.41", "--supported-flwr", "1.42",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("z.sock", "absolute path"), ("/" + "d" * 107, "longer than 107 bytes")],
+)
+def test_socket_paths_a_unix_socket_cannot_have_are_refused(
+    path: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        zygote_argv("py", path)
+    with pytest.raises(ValueError, match=message):
+        shim_env({}, "/shim", path)
 
 
 @pytest.mark.parametrize(
