@@ -1,4 +1,5 @@
 """Everything that acts on machines, in layers that import only downward.
 
-cli -> campaign -> lab -> emulation -> transport -> commands (tests/test_imports.py).
+cli -> campaign -> lab -> emulation -> transport -> commands -> launch
+(tests/test_imports.py; launch is node-side and imports no other testbed layer).
 """
