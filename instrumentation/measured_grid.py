@@ -255,9 +255,7 @@ class MeasuredGrid(Grid):
 
     def _rounds_of(self, messages: list[Message]) -> list[int]:
         """The rounds recorded at dispatch (0 for a message never accepted)."""
-        return [
-            self._rounds.get(str(m.metadata.message_id), 0) for m in messages
-        ]
+        return [self._rounds.get(str(m.metadata.message_id), 0) for m in messages]
 
     def _pull(self, message_ids: list[str]) -> list[Message]:
         """Pull the app's replies and, with them, the wakes' (swallowed)."""

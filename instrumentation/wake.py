@@ -38,4 +38,6 @@ def wake_message(dst_node_id: int, group_id: str) -> Message:
 
 def wake_reply(message: Message) -> Message:
     """The reply a node sends to a wake at once, without the app."""
-    return Message(RecordDict({_RECORD: ConfigRecord({"awake": True})}), reply_to=message)
+    return Message(
+        RecordDict({_RECORD: ConfigRecord({"awake": True})}), reply_to=message
+    )

@@ -285,7 +285,9 @@ def test_stock_levers_keep_flowers_own_send_and_receive(clock: _Clock) -> None:
         ({REPLY_PULL_KEY: "junk", WAKE_KEY: True}, GridLevers(wake=True)),
     ],
 )
-def test_levers_from_run_config(run_config: dict[str, Any], expected: GridLevers) -> None:
+def test_levers_from_run_config(
+    run_config: dict[str, Any], expected: GridLevers
+) -> None:
     assert GridLevers.from_run_config(run_config) == expected
 
 

@@ -43,6 +43,7 @@ from instrumentation.inject_server import (
 )
 from instrumentation.measured_grid import MeasuredGrid
 from instrumentation.schema import field_problems
+from instrumentation.wake import WAKE_MESSAGE_TYPE, wake_message
 from testbed.campaign.app_bundle import prepare_bundle
 from testbed.commands.flower import flower_env
 from testbed.transport.processes import ManagedProcess, stop_all
@@ -175,6 +176,20 @@ def test_wrapped_client_app_leaves_query_replies_unstamped(client_module: str) -
     reply = app(message=_instruction("query"), context=_context())
     assert STAMPS_KEY not in reply.content
     assert sys.modules[client_module].calls[-2:] == ["query", "exit"]
+
+
+def test_wrapped_client_app_answers_a_wake_without_the_app(
+    client_module: str,
+) -> None:
+    app = wrap_client_app(f"{client_module}:app")
+    wake = wake_message(7, "3")
+
+    reply = app(message=wake, context=_context())
+
+    assert sys.modules[client_module].calls == []  # no lifespan, mod or handler
+    assert reply.metadata.reply_to_message_id == wake.metadata.message_id
+    assert reply.metadata.message_type == WAKE_MESSAGE_TYPE
+    assert STAMPS_KEY not in reply.content and not reply.has_error()
 
 
 def test_wrapping_twice_stamps_once(client_module: str) -> None:
