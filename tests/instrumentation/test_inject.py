@@ -43,9 +43,14 @@ from instrumentation.inject_server import (
 )
 from instrumentation.measured_grid import MeasuredGrid
 from instrumentation.schema import field_problems
-from instrumentation.wake import WAKE_MESSAGE_TYPE, wake_message
+from instrumentation.wake import (
+    REPLY_PULL_KEY,
+    WAKE_KEY,
+    WAKE_MESSAGE_TYPE,
+    wake_message,
+)
 from testbed.campaign.app_bundle import prepare_bundle
-from testbed.commands.flower import flower_env
+from testbed.commands.flower import flower_env, launch_env
 from testbed.transport.processes import ManagedProcess, stop_all
 
 REPO = Path(__file__).resolve().parents[2]
@@ -564,9 +569,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _flower_env(home: Path) -> dict[str, str]:
+def _flower_env(home: Path, launch: dict[str, str] | None = None) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
-    return flower_env(home)
+    return flower_env(home, launch=launch)
+
+
+# Stock, and the low-latency launch with every lever (docs/launch.md).
+LAUNCHES = {
+    "stock": ({}, ""),
+    "low-latency": (
+        launch_env(0.05),
+        f"{REPLY_PULL_KEY} = 0.3\n{WAKE_KEY} = true\n",
+    ),
+}
 
 
 def _wait_port(port: int, proc: ManagedProcess, deadline_s: float = 30.0) -> None:
@@ -582,7 +597,11 @@ def _wait_port(port: int, proc: ManagedProcess, deadline_s: float = 30.0) -> Non
 
 
 @pytest.mark.e2e
-def test_plain_app_is_measured_end_to_end_without_editing_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launch", sorted(LAUNCHES))
+def test_plain_app_is_measured_end_to_end_without_editing_it(
+    tmp_path: Path, launch: str
+) -> None:
+    node_env, launch_config = LAUNCHES[launch]
     bundle = prepare_bundle(PLAIN_APP, tmp_path / "plain-app")
     log = tmp_path / "events.jsonl"
     port = _free_port()
@@ -624,7 +643,7 @@ def test_plain_app_is_measured_end_to_end_without_editing_it(tmp_path: Path) -> 
                         f'flowerbed-node="pi{index}"',
                     ],
                     tmp_path / f"supernode{index}.log",
-                    env=_flower_env(tmp_path / f"flwr-node{index}"),
+                    env=_flower_env(tmp_path / f"flwr-node{index}", node_env),
                     cwd=tmp_path,
                 )
             )
@@ -634,7 +653,7 @@ def test_plain_app_is_measured_end_to_end_without_editing_it(tmp_path: Path) -> 
         run_config = tmp_path / "run_config.toml"
         run_config.write_text(
             f'flowerbed-event-log = "{log}"\nflowerbed-run-id = "e2e-r1"\n'
-            "num-server-rounds = 2\n"
+            "num-server-rounds = 2\n" + launch_config
         )
         result = subprocess.run(
             [
@@ -702,3 +721,12 @@ def test_plain_app_is_measured_end_to_end_without_editing_it(tmp_path: Path) -> 
         assert p["node_id"] == by_id[p["message_id"]]["node_id"]
     stamped = {p["message_id"] for p in phases if p["phase"] != "aggregation"}
     assert stamped == set(by_id)
+    wakes = [e for e in events if e["event"] == "wake"]
+    if launch == "stock":
+        assert wakes == []
+        assert {p["via"] for p in pickup} == {"send_and_receive"}
+    else:  # a wake behind each instruction; the app saw none of their replies
+        assert sum(w["stage"] == "dispatch" for w in wakes) == 8
+        assert sum(w["stage"] == "pickup" for w in wakes) >= 6
+        assert not {w["message_id"] for w in wakes} & set(by_id)
+        assert {p["via"] for p in pickup} == {"pull"}
