@@ -94,7 +94,7 @@ SPECS: Mapping[EventKind, EventSpec] = {
         _spec(
             EventKind.RUN_START,
             "network strategy repetition",
-            "address security transport",
+            "address security transport launch levers",
         ),
         _spec(EventKind.RUN_END, "status reason", "rounds flower_run_id"),
         _spec(
