@@ -16,7 +16,7 @@ from analysis.phases import RunInfo, phases_from_events
 from analysis.report import build_report
 from instrumentation.events import read_events
 from inventory.models import Inventory
-from testbed.campaign.launch import parse_launch
+from testbed.campaign.launch import LEVERS, parse_launch
 from testbed.campaign.model import load_campaign
 from testbed.campaign.runner import run_campaign
 from testbed.emulation.status import cluster_status, manifest_features
@@ -240,10 +240,14 @@ def _node_phase_sums(df: pd.DataFrame) -> pd.DataFrame:
 def low_latency_results(
     cluster: Inventory, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """The demo's e2e campaign on ethernet only, with ``launch: low-latency``."""
+    """The demo's e2e campaign on ethernet only, with ``launch: low-latency`` and
+    every lever (the opt-in wake message too, so that its tiling is checked)."""
     folder = tmp_path_factory.mktemp("low-latency")
     path = _campaign(folder, name="e2e-ll", networks="[ethernet]")
-    path.write_text(path.read_text() + "launch: low-latency\n")
+    path.write_text(
+        path.read_text()
+        + f"launch: low-latency\nlaunch_levers: [{', '.join(LEVERS)}]\n"
+    )
     out = folder / "results"
     outcomes = run_campaign(
         load_campaign(path),
@@ -297,16 +301,13 @@ def test_low_latency_waits_far_less_than_stock(
 def test_low_latency_is_in_the_manifest_and_wakes_stay_out_of_the_anatomy(
     low_latency_results: Path,
 ) -> None:
-    levers = list(parse_launch("low-latency").levers)
+    levers = list(parse_launch("low-latency", list(LEVERS)).levers)
     manifest = json.loads((low_latency_results / "manifest.json").read_text())
     assert manifest["launch"] == {"mode": "low-latency", "levers": levers}
     events = read_events(low_latency_results / "runs" / "ethernet-r1" / "events.jsonl")
     wakes = [e for e in events if e["event"] == "wake"]
     dispatched = [e for e in events if e["event"] == "dispatch"]
     assert {e["message_type"] for e in dispatched} == {"train", "evaluate"}
-    if "wake-message" not in levers:
-        assert wakes == []
-        return
     # one wake behind each instruction, every one answered and swallowed
     assert sum(e["stage"] == "dispatch" for e in wakes) == len(dispatched)
     assert sum(e["stage"] == "pickup" for e in wakes) >= len(dispatched) - 2

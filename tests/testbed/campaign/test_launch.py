@@ -21,7 +21,7 @@ from testbed.commands import flower
 from testbed.transport.executor import LocalExecutor
 
 REPO = Path(__file__).resolve().parents[3]
-ALL = ("superexec-poll-0.05s", "reply-pull-0.3s", "wake-message")
+DEFAULT = ("superexec-poll-0.05s", "reply-pull-0.3s")
 
 
 @pytest.mark.parametrize(
@@ -29,9 +29,10 @@ ALL = ("superexec-poll-0.05s", "reply-pull-0.3s", "wake-message")
     [
         (None, None, Launch()),
         ("stock", None, Launch()),
+        ("low-latency", None, Launch("low-latency", 0.05, 0.3)),
         (
             "low-latency",
-            None,
+            ["superexec-poll", "reply-pull", "wake-message"],
             Launch("low-latency", 0.05, 0.3, wake_message=True),
         ),
         ("low-latency", ["reply-pull"], Launch("low-latency", reply_pull_s=0.3)),
@@ -72,10 +73,13 @@ def test_bad_launch_is_refused(mode: Any, levers: Any, fragment: str) -> None:
 
 def test_levers_name_their_settings_for_the_manifest() -> None:
     launch = parse_launch("low-latency")
-    assert launch.levers == ALL
-    assert launch.manifest() == {"mode": "low-latency", "levers": list(ALL)}
+    assert launch.levers == DEFAULT
+    assert launch.manifest() == {"mode": "low-latency", "levers": list(DEFAULT)}
     assert Launch().manifest() == {"mode": "stock", "levers": []}
-    assert launch.run_config() == {REPLY_PULL_KEY: 0.3, WAKE_KEY: True}
+    assert launch.run_config() == {REPLY_PULL_KEY: 0.3, WAKE_KEY: False}
+    woken = parse_launch("low-latency", ["wake-message", "reply-pull=0.1"])
+    assert woken.levers == ("reply-pull-0.1s", "wake-message")
+    assert woken.run_config() == {REPLY_PULL_KEY: 0.1, WAKE_KEY: True}
     assert Launch().run_config() == {REPLY_PULL_KEY: 0.0, WAKE_KEY: False}
 
 
