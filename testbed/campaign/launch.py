@@ -9,9 +9,10 @@ can be measured alone:
   for every SuperNode and SuperLink, on namespaces and SSH hosts alike;
 - ``reply-pull[=S]``: the measuring Grid pulls replies every S s (default 0.3 s)
   instead of Flower's 3 s ``send_and_receive`` loop;
-- ``wake-message`` (not in the default set): the measuring Grid queues a small follow-up message behind each
-  instruction, so a SuperNode finds work when it polls right after replying
-  instead of sleeping its fixed 3 s (instrumentation/wake.py).
+- ``wake-message`` (opt-in, not in the default set): the measuring Grid queues a
+  small follow-up message behind each instruction, so a SuperNode finds work when
+  it polls right after replying instead of sleeping its fixed 3 s
+  (instrumentation/wake.py).
 """
 
 from __future__ import annotations
