@@ -21,7 +21,7 @@ from testbed.commands import flower
 from testbed.transport.executor import LocalExecutor
 
 REPO = Path(__file__).resolve().parents[3]
-DEFAULT = ("superexec-poll-0.05s", "reply-pull-0.3s")
+DEFAULT = ("superexec-poll-0.2s", "reply-pull-0.3s")
 
 
 @pytest.mark.parametrize(
@@ -29,11 +29,11 @@ DEFAULT = ("superexec-poll-0.05s", "reply-pull-0.3s")
     [
         (None, None, Launch()),
         ("stock", None, Launch()),
-        ("low-latency", None, Launch("low-latency", 0.05, 0.3)),
+        ("low-latency", None, Launch("low-latency", 0.2, 0.3)),
         (
             "low-latency",
             ["superexec-poll", "reply-pull", "wake-message"],
-            Launch("low-latency", 0.05, 0.3, wake_message=True),
+            Launch("low-latency", 0.2, 0.3, wake_message=True),
         ),
         ("low-latency", ["reply-pull"], Launch("low-latency", reply_pull_s=0.3)),
         ("low-latency", ["reply-pull=0.1"], Launch("low-latency", reply_pull_s=0.1)),
@@ -146,7 +146,9 @@ def test_supernode_env_carries_the_launch_on_every_transport(transport: str) -> 
         site = ssh_site(host, LocalExecutor(), "/home/pi")
     else:
         site = NodeSite(host, "netns", LocalExecutor(), bin_dir="/v/bin")
-    launch = flower.launch_env(parse_launch("low-latency").superexec_poll_s)
+    launch = flower.launch_env(
+        parse_launch("low-latency", ["superexec-poll=0.05"]).superexec_poll_s
+    )
 
     env = site.env("/run/flwr", launch)
     stock = site.env("/run/flwr")
