@@ -3,7 +3,8 @@
 :func:`wrap_client_app` loads the app's own ``ClientApp`` object and changes only
 its class, to a subclass whose ``__call__`` runs :func:`timing_mod` around the
 original call. Registered handlers, the app's own mods and its lifespan stay as
-the app defined them; only train and evaluate replies gain the stamps record.
+the app defined them; only train and evaluate replies gain the stamps record. A
+wake message (instrumentation/wake.py) is answered at once, without the app.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from instrumentation.client_mod import timing_mod
+from instrumentation.wake import is_wake, wake_reply
 
 
 class InjectError(ImportError):
@@ -44,6 +46,8 @@ def load_component(target: str) -> Any:
 
 def _measured_call(self: ClientApp, message: Message, context: Context) -> Message:
     """``ClientApp.__call__`` with the timing mod outside it (Flower's keywords)."""
+    if is_wake(message):
+        return wake_reply(message)
     parent: type[ClientApp] = type(self).__bases__[0]
 
     def original(message: Message, context: Context) -> Message:

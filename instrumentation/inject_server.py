@@ -6,7 +6,8 @@ to a subclass whose ``__call__(grid, context)``:
 
 1. opens the :class:`EventLog` named by the run config ``flowerbed-event-log``
    (run id ``flowerbed-run-id``) and writes ``app_start``;
-2. calls the app with a :class:`MeasuredGrid` in place of ``grid``;
+2. calls the app with a :class:`MeasuredGrid` in place of ``grid`` (with the
+   low-latency levers the run config turns on: ``GridLevers``);
 3. writes ``app_end`` (``status`` ``ok``, or ``failed`` with the error) and closes.
 
 The timers wrap ``aggregate_train`` and ``aggregate_evaluate`` of every subclass
@@ -35,7 +36,7 @@ from flwr.serverapp.strategy import Strategy
 
 from instrumentation.events import EventLog
 from instrumentation.inject_client import InjectError, load_component
-from instrumentation.measured_grid import MeasuredGrid
+from instrumentation.measured_grid import GridLevers, MeasuredGrid
 from instrumentation.patience import NODE_WAIT_KEY, make_patient, set_policy
 from instrumentation.schema import EventKind, EventSink
 
@@ -212,7 +213,10 @@ def _measured_call(self: ServerApp, grid: Grid, context: Context) -> None:
         set_policy(_node_wait_s(context), events)
         start_ns = time.time_ns()
         try:
-            parent.__call__(self, grid=MeasuredGrid(grid, events), context=context)
+            measured = MeasuredGrid(
+                grid, events, GridLevers.from_run_config(context.run_config)
+            )
+            parent.__call__(self, grid=measured, context=context)
         except BaseException as err:
             events.append(
                 EventKind.APP_END,

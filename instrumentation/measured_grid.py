@@ -17,13 +17,24 @@ pulls and 3 s polling stay exactly as they are) and writes, around them:
 
 Dispatch events are written once the message id is known (after the push, or when
 ``send_and_receive`` returns); their instants are taken before the call.
+
+Two levers of the low-latency launch (docs/launch.md) live here, off by default
+(:class:`GridLevers`, from the run config):
+
+- ``reply_pull_s``: ``send_and_receive`` pushes, then pulls every ``reply_pull_s``
+  seconds instead of Flower's 3 s, with Flower's semantics (same timeout, error
+  replies returned, missing replies reported); pickups are then stamped per pull;
+- ``wake``: after each push, one wake message (instrumentation/wake.py) per
+  destination node. Their replies are pulled along with the app's and swallowed;
+  they are recorded as ``wake`` events only, never as dispatch or pickup.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from flwr.app import Message, RecordDict
@@ -33,6 +44,60 @@ from flwr.supercore.run import Run
 
 from instrumentation.client_mod import STAMPS_KEY, ClientStamps, content_bytes
 from instrumentation.schema import EventKind, EventSink
+from instrumentation.wake import (
+    REPLY_PULL_KEY,
+    WAKE_KEY,
+    WAKE_TTL_S,
+    is_wake,
+    wake_message,
+)
+
+# Flower's HTTP grid sleeps this long between pulls in send_and_receive.
+FLOWER_PULL_S = 3.0
+
+
+@dataclass(frozen=True)
+class GridLevers:
+    """The measuring Grid's low-latency levers; the defaults are stock Flower.
+
+    ``reply_pull_s`` None keeps Flower's own ``send_and_receive``.
+    """
+
+    reply_pull_s: float | None = None
+    wake: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reply_pull_s is not None and not self.reply_pull_s > 0:
+            raise ValueError(f"reply_pull_s must be > 0, got {self.reply_pull_s!r}")
+
+    @property
+    def own_loop(self) -> bool:
+        """Whether ``send_and_receive`` runs our loop instead of Flower's."""
+        return self.reply_pull_s is not None or self.wake
+
+    @property
+    def pull_interval_s(self) -> float:
+        """Seconds between two pulls of our loop (Flower's when not set)."""
+        return self.reply_pull_s if self.reply_pull_s is not None else FLOWER_PULL_S
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> GridLevers:
+        """The levers the campaign passed (``flowerbed-reply-pull-s``, ``-wake``)."""
+        try:
+            pull = float(run_config.get(REPLY_PULL_KEY, 0.0) or 0.0)
+        except (TypeError, ValueError):
+            pull = 0.0
+        return cls(
+            reply_pull_s=pull if pull > 0 else None,
+            wake=bool(run_config.get(WAKE_KEY, False)),
+        )
+
+
+@dataclass(frozen=True)
+class _Wake:
+    node_id: int
+    round: int
+    dispatch_ns: int
 
 
 def message_category(message_type: str) -> str:
@@ -69,9 +134,13 @@ def strip_stamps(reply: Message) -> ClientStamps | None:
 class MeasuredGrid(Grid):
     """A Grid that behaves like ``grid`` and records message events to ``sink``."""
 
-    def __init__(self, grid: Grid, sink: EventSink) -> None:
+    def __init__(
+        self, grid: Grid, sink: EventSink, levers: GridLevers | None = None
+    ) -> None:
         self._grid = grid
         self._sink = sink
+        self._levers = levers or GridLevers()
+        self._wakes: dict[str, _Wake] = {}
         self._rounds: dict[str, int] = {}
         self._batches: Counter[str] = Counter()
         self._names: dict[int, str] = {}
@@ -83,6 +152,8 @@ class MeasuredGrid(Grid):
             "_sink",
             "_names",
             "_destinations",
+            "_levers",
+            "_wakes",
         ):
             raise AttributeError(name)
         return getattr(self._grid, name)
@@ -131,18 +202,20 @@ class MeasuredGrid(Grid):
         ids = list(self._grid.push_messages(messages))
         pushed_ns = time.time_ns()
         self._record_dispatch(messages, ids, rounds, dispatch_ns, pushed_ns, "push")
+        self._push_wakes(messages, ids, rounds)
         return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         """Pull through the real Grid; record a ``pickup`` per reply, strip stamps."""
-        replies = list(self._grid.pull_messages(message_ids))
-        self._record_pickup(replies, time.time_ns(), "pull")
-        return replies
+        return self._pull(list(message_ids))
 
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        """The real Grid's ``send_and_receive``, with dispatch and pickup recorded."""
+        """The real Grid's ``send_and_receive``, with dispatch and pickup recorded
+        (our own push-and-pull loop when a lever asks for it)."""
+        if self._levers.own_loop:
+            return self._send_and_receive(list(messages), timeout)
         messages = list(messages)
         rounds = self._rounds_for(messages)
         dispatch_ns = time.time_ns()
@@ -157,6 +230,96 @@ class MeasuredGrid(Grid):
         self._record_pickup(replies, time.time_ns(), "send_and_receive")
         self._record_missing(messages, replies, rounds, timeout)
         return replies
+
+    def _send_and_receive(
+        self, messages: list[Message], timeout: float | None
+    ) -> list[Message]:
+        """Flower's loop (push, pull until all replies or the timeout) with our
+        pull interval: error replies are returned, missing ones recorded."""
+        ids = [str(i) for i in self.push_messages(messages) if i]
+        pending = set(ids)
+        end = time.time() + (timeout if timeout is not None else 0.0)
+        replies: list[Message] = []
+        while timeout is None or time.time() < end:
+            got = self._pull(sorted(pending))
+            replies += got
+            pending.difference_update(str(r.metadata.reply_to_message_id) for r in got)
+            if not pending:
+                break
+            pause = self._levers.pull_interval_s
+            if timeout is not None:
+                pause = min(pause, max(0.0, end - time.time()))
+            time.sleep(pause)
+        self._record_missing(messages, replies, self._rounds_of(messages), timeout)
+        return replies
+
+    def _rounds_of(self, messages: list[Message]) -> list[int]:
+        """The rounds recorded at dispatch (0 for a message never accepted)."""
+        return [self._rounds.get(str(m.metadata.message_id), 0) for m in messages]
+
+    def _pull(self, message_ids: list[str]) -> list[Message]:
+        """Pull the app's replies and, with them, the wakes' (swallowed)."""
+        self._forget_old_wakes()
+        asked = message_ids + [w for w in self._wakes if w not in message_ids]
+        pulled = list(self._grid.pull_messages(asked)) if asked else []
+        pickup_ns = time.time_ns()
+        replies = [r for r in pulled if not self._swallow_wake(r, pickup_ns)]
+        self._record_pickup(replies, pickup_ns, "pull")
+        return replies
+
+    def _push_wakes(
+        self, messages: list[Message], ids: list[str], rounds: list[int]
+    ) -> None:
+        """One wake per destination node of the pushed messages (wake lever)."""
+        if not self._levers.wake:
+            return
+        targets: dict[int, int] = {}
+        for index, (msg, server_round) in enumerate(zip(messages, rounds, strict=True)):
+            if index < len(ids) and ids[index] and not is_wake(msg):
+                targets.setdefault(int(msg.metadata.dst_node_id), server_round)
+        if not targets:
+            return
+        wakes = [wake_message(node, str(r)) for node, r in targets.items()]
+        dispatch_ns = time.time_ns()
+        wake_ids = list(self._grid.push_messages(wakes))
+        for wake, wake_id in zip(wakes, wake_ids, strict=False):
+            if not wake_id:
+                continue
+            record = _Wake(
+                int(wake.metadata.dst_node_id), int(wake.metadata.group_id), dispatch_ns
+            )
+            self._wakes[str(wake_id)] = record
+            self._sink.append(
+                EventKind.WAKE,
+                stage="dispatch",
+                message_id=str(wake_id),
+                node_id=record.node_id,
+                round=record.round,
+                at_ns=dispatch_ns,
+            )
+
+    def _swallow_wake(self, reply: Message, pickup_ns: int) -> bool:
+        """Whether ``reply`` answers a wake (then recorded as such, not returned)."""
+        wake_id = str(reply.metadata.reply_to_message_id)
+        record = self._wakes.pop(wake_id, None)
+        if record is None:
+            return False
+        self._sink.append(
+            EventKind.WAKE,
+            stage="pickup",
+            message_id=wake_id,
+            node_id=record.node_id,
+            round=record.round,
+            at_ns=pickup_ns,
+            error=reply.has_error(),
+        )
+        return True
+
+    def _forget_old_wakes(self) -> None:
+        """Stop asking for wakes past their TTL (a node that died holds them)."""
+        oldest = time.time_ns() - int(WAKE_TTL_S * 1e9)
+        for wake_id in [w for w, r in self._wakes.items() if r.dispatch_ns < oldest]:
+            del self._wakes[wake_id]
 
     def _record_missing(
         self,

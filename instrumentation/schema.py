@@ -46,6 +46,7 @@ class EventKind(StrEnum):
     CLOCK_ERROR = "clock_error"
     CHRONY = "chrony"
     LOG_REPAIRED = "log_repaired"
+    WAKE = "wake"
 
 
 class EventSink(Protocol):
@@ -93,7 +94,7 @@ SPECS: Mapping[EventKind, EventSpec] = {
         _spec(
             EventKind.RUN_START,
             "network strategy repetition",
-            "address security transport",
+            "address security transport launch levers",
         ),
         _spec(EventKind.RUN_END, "status reason", "rounds flower_run_id"),
         _spec(
@@ -139,6 +140,7 @@ SPECS: Mapping[EventKind, EventSpec] = {
         _spec(EventKind.CLOCK_ERROR, "node path when error", "injected_offset_ns"),
         _spec(EventKind.CHRONY, "when host tracking error"),
         _spec(EventKind.LOG_REPAIRED, "reason"),
+        _spec(EventKind.WAKE, "stage message_id node_id round at_ns", "error"),
     )
 }
 

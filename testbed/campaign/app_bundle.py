@@ -24,14 +24,17 @@ import tomli_w
 
 from instrumentation.inject_server import EVENT_LOG_KEY, RUN_ID_KEY
 from instrumentation.patience import NODE_WAIT_KEY
+from instrumentation.wake import REPLY_PULL_KEY, WAKE_KEY
 
 INJECT_PACKAGE = "flowerbed_inject"
 SERVER_COMPONENT = f"{INJECT_PACKAGE}.server:app"
 CLIENT_COMPONENT = f"{INJECT_PACKAGE}.client:app"
-INJECTED_CONFIG: Mapping[str, str | float] = {
+INJECTED_CONFIG: Mapping[str, str | float | bool] = {
     EVENT_LOG_KEY: "",
     RUN_ID_KEY: "",
     NODE_WAIT_KEY: 0.0,
+    REPLY_PULL_KEY: 0.0,
+    WAKE_KEY: False,
 }
 
 # Never copied: version control, caches, environments, earlier results and FABs.

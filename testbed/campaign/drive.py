@@ -191,6 +191,8 @@ def execute_run(
             address=run.address,
             security=topology.security.label,
             transport=sorted({s.transport for s in topology.sites.values()}),
+            launch=campaign.launch.mode,
+            levers=list(campaign.launch.levers),
         )
     try:
         # The stack unwinds in reverse: run, nodes, link, probes, samplers, captures.

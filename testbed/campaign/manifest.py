@@ -121,6 +121,7 @@ def build_manifest(
             "clients": [h.name for h in inventory.clients],
             "superlink_port": inventory.superlink_port,
         },
+        "launch": campaign.launch.manifest(),
         "link_profiles": link_profiles(inventory, campaign.networks),
         "emulation": dict(features or {}),
         "runs": [asdict(o) for o in outcomes],

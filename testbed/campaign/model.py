@@ -14,6 +14,7 @@ import yaml
 from inventory.models import is_valid_name
 from strategies.registry import check_model, check_parameters, strategy_spec
 from testbed.campaign.faults import FAULT_KINDS, Fault, parse_faults
+from testbed.campaign.launch import LEVERS, MODES, Launch, LaunchError, parse_launch
 from workloads import ARCHITECTURES, DATASETS
 
 ConfigValue = str | int | float | bool
@@ -61,6 +62,8 @@ _TOP_KEYS = (
     "node_wait_s",
     "runtime",
     "simulation_supernodes",
+    "launch",
+    "launch_levers",
 )
 RUNTIMES = ("deployment", "simulation")
 
@@ -113,6 +116,8 @@ class Campaign:
     # Flower's simulation runtime (Ray) on this machine (campaign/simulation.py).
     runtime: str = "deployment"
     simulation_supernodes: int = 5
+    # How Flower is started: stock, or low-latency with its levers (launch.py).
+    launch: Launch = field(default_factory=Launch)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -304,6 +309,21 @@ def _check_digits_workload(
             ) from None
 
 
+def _launch(path: Path, raw: Mapping[str, Any]) -> Launch:
+    try:
+        return parse_launch(raw.get("launch"), raw.get("launch_levers"))
+    except LaunchError as err:
+        key = "launch" if raw.get("launch") not in (None, *MODES) else "launch_levers"
+        raise CampaignError(
+            path,
+            key,
+            str(err),
+            f"write 'launch: {MODES[0]}' or 'launch: {MODES[1]}', optionally with "
+            f"'launch_levers: [{', '.join(LEVERS)}]' (lever=seconds sets a "
+            "lever's interval; docs/launch.md)",
+        ) from None
+
+
 def load_campaign(path: str | Path) -> Campaign:
     """Read and validate a campaign YAML file."""
     path = Path(path)
@@ -382,6 +402,7 @@ def load_campaign(path: str | Path) -> Campaign:
         node_wait_s=_optional(path, raw, "node_wait_s", float, None),
         runtime=_optional(path, raw, "runtime", str, "deployment"),
         simulation_supernodes=_optional(path, raw, "simulation_supernodes", int, 5),
+        launch=_launch(path, raw),
         raw=raw,
     )
     if app == DEFAULT_APP:
@@ -392,6 +413,22 @@ def load_campaign(path: str | Path) -> Campaign:
             "runtime",
             f"must be deployment or simulation, got {campaign.runtime!r}",
             "write 'runtime: simulation' or remove the key",
+        )
+    if campaign.launch.mode != "stock" and campaign.runtime == "simulation":
+        raise CampaignError(
+            path,
+            "launch",
+            "low-latency applies to deployment runs (SuperNodes, the measuring "
+            "Grid); simulation has neither",
+            "remove 'launch' or use 'runtime: deployment'",
+        )
+    if campaign.launch.mode != "stock" and not campaign.instrument:
+        raise CampaignError(
+            path,
+            "launch",
+            "low-latency needs 'instrument: true': its Grid levers live in the "
+            "measuring Grid",
+            "remove 'instrument: false' or 'launch'",
         )
     if campaign.simulation_supernodes < 1:
         raise CampaignError(

@@ -13,6 +13,7 @@ from typing import Any
 
 from instrumentation.inject_server import EVENT_LOG_KEY, RUN_ID_KEY
 from instrumentation.patience import NODE_WAIT_KEY
+from instrumentation.wake import REPLY_PULL_KEY, WAKE_KEY
 from inventory.models import Host, Inventory, Network
 from testbed.campaign.app_bundle import (
     BundleError,
@@ -41,6 +42,7 @@ class RunFailed(RuntimeError):
 
 
 NODE_FOLDERS = ("nodes", "captures", "system", "flwr")
+LAUNCH_KEYS = (REPLY_PULL_KEY, WAKE_KEY)
 
 
 def _flwr(
@@ -103,6 +105,7 @@ class Run:
         self.port = inventory.superlink_port
         self.address = f"{self.network.server_address}:{self.port}"
         self.cli_env = flower.flower_env(self.dir / "flwr" / "cli")
+        self.launch_env = flower.launch_env(campaign.launch.superexec_poll_s)
         self.tls = topology.security.tls
         self.flower_run_id = ""
         self.finished = False
@@ -144,7 +147,7 @@ class Run:
             "flower-superlink",
             argv,
             self.dir / "superlink.log",
-            env=flower.flower_env(home),
+            env=flower.flower_env(home, launch=self.launch_env),
             cwd=home,
         )
         stack.callback(proc.stop)
@@ -184,6 +187,7 @@ class Run:
             config,
             node_dir,
             f"{node_dir}/nodes/{host.name}.log",
+            self.launch_env,
         )
 
     def start_supernodes(self, stack: ExitStack) -> list[Background]:
@@ -215,6 +219,7 @@ class Run:
         values[EVENT_LOG_KEY] = str(self.events_path.resolve())
         values[RUN_ID_KEY] = self.plan.run_id
         values[NODE_WAIT_KEY] = float(self.campaign.node_wait)
+        values.update(self.campaign.launch.run_config())
         return values
 
     def submit(self) -> None:
@@ -238,7 +243,8 @@ class Run:
                 )
             )
             values = self.run_config(declared)
-            del values[EVENT_LOG_KEY], values[RUN_ID_KEY], values[NODE_WAIT_KEY]
+            for key in (EVENT_LOG_KEY, RUN_ID_KEY, NODE_WAIT_KEY, *LAUNCH_KEYS):
+                del values[key]
             app_dir = self.campaign.app
         run_config.write_text(flower.run_config_toml(values))
         argv = flower.flwr_run_argv(BIN_DIR, app_dir, run_config)

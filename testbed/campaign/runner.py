@@ -119,6 +119,8 @@ def run_campaign(
             rounds_per_run=campaign.rounds,
             started_ns=time.time_ns(),
             pid=os.getpid(),
+            launch=campaign.launch.mode,
+            levers=campaign.launch.levers,
         ),
     )
 

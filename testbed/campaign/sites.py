@@ -72,12 +72,20 @@ class NodeSite:
         """``argv`` with ``sudo -n`` when the login is not root."""
         return argv if self.privileged else ["sudo", "-n", *argv]
 
-    def env(self, flwr_home: str) -> dict[str, str]:
-        """Environment of Flower processes on the host."""
+    def env(
+        self, flwr_home: str, launch: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Environment of Flower processes on the host (``launch``: the launch
+        mode's settings, :func:`flower.launch_env`; the same on every transport)."""
         if self.root is None:
-            return flower.flower_env(Path(flwr_home), bin_dir=Path(self.bin_dir))
+            return flower.flower_env(
+                Path(flwr_home), bin_dir=Path(self.bin_dir), launch=launch
+            )
         return flower.flower_env(
-            Path(flwr_home), base={"PATH": REMOTE_PATH}, bin_dir=Path(self.bin_dir)
+            Path(flwr_home),
+            base={"PATH": REMOTE_PATH},
+            bin_dir=Path(self.bin_dir),
+            launch=launch,
         )
 
 
@@ -205,8 +213,10 @@ def start_supernode(
     node_config: Mapping[str, flower.ConfigValue],
     node_dir: str,
     log: str,
+    launch: Mapping[str, str] | None = None,
 ) -> Background:
-    """A SuperNode on the node, with TLS and authentication when the site has them."""
+    """A SuperNode on the node, with TLS and authentication when the site has them,
+    and ``launch`` (:func:`flower.launch_env`) in its environment."""
     argv = flower.supernode_argv(
         Path(site.bin_dir),
         superlink,
@@ -220,7 +230,7 @@ def start_supernode(
         f"flower-supernode on {site.host.name}",
         argv,
         log,
-        env=site.env(home),
+        env=site.env(home, launch),
         cwd=home,
     )
 

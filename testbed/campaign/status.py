@@ -37,6 +37,8 @@ class CampaignStatus:
     round: int = 0
     run_started_ns: int = 0
     finished_runs: tuple[tuple[str, str, float], ...] = ()  # (run_id, status, s)
+    launch: str = "stock"  # stock | low-latency (testbed/campaign/launch.py)
+    levers: tuple[str, ...] = ()
     updated_ns: int = field(default_factory=time.time_ns)
 
     def to_json(self) -> dict[str, Any]:
@@ -106,6 +108,13 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+def _launch(data: dict[str, Any]) -> str:
+    """``stock``, or ``low-latency (lever, lever)`` (older files: stock)."""
+    mode = str(data.get("launch", "stock"))
+    levers = list(data.get("levers", []))
+    return f"{mode} ({', '.join(levers)})" if levers else mode
+
+
 def describe(data: dict[str, Any], now_ns: int | None = None) -> str:
     """A few lines for people: state, current run and round, ETA, finished runs."""
     now_ns = now_ns if now_ns is not None else time.time_ns()
@@ -117,6 +126,7 @@ def describe(data: dict[str, Any], now_ns: int | None = None) -> str:
         )
     elapsed = (now_ns - int(data["started_ns"])) / 1e9
     lines = [f"campaign {data['campaign']}: {state}, {_duration(elapsed)} elapsed"]
+    lines.append(f"  launch: {_launch(data)}")
     if data["run_index"]:
         lines.append(
             f"  run {data['run_index']}/{data['total_runs']}: {data['run_id']} "

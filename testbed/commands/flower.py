@@ -27,6 +27,8 @@ FLOWER_ENV: Mapping[str, str] = {
 }
 
 CONNECTION_NAME = "flowerbed"
+# How often flower-superexec polls for a ClientApp/ServerApp task (Flower: 1 s).
+SUPEREXEC_POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
 
 
 @dataclass(frozen=True)
@@ -38,19 +40,35 @@ class Tls:
     server_key: Path
 
 
+def launch_env(superexec_poll_s: float | None) -> dict[str, str]:
+    """The low-latency launch's environment for SuperNodes and the SuperLink
+    (empty for stock: Flower's defaults stay untouched)."""
+    if superexec_poll_s is None:
+        return {}
+    if not 0.01 <= superexec_poll_s <= 60:
+        raise ValueError(
+            f"{SUPEREXEC_POLL_ENV} must be 0.01-60 s (Flower's range), "
+            f"got {superexec_poll_s!r}"
+        )
+    return {SUPEREXEC_POLL_ENV: f"{superexec_poll_s:g}"}
+
+
 def flower_env(
     flwr_home: Path,
     base: Mapping[str, str] | None = None,
     bin_dir: Path | None = None,
+    launch: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Environment for a Flower process with its own ``FLWR_HOME``.
 
     ``bin_dir`` (default: beside the running Python) goes first on ``PATH``: the
     SuperLink and SuperNode start ``flower-superexec`` and ``flwr-clientapp`` by
-    name, which fails when the virtualenv is not activated.
+    name, which fails when the virtualenv is not activated. ``launch`` is
+    :func:`launch_env`'s output (the launch mode's settings).
     """
     env = dict(base or {})
     env.update(FLOWER_ENV)
+    env.update(launch or {})
     env["FLWR_HOME"] = str(flwr_home)
     inherited = (base if base is not None else os.environ).get("PATH", "")
     env["PATH"] = os.pathsep.join(

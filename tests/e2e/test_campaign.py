@@ -16,6 +16,7 @@ from analysis.phases import RunInfo, phases_from_events
 from analysis.report import build_report
 from instrumentation.events import read_events
 from inventory.models import Inventory
+from testbed.campaign.launch import LEVERS, parse_launch
 from testbed.campaign.model import load_campaign
 from testbed.campaign.runner import run_campaign
 from testbed.emulation.status import cluster_status, manifest_features
@@ -235,15 +236,81 @@ def _node_phase_sums(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def test_phases_tile_each_node_round_within_one_percent(demo_results: Path) -> None:
-    df = pd.read_parquet(demo_results / "phases.parquet")
+@pytest.fixture(scope="module")
+def low_latency_results(
+    cluster: Inventory, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The demo's e2e campaign on ethernet only, with ``launch: low-latency`` and
+    every lever (the opt-in wake message too, so that its tiling is checked)."""
+    folder = tmp_path_factory.mktemp("low-latency")
+    path = _campaign(folder, name="e2e-ll", networks="[ethernet]")
+    path.write_text(
+        path.read_text()
+        + f"launch: low-latency\nlaunch_levers: [{', '.join(LEVERS)}]\n"
+    )
+    out = folder / "results"
+    outcomes = run_campaign(
+        load_campaign(path),
+        cluster,
+        out,
+        progress=print,
+        features=manifest_features(cluster_status(cluster)),
+    )
+    assert [o.status for o in outcomes] == ["ok"], [o.reason for o in outcomes]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("results", "runs", "min_round_s"),
+    [("demo_results", 3, 3.0), ("low_latency_results", 1, 0.5)],
+)
+def test_phases_tile_each_node_round_within_one_percent(
+    request: pytest.FixtureRequest, results: str, runs: int, min_round_s: float
+) -> None:
+    df = pd.read_parquet(request.getfixturevalue(results) / "phases.parquet")
     assert TILED <= set(df.phase), sorted(set(df.phase))
     sums = _node_phase_sums(df)
-    assert len(sums) == 3 * 2 * 2  # networks x rounds x nodes
+    assert len(sums) == runs * 2 * 2  # networks x rounds x nodes
     span_s = (sums["end"] - sums["start"]) / 1e9
     assert ((sums["total_s"] - span_s).abs() <= 0.01 * span_s).all(), sums
     # the slowest node's round, as the study defines it, is well above polling noise
-    assert (span_s > 3).all()
+    assert (span_s > min_round_s).all()
+
+
+def _median_s(results: Path, phase: str) -> float:
+    df = pd.read_parquet(results / "phases.parquet")
+    rows = df[(df["phase"] == phase) & (df["run_id"].str.startswith("ethernet"))]
+    per_node_round = rows.groupby(["round", "node"])["duration_s"].sum()
+    return float(per_node_round.median())
+
+
+def test_low_latency_waits_far_less_than_stock(
+    demo_results: Path, low_latency_results: Path
+) -> None:
+    # stock: the SuperNode's 3 s sleep and Flower's 3 s reply pulls
+    stock = _median_s(demo_results, "pickup_wait")
+    fast = _median_s(low_latency_results, "pickup_wait")
+    assert fast < 1.5 < stock, (fast, stock)
+    both = [
+        sum(_median_s(r, p) for p in ("dispatch_wait", "pickup_wait"))
+        for r in (demo_results, low_latency_results)
+    ]
+    assert both[1] < both[0], both
+
+
+def test_low_latency_is_in_the_manifest_and_wakes_stay_out_of_the_anatomy(
+    low_latency_results: Path,
+) -> None:
+    levers = list(parse_launch("low-latency", list(LEVERS)).levers)
+    manifest = json.loads((low_latency_results / "manifest.json").read_text())
+    assert manifest["launch"] == {"mode": "low-latency", "levers": levers}
+    events = read_events(low_latency_results / "runs" / "ethernet-r1" / "events.jsonl")
+    wakes = [e for e in events if e["event"] == "wake"]
+    dispatched = [e for e in events if e["event"] == "dispatch"]
+    assert {e["message_type"] for e in dispatched} == {"train", "evaluate"}
+    # one wake behind each instruction, every one answered and swallowed
+    assert sum(e["stage"] == "dispatch" for e in wakes) == len(dispatched)
+    assert sum(e["stage"] == "pickup" for e in wakes) >= len(dispatched) - 2
 
 
 def test_wire_and_supernode_agree_on_long_transfers(demo_results: Path) -> None:

@@ -43,8 +43,14 @@ from instrumentation.inject_server import (
 )
 from instrumentation.measured_grid import MeasuredGrid
 from instrumentation.schema import field_problems
+from instrumentation.wake import (
+    REPLY_PULL_KEY,
+    WAKE_KEY,
+    WAKE_MESSAGE_TYPE,
+    wake_message,
+)
 from testbed.campaign.app_bundle import prepare_bundle
-from testbed.commands.flower import flower_env
+from testbed.commands.flower import flower_env, launch_env
 from testbed.transport.processes import ManagedProcess, stop_all
 
 REPO = Path(__file__).resolve().parents[2]
@@ -175,6 +181,20 @@ def test_wrapped_client_app_leaves_query_replies_unstamped(client_module: str) -
     reply = app(message=_instruction("query"), context=_context())
     assert STAMPS_KEY not in reply.content
     assert sys.modules[client_module].calls[-2:] == ["query", "exit"]
+
+
+def test_wrapped_client_app_answers_a_wake_without_the_app(
+    client_module: str,
+) -> None:
+    app = wrap_client_app(f"{client_module}:app")
+    wake = wake_message(7, "3")
+
+    reply = app(message=wake, context=_context())
+
+    assert sys.modules[client_module].calls == []  # no lifespan, mod or handler
+    assert reply.metadata.reply_to_message_id == wake.metadata.message_id
+    assert reply.metadata.message_type == WAKE_MESSAGE_TYPE
+    assert STAMPS_KEY not in reply.content and not reply.has_error()
 
 
 def test_wrapping_twice_stamps_once(client_module: str) -> None:
@@ -549,9 +569,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _flower_env(home: Path) -> dict[str, str]:
+def _flower_env(home: Path, launch: dict[str, str] | None = None) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
-    return flower_env(home)
+    return flower_env(home, launch=launch)
+
+
+# Stock, and the low-latency launch with every lever (docs/launch.md).
+LAUNCHES = {
+    "stock": ({}, ""),
+    "low-latency": (
+        launch_env(0.05),
+        f"{REPLY_PULL_KEY} = 0.3\n{WAKE_KEY} = true\n",
+    ),
+}
 
 
 def _wait_port(port: int, proc: ManagedProcess, deadline_s: float = 30.0) -> None:
@@ -567,7 +597,11 @@ def _wait_port(port: int, proc: ManagedProcess, deadline_s: float = 30.0) -> Non
 
 
 @pytest.mark.e2e
-def test_plain_app_is_measured_end_to_end_without_editing_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launch", sorted(LAUNCHES))
+def test_plain_app_is_measured_end_to_end_without_editing_it(
+    tmp_path: Path, launch: str
+) -> None:
+    node_env, launch_config = LAUNCHES[launch]
     bundle = prepare_bundle(PLAIN_APP, tmp_path / "plain-app")
     log = tmp_path / "events.jsonl"
     port = _free_port()
@@ -609,7 +643,7 @@ def test_plain_app_is_measured_end_to_end_without_editing_it(tmp_path: Path) -> 
                         f'flowerbed-node="pi{index}"',
                     ],
                     tmp_path / f"supernode{index}.log",
-                    env=_flower_env(tmp_path / f"flwr-node{index}"),
+                    env=_flower_env(tmp_path / f"flwr-node{index}", node_env),
                     cwd=tmp_path,
                 )
             )
@@ -619,7 +653,7 @@ def test_plain_app_is_measured_end_to_end_without_editing_it(tmp_path: Path) -> 
         run_config = tmp_path / "run_config.toml"
         run_config.write_text(
             f'flowerbed-event-log = "{log}"\nflowerbed-run-id = "e2e-r1"\n'
-            "num-server-rounds = 2\n"
+            "num-server-rounds = 2\n" + launch_config
         )
         result = subprocess.run(
             [
@@ -687,3 +721,12 @@ def test_plain_app_is_measured_end_to_end_without_editing_it(tmp_path: Path) -> 
         assert p["node_id"] == by_id[p["message_id"]]["node_id"]
     stamped = {p["message_id"] for p in phases if p["phase"] != "aggregation"}
     assert stamped == set(by_id)
+    wakes = [e for e in events if e["event"] == "wake"]
+    if launch == "stock":
+        assert wakes == []
+        assert {p["via"] for p in pickup} == {"send_and_receive"}
+    else:  # a wake behind each instruction; the app saw none of their replies
+        assert sum(w["stage"] == "dispatch" for w in wakes) == 8
+        assert sum(w["stage"] == "pickup" for w in wakes) >= 6
+        assert not {w["message_id"] for w in wakes} & set(by_id)
+        assert {p["via"] for p in pickup} == {"pull"}

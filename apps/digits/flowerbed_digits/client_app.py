@@ -1,143 +1,39 @@
-"""ClientApp: trains and evaluates the strategy's model variant on this node's data."""
+"""ClientApp: trains and evaluates the strategy's model variant on this node's data.
+
+The handlers import torch and the model code (client_task.py) only when called:
+a fresh ``flwr-clientapp`` process that answers a message needing no training
+(a wake message of the low-latency launch, docs/launch.md) stays cheap.
+"""
 
 from __future__ import annotations
 
-import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
-from torch import nn
-
-from flowerbed_digits.settings import DigitsSettings
-from strategies.client_side import ClientSide, ModelShape, receive_model
-from strategies.heterofl import capacity_reply
-from strategies.registry import client_side, optimizer_settings
-from workloads import digits, digits5, domain_files
-from workloads.training import evaluate as evaluate_model
-from workloads.training import train_with
 
 # flowerbed measures this app like any other: its mod is injected at launch
 # (testbed/campaign/app_bundle.py), the app itself carries no instrumentation.
 app = ClientApp()
 
-Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def model_shape(settings: DigitsSettings) -> ModelShape:
-    """The model shape the dataset needs (multi-domain images have 3 channels)."""
-    channels = 1 if settings.dataset == "digits" else digits5.CHANNELS
-    return ModelShape(
-        channels, digits.NUM_CLASSES, settings.model_width, settings.model
-    )
-
-
-def _load(
-    msg: Message, context: Context
-) -> tuple[nn.Module, ClientSide, DigitsSettings, bool]:
-    """The strategy's model variant: global arrays, then what this node kept.
-
-    A HeteroFL train message brings a sub-model (its mask in the config): the
-    node then trains that reduced-width model. The flag says whether kept keys
-    were restored from ``context.state``.
-    """
-    settings = DigitsSettings.from_run_config(context.run_config)
-    torch.set_num_threads(1)
-    side = client_side(settings.strategy)
-    model = receive_model(side, model_shape(settings), msg.content)
-    restored = side.restore_local(model, context.state)
-    return model, side, settings, restored
-
-
-def _metrics(
-    values: dict[str, float | int], keeps_keys: bool, restored: bool
-) -> MetricRecord:
-    """A reply's metrics; methods that keep keys also say if they were restored."""
-    if keeps_keys:
-        values["local-state-restored"] = int(restored)
-    return MetricRecord(dict(values))
-
-
-def _my_data(context: Context, settings: DigitsSettings) -> Split:
-    """(x_train, y_train, x_val, y_val) of this node."""
-    partition_id = int(context.node_config["partition-id"])
-    num_partitions = int(context.node_config["num-partitions"])
-    if settings.dataset == "digits5":
-        mine = digits5.node_data(
-            partition_id, num_partitions, settings.samples_per_node, settings.seed
-        )
-        return mine.x_train, mine.y_train, mine.x_test, mine.y_test
-    if settings.dataset == "domain-files":
-        mine = domain_files.node_data(
-            settings.data_dir,
-            partition_id,
-            num_partitions,
-            settings.samples_per_node,
-            settings.seed,
-        )
-        return mine.x_train, mine.y_train, mine.x_test, mine.y_test
-    part = digits.partition(
-        partition_id,
-        num_partitions,
-        samples_per_node=settings.samples_per_node,
-        seed=settings.seed,
-    )
-    return part.x_train, part.y_train, part.x_val, part.y_val
-
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the received model locally; reply with the shared weights and metrics."""
-    model, side, settings, restored = _load(msg, context)
-    x_train, y_train, _, _ = _my_data(context, settings)
-    optimizer = side.build_optimizer(
-        model,
-        optimizer_settings(
-            settings.strategy, settings.parameters, lr=settings.learning_rate
-        ),
-    )
-    result = train_with(
-        model,
-        optimizer,
-        x_train,
-        y_train,
-        epochs=settings.local_epochs,
-        batch_size=settings.batch_size,
-        seed=settings.seed + int(context.node_config["partition-id"]),
-    )
-    side.keep_local(model, context.state)
-    metrics = _metrics(
-        {
-            "train-loss": result.loss,
-            "train-accuracy": result.accuracy,
-            "num-examples": result.num_examples,
-        },
-        bool(side.local_keys(model)),
-        restored,
-    )
-    content = RecordDict(
-        {"arrays": ArrayRecord(side.shared_state(model)), "metrics": metrics}
-    )
-    return Message(content=content, reply_to=msg)
+    from flowerbed_digits import client_task
+
+    return client_task.train(msg, context)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the received model (with what this node kept) on local data."""
-    model, side, settings, restored = _load(msg, context)
-    _, _, x_val, y_val = _my_data(context, settings)
-    result = evaluate_model(model, x_val, y_val, batch_size=256)
-    metrics = _metrics(
-        {
-            "eval-loss": result.loss,
-            "eval-accuracy": result.accuracy,
-            "num-examples": result.num_examples,
-        },
-        bool(side.local_keys(model)),
-        restored,
-    )
-    return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
+    from flowerbed_digits import client_task
+
+    return client_task.evaluate(msg, context)
 
 
 @app.query("capacity")
 def capacity(msg: Message, context: Context) -> Message:
     """Answer a HeteroFL server's capacity query from this node's node config."""
+    from strategies.heterofl import capacity_reply
+
     return Message(capacity_reply(context.node_config), reply_to=msg)

@@ -8,7 +8,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
-from flowerbed_digits.client_app import model_shape
+from flowerbed_digits.client_task import model_shape
 from flowerbed_digits.settings import DigitsSettings
 from instrumentation.inject_server import current_sink
 from instrumentation.schema import EventKind

@@ -1,0 +1,158 @@
+"""The campaign's launch mode: ``stock`` Flower, or ``low-latency`` and its levers.
+
+``stock`` (the default) starts every Flower process exactly as before. ``low-latency``
+turns on levers that shorten Flower's waiting without touching the app or the wire
+(docs/launch.md); each can be chosen on its own with ``launch_levers`` so that it
+can be measured alone:
+
+- ``superexec-poll[=S]``: ``FLWR_SUPEREXEC_TASK_POLL_INTERVAL=S`` (default 0.2 s)
+  for every SuperNode and SuperLink, on namespaces and SSH hosts alike;
+- ``reply-pull[=S]``: the measuring Grid pulls replies every S s (default 0.3 s)
+  instead of Flower's 3 s ``send_and_receive`` loop;
+- ``wake-message`` (opt-in, not in the default set): the measuring Grid queues a
+  small follow-up message behind each instruction, so a SuperNode finds work when
+  it polls right after replying instead of sleeping its fixed 3 s
+  (instrumentation/wake.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from instrumentation.wake import REPLY_PULL_KEY, WAKE_KEY
+
+MODES = ("stock", "low-latency")
+SUPEREXEC_POLL = "superexec-poll"
+REPLY_PULL = "reply-pull"
+WAKE_MESSAGE = "wake-message"
+# The warm launcher (a separate module) joins here once it is wired in: add it to
+# LEVERS and DEFAULT_LEVERS and remove it from NOT_YET_WIRED.
+WARM_LAUNCHER = "warm-launcher"
+LEVERS = (SUPEREXEC_POLL, REPLY_PULL, WAKE_MESSAGE)
+NOT_YET_WIRED = (WARM_LAUNCHER,)
+# The levers that paid on the emulated cluster (docs/launch.md). A wake costs a
+# fresh flwr-clientapp process (1-3 s of CPU on 2 shared cores) and made rounds
+# slower: opt-in until the warm launcher makes it cheap.
+DEFAULT_LEVERS = (SUPEREXEC_POLL, REPLY_PULL)
+# 0.05 s shortened start-up but its polling cost CPU the emulated nodes share
+# (docs/launch.md); 0.2 s cost nothing measurable.
+DEFAULT_SUPEREXEC_POLL_S = 0.2
+DEFAULT_REPLY_PULL_S = 0.3
+# Flower accepts 0.01-60 s for the SuperExec poll (flwr/supercore/superexec).
+SUPEREXEC_POLL_RANGE = (0.01, 60.0)
+REPLY_PULL_RANGE = (0.01, 60.0)
+
+
+class LaunchError(ValueError):
+    """A ``launch``/``launch_levers`` value that is not valid; says what to write."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a campaign starts Flower: the mode and the levers it turns on.
+
+    ``superexec_poll_s`` and ``reply_pull_s`` are None where the lever is off.
+    """
+
+    mode: str = "stock"
+    superexec_poll_s: float | None = None
+    reply_pull_s: float | None = None
+    wake_message: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise LaunchError(f"mode must be one of {', '.join(MODES)}: {self.mode!r}")
+        if self.mode == "stock" and self.levers:
+            raise LaunchError(f"stock launch turns on no lever, got {self.levers}")
+        for value, bounds in (
+            (self.superexec_poll_s, SUPEREXEC_POLL_RANGE),
+            (self.reply_pull_s, REPLY_PULL_RANGE),
+        ):
+            if value is not None and not bounds[0] <= value <= bounds[1]:
+                raise LaunchError(
+                    f"{value!r} s is outside {bounds[0]:g}-{bounds[1]:g} s"
+                )
+
+    @property
+    def levers(self) -> tuple[str, ...]:
+        """Active levers with their settings, as the manifest lists them."""
+        out = []
+        if self.superexec_poll_s is not None:
+            out.append(f"{SUPEREXEC_POLL}-{self.superexec_poll_s:g}s")
+        if self.reply_pull_s is not None:
+            out.append(f"{REPLY_PULL}-{self.reply_pull_s:g}s")
+        if self.wake_message:
+            out.append(WAKE_MESSAGE)
+        return tuple(out)
+
+    def manifest(self) -> dict[str, Any]:
+        """``{"mode": mode, "levers": [...]}``: the manifest's ``launch`` entry."""
+        return {"mode": self.mode, "levers": list(self.levers)}
+
+    def run_config(self) -> dict[str, float | bool]:
+        """The measuring Grid's run-config keys (0 s: Flower's own reply loop)."""
+        return {
+            REPLY_PULL_KEY: float(self.reply_pull_s or 0.0),
+            WAKE_KEY: self.wake_message,
+        }
+
+
+def _lever(item: object) -> tuple[str, float | None]:
+    """``"reply-pull=0.1"`` -> ("reply-pull", 0.1); ``"wake-message"`` -> (.., None)."""
+    if not isinstance(item, str):
+        raise LaunchError(f"a lever is a string like 'reply-pull=0.3', got {item!r}")
+    name, sep, raw = item.partition("=")
+    name = name.strip()
+    if name in NOT_YET_WIRED:
+        raise LaunchError(f"lever {name!r} is not available in this version yet")
+    if name not in LEVERS:
+        raise LaunchError(f"unknown lever {name!r}; known: {', '.join(LEVERS)}")
+    if not sep:
+        return name, None
+    if name == WAKE_MESSAGE:
+        raise LaunchError(f"lever {WAKE_MESSAGE!r} takes no value, got {item!r}")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise LaunchError(f"lever {item!r}: {raw!r} is not seconds") from None
+    if not math.isfinite(value):
+        raise LaunchError(f"lever {item!r}: seconds must be finite")
+    return name, value
+
+
+def parse_launch(mode: object, levers: object = None) -> Launch:
+    """The launch of a campaign from its ``launch`` and ``launch_levers`` values.
+
+    ``low-latency`` without ``launch_levers`` turns on :data:`DEFAULT_LEVERS` at
+    their default settings; with it, exactly the levers listed.
+    """
+    mode = "stock" if mode is None else mode
+    if mode not in MODES:
+        raise LaunchError(f"must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "stock":
+        if levers is not None:
+            raise LaunchError("launch_levers needs 'launch: low-latency'")
+        return Launch()
+    if levers is None:
+        levers = list(DEFAULT_LEVERS)
+    if not isinstance(levers, list):
+        raise LaunchError(f"launch_levers must be a list, got {levers!r}")
+    chosen: Mapping[str, float | None] = dict(_lever(item) for item in levers)
+    if len(chosen) != len(levers):
+        raise LaunchError(f"launch_levers lists a lever twice: {levers!r}")
+
+    def seconds(name: str, default: float) -> float | None:
+        if name not in chosen:
+            return None
+        value = chosen[name]
+        return default if value is None else value
+
+    return Launch(
+        mode="low-latency",
+        superexec_poll_s=seconds(SUPEREXEC_POLL, DEFAULT_SUPEREXEC_POLL_S),
+        reply_pull_s=seconds(REPLY_PULL, DEFAULT_REPLY_PULL_S),
+        wake_message=WAKE_MESSAGE in chosen,
+    )
