@@ -37,7 +37,7 @@ INITIAL_BACKOFF_S = 0.05
 BACKOFF_CAP_S = 0.5
 # How the manifest lists the lever.
 LEVER_LABEL = f"reply-backoff-{INITIAL_BACKOFF_S:g}-{BACKOFF_CAP_S:g}s"
-# Release series whose http_grid/pull_objects were read ("1.42" admits 1.42.0, 1.42.1...).
+# Release series whose http_grid/pull_objects were read ("1.42": 1.42.0, 1.42.1...).
 TESTED_FLWR_SERIES: tuple[str, ...] = ("1.42",)
 GRID_MODULE = "flwr.superlink.grid.http_grid"
 PULL_MODULE = "flwr.supercore.inflatable.inflatable_utils"
@@ -88,16 +88,14 @@ def installed_flwr_version() -> str:
 
 
 def backoff_requested(run_config: Mapping[str, Any]) -> bool:
-    """Whether the campaign turned the lever on (run config ``flowerbed-reply-backoff``)."""
+    """Whether the campaign turned the lever on (``flowerbed-reply-backoff``)."""
     value = run_config.get(REPLY_BACKOFF_KEY, False)
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes")
     return bool(value)
 
 
-def _short_pull(
-    grid: ModuleType, pulls: ModuleType
-) -> Callable[..., Any] | str:
+def _short_pull(grid: ModuleType, pulls: ModuleType) -> Callable[..., Any] | str:
     """The patched ``pull_objects``, or why this Flower has no place for it."""
     pull = getattr(pulls, _PULL_NAME, None)
     if not callable(pull) or not hasattr(grid, _PULL_NAME):
