@@ -28,7 +28,13 @@ from instrumentation.reply_backoff import (
     reply_backoff,
 )
 
-STOCK = http_grid.pull_objects
+
+def grid_pull() -> Any:
+    """The ``pull_objects`` that ``HttpGrid.pull_messages`` calls right now."""
+    return vars(http_grid)["pull_objects"]
+
+
+STOCK = grid_pull()
 
 
 @pytest.mark.parametrize(
@@ -67,26 +73,26 @@ def test_the_run_config_turns_it_on(run_config: dict[str, Any], expected: bool) 
 def test_off_changes_nothing() -> None:
     with reply_backoff(False, "1.42.0") as outcome:
         assert outcome is None
-        assert http_grid.pull_objects is STOCK
+        assert grid_pull() is STOCK
 
 
 def test_on_a_tested_flower_the_grid_pulls_with_the_short_backoff_then_stock() -> None:
     with reply_backoff(True, "1.42.0") as outcome:
-        patched = http_grid.pull_objects
+        patched = grid_pull()
         assert outcome == BackoffOutcome(
             True, "flwr 1.42.0 is in the tested series 1.42"
         )
     assert isinstance(patched, functools.partial)
     assert patched.func is inflatable_utils.pull_objects
     assert patched.keywords == {"initial_backoff": 0.05, "backoff_cap": 0.5}
-    assert http_grid.pull_objects is STOCK
+    assert grid_pull() is STOCK
 
 
 def test_the_patch_is_undone_when_the_app_raises() -> None:
     with pytest.raises(RuntimeError), reply_backoff(True, "1.42.0"):
-        assert http_grid.pull_objects is not STOCK
+        assert grid_pull() is not STOCK
         raise RuntimeError("app broke")
-    assert http_grid.pull_objects is STOCK
+    assert grid_pull() is STOCK
 
 
 def test_the_patched_pull_retries_a_missing_object_within_a_fraction_of_a_second() -> (
@@ -102,7 +108,7 @@ def test_the_patched_pull_retries_a_missing_object_within_a_fraction_of_a_second
 
     with reply_backoff(True, "1.42.0"):
         start = time.monotonic()
-        got = http_grid.pull_objects(["a", "b"], pull_object)
+        got = grid_pull()(["a", "b"], pull_object)
         elapsed = time.monotonic() - start
 
     assert got == {"a": b"a", "b": b"b"}
@@ -117,7 +123,7 @@ def test_another_flower_falls_back_with_a_warning(
         caplog.at_level(logging.WARNING, logger=lever.__name__),
         reply_backoff(True, "1.43.0") as outcome,
     ):
-        assert http_grid.pull_objects is STOCK
+        assert grid_pull() is STOCK
     assert outcome is not None and not outcome.applied
     assert "flwr 1.43.0 is not in the tested series" in outcome.reason
     assert "reply-backoff-0.05-0.5s" in caplog.text
@@ -136,7 +142,7 @@ def test_a_pull_without_backoff_parameters_falls_back(
 
     monkeypatch.setattr(inflatable_utils, "pull_objects", pull_objects)
     with caplog.at_level(logging.WARNING), reply_backoff(True, "1.42.1") as outcome:
-        assert http_grid.pull_objects is STOCK
+        assert grid_pull() is STOCK
     assert outcome is not None and not outcome.applied
     assert "takes no initial_backoff, backoff_cap" in outcome.reason
     assert "takes no initial_backoff" in caplog.text
@@ -184,7 +190,7 @@ def test_the_injected_server_app_pulls_with_the_short_backoff_when_on(
     seen = _run_app(tmp_path, monkeypatch, on=True)
     assert isinstance(seen, functools.partial)
     assert seen.keywords == {"initial_backoff": 0.05, "backoff_cap": 0.5}
-    assert http_grid.pull_objects is STOCK
+    assert grid_pull() is STOCK
     start = read_events(tmp_path / "events.jsonl")[0]
     assert start["event"] == "app_start"
     assert start["reply_backoff"] == "reply-backoff-0.05-0.5s"
