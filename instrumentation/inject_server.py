@@ -5,7 +5,9 @@ classes, then loads the app's own ``ServerApp`` object and changes only its clas
 to a subclass whose ``__call__(grid, context)``:
 
 1. opens the :class:`EventLog` named by the run config ``flowerbed-event-log``
-   (run id ``flowerbed-run-id``) and writes ``app_start``;
+   (run id ``flowerbed-run-id``), applies the reply back-off lever if the run
+   config turns it on (``flowerbed-reply-backoff``, instrumentation/reply_backoff.py;
+   undone when the app returns) and writes ``app_start`` with its outcome;
 2. calls the app with a :class:`MeasuredGrid` in place of ``grid`` (with the
    low-latency levers the run config turns on: ``GridLevers``);
 3. writes ``app_end`` (``status`` ``ok``, or ``failed`` with the error) and closes.
@@ -38,6 +40,7 @@ from instrumentation.events import EventLog
 from instrumentation.inject_client import InjectError, load_component
 from instrumentation.measured_grid import GridLevers, MeasuredGrid
 from instrumentation.patience import NODE_WAIT_KEY, make_patient, set_policy
+from instrumentation.reply_backoff import backoff_requested, reply_backoff
 from instrumentation.schema import EventKind, EventSink
 
 logger = logging.getLogger(__name__)
@@ -203,11 +206,15 @@ def _node_wait_s(context: Context) -> float | None:
 def _measured_call(self: ServerApp, grid: Grid, context: Context) -> None:
     """``ServerApp.__call__`` inside flowerbed's event log (Flower's keywords)."""
     parent: type[ServerApp] = type(self).__bases__[0]
-    with _open_log(context) as events:
+    with (
+        _open_log(context) as events,
+        reply_backoff(backoff_requested(context.run_config)) as backoff,
+    ):
         events.append(
             EventKind.APP_START,
             flower_run_id=int(context.run_id),
             serverapp=str(getattr(self, "__flowerbed_target__", "")),
+            **(backoff.event_fields() if backoff is not None else {}),
         )
         set_current_sink(events)
         set_policy(_node_wait_s(context), events)

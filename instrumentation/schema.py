@@ -117,7 +117,11 @@ SPECS: Mapping[EventKind, EventSpec] = {
         _spec(EventKind.NODE_TRANSFER, f"{_TRANSFER} side"),
         _spec(EventKind.METRICS, "round scope values", "start_ns end_ns"),
         _spec(EventKind.SUPERNODE_LOG, "node kind at_ns message_type message_id"),
-        _spec(EventKind.APP_START, "flower_run_id serverapp"),
+        _spec(
+            EventKind.APP_START,
+            "flower_run_id serverapp",
+            "reply_backoff reply_backoff_reason",
+        ),
         _spec(EventKind.APP_END, "status start_ns end_ns", "error error_type"),
         _spec(EventKind.EVALUATE_AGGREGATION, "round start_ns end_ns", "node source"),
         _spec(

@@ -24,6 +24,7 @@ import tomli_w
 
 from instrumentation.inject_server import EVENT_LOG_KEY, RUN_ID_KEY
 from instrumentation.patience import NODE_WAIT_KEY
+from instrumentation.reply_backoff import REPLY_BACKOFF_KEY
 from instrumentation.wake import REPLY_PULL_KEY, WAKE_KEY
 
 INJECT_PACKAGE = "flowerbed_inject"
@@ -35,6 +36,7 @@ INJECTED_CONFIG: Mapping[str, str | float | bool] = {
     NODE_WAIT_KEY: 0.0,
     REPLY_PULL_KEY: 0.0,
     WAKE_KEY: False,
+    REPLY_BACKOFF_KEY: False,
 }
 
 # Never copied: version control, caches, environments, earlier results and FABs.

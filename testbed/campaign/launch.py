@@ -12,7 +12,12 @@ can be measured alone:
 - ``wake-message`` (opt-in, not in the default set): the measuring Grid queues a
   small follow-up message behind each instruction, so a SuperNode finds work when
   it polls right after replying instead of sleeping its fixed 3 s
-  (instrumentation/wake.py).
+  (instrumentation/wake.py);
+- ``reply-backoff`` (no value): the ServerApp pulls a reply's objects with a
+  0.05 s back-off capped at 0.5 s instead of Flower's 1-10 s, so a reply whose
+  upload was still running is noticed soon after it ends. It patches a Flower
+  internal, so it applies on flwr 1.42.x only and falls back with a warning
+  elsewhere (instrumentation/reply_backoff.py).
 """
 
 from __future__ import annotations
@@ -22,16 +27,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from instrumentation.reply_backoff import LEVER_LABEL, REPLY_BACKOFF_KEY
 from instrumentation.wake import REPLY_PULL_KEY, WAKE_KEY
 
 MODES = ("stock", "low-latency")
 SUPEREXEC_POLL = "superexec-poll"
 REPLY_PULL = "reply-pull"
 WAKE_MESSAGE = "wake-message"
+REPLY_BACKOFF = "reply-backoff"
 # The warm launcher (a separate module) joins here once it is wired in: add it to
 # LEVERS and DEFAULT_LEVERS and remove it from NOT_YET_WIRED.
 WARM_LAUNCHER = "warm-launcher"
-LEVERS = (SUPEREXEC_POLL, REPLY_PULL, WAKE_MESSAGE)
+LEVERS = (SUPEREXEC_POLL, REPLY_PULL, WAKE_MESSAGE, REPLY_BACKOFF)
+# Levers that are on or off: they take no ``=seconds``.
+SWITCHES = (WAKE_MESSAGE, REPLY_BACKOFF)
 NOT_YET_WIRED = (WARM_LAUNCHER,)
 # The levers that paid on the emulated cluster (docs/launch.md). A wake costs a
 # fresh flwr-clientapp process (1-3 s of CPU on 2 shared cores) and made rounds
@@ -61,6 +70,7 @@ class Launch:
     superexec_poll_s: float | None = None
     reply_pull_s: float | None = None
     wake_message: bool = False
+    reply_backoff: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -86,6 +96,8 @@ class Launch:
             out.append(f"{REPLY_PULL}-{self.reply_pull_s:g}s")
         if self.wake_message:
             out.append(WAKE_MESSAGE)
+        if self.reply_backoff:
+            out.append(LEVER_LABEL)
         return tuple(out)
 
     def manifest(self) -> dict[str, Any]:
@@ -93,10 +105,11 @@ class Launch:
         return {"mode": self.mode, "levers": list(self.levers)}
 
     def run_config(self) -> dict[str, float | bool]:
-        """The measuring Grid's run-config keys (0 s: Flower's own reply loop)."""
+        """The injected ServerApp's run-config keys (0 s: Flower's own reply loop)."""
         return {
             REPLY_PULL_KEY: float(self.reply_pull_s or 0.0),
             WAKE_KEY: self.wake_message,
+            REPLY_BACKOFF_KEY: self.reply_backoff,
         }
 
 
@@ -112,8 +125,8 @@ def _lever(item: object) -> tuple[str, float | None]:
         raise LaunchError(f"unknown lever {name!r}; known: {', '.join(LEVERS)}")
     if not sep:
         return name, None
-    if name == WAKE_MESSAGE:
-        raise LaunchError(f"lever {WAKE_MESSAGE!r} takes no value, got {item!r}")
+    if name in SWITCHES:
+        raise LaunchError(f"lever {name!r} takes no value, got {item!r}")
     try:
         value = float(raw)
     except ValueError:
@@ -155,4 +168,5 @@ def parse_launch(mode: object, levers: object = None) -> Launch:
         superexec_poll_s=seconds(SUPEREXEC_POLL, DEFAULT_SUPEREXEC_POLL_S),
         reply_pull_s=seconds(REPLY_PULL, DEFAULT_REPLY_PULL_S),
         wake_message=WAKE_MESSAGE in chosen,
+        reply_backoff=REPLY_BACKOFF in chosen,
     )

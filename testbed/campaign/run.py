@@ -13,6 +13,7 @@ from typing import Any
 
 from instrumentation.inject_server import EVENT_LOG_KEY, RUN_ID_KEY
 from instrumentation.patience import NODE_WAIT_KEY
+from instrumentation.reply_backoff import REPLY_BACKOFF_KEY
 from instrumentation.wake import REPLY_PULL_KEY, WAKE_KEY
 from inventory.models import Host, Inventory, Network
 from testbed.campaign.app_bundle import (
@@ -42,7 +43,7 @@ class RunFailed(RuntimeError):
 
 
 NODE_FOLDERS = ("nodes", "captures", "system", "flwr")
-LAUNCH_KEYS = (REPLY_PULL_KEY, WAKE_KEY)
+LAUNCH_KEYS = (REPLY_PULL_KEY, WAKE_KEY, REPLY_BACKOFF_KEY)
 
 
 def _flwr(

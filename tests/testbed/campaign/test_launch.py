@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from instrumentation.reply_backoff import REPLY_BACKOFF_KEY
 from instrumentation.wake import REPLY_PULL_KEY, WAKE_KEY
 from inventory.models import Host
 from testbed.campaign.launch import Launch, LaunchError, parse_launch
@@ -43,6 +44,12 @@ DEFAULT = ("superexec-poll-0.2s", "reply-pull-0.3s")
             Launch("low-latency", superexec_poll_s=0.2),
         ),
         ("low-latency", ["wake-message"], Launch("low-latency", wake_message=True)),
+        ("low-latency", ["reply-backoff"], Launch("low-latency", reply_backoff=True)),
+        (
+            "low-latency",
+            ["superexec-poll", "reply-pull", "reply-backoff"],
+            Launch("low-latency", 0.2, 0.3, reply_backoff=True),
+        ),
         ("low-latency", [], Launch("low-latency")),
     ],
 )
@@ -62,6 +69,9 @@ def test_parse_launch(mode: Any, levers: Any, expected: Launch) -> None:
         ("low-latency", ["reply-pull=0"], "outside 0.01-60 s"),
         ("low-latency", ["superexec-poll=100"], "outside 0.01-60 s"),
         ("low-latency", ["wake-message=1"], "takes no value"),
+        ("low-latency", ["reply-backoff=0.05"], "'reply-backoff' takes no value"),
+        ("low-latency", ["reply-backoff", "reply-backoff"], "twice"),
+        ("stock", ["reply-backoff"], "needs 'launch: low-latency'"),
         ("low-latency", ["reply-pull", "reply-pull=0.2"], "twice"),
         ("low-latency", [3], "a lever is a string"),
     ],
@@ -76,11 +86,15 @@ def test_levers_name_their_settings_for_the_manifest() -> None:
     assert launch.levers == DEFAULT
     assert launch.manifest() == {"mode": "low-latency", "levers": list(DEFAULT)}
     assert Launch().manifest() == {"mode": "stock", "levers": []}
-    assert launch.run_config() == {REPLY_PULL_KEY: 0.3, WAKE_KEY: False}
+    off = {REPLY_BACKOFF_KEY: False}
+    assert launch.run_config() == {REPLY_PULL_KEY: 0.3, WAKE_KEY: False, **off}
     woken = parse_launch("low-latency", ["wake-message", "reply-pull=0.1"])
     assert woken.levers == ("reply-pull-0.1s", "wake-message")
-    assert woken.run_config() == {REPLY_PULL_KEY: 0.1, WAKE_KEY: True}
-    assert Launch().run_config() == {REPLY_PULL_KEY: 0.0, WAKE_KEY: False}
+    assert woken.run_config() == {REPLY_PULL_KEY: 0.1, WAKE_KEY: True, **off}
+    assert Launch().run_config() == {REPLY_PULL_KEY: 0.0, WAKE_KEY: False, **off}
+    backoff = parse_launch("low-latency", ["reply-pull", "reply-backoff"])
+    assert backoff.levers == ("reply-pull-0.3s", "reply-backoff-0.05-0.5s")
+    assert backoff.run_config()[REPLY_BACKOFF_KEY] is True
 
 
 BASE = "name: x\nnetworks: [wifi]\n"
@@ -97,12 +111,28 @@ def test_campaign_reads_launch_and_levers(tmp_path: Path) -> None:
     assert load_campaign(path).launch == Launch("low-latency", reply_pull_s=0.5)
 
 
+def test_campaign_reads_the_reply_backoff_lever(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(BASE + "launch: low-latency\nlaunch_levers: [reply-backoff]\n")
+    launch = load_campaign(path).launch
+    assert launch == Launch("low-latency", reply_backoff=True)
+    assert launch.manifest() == {
+        "mode": "low-latency",
+        "levers": ["reply-backoff-0.05-0.5s"],
+    }
+
+
 @pytest.mark.parametrize(
     ("extra", "key", "fragment"),
     [
         ("launch: turbo\n", "launch", "must be one of stock, low-latency"),
         ("launch_levers: [wake-message]\n", "launch_levers", "needs 'launch: low"),
         ("launch: low-latency\nlaunch_levers: [nap]\n", "launch_levers", "unknown"),
+        (
+            "launch: low-latency\nlaunch_levers: [reply-backoff=1]\n",
+            "launch_levers",
+            "takes no value",
+        ),
         (
             "launch: low-latency\nruntime: simulation\n",
             "launch",
