@@ -12,7 +12,11 @@ can be measured alone:
 - ``wake-message`` (opt-in, not in the default set): the measuring Grid queues a
   small follow-up message behind each instruction, so a SuperNode finds work when
   it polls right after replying instead of sleeping its fixed 3 s
-  (instrumentation/wake.py).
+  (instrumentation/wake.py);
+- ``warm-launcher``: each node's ``flwr-clientapp`` is a shim that asks a zygote
+  (Flower, torch and the injected wrapper imported once) to fork the ClientApp;
+  on an untested Flower version it falls back to stock with a warning
+  (testbed/launch, testbed/campaign/warm.py).
 """
 
 from __future__ import annotations
@@ -28,11 +32,9 @@ MODES = ("stock", "low-latency")
 SUPEREXEC_POLL = "superexec-poll"
 REPLY_PULL = "reply-pull"
 WAKE_MESSAGE = "wake-message"
-# The warm launcher (a separate module) joins here once it is wired in: add it to
-# LEVERS and DEFAULT_LEVERS and remove it from NOT_YET_WIRED.
 WARM_LAUNCHER = "warm-launcher"
-LEVERS = (SUPEREXEC_POLL, REPLY_PULL, WAKE_MESSAGE)
-NOT_YET_WIRED = (WARM_LAUNCHER,)
+LEVERS = (SUPEREXEC_POLL, REPLY_PULL, WAKE_MESSAGE, WARM_LAUNCHER)
+_FLAGS = (WAKE_MESSAGE, WARM_LAUNCHER)
 # The levers that paid on the emulated cluster (docs/launch.md). A wake costs a
 # fresh flwr-clientapp process (1-3 s of CPU on 2 shared cores) and made rounds
 # slower: opt-in until the warm launcher makes it cheap.
@@ -61,6 +63,7 @@ class Launch:
     superexec_poll_s: float | None = None
     reply_pull_s: float | None = None
     wake_message: bool = False
+    warm_launcher: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -86,6 +89,8 @@ class Launch:
             out.append(f"{REPLY_PULL}-{self.reply_pull_s:g}s")
         if self.wake_message:
             out.append(WAKE_MESSAGE)
+        if self.warm_launcher:
+            out.append(WARM_LAUNCHER)
         return tuple(out)
 
     def manifest(self) -> dict[str, Any]:
@@ -106,14 +111,12 @@ def _lever(item: object) -> tuple[str, float | None]:
         raise LaunchError(f"a lever is a string like 'reply-pull=0.3', got {item!r}")
     name, sep, raw = item.partition("=")
     name = name.strip()
-    if name in NOT_YET_WIRED:
-        raise LaunchError(f"lever {name!r} is not available in this version yet")
     if name not in LEVERS:
         raise LaunchError(f"unknown lever {name!r}; known: {', '.join(LEVERS)}")
     if not sep:
         return name, None
-    if name == WAKE_MESSAGE:
-        raise LaunchError(f"lever {WAKE_MESSAGE!r} takes no value, got {item!r}")
+    if name in _FLAGS:
+        raise LaunchError(f"lever {name!r} takes no value, got {item!r}")
     try:
         value = float(raw)
     except ValueError:
@@ -155,4 +158,5 @@ def parse_launch(mode: object, levers: object = None) -> Launch:
         superexec_poll_s=seconds(SUPEREXEC_POLL, DEFAULT_SUPEREXEC_POLL_S),
         reply_pull_s=seconds(REPLY_PULL, DEFAULT_REPLY_PULL_S),
         wake_message=WAKE_MESSAGE in chosen,
+        warm_launcher=WARM_LAUNCHER in chosen,
     )

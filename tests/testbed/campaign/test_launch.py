@@ -44,6 +44,7 @@ DEFAULT = ("superexec-poll-0.2s", "reply-pull-0.3s")
         ),
         ("low-latency", ["wake-message"], Launch("low-latency", wake_message=True)),
         ("low-latency", [], Launch("low-latency")),
+        ("low-latency", ["warm-launcher"], Launch("low-latency", warm_launcher=True)),
     ],
 )
 def test_parse_launch(mode: Any, levers: Any, expected: Launch) -> None:
@@ -57,7 +58,7 @@ def test_parse_launch(mode: Any, levers: Any, expected: Launch) -> None:
         ("stock", ["reply-pull"], "needs 'launch: low-latency'"),
         ("low-latency", "reply-pull", "must be a list"),
         ("low-latency", ["reply-pul"], "unknown lever 'reply-pul'"),
-        ("low-latency", ["warm-launcher"], "not available in this version"),
+        ("low-latency", ["warm-launcher=1"], "takes no value"),
         ("low-latency", ["reply-pull=fast"], "is not seconds"),
         ("low-latency", ["reply-pull=0"], "outside 0.01-60 s"),
         ("low-latency", ["superexec-poll=100"], "outside 0.01-60 s"),
@@ -191,3 +192,10 @@ def test_digits_clientapp_module_imports_no_torch() -> None:
         timeout=120,
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_warm_launcher_is_listed_as_a_lever() -> None:
+    launch = parse_launch("low-latency", ["reply-pull", "warm-launcher"])
+    assert launch.warm_launcher
+    assert launch.levers == ("reply-pull-0.3s", "warm-launcher")
+    assert not parse_launch("low-latency", ["reply-pull"]).warm_launcher
