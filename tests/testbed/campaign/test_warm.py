@@ -104,7 +104,7 @@ class _RecordingExecutor(LocalExecutor):
     def __init__(self) -> None:
         self.started: list[dict[str, Any]] = []
 
-    def start(  # type: ignore[override]
+    def start(
         self,
         name: str,
         argv: Sequence[str],
