@@ -30,7 +30,7 @@ from testbed.launch.wiring import (
     zygote_events,
     zygote_report,
 )
-from testbed.transport.executor import Background
+from testbed.transport.executor import Background, NetnsExecutor
 
 # A namespace shares this machine's /run: a short path whatever the run folder.
 NETNS_SOCKET_DIR = "/run/flowerbed"
@@ -92,11 +92,14 @@ class WarmNode:
 
 
 def warm_node(site: NodeSite, node_dir: str) -> WarmNode:
-    """Paths for ``site``: ``/run/flowerbed/<node>.sock`` in a namespace,
+    """Paths for ``site``: ``/run/flowerbed/<namespace>.sock`` in a namespace (the
+    name carries the cluster's, so two clusters' nodes never share a socket),
     ``{root}/warm/<node>.sock`` over SSH; the shim goes under the run's folder."""
     name = site.host.name
     if site.root is None:
-        socket = f"{NETNS_SOCKET_DIR}/{name}.sock"
+        executor = site.executor
+        local = executor.namespace if isinstance(executor, NetnsExecutor) else name
+        socket = f"{NETNS_SOCKET_DIR}/{local}.sock"
     else:
         socket = f"{site.root}/warm/{name}.sock"
     check_socket_path(socket)

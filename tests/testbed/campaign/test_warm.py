@@ -20,7 +20,7 @@ from testbed.campaign.run import Run
 from testbed.campaign.sites import NodeSite, ssh_site, start_supernode
 from testbed.launch.guard import installed_flwr_version
 from testbed.launch.wiring import SOCKET_ENV
-from testbed.transport.executor import LocalExecutor
+from testbed.transport.executor import LocalExecutor, NetnsExecutor
 from testbed.transport.processes import stop_all
 
 HOST = Host(name="node1", ansible_host="10.0.0.11")
@@ -53,6 +53,8 @@ def test_the_series_override_forces_the_guard_to_refuse(
 def test_socket_paths_are_short_and_absolute_on_every_transport() -> None:
     netns = warm.warm_node(_netns_site(), "/tmp/a/very/long/run/folder" * 5)
     assert netns.socket == "/run/flowerbed/node1.sock"
+    in_ns = NodeSite(HOST, "netns", NetnsExecutor("fbe12ab-node1"), bin_dir="/v")
+    assert warm.warm_node(in_ns, "/r").socket == "/run/flowerbed/fbe12ab-node1.sock"
     assert netns.shim_dir.endswith("/warm/node1")
     ssh = warm.warm_node(ssh_site(HOST, LocalExecutor(), "/home/pi"), "/r")
     assert (
