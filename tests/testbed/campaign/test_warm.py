@@ -3,6 +3,7 @@ a real zygote started through a site's executor, and the stock fallback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -178,3 +179,39 @@ def test_an_unsupported_flower_falls_back_to_stock_with_a_warning(
     assert record["nodes"] == {}
     # the lever stays listed: the manifest says it was asked for and fell back
     assert "warm-launcher" in parse_launch("low-latency", ["warm-launcher"]).levers
+
+
+class _Proc:
+    def __init__(self, name: str, order: list[str]) -> None:
+        self.name, self.order, self.stopped = name, order, False
+
+    def gone(self) -> bool:
+        return self.stopped
+
+    def signal(self, sig: int) -> None:
+        self.order.append(f"{self.name} {sig}")
+        self.stopped = True
+
+    def reap(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_supernodes_stop_before_zygotes_then_logs_are_read(fails: bool) -> None:
+    order: list[str] = []
+
+    def collect() -> None:
+        order.append("collect")
+
+    run: Any = SimpleNamespace(
+        inventory=SimpleNamespace(clients=[HOST]),
+        start_zygotes=lambda: [_Proc("zygote", order)],
+        start_supernode=lambda host: _Proc("supernode", order),
+        collect_warm=collect,
+    )
+    with pytest.raises(RuntimeError) if fails else contextlib.nullcontext():
+        with contextlib.ExitStack() as stack:
+            Run.start_supernodes(run, stack)
+            if fails:
+                raise RuntimeError("the run failed")
+    assert order == ["supernode 15", "zygote 15", "collect"]
