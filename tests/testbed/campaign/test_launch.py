@@ -21,7 +21,7 @@ from testbed.commands import flower
 from testbed.transport.executor import LocalExecutor
 
 REPO = Path(__file__).resolve().parents[3]
-DEFAULT = ("superexec-poll-0.2s", "reply-pull-0.3s")
+DEFAULT = ("superexec-poll-0.2s", "reply-pull-0.3s", "wake-message", "warm-launcher")
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,11 @@ DEFAULT = ("superexec-poll-0.2s", "reply-pull-0.3s")
     [
         (None, None, Launch()),
         ("stock", None, Launch()),
-        ("low-latency", None, Launch("low-latency", 0.2, 0.3)),
+        (
+            "low-latency",
+            None,
+            Launch("low-latency", 0.2, 0.3, wake_message=True, warm_launcher=True),
+        ),
         (
             "low-latency",
             ["superexec-poll", "reply-pull", "wake-message"],
@@ -77,7 +81,7 @@ def test_levers_name_their_settings_for_the_manifest() -> None:
     assert launch.levers == DEFAULT
     assert launch.manifest() == {"mode": "low-latency", "levers": list(DEFAULT)}
     assert Launch().manifest() == {"mode": "stock", "levers": []}
-    assert launch.run_config() == {REPLY_PULL_KEY: 0.3, WAKE_KEY: False}
+    assert launch.run_config() == {REPLY_PULL_KEY: 0.3, WAKE_KEY: True}
     woken = parse_launch("low-latency", ["wake-message", "reply-pull=0.1"])
     assert woken.levers == ("reply-pull-0.1s", "wake-message")
     assert woken.run_config() == {REPLY_PULL_KEY: 0.1, WAKE_KEY: True}
