@@ -269,4 +269,5 @@ def execute_run(
         run.flower_run_id,
         rounds,
         run.elapsed_s,
+        run.warm_manifest(),
     )

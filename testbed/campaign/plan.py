@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from instrumentation.client_mod import CLOCK_OFFSET_KEY
 from inventory.models import Host, Inventory
@@ -44,6 +45,8 @@ class RunOutcome:
     # Flower's own measure of the run (flwr ls "elapsed"), the same with or
     # without flowerbed's instrumentation: the overhead benchmark compares it.
     flower_elapsed_s: float | None = None
+    # The warm launcher's record (campaign/warm.py), None when the lever is off.
+    warm_launcher: dict[str, Any] | None = None
 
 
 def plan_runs(campaign: Campaign) -> list[RunPlan]:

@@ -22,13 +22,25 @@ from testbed.campaign.app_bundle import (
     prepare_bundle,
     read_app_config,
 )
-from testbed.campaign.model import Campaign
+from testbed.campaign.model import DEFAULT_APP, Campaign
 from testbed.campaign.plan import RunPlan, node_config_for
 from testbed.campaign.sites import (
     NodeSite,
     start_supernode,
 )
 from testbed.campaign.topology import BIN_DIR, Topology
+from testbed.campaign.warm import (
+    WarmDecision,
+    WarmNode,
+    decide,
+    install_shim,
+    node_report,
+    preload_for,
+    start_zygote,
+    wait_zygote,
+    warm_node,
+    warn,
+)
 from testbed.commands import flower
 from testbed.transport.executor import Background
 from testbed.transport.processes import (
@@ -111,6 +123,13 @@ class Run:
         self.flower_run_id = ""
         self.finished = False
         self.elapsed_s: float | None = None
+        self.warm: WarmDecision | None = (
+            decide() if campaign.launch.warm_launcher else None
+        )
+        self.warm_nodes: dict[str, WarmNode] = {}
+        self.zygotes: dict[str, Background] = {}
+        self.supernodes: dict[str, Background] = {}
+        self.warm_reports: dict[str, dict[str, object]] = {}
 
     def site(self, host: Host) -> NodeSite:
         return self.topology.sites[host.name]
@@ -182,21 +201,77 @@ class Run:
             self.inventory, host, self.campaign.clock_offsets_ns.get(host.name, 0)
         )
         node_dir = self.node_dir(host)
-        return start_supernode(
+        warm = self.warm_nodes.get(host.name)
+        proc = start_supernode(
             self.site(host),
             self.address,
             config,
             node_dir,
             f"{node_dir}/nodes/{host.name}.log",
             self.launch_env,
+            wrap_env=warm.env if warm is not None else None,
         )
+        self.supernodes[host.name] = proc
+        return proc
 
     def start_supernodes(self, stack: ExitStack) -> list[Background]:
+        """Every SuperNode (after its zygote, with the warm launcher); on unwinding
+        the SuperNodes stop first, then the zygotes, then their logs are read."""
+        zygotes: list[Background] = []
+        stack.callback(self.collect_warm)
+        stack.callback(stop_all, zygotes)
+        zygotes += self.start_zygotes()
         procs: list[Background] = []
         stack.callback(stop_all, procs)
         for host in self.inventory.clients:
             procs.append(self.start_supernode(host))
         return procs
+
+    def start_zygotes(self) -> list[Background]:
+        """The warm launcher's zygote and shim on every node, if the lever is on
+        and Flower is a tested version (else a warning: the run launches stock)."""
+        if self.warm is None:
+            return []
+        if not self.warm.enabled:
+            warn(f"warm-launcher: {self.warm.reason}")
+            return []
+        preload = preload_for(self.campaign.app == DEFAULT_APP)
+        for host in self.inventory.clients:
+            site, node_dir = self.site(host), self.node_dir(host)
+            node = warm_node(site, node_dir)
+            install_shim(site, node)
+            home = f"{node_dir}/flwr/{host.name}"
+            site.executor.run(["mkdir", "-p", home])
+            self.zygotes[host.name] = start_zygote(
+                site,
+                node,
+                home,
+                f"{node_dir}/nodes/{host.name}.zygote.log",
+                site.env(home, self.launch_env),
+                preload,
+                self.warm.series,
+            )
+            self.warm_nodes[host.name] = node
+        for name, proc in self.zygotes.items():
+            state = wait_zygote(proc)
+            if state != "ready":
+                warn(f"warm-launcher: the zygote on {name} is {state}; stock there")
+        return list(self.zygotes.values())
+
+    def collect_warm(self) -> None:
+        """Each node's zygote report for the manifest (after the zygotes stopped)."""
+        for name, proc in self.zygotes.items():
+            supernode = self.supernodes.get(name)
+            self.warm_reports[name] = node_report(
+                proc.log_tail(100_000),
+                supernode.log_tail(100_000) if supernode is not None else "",
+            )
+
+    def warm_manifest(self) -> dict[str, object] | None:
+        """The run's warm-launcher record: the controller's decision, per node."""
+        if self.warm is None:
+            return None
+        return {**self.warm.manifest(), "nodes": dict(self.warm_reports)}
 
     def run_config(self, declared: frozenset[str]) -> dict[str, flower.ConfigValue]:
         """Run config for the app: the campaign's workload, our keys, and the

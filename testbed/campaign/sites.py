@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -214,9 +214,11 @@ def start_supernode(
     node_dir: str,
     log: str,
     launch: Mapping[str, str] | None = None,
+    wrap_env: Callable[[Mapping[str, str]], dict[str, str]] | None = None,
 ) -> Background:
     """A SuperNode on the node, with TLS and authentication when the site has them,
-    and ``launch`` (:func:`flower.launch_env`) in its environment."""
+    and ``launch`` (:func:`flower.launch_env`) in its environment; ``wrap_env``
+    rewrites that environment (the warm launcher's shim on ``PATH``)."""
     argv = flower.supernode_argv(
         Path(site.bin_dir),
         superlink,
@@ -226,11 +228,12 @@ def start_supernode(
     )
     home = f"{node_dir}/flwr/{site.host.name}"
     site.executor.run(["mkdir", "-p", home])
+    env = site.env(home, launch)
     return site.executor.start(
         f"flower-supernode on {site.host.name}",
         argv,
         log,
-        env=site.env(home, launch),
+        env=wrap_env(env) if wrap_env is not None else env,
         cwd=home,
     )
 

@@ -476,3 +476,18 @@ def test_status_file_tells_the_campaign_finished(demo_results: Path) -> None:
     assert [status for _, status, _ in data["finished_runs"]] == ["ok"] * 3
     assert data["round"] == 2  # the last run's rounds were followed live
     assert "finished runs: 3 (3 ok)" in describe(data)
+
+
+def test_the_warm_launcher_forked_the_nodes_messages(low_latency_results: Path) -> None:
+    manifest = json.loads((low_latency_results / "manifest.json").read_text())
+    assert "warm-launcher" in manifest["launch"]["levers"]
+    (run,) = manifest["runs"]
+    record = run["warm_launcher"]
+    assert record["enabled"], record["reason"]
+    assert set(record["nodes"]) == {"node1", "node2"}, record
+    for node, report in record["nodes"].items():
+        assert report["active"], (node, report)
+        # train and evaluate of 2 rounds at least, every child exited cleanly
+        assert report["forks"] >= 4, (node, report)
+        assert report["failed_exits"] == 0, (node, report)
+        assert report["shim_fallbacks"] == 0, (node, report)

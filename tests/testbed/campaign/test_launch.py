@@ -22,7 +22,7 @@ from testbed.commands import flower
 from testbed.transport.executor import LocalExecutor
 
 REPO = Path(__file__).resolve().parents[3]
-DEFAULT = ("superexec-poll-0.2s", "reply-pull-0.3s")
+DEFAULT = ("superexec-poll-0.2s", "reply-pull-0.3s", "wake-message", "warm-launcher")
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,11 @@ DEFAULT = ("superexec-poll-0.2s", "reply-pull-0.3s")
     [
         (None, None, Launch()),
         ("stock", None, Launch()),
-        ("low-latency", None, Launch("low-latency", 0.2, 0.3)),
+        (
+            "low-latency",
+            None,
+            Launch("low-latency", 0.2, 0.3, wake_message=True, warm_launcher=True),
+        ),
         (
             "low-latency",
             ["superexec-poll", "reply-pull", "wake-message"],
@@ -51,6 +55,7 @@ DEFAULT = ("superexec-poll-0.2s", "reply-pull-0.3s")
             Launch("low-latency", 0.2, 0.3, reply_backoff=True),
         ),
         ("low-latency", [], Launch("low-latency")),
+        ("low-latency", ["warm-launcher"], Launch("low-latency", warm_launcher=True)),
     ],
 )
 def test_parse_launch(mode: Any, levers: Any, expected: Launch) -> None:
@@ -64,7 +69,7 @@ def test_parse_launch(mode: Any, levers: Any, expected: Launch) -> None:
         ("stock", ["reply-pull"], "needs 'launch: low-latency'"),
         ("low-latency", "reply-pull", "must be a list"),
         ("low-latency", ["reply-pul"], "unknown lever 'reply-pul'"),
-        ("low-latency", ["warm-launcher"], "not available in this version"),
+        ("low-latency", ["warm-launcher=1"], "takes no value"),
         ("low-latency", ["reply-pull=fast"], "is not seconds"),
         ("low-latency", ["reply-pull=0"], "outside 0.01-60 s"),
         ("low-latency", ["superexec-poll=100"], "outside 0.01-60 s"),
@@ -87,7 +92,7 @@ def test_levers_name_their_settings_for_the_manifest() -> None:
     assert launch.manifest() == {"mode": "low-latency", "levers": list(DEFAULT)}
     assert Launch().manifest() == {"mode": "stock", "levers": []}
     off = {REPLY_BACKOFF_KEY: False}
-    assert launch.run_config() == {REPLY_PULL_KEY: 0.3, WAKE_KEY: False, **off}
+    assert launch.run_config() == {REPLY_PULL_KEY: 0.3, WAKE_KEY: True, **off}
     woken = parse_launch("low-latency", ["wake-message", "reply-pull=0.1"])
     assert woken.levers == ("reply-pull-0.1s", "wake-message")
     assert woken.run_config() == {REPLY_PULL_KEY: 0.1, WAKE_KEY: True, **off}
@@ -221,3 +226,10 @@ def test_digits_clientapp_module_imports_no_torch() -> None:
         timeout=120,
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_warm_launcher_is_listed_as_a_lever() -> None:
+    launch = parse_launch("low-latency", ["reply-pull", "warm-launcher"])
+    assert launch.warm_launcher
+    assert launch.levers == ("reply-pull-0.3s", "warm-launcher")
+    assert not parse_launch("low-latency", ["reply-pull"]).warm_launcher
