@@ -447,18 +447,31 @@ def test_injected_clock_offset_is_recovered_and_corrected(
     assert training["start_ns"].min() > dispatch["start_ns"].min()
 
 
+@pytest.mark.parametrize("launch", ["stock", "low-latency"])
 def test_an_app_flowerbed_did_not_write_gets_the_full_anatomy(
-    cluster: Inventory, tmp_path: Path
+    cluster: Inventory, tmp_path: Path, launch: str
 ) -> None:
     app = Path(__file__).resolve().parents[1] / "apps" / "plain_app"
     imports = "\n".join(p.read_text() for p in (app / "plainapp").glob("*.py"))
     assert "flowerbed" not in imports and "instrumentation" not in imports
     campaign = load_campaign(
-        _campaign(tmp_path, workload=False, networks="[wifi]", app=str(app))
+        _campaign(
+            tmp_path, workload=False, networks="[wifi]", app=str(app), launch=launch
+        )
     )
     out = tmp_path / "results"
     (outcome,) = run_campaign(campaign, cluster, out, progress=print, features={})
     assert outcome.status == "ok", outcome.reason
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["launch"]["mode"] == launch
+    (run,) = manifest["runs"]
+    if launch == "low-latency":
+        # the unmodified app's messages were forked by the warm launcher, and
+        # a wake followed each instruction
+        nodes = run["warm_launcher"]["nodes"]
+        assert all(r["active"] and r["forks"] >= 4 for r in nodes.values()), nodes
+        events = read_events(out / "runs" / run["run_id"] / "events.jsonl")
+        assert any(e["event"] == "wake" for e in events)
     df = pd.read_parquet(out / "phases.parquet")
     for node in ("node1", "node2"):
         for rnd in (1, 2):
