@@ -80,6 +80,7 @@ class Burst:
     bytes: int
     packets: int | None = None
     retransmissions: int | None = None
+    busy_ns: int | None = None
 
 
 def message_category(raw: object) -> str:
@@ -139,6 +140,7 @@ def _burst(e: Mapping[str, Any], clock: NodeClock | None = None) -> Burst:
         bytes=int(e["bytes"]),
         packets=optional_int(e.get("packets")),
         retransmissions=optional_int(e.get("retransmissions")),
+        busy_ns=optional_int(e.get("busy_ns")),
     )
 
 

@@ -29,6 +29,7 @@ from analysis.phases import read_phases
 from analysis.report_anatomy import anatomy_section, coverage_notes, timelines_section
 from analysis.report_convergence import convergence_section
 from analysis.report_findings import FindingsData, findings, findings_section
+from analysis.report_linkbound import link_bounds, linkbound_section, read_transfers
 from analysis.report_setup import (
     clocks_section,
     emulation_notices,
@@ -140,9 +141,7 @@ def _write_tables(
         "ratios": rolled.study_ratios(),
         "round_times": rolled.round_times(),
         # The slowest node is the straggler (busiest node), as on the page.
-        "round_time_table": rolled.round_time_table(
-            straggler_rounds(df, 0, rolled)
-        ),
+        "round_time_table": rolled.round_time_table(straggler_rounds(df, 0, rolled)),
         "anatomy": rolled.anatomy_table(),
     }
     for name, table in tables.items():
@@ -206,9 +205,18 @@ def build_report(
     shares = phase_shares(df, tables["round_time_table"]["median_round_s"])
     shares.to_csv(results_dir / "phase_shares.csv", index=False)
     figures = results_dir / "figures"
+    transfers = read_transfers(results_dir)
     study = study_results(
-        results_dir, df, manifest, warmup_rounds, target_accuracy, bootstrap, rolled
+        results_dir,
+        df,
+        manifest,
+        warmup_rounds,
+        target_accuracy,
+        bootstrap,
+        rolled,
+        transfers,
     )
+    bounds = link_bounds(results_dir, transfers, manifest)
     floors = floor_table(df, launch_of(manifest), warmup_rounds, tables["round_times"])
     floors.to_csv(results_dir / "floor.csv", index=False)
     name = _campaign_name(manifest, df)
@@ -222,6 +230,7 @@ def build_report(
         target=study.target,
         chance=study.chance,
         floors=floors,
+        bounds=bounds,
     )
     not_emulated = _notice(
         emulation_notices(manifest), "Not emulated: read the numbers with this in mind."
@@ -256,6 +265,7 @@ def build_report(
                 ),
             ),
             _section("Study", study_section(study, figures, shares, floors), "study"),
+            _section("Link or host", linkbound_section(bounds), "link-or-host"),
             _section("Stragglers", straggler_section(study, figures), "stragglers"),
             _section("Convergence", convergence_section(study, figures), "convergence"),
             _section(

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.html import esc, note
+from analysis.linkbound import physics_flags, ratio_basis
 from analysis.stragglers import MIN_ROUNDS_FOR_VERDICT
 from analysis.study import (
     MIN_INTERVAL_ROUNDS,
@@ -45,6 +46,7 @@ class FindingsData:
     target: float | None
     chance: float
     floors: pd.DataFrame = field(default_factory=pd.DataFrame)
+    bounds: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _join(items: Sequence[str]) -> str:
@@ -141,11 +143,15 @@ def _ratio_interval(study: Study, numerator: str, denominator: str) -> str:
     return ""
 
 
-def uplink_ratios(study: Study, samples: pd.DataFrame) -> str | None:
+def uplink_ratios(
+    study: Study, samples: pd.DataFrame, bounds: pd.DataFrame | None = None
+) -> str | None:
     """How many times longer the slowest uplink takes than each other network's.
 
     With an interval where both networks have :data:`MIN_INTERVAL_ROUNDS`
-    rounds; below that, the ranges of the per-node-round uplink seconds.
+    rounds; below that, the ranges of the per-node-round uplink seconds. With
+    ``bounds`` (:func:`analysis.linkbound.bound_table`), it says whether the
+    ratio is the links' or the hosts' (:func:`analysis.linkbound.ratio_basis`).
     """
     uplink = _rows(study, "uplink").dropna(subset=["median"])
     uplink = uplink[uplink["median"] > 0]
@@ -169,8 +175,11 @@ def uplink_ratios(study: Study, samples: pd.DataFrame) -> str | None:
         else _join([str(c) for c in counts]) + " node rounds"
     )
     sentence = f"On {slowest} the uplink takes {_join(parts)} (medians of {samples_n}"
+    basis = ""
+    if bounds is not None:
+        basis = " This is " + ratio_basis(bounds, [str(n) for n in uplink.index]) + "."
     if enough:
-        return sentence + f", {_rounds(uplink)} each)."
+        return sentence + f", {_rounds(uplink)} each)." + basis
     ranges = sample_ranges(samples)
     ranges = ranges[
         (ranges["quantity"] == "uplink") & (ranges["strategy"] == _strategy(study))
@@ -180,10 +189,44 @@ def uplink_ratios(study: Study, samples: pd.DataFrame) -> str | None:
         for n in uplink.index
         if n in ranges.index
     ]
-    return sentence + (
-        f"; {_rounds(uplink)} are fewer than the {MIN_INTERVAL_ROUNDS} an interval "
-        f"needs, so here are the ranges: {_join(spans)})."
+    return (
+        sentence
+        + (
+            f"; {_rounds(uplink)} are fewer than the {MIN_INTERVAL_ROUNDS} an interval "
+            f"needs, so here are the ranges: {_join(spans)})."
+        )
+        + basis
     )
+
+
+def link_or_host(bounds: pd.DataFrame) -> str | None:
+    """Which networks' uplinks the links set and which the hosts, with the
+    contradictions of physics this causes (:mod:`analysis.linkbound`)."""
+    if bounds.empty or "direction" not in bounds.columns:
+        return None
+    up = bounds[bounds["direction"] == "up"]
+    if up.empty:
+        return None
+    parts = []
+    for verdict in ("link-bound", "host-bound"):
+        rows = up[up["verdict"] == verdict]
+        if rows.empty:
+            continue
+        items = _join(
+            [
+                f"{r.network} ({r.median_over_floor:.1f}× its floor)"
+                for r in rows.itertuples()
+            ]
+        )
+        parts.append(f"{verdict} on {items}")
+    sentence = (
+        "Model uploads are "
+        + "; ".join(parts)
+        + " (median wire time over wire bytes ÷ link rate; over 2× is the host's "
+        "and Flower's time, not the link's)."
+    )
+    flags = physics_flags(bounds, "up")
+    return " ".join([sentence, *flags])
 
 
 def round_shares(shares: pd.DataFrame) -> str | None:
@@ -357,7 +400,8 @@ def findings(data: FindingsData) -> list[str]:
     """The Findings sentences, in the order the section shows them."""
     sentences = [
         slowest_network(data.study),
-        uplink_ratios(data.study, data.samples),
+        uplink_ratios(data.study, data.samples, data.bounds),
+        link_or_host(data.bounds),
         round_shares(data.shares),
         round_floor(data.floors),
         straggler(data.straggler_summary),

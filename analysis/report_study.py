@@ -28,6 +28,7 @@ from analysis.figures_ecdf import phase_ecdfs
 from analysis.figures_study import study_bars
 from analysis.figures_system import bytes_over_time
 from analysis.html import details, figure, fmt, note, table
+from analysis.linkbound import busy_samples
 from analysis.rollup import Rollup, rollup
 from analysis.stragglers import node_leads, straggler_rounds, straggler_summary
 from analysis.study import (
@@ -71,14 +72,23 @@ def study_results(
     target_accuracy: float | None = None,
     bootstrap: BootstrapConfig | None = None,
     rolled: Rollup | None = None,
+    transfers: pd.DataFrame | None = None,
 ) -> StudyResults:
     """Compute the study, straggler and convergence tables and write their CSVs.
 
-    ``rolled`` is ``rollup(df)`` when the caller has it already.
+    ``rolled`` is ``rollup(df)`` when the caller has it already; ``transfers``
+    (``transfers.csv``) adds each node round's link-busy seconds
+    (``uplink_busy``, ``downlink_busy``: :func:`analysis.linkbound.busy_samples`).
     """
     if rolled is None or warmup_rounds:
         rolled = rollup(df[df["round"] > warmup_rounds])
     samples = study_samples(df, 0, rolled)
+    if transfers is not None and len(transfers):
+        busy = busy_samples(transfers, df, warmup_rounds)
+        if len(busy):
+            samples = pd.concat([samples, busy], ignore_index=True).astype(
+                {"network": str, "strategy": str, "quantity": str}
+            )
     study = study_table(df, warmup_rounds, bootstrap, samples)
     rounds = straggler_rounds(df, 0, rolled)
     metrics = read_metrics(results_dir, manifest, df)

@@ -68,6 +68,8 @@ RECONCILE_DTYPES = {
     "packets": "Int64",
     "retransmissions": "Int64",
     "goodput_mbit": "float64",
+    "busy_s": "float64",
+    "gaps_s": "float64",
 }
 
 
@@ -131,6 +133,10 @@ def _reconciled(
     goodput = None
     if wire_s and wire_bytes is not None:
         goodput = wire_bytes * 8 / wire_s / 1e6
+    busy = _sum_known(t.busy_ns for t in carried)
+    if any(t.busy_ns is None for t in carried):
+        busy = None  # captured before link-busy time was recorded
+    busy_s = None if busy is None or wire_s is None else busy / 1e9
     return {
         "run_id": run[0],
         "network": run[1],
@@ -159,6 +165,8 @@ def _reconciled(
         "packets": _sum_known(t.packets for t in carried),
         "retransmissions": _sum_known(t.retransmissions for t in carried),
         "goodput_mbit": goodput,
+        "busy_s": busy_s,
+        "gaps_s": None if busy_s is None or wire_s is None else wire_s - busy_s,
     }
 
 

@@ -3,17 +3,19 @@ SuperNode-log events, and the run's tables for the campaign."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from analysis.failures import failure_table
+from analysis.linkbound import mark_bound, profile_rates
 from analysis.phases import RunInfo, phases_from_events
 from analysis.system import read_samples, system_table
 from analysis.wire import byte_accounting, reconcile_transfers
 from instrumentation.capture import (
+    LinkPace,
     read_packets,
     segment_transfers,
     transfer_events,
@@ -47,11 +49,17 @@ def _capture_events(run: Run, captured: RunCapture) -> list[dict[str, Any]]:
     On a real node tcpdump stamps packets with the node's clock; an emulated node
     with an injected offset gets it here, as its SuperNode log and samples do.
     """
+    profile = run.network.profile
     transfers = segment_transfers(
         read_packets(captured.pcap),
         str(run.network.server_address),
         run.port,
         gap_s=CAPTURE_GAP_S,
+        pace=LinkPace(
+            down_mbit=profile.downlink_mbit,
+            up_mbit=profile.uplink_mbit,
+            rtt_s=2 * (profile.delay_ms + profile.jitter_ms) / 1e3,
+        ),
     )
     offset = 0
     if captured.side == "node":
@@ -184,11 +192,13 @@ def collect_run(
         iface = host.interface(outcome.network)
         if iface is not None:
             nics[host.name] = iface.ifname
+    profile = inventory.network(outcome.network).profile
+    rates = profile_rates({outcome.network: asdict(profile)})
     return RunTables(
         phases,
         system,
         clocks,
-        reconcile_transfers(events),
+        mark_bound(reconcile_transfers(events), rates),
         byte_accounting(phases, system, nics),
         failure_table(events, outcome.run_id),
     )

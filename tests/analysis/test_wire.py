@@ -119,6 +119,19 @@ def test_reconcile_counts_retransmissions_bursts_and_goodput() -> None:
     assert df["down"]["network"] == "5g"
 
 
+def test_reconcile_splits_the_wire_into_link_busy_time_and_gaps() -> None:
+    stamped = events()
+    for e, busy_ms in zip(stamped[-2:], (400, 300), strict=True):
+        e["busy_ns"] = busy_ms * MS
+    up = by_direction(reconcile_transfers(stamped))["up"]
+    assert up["busy_s"] == pytest.approx(0.7)
+    # 1.0 s on the wire: 0.7 s busy, 0.3 s of gaps (0.2 s between the bursts)
+    assert up["gaps_s"] == pytest.approx(0.3)
+    # bursts from before busy_ns was recorded: no split rather than a wrong one
+    down = by_direction(reconcile_transfers(stamped))["down"]
+    assert pd.isna(down["busy_s"]) and pd.isna(down["gaps_s"])
+
+
 @pytest.mark.parametrize(
     ("threshold_s", "threshold_share", "flagged"),
     [(0.02, 0.05, True), (1.5, 0.05, False), (0.02, 1.5, False)],

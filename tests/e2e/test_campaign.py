@@ -179,6 +179,22 @@ def test_uplink_order_follows_the_networks(demo_results: Path) -> None:
     assert median["5g"] > median["wifi"] > median["ethernet"], median.to_dict()
 
 
+def test_link_busy_uplink_orders_the_networks_and_matches_the_link(
+    demo_results: Path,
+) -> None:
+    transfers = pd.read_csv(demo_results / "transfers.csv")
+    up = transfers[(transfers.direction == "up") & (transfers.wire_bytes >= 100_000)]
+    busy = up.groupby("network")["busy_s"].median()
+    assert busy["5g"] > busy["wifi"] > busy["ethernet"], busy
+    # the shaped 5g uplink is the bottleneck: its busy time is what the link needs
+    five_g = up[up.network == "5g"]
+    assert set(five_g["bound"]) == {"link"}, five_g
+    floor_s = five_g.wire_bytes * 8 / (FIVE_G_UPLINK_MBIT * 1e6)
+    ratio = five_g.busy_s / floor_s
+    assert ((ratio > 0.8) & (ratio < 1.2)).all(), ratio
+    assert (five_g.gaps_s >= 0).all()
+
+
 def test_manifest_says_what_was_emulated(demo_results: Path) -> None:
     manifest = json.loads((demo_results / "manifest.json").read_text())
     assert set(manifest["link_profiles"]) == {"ethernet", "wifi", "5g"}
@@ -195,6 +211,10 @@ def test_report_covers_all_networks(demo_results: Path) -> None:
     for network in ("ethernet", "wifi", "5g"):
         assert network in html
     assert "5g / ethernet" in html  # the study's ratio table
+    assert "Link or host" in html
+    bounds = pd.read_csv(demo_results / "link_bound.csv")
+    assert {"ethernet", "wifi", "5g"} <= set(bounds.network)
+    assert "uplink_busy" in set(pd.read_csv(demo_results / "study.csv").quantity)
 
 
 def test_no_flower_process_outlives_the_campaign(demo_results: Path) -> None:

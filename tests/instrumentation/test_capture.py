@@ -35,6 +35,7 @@ from instrumentation.capture import (
     Capture,
     CaptureError,
     CaptureStats,
+    LinkPace,
     Packet,
     Transfer,
     parse_frame,
@@ -314,10 +315,42 @@ def test_two_bursts_separated_by_more_than_the_gap_are_two_transfers() -> None:
 
     transfers = segment_transfers(packets, SERVER, PORT, gap_s=0.25)
 
+    # every pause inside each burst is under BUSY_GAP_S: the link was busy throughout
     assert transfers == [
-        Transfer("down", NODE, 0, 10 * MS, 3 * 1448, 3, 0, 1),
-        Transfer("down", NODE, 300 * MS, 301 * MS, 2 * 1448, 2, 0, 1),
+        Transfer("down", NODE, 0, 10 * MS, 3 * 1448, 3, 0, 1, busy_ns=10 * MS),
+        Transfer("down", NODE, 300 * MS, 301 * MS, 2 * 1448, 2, 0, 1, busy_ns=1 * MS),
     ]
+
+
+def test_link_busy_time_leaves_out_pauses_the_link_does_not_explain() -> None:
+    # 0-4 ms packets back to back, a 100 ms host stall, then 2 more packets
+    times = [0, 1, 2, 3, 4, 104, 105]
+    packets = [_up(t, i * 1448, 1448) for i, t in enumerate(times)]
+
+    (transfer,) = segment_transfers(packets, SERVER, PORT, gap_s=0.25)
+
+    assert transfer.busy_ns == 5 * MS  # the 100 ms stall is a gap
+    assert (transfer.end_ns - transfer.start_ns) - transfer.busy_ns == 100 * MS
+
+
+def test_link_pace_counts_a_slow_links_frame_time_and_round_trip_as_busy() -> None:
+    # 64 kB GSO frames 200 ms apart: at 2.6 Mbit/s the shaper needs 202 ms each
+    frames = [_down(t, i * 65_000, 65_000) for i, t in enumerate([0, 200, 400])]
+    slow = LinkPace(down_mbit=2.6, up_mbit=1.0)
+    assert segment_transfers(frames, SERVER, PORT, pace=slow)[0].busy_ns == 400 * MS
+    # the same pauses on a gigabit link are gaps
+    fast = LinkPace(down_mbit=940.0, up_mbit=940.0)
+    assert segment_transfers(frames, SERVER, PORT, pace=fast)[0].busy_ns == 0
+    # ...unless a 150 ms round trip explains them (TCP waiting for its ACKs)
+    far = LinkPace(down_mbit=940.0, up_mbit=940.0, rtt_s=0.15)
+    assert segment_transfers(frames, SERVER, PORT, pace=far)[0].busy_ns == 400 * MS
+
+
+def test_link_pace_refuses_impossible_rates() -> None:
+    with pytest.raises(ValueError, match="down_mbit"):
+        LinkPace(down_mbit=0.0)
+    with pytest.raises(ValueError, match="rtt_s"):
+        LinkPace(rtt_s=-1.0)
 
 
 def test_gap_just_below_the_threshold_keeps_one_transfer() -> None:
@@ -397,7 +430,7 @@ def test_connections_of_one_node_share_a_transfer_and_nodes_do_not() -> None:
 
 
 def test_transfer_events_follow_the_contract() -> None:
-    transfer = Transfer("up", NODE, 10, 20, 300, 3, 1, 2)
+    transfer = Transfer("up", NODE, 10, 20, 300, 3, 1, 2, busy_ns=7)
 
     assert transfer_events([transfer], "pi1", "5g") == [
         {
@@ -410,6 +443,7 @@ def test_transfer_events_follow_the_contract() -> None:
             "bytes": 300,
             "packets": 3,
             "retransmissions": 1,
+            "busy_ns": 7,
             "source": "capture",
         }
     ]

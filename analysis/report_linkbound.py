@@ -1,0 +1,116 @@
+"""The report's "Link or host" section: what limited each network's transfers.
+
+:func:`link_bounds` reads ``transfers.csv``, marks each transfer against its
+link's rate (:mod:`analysis.linkbound`; the manifest's calibration when there is
+one, else the inventory's profiles) and writes ``link_bound.csv``;
+:func:`linkbound_section` shows that table with what it means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.html import fmt, note, table
+from analysis.linkbound import (
+    BOUND_TABLE_COLUMNS,
+    HOST_BOUND_FACTOR,
+    MIN_BOUND_BYTES,
+    bound_table,
+    mark_bound,
+    physics_flags,
+    profile_rates,
+)
+
+
+def manifest_rates(
+    manifest: Mapping[str, Any],
+) -> dict[tuple[str, ...], tuple[float, str]]:
+    """The rates the report judges transfers by: the manifest's link profiles."""
+    profiles = manifest.get("link_profiles")
+    return profile_rates(profiles) if isinstance(profiles, Mapping) else {}
+
+
+def read_transfers(results_dir: Path) -> pd.DataFrame:
+    """``transfers.csv``, or an empty frame when there is none or it is unreadable
+    (the Transfers section says which)."""
+    path = results_dir / "transfers.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return pd.DataFrame()
+
+
+def link_bounds(
+    results_dir: Path, transfers: pd.DataFrame, manifest: Mapping[str, Any]
+) -> pd.DataFrame:
+    """The per-network verdicts, written to ``link_bound.csv`` (may be empty)."""
+    needed = {"network", "direction", "node", "wire_s", "wire_bytes"}
+    if transfers.empty or not needed <= set(transfers.columns):
+        bounds = pd.DataFrame(columns=BOUND_TABLE_COLUMNS)
+    else:
+        bounds = bound_table(mark_bound(transfers, manifest_rates(manifest)))
+    bounds.to_csv(results_dir / "link_bound.csv", index=False)
+    return bounds
+
+
+def linkbound_section(bounds: pd.DataFrame) -> str:
+    """The table of :func:`link_bounds`, with the rule it applies."""
+    if bounds.empty:
+        return note(
+            "No model-sized transfer was captured with a known link rate, so this "
+            "report cannot say whether the links or the hosts set the transfer times."
+        )
+    columns = [
+        "network",
+        "direction",
+        "transfers",
+        "rate (Mbit/s)",
+        "wire (s)",
+        "link busy (s)",
+        "gaps (s)",
+        "floor (s)",
+        "wire / floor",
+        "host-bound",
+        "verdict",
+    ]
+    rows = [
+        [
+            r.network,
+            r.direction,
+            str(r.transfers),
+            f"{fmt(r.rate_mbit)} ({r.rate_source})",
+            fmt(r.median_wire_s),
+            fmt(r.median_busy_s),
+            fmt(r.median_gaps_s),
+            fmt(r.median_floor_s),
+            f"{r.median_over_floor:.1f}×",
+            f"{r.host_bound_share:.0%}",
+            r.verdict,
+        ]
+        for r in bounds.itertuples()
+    ]
+    intro = (
+        "<p>Per network and direction, medians over transfers of at least "
+        f"{MIN_BOUND_BYTES // 1000} kB. <em>Wire</em> runs from a transfer's first "
+        "to its last payload byte; the link was <em>busy</em> for the part where "
+        "packets followed each other as the link's rate and round trip allow, and "
+        "the rest are <em>gaps</em> (the host or Flower's protocol: per-object "
+        "requests, back-offs, serialisation, a busy CPU). The <em>floor</em> is "
+        "wire bytes ÷ the link's rate. A transfer over "
+        f"{HOST_BOUND_FACTOR:g}× its floor is <strong>host-bound</strong>: its time "
+        "measures the host and Flower, not the link. Per transfer in "
+        "transfers.csv (busy_s, gaps_s, floor_s, over_floor, bound); this table "
+        "is link_bound.csv.</p>"
+    )
+    flags = physics_flags(bounds, "up") + physics_flags(bounds, "down")
+    return (
+        intro
+        + table(columns, rows, numeric=lambda j: 2 <= j <= 9)
+        + "".join(note(f) for f in flags)
+    )
