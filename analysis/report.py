@@ -29,7 +29,12 @@ from analysis.phases import read_phases
 from analysis.report_anatomy import anatomy_section, coverage_notes, timelines_section
 from analysis.report_convergence import convergence_section
 from analysis.report_findings import FindingsData, findings, findings_section
-from analysis.report_linkbound import link_bounds, linkbound_section, read_transfers
+from analysis.report_linkbound import (
+    link_bounds,
+    linkbound_section,
+    read_transfers,
+    reference_section,
+)
 from analysis.report_setup import (
     clocks_section,
     emulation_notices,
@@ -266,6 +271,11 @@ def build_report(
             ),
             _section("Study", study_section(study, figures, shares, floors), "study"),
             _section("Link or host", linkbound_section(bounds), "link-or-host"),
+            _section(
+                "Against the seed study",
+                reference_section(results_dir, study.study, bounds),
+                "seed-study",
+            ),
             _section("Stragglers", straggler_section(study, figures), "stragglers"),
             _section("Convergence", convergence_section(study, figures), "convergence"),
             _section(

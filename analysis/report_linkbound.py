@@ -1,9 +1,12 @@
-"""The report's "Link or host" section: what limited each network's transfers.
+"""The report's "Link or host" section: what limited each network's transfers,
+and the seed study's figures beside this campaign's.
 
 :func:`link_bounds` reads ``transfers.csv``, marks each transfer against its
 link's rate (:mod:`analysis.linkbound`; the manifest's calibration when there is
 one, else the inventory's profiles) and writes ``link_bound.csv``;
-:func:`linkbound_section` shows that table with what it means.
+:func:`linkbound_section` shows that table with what it means, and
+:func:`reference_section` the published figures of :mod:`analysis.reference`
+beside this campaign's (``reference.csv``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from analysis.linkbound import (
     physics_flags,
     profile_rates,
 )
+from analysis.reference import CITATION, reference_table
+from analysis.study import Study
 
 
 def manifest_rates(
@@ -113,4 +118,50 @@ def linkbound_section(bounds: pd.DataFrame) -> str:
         intro
         + table(columns, rows, numeric=lambda j: 2 <= j <= 9)
         + "".join(note(f) for f in flags)
+    )
+
+
+def reference_section(results_dir: Path, study: Study, bounds: pd.DataFrame) -> str:
+    """The seed study's headline figures beside this campaign's; ``reference.csv``."""
+    ref = reference_table(study, bounds)
+    ref.to_csv(results_dir / "reference.csv", index=False)
+    measured = ref[ref["campaign"].notna()]
+    if measured.empty:
+        return note(
+            f"This campaign measured none of the networks the seed study compares "
+            f"({CITATION}: 5G, WiFi and Ethernet uplinks)."
+        )
+    rows = []
+    for r in measured.to_dict("records"):
+        share = "share" in str(r["figure"])
+        pattern = "{:.0%}" if share else "{:.2f}×"
+        busy = float(r["campaign_link_busy"])
+        rows.append(
+            [
+                str(r["figure"]),
+                f"{r['study']:.0%}" if share else f"{r['study']:g}×",
+                pattern.format(r["campaign"]),
+                pattern.format(r["campaign_low"])
+                + "–"
+                + pattern.format(r["campaign_high"]),
+                "–" if busy != busy else f"{busy:.2f}×",
+                str(r["basis"]),
+            ]
+        )
+    headers = [
+        "figure",
+        "seed study",
+        "this campaign",
+        "interval",
+        "link-busy only",
+        "what this campaign's figure measures",
+    ]
+    return (
+        f"<p>The headline figures of {CITATION} (Raspberry Pis, a real 5G SA "
+        "network with about a quarter of TDD symbols for the uplink) beside this "
+        "campaign's. <em>Link-busy only</em> is the same ratio of the uplinks' "
+        "link-busy seconds (Link or host). An emulated campaign differs from the "
+        "study for reasons docs/emulation.md lists; the last column says whether "
+        "this campaign's figure is the links' or the hosts'.</p>"
+        + table(headers, rows, numeric=lambda j: 1 <= j <= 4)
     )

@@ -159,3 +159,28 @@ def test_report_section_writes_link_bound_csv_and_shows_the_rule(
     assert "host-bound" in html and "ethernet" in html
     empty = link_bounds(tmp_path, pd.DataFrame(), {})
     assert "cannot say whether the links or the hosts" in linkbound_section(empty)
+
+
+def test_report_sets_the_seed_studys_figures_beside_the_campaigns(
+    tmp_path: Path,
+) -> None:
+    from analysis.report import build_report
+    from analysis.synthetic import SyntheticCampaign, write_synthetic_results
+
+    out = write_synthetic_results(SyntheticCampaign(), tmp_path / "results")
+    html = build_report(out).read_text()
+    assert "Against the seed study" in html and "33.3×" in html
+    ref = pd.read_csv(out / "reference.csv").set_index("figure")
+    ratios = pd.read_csv(out / "study_ratios.csv")
+    five_g_eth = ratios[
+        (ratios.quantity == "uplink")
+        & (ratios.numerator == "5g")
+        & (ratios.denominator == "ethernet")
+    ]
+    # the planted medians are 3.0 s and 0.1 s: about 30x, the study's table's value
+    campaign = ref.loc["5G uplink / Ethernet uplink", "campaign"]
+    assert campaign == pytest.approx(float(five_g_eth["ratio"].iloc[0]))
+    assert 15 < campaign < 60
+    assert ref.loc["5G uplink / Ethernet uplink", "study"] == 33.3
+    # no capture in the synthetic folder: whose ratio it is stays unknown, said so
+    assert "unknown" in ref.loc["5G uplink / Ethernet uplink", "basis"]
