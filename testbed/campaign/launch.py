@@ -18,6 +18,11 @@ can be measured alone:
   upload was still running is noticed soon after it ends. It patches a Flower
   internal, so it applies on flwr 1.42.x only and falls back with a warning
   elsewhere (instrumentation/reply_backoff.py).
+- ``supernode-poll[=S]``: each SuperNode runs through
+  testbed/launch/supernode_poll.py, which shortens its fixed 3 s sleep after an
+  empty poll to S s (default 0.2 s) and its 0.5 s reply hand-off steps to
+  0.05 s; it patches a Flower internal, so on an untested Flower series the
+  SuperNode runs unchanged and its log says so.
 - ``warm-launcher``: each node's ``flwr-clientapp`` is a shim that asks a zygote
   (Flower, torch and the injected wrapper imported once) to fork the ClientApp;
   on an untested Flower version it falls back to stock with a warning
@@ -40,7 +45,15 @@ REPLY_PULL = "reply-pull"
 WAKE_MESSAGE = "wake-message"
 REPLY_BACKOFF = "reply-backoff"
 WARM_LAUNCHER = "warm-launcher"
-LEVERS = (SUPEREXEC_POLL, REPLY_PULL, WAKE_MESSAGE, REPLY_BACKOFF, WARM_LAUNCHER)
+SUPERNODE_POLL = "supernode-poll"
+LEVERS = (
+    SUPEREXEC_POLL,
+    REPLY_PULL,
+    WAKE_MESSAGE,
+    REPLY_BACKOFF,
+    WARM_LAUNCHER,
+    SUPERNODE_POLL,
+)
 # Levers that are on or off: they take no ``=seconds``.
 SWITCHES = (WAKE_MESSAGE, REPLY_BACKOFF, WARM_LAUNCHER)
 # The levers that paid on the emulated cluster (docs/launch.md). A wake alone costs
@@ -52,9 +65,14 @@ DEFAULT_LEVERS = (SUPEREXEC_POLL, REPLY_PULL, WARM_LAUNCHER, WAKE_MESSAGE)
 # (docs/launch.md); 0.2 s cost nothing measurable.
 DEFAULT_SUPEREXEC_POLL_S = 0.2
 DEFAULT_REPLY_PULL_S = 0.3
+DEFAULT_SUPERNODE_POLL_S = 0.2
+# The SuperNode's waits for the ClientApp's reply and its objects, with the lever.
+SUPERNODE_HANDOFF_S = 0.05
 # Flower accepts 0.01-60 s for the SuperExec poll (flwr/supercore/superexec).
 SUPEREXEC_POLL_RANGE = (0.01, 60.0)
 REPLY_PULL_RANGE = (0.01, 60.0)
+# Shorter than Flower's own 3 s, and not so short that idle polls flood the SuperLink.
+SUPERNODE_POLL_RANGE = (0.01, 3.0)
 
 
 class LaunchError(ValueError):
@@ -65,7 +83,8 @@ class LaunchError(ValueError):
 class Launch:
     """How a campaign starts Flower: the mode and the levers it turns on.
 
-    ``superexec_poll_s`` and ``reply_pull_s`` are None where the lever is off.
+    ``superexec_poll_s``, ``reply_pull_s`` and ``supernode_poll_s`` are None
+    where the lever is off.
     """
 
     mode: str = "stock"
@@ -74,6 +93,7 @@ class Launch:
     wake_message: bool = False
     reply_backoff: bool = False
     warm_launcher: bool = False
+    supernode_poll_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -83,6 +103,7 @@ class Launch:
         for value, bounds in (
             (self.superexec_poll_s, SUPEREXEC_POLL_RANGE),
             (self.reply_pull_s, REPLY_PULL_RANGE),
+            (self.supernode_poll_s, SUPERNODE_POLL_RANGE),
         ):
             if value is not None and not bounds[0] <= value <= bounds[1]:
                 raise LaunchError(
@@ -103,6 +124,8 @@ class Launch:
             out.append(LEVER_LABEL)
         if self.warm_launcher:
             out.append(WARM_LAUNCHER)
+        if self.supernode_poll_s is not None:
+            out.append(f"{SUPERNODE_POLL}-{self.supernode_poll_s:g}s")
         return tuple(out)
 
     def manifest(self) -> dict[str, Any]:
@@ -173,4 +196,5 @@ def parse_launch(mode: object, levers: object = None) -> Launch:
         wake_message=WAKE_MESSAGE in chosen,
         reply_backoff=REPLY_BACKOFF in chosen,
         warm_launcher=WARM_LAUNCHER in chosen,
+        supernode_poll_s=seconds(SUPERNODE_POLL, DEFAULT_SUPERNODE_POLL_S),
     )

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from testbed.campaign.app_bundle import (
     prepare_bundle,
     read_app_config,
 )
+from testbed.campaign.launch import SUPERNODE_HANDOFF_S
 from testbed.campaign.model import DEFAULT_APP, Campaign
 from testbed.campaign.plan import RunPlan, node_config_for
 from testbed.campaign.sites import (
@@ -37,11 +39,13 @@ from testbed.campaign.warm import (
     node_report,
     preload_for,
     start_zygote,
+    supported_series,
     wait_zygote,
     warm_node,
     warn,
 )
 from testbed.commands import flower
+from testbed.launch.wiring import supernode_poll_argv
 from testbed.transport.executor import Background
 from testbed.transport.processes import (
     ManagedProcess,
@@ -195,6 +199,16 @@ class Run:
                     f"{(result.stdout + result.stderr)[-1500:]}"
                 )
 
+    def _supernode_poll(self) -> Callable[[str, list[str]], list[str]] | None:
+        """The ``supernode-poll`` lever's command wrapper, or None when it is off."""
+        idle_s = self.campaign.launch.supernode_poll_s
+        if idle_s is None:
+            return None
+        series = supported_series()
+        return lambda python, argv: supernode_poll_argv(
+            python, argv, idle_s, SUPERNODE_HANDOFF_S, series
+        )
+
     def start_supernode(self, host: Host) -> Background:
         """The SuperNode of ``host`` (again, after a fault: its log continues)."""
         config = node_config_for(
@@ -210,6 +224,7 @@ class Run:
             f"{node_dir}/nodes/{host.name}.log",
             self.launch_env,
             wrap_env=warm.env if warm is not None else None,
+            wrap_argv=self._supernode_poll(),
         )
         self.supernodes[host.name] = proc
         return proc

@@ -215,10 +215,12 @@ def start_supernode(
     log: str,
     launch: Mapping[str, str] | None = None,
     wrap_env: Callable[[Mapping[str, str]], dict[str, str]] | None = None,
+    wrap_argv: Callable[[str, list[str]], list[str]] | None = None,
 ) -> Background:
     """A SuperNode on the node, with TLS and authentication when the site has them,
     and ``launch`` (:func:`flower.launch_env`) in its environment; ``wrap_env``
-    rewrites that environment (the warm launcher's shim on ``PATH``)."""
+    rewrites that environment (the warm launcher's shim on ``PATH``) and
+    ``wrap_argv(python, argv)`` its command (the ``supernode-poll`` lever)."""
     argv = flower.supernode_argv(
         Path(site.bin_dir),
         superlink,
@@ -226,6 +228,8 @@ def start_supernode(
         root_certificates=Path(site.ca_cert) if site.ca_cert else None,
         auth_private_key=Path(site.auth_key) if site.auth_key else None,
     )
+    if wrap_argv is not None:
+        argv = wrap_argv(site.python, argv)
     home = f"{node_dir}/flwr/{site.host.name}"
     site.executor.run(["mkdir", "-p", home])
     env = site.env(home, launch)

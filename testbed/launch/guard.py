@@ -17,20 +17,22 @@ _RELEASE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
 
 def warm_supported(
-    version: str, supported: Sequence[str] = TESTED_FLWR_SERIES
+    version: str,
+    supported: Sequence[str] = TESTED_FLWR_SERIES,
+    what: str = "the warm launcher",
 ) -> tuple[bool, str]:
     """Whether Flower ``version`` may run warm, and a sentence saying why (not)."""
     match = _RELEASE.fullmatch(version.strip())
     if match is None:
         return False, (
-            f"flwr {version!r} is not a final release (X.Y.Z): the warm launcher "
+            f"flwr {version!r} is not a final release (X.Y.Z): {what} "
             "runs only on tested releases; launching stock"
         )
     series = f"{match[1]}.{match[2]}"
     if series not in supported:
         return False, (
             f"flwr {version} is not in the tested series {', '.join(supported)}: "
-            "the warm launcher relies on Flower internals; launching stock"
+            f"{what} relies on Flower internals; launching stock"
         )
     return True, f"flwr {version} is in the tested series {series}"
 

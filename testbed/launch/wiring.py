@@ -20,6 +20,7 @@ from testbed.launch import shim
 from testbed.launch.guard import TESTED_FLWR_SERIES
 
 ZYGOTE_MODULE = "testbed.launch.zygote"
+SUPERNODE_POLL_MODULE = "testbed.launch.supernode_poll"
 SHIM_NAME = shim.COMMAND
 SOCKET_ENV = shim.SOCKET_ENV
 # sun_path holds 108 bytes with the terminating NUL.
@@ -165,3 +166,23 @@ def zygote_report(log_text: str) -> ZygoteReport:
         preloaded={str(k): float(v) for k, v in dict(preloaded).items()},  # type: ignore[call-overload]
         preload_failed={str(k): str(v) for k, v in dict(failed).items()},  # type: ignore[call-overload]
     )
+
+
+def supernode_poll_argv(
+    python: str,
+    supernode_argv: Sequence[str],
+    idle_s: float,
+    handoff_s: float,
+    supported: Sequence[str] = TESTED_FLWR_SERIES,
+) -> list[str]:
+    """``supernode_argv`` (``flower-supernode ARGS``) run through the
+    ``supernode-poll`` entry point: ``python -m testbed.launch.supernode_poll
+    --idle-s S --handoff-s H [--supported X.Y ...] -- ARGS``. ``python`` must be
+    the interpreter of that ``flower-supernode``."""
+    if not supernode_argv:
+        raise ValueError("supernode_argv is empty: expected flower-supernode ARGS")
+    argv = [python, "-m", SUPERNODE_POLL_MODULE]
+    argv += ["--idle-s", f"{idle_s:g}", "--handoff-s", f"{handoff_s:g}"]
+    for series in supported:
+        argv += ["--supported", series]
+    return [*argv, "--", *supernode_argv[1:]]

@@ -56,6 +56,16 @@ DEFAULT = ("superexec-poll-0.2s", "reply-pull-0.3s", "wake-message", "warm-launc
         ),
         ("low-latency", [], Launch("low-latency")),
         ("low-latency", ["warm-launcher"], Launch("low-latency", warm_launcher=True)),
+        (
+            "low-latency",
+            ["supernode-poll"],
+            Launch("low-latency", supernode_poll_s=0.2),
+        ),
+        (
+            "low-latency",
+            ["supernode-poll=0.5"],
+            Launch("low-latency", supernode_poll_s=0.5),
+        ),
     ],
 )
 def test_parse_launch(mode: Any, levers: Any, expected: Launch) -> None:
@@ -79,6 +89,7 @@ def test_parse_launch(mode: Any, levers: Any, expected: Launch) -> None:
         ("stock", ["reply-backoff"], "needs 'launch: low-latency'"),
         ("low-latency", ["reply-pull", "reply-pull=0.2"], "twice"),
         ("low-latency", [3], "a lever is a string"),
+        ("low-latency", ["supernode-poll=5"], "outside 0.01-3 s"),
     ],
 )
 def test_bad_launch_is_refused(mode: Any, levers: Any, fragment: str) -> None:
@@ -100,6 +111,8 @@ def test_levers_name_their_settings_for_the_manifest() -> None:
     backoff = parse_launch("low-latency", ["reply-pull", "reply-backoff"])
     assert backoff.levers == ("reply-pull-0.3s", "reply-backoff-0.05-0.5s")
     assert backoff.run_config()[REPLY_BACKOFF_KEY] is True
+    polled = parse_launch("low-latency", ["supernode-poll=0.1"])
+    assert polled.levers == ("supernode-poll-0.1s",)
 
 
 BASE = "name: x\nnetworks: [wifi]\n"
