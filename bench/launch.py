@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ import yaml
 
 from analysis.convergence import read_metrics
 from analysis.floor import Launch, floor_table, launch_of
+from analysis.linkbound import MIN_BOUND_BYTES
 from analysis.phases import read_phases
 from analysis.summary import network_order, study_ratios
 
@@ -134,6 +135,7 @@ class Folder:
     launch: Launch
     phases: pd.DataFrame
     metrics: pd.DataFrame
+    transfers: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def read_folder(path: Path) -> Folder:
@@ -154,7 +156,11 @@ def read_folder(path: Path) -> Folder:
     phases = phases.assign(run_id=prefix + phases["run_id"].astype(str))
     if len(metrics):
         metrics = metrics.assign(run_id=prefix + metrics["run_id"].astype(str))
-    return Folder(path, launch_of(manifest), phases, metrics)
+    transfers_path = path / "transfers.csv"
+    transfers = (
+        pd.read_csv(transfers_path) if transfers_path.is_file() else pd.DataFrame()
+    )
+    return Folder(path, launch_of(manifest), phases, metrics, transfers)
 
 
 def _final_accuracy(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -188,6 +194,20 @@ def _uplink_ratio(phases: pd.DataFrame) -> float:
     return float(row["value"].iloc[0]) if len(row) else float("nan")
 
 
+def _busy_uplink_ratio(transfers: pd.DataFrame) -> float:
+    """5g over ethernet median link-busy seconds of a model upload (>= 100 kB):
+    the levers must leave it alone, whatever they do to the rest of the round."""
+    if transfers.empty or "busy_s" not in transfers.columns:
+        return float("nan")
+    up = transfers[
+        (transfers["direction"] == "up") & (transfers["wire_bytes"] >= MIN_BOUND_BYTES)
+    ]
+    medians = up.groupby(up["network"].str.lower())["busy_s"].median()
+    if not {"5g", "ethernet"} <= set(medians.index) or not medians["ethernet"] > 0:
+        return float("nan")
+    return float(medians["5g"] / medians["ethernet"])
+
+
 def mode_table(folders: Sequence[Folder]) -> pd.DataFrame:
     """Per network and mode: the floor table of the mode's pooled runs, and more.
 
@@ -213,6 +233,10 @@ def mode_table(folders: Sequence[Folder]) -> pd.DataFrame:
             "median_floor_s"
         ] + GOAL_PER_EXCHANGE_S * floors["network"].map(_exchanges(phases))
         floors["uplink_5g_over_ethernet"] = _uplink_ratio(phases)
+        transfers = [f.transfers for f in chosen if len(f.transfers)]
+        floors["busy_uplink_5g_over_ethernet"] = _busy_uplink_ratio(
+            pd.concat(transfers, ignore_index=True) if transfers else pd.DataFrame()
+        )
         parts.append(floors.merge(_final_accuracy(metrics), on="network", how="left"))
     if not parts:
         return pd.DataFrame()
@@ -282,7 +306,10 @@ def markdown(table: pd.DataFrame) -> str:
     lines.append("")
     for mode, rows in table.groupby("mode", sort=False):
         ratio = _cell(rows["uplink_5g_over_ethernet"].iloc[0], "x")
-        lines.append(f"- 5g / ethernet uplink ({mode}): {ratio}")
+        busy = _cell(rows["busy_uplink_5g_over_ethernet"].iloc[0], "x")
+        lines.append(
+            f"- 5g / ethernet uplink ({mode}): {ratio}; link-busy uplink: {busy}"
+        )
     return "\n".join(lines)
 
 

@@ -212,3 +212,25 @@ def test_analyse_reads_the_folders_an_earlier_run_left(
     assert code == 0
     assert "| 5g | low-latency |" in printed
     assert "2 pair(s), 0 failed run(s)" in printed
+
+
+def test_link_busy_uplink_ratio_reads_model_uploads_only() -> None:
+    import pandas as pd
+
+    from bench.launch import _busy_uplink_ratio
+
+    rows = [
+        ("5g", "up", 4_000_000, 8.0),
+        ("5g", "up", 4_000_000, 9.0),
+        ("ethernet", "up", 4_000_000, 0.1),
+        ("ethernet", "up", 500, 5.0),  # an evaluate reply: left out
+        ("5g", "down", 4_000_000, 4.0),
+    ]
+    transfers = pd.DataFrame(
+        rows, columns=["network", "direction", "wire_bytes", "busy_s"]
+    )
+    assert _busy_uplink_ratio(transfers) == pytest.approx(85.0)
+    assert _busy_uplink_ratio(
+        transfers[transfers.network == "5g"]
+    ) != _busy_uplink_ratio(transfers)  # nan without ethernet
+    assert pd.isna(_busy_uplink_ratio(pd.DataFrame()))
