@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from flwr.app import ArrayRecord, RecordDict
@@ -33,6 +34,7 @@ from strategies import submodels
 from workloads import ARCHITECTURES as ARCHITECTURES
 from workloads.digitcnn import DigitCNNConfig, build_digit_cnn
 from workloads.squeezenet import SqueezeNetConfig, build_model
+from workloads.training import TrainResult
 
 # The context.state entry under which a node keeps its local keys between rounds.
 LOCAL_STATE_KEY = "flowerbed-local-keys"
@@ -78,6 +80,31 @@ class OptimizerSettings:
             raise ValueError(f"clip_lambda must be > 0, got {self.clip_lambda!r}")
 
 
+@dataclass(frozen=True, eq=False)
+class LocalTraining:
+    """What a method's own training loop (:attr:`ClientSide.local_train`) gets.
+
+    ``parameters`` are the campaign's strategy parameters (the method takes its
+    own), ``config`` the train message's config (what the server set for this
+    node this round) and ``state`` the node's ``context.state``.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    epochs: int
+    batch_size: int
+    seed: int
+    optimizer: OptimizerSettings
+    parameters: Mapping[str, Any]
+    config: Mapping[str, Any]
+    state: RecordDict
+
+
+# A method's own local training: it trains the model in place and returns the
+# result and the metrics it adds to the reply (a ProWD client's bitwidth, say).
+LocalTrain = Callable[
+    [nn.Module, LocalTraining], tuple[TrainResult, dict[str, float | int]]
+]
 ModelFactory = Callable[[ModelShape], nn.Module]
 OptimizerFactory = Callable[[nn.Module, OptimizerSettings], torch.optim.Optimizer]
 LocalKeys = Callable[[nn.Module], frozenset[str]]
@@ -130,6 +157,8 @@ class ClientSide:
     build_model: ModelFactory = plain_model
     build_optimizer: OptimizerFactory = sgd
     local_keys: LocalKeys = no_local_keys
+    # None: the app's minibatch loop with build_optimizer (workloads.training).
+    local_train: LocalTrain | None = None
 
     def shared_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The part of ``model``'s state dict that is sent to the server."""

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from instrumentation.schema import EventKind
 from instrumentation.schema import EventSink as EventSink
-from strategies.settings import EXTRACTION_MODES, FedBuffConfig
+from strategies.settings import (
+    EXTRACTION_MODES,
+    FedBuffConfig,
+    FedLabelConfig,
+    ProWDConfig,
+)
 from workloads import ARCHITECTURES
 from workloads import CNN_MAX_WIDTH as MAX_CNN_WIDTH
 
@@ -105,6 +110,12 @@ class StrategySpec:
     # it cannot train the others.
     architectures: tuple[str, ...] = ARCHITECTURES
     architecture_note: str = ""
+    # What `flowerbed strategies` shows: the paper, the claim its bench tests,
+    # the bench command, and the last documented result (with its doc).
+    paper: str = ""
+    claim: str = ""
+    bench: str = ""
+    result: str = ""
 
     @property
     def strategy_cls(self) -> type[Strategy] | type[FedBuff]:
@@ -276,6 +287,79 @@ def _build_fedbuff(
     )
 
 
+_FEDLABEL_CLIENT = (
+    "teacher",
+    "label_fraction",
+    "threshold",
+    "unlabelled_weight",
+    "consistency_weight",
+)
+
+
+def fedlabel_config(parameters: Mapping[str, Any]) -> FedLabelConfig:
+    """A FedLabel client's configuration from campaign parameters."""
+    values: dict[str, Any] = {}
+    for key in _FEDLABEL_CLIENT:
+        if key in parameters:
+            raw = parameters[key]
+            values[key] = str(raw).lower() if key == "teacher" else float(raw)
+    return FedLabelConfig(**values)
+
+
+def _validate_fedlabel(parameters: Mapping[str, Any]) -> None:
+    fedlabel_config(parameters)
+
+
+_PROWD_PARAMETERS = (
+    "bitwidths",
+    "aggregation",
+    "compatibility",
+    "dequantizer_steps",
+    "dequantizer_lr",
+    "seed",
+)
+
+
+def prowd_config(parameters: Mapping[str, Any]) -> ProWDConfig:
+    """ProWD's configuration from campaign parameters (bitwidths: list or 'a,b')."""
+    values: dict[str, Any] = {}
+    if "bitwidths" in parameters:
+        raw = parameters["bitwidths"]
+        items = str(raw).replace(" ", "").split(",") if isinstance(raw, str) else raw
+        items = [raw] if isinstance(raw, int) else items
+        try:
+            values["bitwidths"] = tuple(int(b) for b in items if b != "")
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"prowd bitwidths must be whole numbers, e.g. [32, 4, 2] or"
+                f" '32,4,2'; got {raw!r}"
+            ) from None
+    if "aggregation" in parameters:
+        values["aggregation"] = str(parameters["aggregation"]).lower()
+    for key in ("compatibility", "dequantizer_lr"):
+        if key in parameters:
+            values[key] = float(parameters[key])
+    for key in ("dequantizer_steps", "seed"):
+        if key in parameters:
+            values[key] = int(parameters[key])
+    return ProWDConfig(**values)
+
+
+def _validate_prowd(parameters: Mapping[str, Any]) -> None:
+    prowd_config(parameters)
+
+
+def _build_prowd(
+    parameters: Mapping[str, Any], model: nn.Module | None, sink: EventSink | None
+) -> Any:
+    """ProWD with its configuration; the FedAvg parameters go to the round loop."""
+    from strategies import prowd
+
+    del model, sink
+    fedavg = {k: v for k, v in parameters.items() if k in _FEDAVG_PARAMETERS}
+    return prowd.ProWD(prowd_config(parameters), **fedavg)
+
+
 REGISTRY: Mapping[str, StrategySpec] = {
     spec.name: spec
     for spec in (
@@ -335,6 +419,44 @@ REGISTRY: Mapping[str, StrategySpec] = {
             (*_FEDBUFF_CONFIG, *_FEDBUFF_LOOP),
             factory=_build_fedbuff,
             validate=_validate_fedbuff,
+        ),
+        StrategySpec(
+            "fedlabel",
+            "flwr.serverapp.strategy:FedAvg",
+            "FedLabel (Cho et al. 2023): few labels per client; the more confident"
+            " of the kept local model and the global model pseudo-labels, with"
+            " weak/strong augmentation and a global-local consistency term;"
+            " FedAvg on the server",
+            _FEDAVG_PARAMETERS,
+            client="strategies.fedlabel:CLIENT_SIDE",
+            client_parameters=_FEDLABEL_CLIENT,
+            validate=_validate_fedlabel,
+            paper="Cho, Joshi, Dimitriadis. Local or Global: Selective Knowledge"
+            " Assimilation for Federated Learning with Limited Labels. ICCV 2023"
+            " (arXiv:2307.08809)",
+            claim="FedLabel > FedAvg with global-model pseudo-labels > FedAvg on"
+            " labels only, at 5-20% labels with non-IID clients",
+            bench="python -m bench.methods_fedlabel",
+            result="see docs/methods-fedlabel.md",
+        ),
+        StrategySpec(
+            "prowd",
+            "strategies.prowd:ProWD",
+            "ProWD (Yoon et al. 2022): clients train quantised at their own"
+            " bitwidth (straight-through estimator) and send weights + bitwidth;"
+            " the server dequantises progressively, aggregates only compatible"
+            " updates and re-quantises per client",
+            (*_FEDAVG_PARAMETERS, *_PROWD_PARAMETERS),
+            client="strategies.prowd:CLIENT_SIDE",
+            factory=_build_prowd,
+            validate=_validate_prowd,
+            paper="Yoon, Park, Jeong, Hwang. Bitwidth Heterogeneous Federated"
+            " Learning with Progressive Weight Dequantization. ICML 2022"
+            " (arXiv:2202.11453)",
+            claim="ProWD >= grouped averaging > naive averaging on the"
+            " full-precision clients' accuracy when most clients are low-bit",
+            bench="python -m bench.methods_prowd",
+            result="see docs/methods-prowd.md",
         ),
     )
 }
@@ -432,7 +554,10 @@ def optimizer_settings(
 
     check_parameters(name, parameters)
     spec = strategy_spec(name)
-    extra = {k: float(v) for k, v in parameters.items() if k in spec.client_parameters}
+    # Client parameters that are not optimiser settings (FedLabel's teacher, say)
+    # go to the method's own training loop (ClientSide.local_train) instead.
+    taken = set(spec.client_parameters) & set(OptimizerSettings.__dataclass_fields__)
+    extra = {k: float(v) for k, v in parameters.items() if k in taken}
     return OptimizerSettings(lr=lr, momentum=momentum, **extra)
 
 

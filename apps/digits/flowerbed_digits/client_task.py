@@ -5,11 +5,23 @@ needs no torch, such as a wake message, starts no torch)."""
 from __future__ import annotations
 
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from torch import nn
 
 from flowerbed_digits.settings import DigitsSettings
-from strategies.client_side import ClientSide, ModelShape, receive_model
+from strategies.client_side import (
+    ClientSide,
+    LocalTraining,
+    ModelShape,
+    receive_model,
+)
 from strategies.registry import client_side, optimizer_settings
 from workloads import digits, digits5, domain_files
 from workloads.training import evaluate as evaluate_model
@@ -83,27 +95,42 @@ def train(msg: Message, context: Context) -> Message:
     """Train the received model locally; reply with the shared weights and metrics."""
     model, side, settings, restored = _load(msg, context)
     x_train, y_train, _, _ = _my_data(context, settings)
-    optimizer = side.build_optimizer(
-        model,
-        optimizer_settings(
-            settings.strategy, settings.parameters, lr=settings.learning_rate
-        ),
+    optimizer = optimizer_settings(
+        settings.strategy, settings.parameters, lr=settings.learning_rate
     )
-    result = train_with(
-        model,
-        optimizer,
-        x_train,
-        y_train,
-        epochs=settings.local_epochs,
-        batch_size=settings.batch_size,
-        seed=settings.seed + int(context.node_config["partition-id"]),
-    )
+    seed = settings.seed + int(context.node_config["partition-id"])
+    extra: dict[str, float | int] = {}
+    if side.local_train is not None:  # the method's own loop (FedLabel, ProWD)
+        config = next(iter(msg.content.config_records.values()), ConfigRecord())
+        task = LocalTraining(
+            x_train,
+            y_train,
+            settings.local_epochs,
+            settings.batch_size,
+            seed,
+            optimizer,
+            settings.parameters,
+            dict(config),
+            context.state,
+        )
+        result, extra = side.local_train(model, task)
+    else:
+        result = train_with(
+            model,
+            side.build_optimizer(model, optimizer),
+            x_train,
+            y_train,
+            epochs=settings.local_epochs,
+            batch_size=settings.batch_size,
+            seed=seed,
+        )
     side.keep_local(model, context.state)
     metrics = _metrics(
         {
             "train-loss": result.loss,
             "train-accuracy": result.accuracy,
             "num-examples": result.num_examples,
+            **extra,
         },
         bool(side.local_keys(model)),
         restored,
