@@ -314,11 +314,120 @@ def _build_fedbuff(
     )
 
 
+_REALFM_PARAMETERS = (
+    "costs",
+    "payoff",
+    "a_opt",
+    "k",
+    "server_payoff",
+    "reward_share",
+    "payoff_kind",
+    "query_timeout_s",
+)
+
+
+def _positive_list(key: str, value: Any) -> tuple[float, ...]:
+    items = value.replace(" ", "").split(",") if isinstance(value, str) else value
+    items = [items] if isinstance(items, int | float) else list(items)
+    try:
+        numbers = tuple(float(v) for v in items if v != "")
+    except (TypeError, ValueError):
+        numbers = ()
+    if not numbers or not all(v > 0 for v in numbers):
+        raise ValueError(f"{key} must be one or more numbers > 0, got {value!r}")
+    return numbers
+
+
+def _realfm_options(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """RealFM's own keyword arguments, typed and checked."""
+    options: dict[str, Any] = {}
+    if "costs" in parameters:
+        options["costs"] = _positive_list("realfm costs", parameters["costs"])
+    for key in ("payoff", "server_payoff", "query_timeout_s", "k"):
+        if key in parameters:
+            options[key] = float(parameters[key])
+            if not options[key] > 0:
+                raise ValueError(f"realfm {key} must be > 0, got {parameters[key]!r}")
+    if "a_opt" in parameters:
+        options["a_opt"] = float(parameters["a_opt"])
+        if not 0 < options["a_opt"] < 1:
+            raise ValueError(f"realfm a_opt must be in (0, 1), got {options['a_opt']}")
+    if "reward_share" in parameters:
+        options["reward_share"] = float(parameters["reward_share"])
+        if not 0 <= options["reward_share"] < 1:
+            raise ValueError(
+                f"realfm reward_share must be in [0, 1), got {options['reward_share']}"
+            )
+    if "payoff_kind" in parameters:
+        kind = str(parameters["payoff_kind"]).lower()
+        if kind not in ("nonlinear", "linear"):
+            raise ValueError(
+                f"realfm payoff_kind must be nonlinear or linear, got {kind!r}"
+            )
+        options["kind"] = kind
+    return options
+
+
+def _build_realfm(
+    parameters: Mapping[str, Any], model: nn.Module | None, sink: EventSink | None
+) -> Any:
+    """RealFM whose mechanism outcome becomes a ``metrics`` event (scope realfm)."""
+    from strategies import realfm
+
+    del model
+
+    def on_equilibrium(outcome: Any) -> None:
+        if sink is not None:
+            now = time.time_ns()
+            devices = outcome.devices
+            sink.append(
+                EventKind.METRICS,
+                round=0,
+                scope="realfm",
+                values={
+                    "b-local": [d.b_local for d in devices],
+                    "b-fed": [d.b_fed for d in devices],
+                    "cost": [d.cost for d in devices],
+                    "device-utility-local": [d.utility_local for d in devices],
+                    "device-utility-fed": [d.utility_fed for d in devices],
+                    "server-utility": outcome.server_utility_fed,
+                    "a-fed": outcome.a_fed,
+                },
+                start_ns=now,
+                end_ns=now,
+            )
+
+    fedavg = {k: v for k, v in parameters.items() if k in _FEDAVG_PARAMETERS}
+    return realfm.RealFM(
+        **_realfm_options(parameters), on_equilibrium=on_equilibrium, **fedavg
+    )
+
+
+_REALFM_INFO = {
+    "costs": ParameterInfo(
+        "0.0001", "per data point", "marginal costs for nodes that declare none"
+    ),
+    "payoff": ParameterInfo(1.0, "", "payoff scale c for nodes that declare none"),
+    "a_opt": ParameterInfo(0.95, "accuracy", "ceiling of the accuracy model a(m)"),
+    "k": ParameterInfo(1.0, "", "complexity constant of the accuracy model a(m)"),
+    "server_payoff": ParameterInfo(1.0, "", "server's payoff scale p_s"),
+    "reward_share": ParameterInfo(
+        0.1, "fraction", "share of the server's extra utility paid to devices"
+    ),
+    "payoff_kind": ParameterInfo(
+        "nonlinear", "", "nonlinear (RealFM) or linear (the baseline mechanism)"
+    ),
+    "query_timeout_s": ParameterInfo(30.0, "s", "wait for the nodes' cost replies"),
+}
+
 # FedBuff's defaults are FLSim's (strategies.settings.FedBuffConfig).
 _FEDBUFF_INFO = {
     "server_learning_rate": ParameterInfo(0.7, "", "server step size eta_g"),
     "server_momentum": ParameterInfo(0.9, "", "server momentum beta, in [0, 1)"),
 }
+
+# The last documented results (docs/methods-<name>.md) of the methods below.
+REALFM_RESULT = "(pending)"
 
 REGISTRY: Mapping[str, StrategySpec] = {
     spec.name: spec
@@ -417,6 +526,24 @@ REGISTRY: Mapping[str, StrategySpec] = {
             doc="docs/methods.md",
             result="holds: every target sooner in 3 of 3 seeds (0.30 at 133 s"
             " vs 272 s, reached by FedAvg in 1 of 3)",
+        ),
+        StrategySpec(
+            "realfm",
+            "strategies.realfm:RealFM",
+            "RealFM (Bornstein et al.): devices declare data costs, the server"
+            " shapes the accuracy it offers and pays rewards so each contributes"
+            " b_fed > b_local; nodes train on the contribution set for them",
+            (*_FEDAVG_PARAMETERS, *_REALFM_PARAMETERS),
+            factory=_build_realfm,
+            validate=_realfm_options,
+            paper="Bornstein et al., Towards Realistic Mechanisms That Incentivize"
+            " Federated Participation and Contribution, 2023",
+            parameter_info=_REALFM_INFO,
+            claim="b_fed > b_local for every device, and device and server"
+            " utility above the linear-payoff mechanism",
+            bench="bench.methods_realfm",
+            doc="docs/methods-realfm.md",
+            result=REALFM_RESULT,
         ),
     )
 }
