@@ -207,7 +207,8 @@ def print_mechanism(rows: Sequence[dict]) -> None:
     print("\n## Mechanism: RealFM (non-linear payoff) vs the linear-payoff mechanism")
     print(
         "| mean cost | mechanism | seeds | total b_local | total b_fed"
-        " | devices b_fed > b_local (worst seed) | min device gain | device utility | server utility | a_fed |"
+        " | devices b_fed > b_local (worst seed) | min device gain"
+        " | device utility | server utility | a_fed |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cost in sorted({r["mean_cost"] for r in rows}):
