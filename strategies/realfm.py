@@ -11,7 +11,7 @@ model of accuracy ``a`` trained on ``m`` of its points is::
 
 Alone, device ``i`` contributes ``b_local_i = argmax u_i`` (0 when no ``m``
 gives positive utility). The server knows the accuracy ``a_fed`` a federation
-of everyone's ``b_local`` reaches, and offers each device the accuracy
+of the contributed data reaches, and offers each device the accuracy
 ``a_local_i + gamma_i(b)`` for a contribution ``b >= b_local_i``. ``gamma``
 solves the second-order expansion of the payoff against the added cost::
 
@@ -21,7 +21,10 @@ so the extra data pays for itself (phi's higher derivatives are all positive,
 so the true payoff is larger still). The device contributes as much as the
 offer can grow, until it reaches ``a_fed``: ``b_fed_i`` solves
 ``a_local_i + gamma_i(b) = a_fed``, which here has a closed form
-(:func:`federated_contribution`). The linear-payoff mechanism it is compared
+(:func:`federated_contribution`). ``a_fed`` is the accuracy of everyone's
+``b_fed`` pooled: a fixed point, iterated from the pooled ``b_local`` (ours;
+the reference code takes ``a_fed`` as given). Without the iteration a device
+that holds the whole federation's local data would gain nothing. The linear-payoff mechanism it is compared
 with uses ``phi(a) = a`` throughout.
 
 The server's own utility is ``p_s * phi(a(sum_i b_i))``; it passes a share
@@ -193,10 +196,16 @@ class DeviceOutcome:
 
 @dataclass(frozen=True)
 class Equilibrium:
-    """Every device's outcome and the server's, under one payoff kind."""
+    """Every device's outcome and the server's, under one payoff kind.
+
+    ``a_pooled`` is the accuracy of everyone's local optima pooled (the
+    server's utility without the mechanism), ``a_fed`` the accuracy the
+    mechanism offers, ``a_trained`` the accuracy of the data it gets.
+    """
 
     kind: Payoff
     devices: tuple[DeviceOutcome, ...]
+    a_pooled: float
     a_fed: float
     a_trained: float
     server_utility_local: float
@@ -225,22 +234,38 @@ def equilibrium(
     kind: Payoff = "nonlinear",
     server_payoff: float = 1.0,
     reward_share: float = 0.1,
+    max_iterations: int = 200,
 ) -> Equilibrium:
     """The mechanism's outcome for ``devices`` (see the module docstring)."""
     if not 0 <= reward_share < 1:
         raise ValueError(f"reward_share must be in [0, 1), got {reward_share!r}")
     locals_ = [local_optimum(d.cost, d.payoff, model, kind) for d in devices]
-    a_fed = model.accuracy(sum(locals_))
-    contributions = []
-    for device, b_local in zip(devices, locals_, strict=True):
-        a_local = model.accuracy(b_local)
-        b_fed = federated_contribution(
-            a_local, a_fed, b_local, device.cost, device.payoff, kind
-        )
-        contributions.append((device, b_local, a_local, math.ceil(b_fed)))
+    a_pooled = model.accuracy(sum(locals_))
+
+    def contributions_at(a_fed: float) -> list[tuple[Device, int, float, int]]:
+        out = []
+        for device, b_local in zip(devices, locals_, strict=True):
+            a_local = model.accuracy(b_local)
+            b_fed = federated_contribution(
+                a_local, a_fed, b_local, device.cost, device.payoff, kind
+            )
+            out.append((device, b_local, a_local, math.ceil(b_fed)))
+        return out
+
+    # The offer is what the federation reaches on the data it gets: a fixed
+    # point, approached from the pooled local optima (a(m) saturates, so the
+    # iteration converges in tens of steps).
+    a_fed = a_pooled
+    for _ in range(max_iterations):
+        contributions = contributions_at(a_fed)
+        a_next = model.accuracy(sum(c[3] for c in contributions))
+        if abs(a_next - a_fed) < 1e-7:
+            break
+        a_fed = a_next
+    contributions = contributions_at(a_fed)
     total_fed = sum(c[3] for c in contributions)
     a_trained = model.accuracy(total_fed)
-    server_local = server_payoff * payoff(a_fed, kind)
+    server_local = server_payoff * payoff(a_pooled, kind)
     earned = server_payoff * payoff(a_trained, kind) - server_local
     extra = sum(b_fed - b_local for _, b_local, _, b_fed in contributions)
     outcomes = []
@@ -273,6 +298,7 @@ def equilibrium(
     return Equilibrium(
         kind=kind,
         devices=tuple(outcomes),
+        a_pooled=a_pooled,
         a_fed=a_fed,
         a_trained=a_trained,
         server_utility_local=server_local,
