@@ -534,8 +534,16 @@ _FEDBUFF_INFO = {
 }
 
 # The last documented results (docs/methods-<name>.md) of the methods below.
-REALFM_RESULT = "(pending)"
-STALENESS_RESULT = "(pending)"
+REALFM_RESULT = (
+    "holds: b_fed > b_local for 8 of 8 devices in 5 of 5 seeds; RealFM above"
+    " linear by 2.5-2.8 orders of magnitude in device utility, 2.6 in server"
+    " utility (paper: over 3)"
+)
+STALENESS_RESULT = (
+    "holds: 0.863 on the slow client's classes vs 0.569 weighted and 0.000"
+    " dropped, 5 of 5 seeds; +0.024 over the raw stale update at full weight;"
+    " 0.63 server s per inversion"
+)
 
 REGISTRY: Mapping[str, StrategySpec] = {
     spec.name: spec
