@@ -24,8 +24,8 @@ offer can grow, until it reaches ``a_fed``: ``b_fed_i`` solves
 (:func:`federated_contribution`). ``a_fed`` is the accuracy of everyone's
 ``b_fed`` pooled: a fixed point, iterated from the pooled ``b_local`` (ours;
 the reference code takes ``a_fed`` as given). Without the iteration a device
-that holds the whole federation's local data would gain nothing. The linear-payoff mechanism it is compared
-with uses ``phi(a) = a`` throughout.
+that holds the whole federation's local data would gain nothing. The
+linear-payoff mechanism it is compared with uses ``phi(a) = a`` throughout.
 
 The server's own utility is ``p_s * phi(a(sum_i b_i))``; it passes a share
 ``reward_share`` of what the extra contributions earn it back to the devices,
@@ -335,7 +335,8 @@ def contribution(config: Mapping[str, object], available: int) -> int:
     value = config.get(CONTRIBUTION_KEY)
     if value is None:
         return available
-    return max(1, min(available, int(value)))  # type: ignore[call-overload]
+    used: int = max(1, min(available, int(value)))  # type: ignore[call-overload]
+    return used
 
 
 # --- the server's half --------------------------------------------------------

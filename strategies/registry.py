@@ -463,9 +463,11 @@ def _model_io(model: nn.Module, input_size: int) -> tuple[tuple[int, ...], int]:
         if hasattr(m, "out_channels") or hasattr(m, "out_features")
     )
     classes = int(getattr(last, "out_features", getattr(last, "out_channels", 0)))
-    if hasattr(first, "in_channels"):
-        return (int(first.in_channels), input_size, input_size), classes
-    return (int(first.in_features),), classes
+    channels: Any = getattr(first, "in_channels", None)
+    if channels is not None:
+        return (int(channels), input_size, input_size), classes
+    features: Any = getattr(first, "in_features", 0)
+    return (int(features),), classes
 
 
 def _build_fedbuff_inversion(

@@ -182,7 +182,7 @@ def invert(
 class Refreshed:
     """What the server did with one stale update."""
 
-    delta: dict[str, NDArray]
+    delta: Mapping[str, NDArray]
     used_inversion: bool
     cosine: float
     seconds: float
