@@ -520,6 +520,9 @@ class FedBuff:
         stop_ns = self.clock_ns() + int(self.max_wall_s * 1e9)
         pulls = MessagePulls(grid)
         log(INFO, "fedbuff: %s, target version %s", self.config, num_rounds)
+        # Flower's round markers (the simulation runner and campaign status read
+        # them): "round" v + 1 is the making of version v + 1.
+        log(INFO, "[ROUND 1/%s]", num_rounds)
         while state.version < num_rounds:
             if self.clock_ns() > stop_ns:
                 log(
@@ -541,6 +544,8 @@ class FedBuff:
                 before = state.version
                 state = self._receive(reply, job, state, snapshots)
                 if state.version != before:
+                    if state.version < num_rounds:
+                        log(INFO, "[ROUND %s/%s]", state.version + 1, num_rounds)
                     snapshots[state.version] = state.params
                     arrays = _array_record(state.params)
                     result.arrays = arrays
@@ -559,6 +564,7 @@ class FedBuff:
                 replace(_abandoned(job, state, None, None), message_id=message_id)
             )
         result.arrays = _array_record(state.params)
+        log(INFO, "Strategy execution finished (fedbuff, version %s)", state.version)
         return result
 
 
