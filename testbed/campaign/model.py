@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from inventory.errors import FlowerbedError
 from inventory.models import is_valid_name
 from strategies.registry import check_model, check_parameters, strategy_spec
 from testbed.campaign.faults import FAULT_KINDS, Fault, parse_faults
@@ -68,12 +69,16 @@ _TOP_KEYS = (
 RUNTIMES = ("deployment", "simulation")
 
 
-class CampaignError(ValueError):
+class CampaignError(FlowerbedError, ValueError):
     """A campaign file problem: names the file, the key and what to do."""
 
     def __init__(self, path: Path, key: str, problem: str, fix: str) -> None:
-        self.path, self.key, self.problem, self.fix = path, key, problem, fix
-        super().__init__(f"{path}: key '{key}': {problem}. Fix: {fix}")
+        self.path, self.key, self.problem = path, key, problem
+        self._fix_as_given = fix
+        super().__init__(problem, f"{path}: key '{key}'", fix)
+
+    def _render(self) -> str:
+        return f"{self.where}: {self.problem}. Fix: {self._fix_as_given}"
 
 
 @dataclass(frozen=True)
