@@ -14,12 +14,13 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from analysis.damage import DataGap, Damage, ResultsError
 from instrumentation.schema import EventKind
+
+if TYPE_CHECKING:  # pandas is imported where used: `campaign status` stays light.
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -307,6 +308,8 @@ def read_csv_table(
     An absent file is only a note (it is optional); one that is there but cannot
     be read, or lacks a column, is also recorded as a gap.
     """
+    import pandas as pd
+
     if not path.exists():
         return None, f"No {path.name} in the results folder."
     try:
@@ -329,6 +332,8 @@ def read_optional_parquet(
     **kwargs: Any,
 ) -> pd.DataFrame | None:
     """An optional parquet table; None (and a recorded gap) when it cannot be read."""
+    import pandas as pd
+
     try:
         return pd.read_parquet(path, engine="pyarrow", **kwargs)
     except (OSError, ValueError, TypeError, KeyError) as exc:
