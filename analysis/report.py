@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.damage import Damage
 from analysis.figures_ecdf import transfer_ecdf
 from analysis.floor import floor_table, launch_of
 from analysis.html import details
@@ -24,7 +25,6 @@ from analysis.html import esc as _esc
 from analysis.html import figure as _figure
 from analysis.html import note as _note
 from analysis.html import section as _section
-from analysis.damage import Damage
 from analysis.report_anatomy import anatomy_section, coverage_notes, timelines_section
 from analysis.report_convergence import convergence_section
 from analysis.report_findings import FindingsData, findings, findings_section
@@ -33,6 +33,12 @@ from analysis.report_linkbound import (
     linkbound_section,
     read_transfers,
     reference_section,
+)
+from analysis.report_quality import (
+    damage_notice,
+    damage_section,
+    partial_groups,
+    write_gaps,
 )
 from analysis.report_setup import (
     clocks_section,
@@ -56,12 +62,6 @@ from analysis.report_system import (
     failures_section,
     system_section,
     system_series,
-)
-from analysis.report_quality import (
-    damage_notice,
-    damage_section,
-    partial_groups,
-    write_gaps,
 )
 from analysis.report_wire import TRANSFER_COLUMNS, bytes_csv_section, transfers_section
 from analysis.results_files import read_manifest, read_phase_table

@@ -80,8 +80,10 @@ def partial_groups(
             str(run.get("strategy") or default or "unknown"),
         )
     if len(metrics):
-        for row in metrics[["run_id", "network", "strategy"]].drop_duplicates().to_dict(
-            "records"
+        for row in (
+            metrics[["run_id", "network", "strategy"]]
+            .drop_duplicates()
+            .to_dict("records")
         ):
             labels.setdefault(str(row["run_id"]), (row["network"], row["strategy"]))
     groups: dict[tuple[str, str], tuple[str, ...]] = {}

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from analysis.asynchrony import asynchronous_timeline, staleness_summary, update_table
+from analysis.damage import SYSTEM, Damage, DataGap
 from analysis.figures import choose_gantt_rounds, save_figure
 from analysis.figures_system import system_timeline
 from analysis.html import MAX_LISTED, details, folded
@@ -21,7 +22,6 @@ from analysis.html import safe_name as _safe_name
 from analysis.html import table as _table
 from analysis.report_setup import EventLogs
 from analysis.report_study import bytes_section
-from analysis.damage import SYSTEM, DataGap, Damage
 from analysis.report_wire import read_csv
 from analysis.results_files import record
 from analysis.summary import SERVER_NODE, network_order

@@ -58,9 +58,7 @@ def _as_bool(values: pd.Series) -> pd.Series:
 
 
 def transfers_section(results_dir: Path, damage: Damage | None = None) -> str:
-    table, problem = read_csv(
-        results_dir / "transfers.csv", TRANSFER_COLUMNS, damage
-    )
+    table, problem = read_csv(results_dir / "transfers.csv", TRANSFER_COLUMNS, damage)
     if table is None:
         return _note(problem)
     disagrees = table[_as_bool(table["disagrees"])]

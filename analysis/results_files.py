@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.damage import DataGap, Damage, ResultsError
+from analysis.damage import Damage, DataGap, ResultsError
 from instrumentation.schema import EventKind
 
 if TYPE_CHECKING:  # pandas is imported where used: `campaign status` stays light.
@@ -29,8 +29,7 @@ _EVENT = re.compile(rb'"event"\s*:\s*"([a-z_]{1,40})"')
 _ROUND = re.compile(rb'"round"\s*:\s*(\d{1,9})\b')
 _NODE = re.compile(rb'"node"\s*:\s*"([^"\\]{1,100})"')
 _FIX_RERUN = (
-    "restore the file from a copy, or run the campaign again "
-    "(`flowerbed campaign run`)"
+    "restore the file from a copy, or run the campaign again (`flowerbed campaign run`)"
 )
 
 
@@ -241,9 +240,7 @@ def check_log_complete(
         return
     if any(e.get("event") == EventKind.RUN_END for e in events):
         return
-    seen = [
-        r for e in events if isinstance(r := e.get("round"), int) and r >= 0
-    ]
+    seen = [r for e in events if isinstance(r := e.get("round"), int) and r >= 0]
     last = max(seen, default=0)
     completed = run.get("rounds_completed")
     missing: tuple[int, ...] = ()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 class FlowerbedError(Exception):
-    """A problem in flowerbed's input: ``what`` was wrong, ``where``, and the ``fix``."""
+    """A problem in flowerbed's input: ``what`` went wrong, ``where``, the ``fix``."""
 
     def __init__(self, what: str, where: str | Path, fix: str) -> None:
         self.what = what.rstrip(". ")

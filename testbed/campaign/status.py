@@ -149,7 +149,9 @@ def read_status(folder: Path) -> dict[str, Any]:
         what = getattr(exc, "strerror", None) or str(exc)
         raise ResultsError(f"could not be read ({what})", path, _STATUS_FIX) from exc
     if not text.strip():
-        raise ResultsError("is empty (cut by a crash or a full disk)", path, _STATUS_FIX)
+        raise ResultsError(
+            "is empty (cut by a crash or a full disk)", path, _STATUS_FIX
+        )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -166,9 +168,7 @@ def read_status(folder: Path) -> dict[str, Any]:
         )
     problem = _status_problem(data)
     if problem is not None:
-        raise ResultsError(
-            f"not a campaign status: {problem}", path, _STATUS_FIX
-        )
+        raise ResultsError(f"not a campaign status: {problem}", path, _STATUS_FIX)
     return data
 
 

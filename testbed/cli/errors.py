@@ -72,9 +72,8 @@ def crash_dir() -> Path:
 def write_crash_log(exc: BaseException, argv: list[str]) -> Path:
     """Write ``exc``'s traceback to a new crash log and return its path."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    text = (
-        f"{' '.join(argv)}\n\n"
-        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    text = f"{' '.join(argv)}\n\n" + "".join(
+        traceback.format_exception(type(exc), exc, exc.__traceback__)
     )
     for folder in (crash_dir(), Path(tempfile.gettempdir()) / "flowerbed"):
         try:
