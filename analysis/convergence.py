@@ -22,12 +22,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.damage import CONVERGENCE, Damage
+from analysis.damage import CONVERGENCE, Damage, DataGap
 from analysis.results_files import (
     check_log_complete,
     manifest_runs,
     missing_run_logs,
     scan_event_log,
+)
+from analysis.results_files import (
+    record as record_gap,
 )
 from analysis.summary import sort_by_network
 from instrumentation.schema import EventKind
@@ -241,7 +244,45 @@ def read_metrics(
         run_id = str(record.get("run_id"))
         if record.get("event") == EventKind.RUN_START or run_id not in origins:
             origins.setdefault(run_id, int(record.get("t_ns", 0)))
-    return metrics_frame(records, _run_info(manifest, records), origins)
+    frame = metrics_frame(records, _run_info(manifest, records), origins)
+    _missing_rounds(Path(results_dir), frame, known, damage)
+    return frame
+
+
+def _missing_rounds(
+    results_dir: Path,
+    frame: pd.DataFrame,
+    known: Mapping[str, Mapping[str, Any]],
+    damage: Damage | None,
+) -> None:
+    """Record a gap for each run whose curve lacks a round it should have.
+
+    A run's rounds run from 0 (server scope: the initial model) or its first
+    metrics round to its last, or to the rounds the manifest says it completed:
+    a hole is a line lost from the log.
+    """
+    for (run_id, scope), rounds in frame.groupby(["run_id", "scope"])["round"]:
+        seen = {int(r) for r in rounds}
+        # The server scope evaluates the initial model as round 0.
+        first = 0 if scope == "server" else min(seen)
+        completed = known.get(str(run_id), {}).get("rounds_completed")
+        last = max(seen)
+        if isinstance(completed, int) and not isinstance(completed, bool):
+            last = max(last, min(completed, max(seen) + 10_000))
+        missing = sorted(set(range(first, last + 1)) - seen)
+        if missing:
+            record_gap(
+                damage,
+                DataGap(
+                    results_dir / "runs" / str(run_id) / "events.jsonl",
+                    "has no metrics event for rounds the run went through "
+                    "(lines lost from the log)",
+                    "those rounds are missing from the curves",
+                    runs=(str(run_id),),
+                    rounds=tuple(missing),
+                    affects=(CONVERGENCE,),
+                ),
+            )
 
 
 def chance_accuracy(manifest: Mapping[str, Any]) -> float:

@@ -116,8 +116,9 @@ def test_one_corrupted_event_line_is_reported_and_its_figure_marked_partial(
     assert "ethernet (partial)" not in convergence
     quality = page[page.index("<h2>Data quality</h2>") :]
     assert said in quality
-    gaps = pd.read_csv(results / "data_gaps.csv")
-    assert list(gaps["lines"].astype(str)) == [str(index + 1)]
+    gaps = pd.read_csv(results / "data_gaps.csv", dtype=str, keep_default_na=False)
+    assert list(gaps["lines"]) == [str(index + 1), ""]
+    assert list(gaps["rounds"]) == ["2", "2"]  # the line, then the curve's hole
 
 
 def test_strict_exits_3_on_damage_and_0_on_a_whole_folder(results: Path) -> None:

@@ -1,4 +1,4 @@
-"""The command line's edge: clear errors (exit 2), a crash log for bugs, no traceback."""
+"""The command line's edge: clear errors (exit 2), a crash log for bugs."""
 
 from __future__ import annotations
 
@@ -107,8 +107,8 @@ def test_a_bug_goes_to_a_crash_log_and_one_line(
 def test_a_known_error_from_any_command_exits_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from analysis.damage import ResultsError
     import testbed.campaign.status as status
+    from analysis.damage import ResultsError
 
     def refuse(folder: Path) -> dict[str, object]:
         raise ResultsError("is odd", folder / "x", "do y")
