@@ -34,8 +34,8 @@ CRASHED = 70  # EX_SOFTWARE (sysexits.h)
 
 # errno values that mean "this place cannot take the file", with the fix.
 _WRITE_FIXES = {
-    errno.EACCES: "make it writable, or choose a writable location",
-    errno.EPERM: "make it writable, or choose a writable location",
+    errno.EACCES: "check its permissions, or choose another location",
+    errno.EPERM: "check its permissions, or choose another location",
     errno.EROFS: "the file system is read-only; choose a writable location",
     errno.ENOSPC: "the disk is full; free space there, or choose another location",
     errno.EDQUOT: "the disk quota is used up; free space, or choose another location",
@@ -98,10 +98,12 @@ class EdgeGroup(TyperGroup):
             say_error(str(exc))
             ctx.exit(BAD_INPUT)
         except OSError as exc:
-            message = output_error(exc)
-            if message is None:
+            # Reading or writing: the edge cannot tell which, so it says neither.
+            hint = _WRITE_FIXES.get(exc.errno or 0)
+            if hint is None:
                 self._crash(ctx, exc)
-            say_error(message or "")
+            where = exc.filename if exc.filename is not None else "a file"
+            say_error(f"{where}: {exc.strerror}. Fix: {hint}.")
             ctx.exit(BAD_INPUT)
         except Exception as exc:  # noqa: BLE001 - the edge: every bug is logged
             if isinstance(exc, _host_errors()):

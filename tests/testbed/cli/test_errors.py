@@ -119,3 +119,21 @@ def test_a_known_error_from_any_command_exits_2(
 
     assert code == BAD_INPUT
     assert output == f"error: {tmp_path / 'x'}: is odd. Fix: do y.\n"
+
+
+def test_a_permission_or_full_disk_error_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import testbed.campaign.status as status
+
+    def denied(folder: Path) -> dict[str, object]:
+        raise PermissionError(errno.EACCES, "Permission denied", str(folder / "s"))
+
+    monkeypatch.setattr(status, "read_status", denied)
+
+    code, output = status_of(tmp_path)
+
+    assert code == BAD_INPUT
+    assert output.startswith(f"error: {tmp_path / 's'}: Permission denied. Fix:")
