@@ -327,7 +327,15 @@ def build_report(
         *sorted(p.name for p in results_dir.glob("*.csv")),
     ]
     (results_dir / "summary.md").write_text(
-        markdown_summary(name, study, files, findings(data), floors), encoding="utf-8"
+        markdown_summary(
+            name,
+            study,
+            files,
+            findings(data)
+            + [f"Partial data: {g.sentence()}" for g in damage if g.affects],
+            floors,
+        ),
+        encoding="utf-8",
     )
     return out
 

@@ -119,6 +119,8 @@ def test_one_corrupted_event_line_is_reported_and_its_figure_marked_partial(
     gaps = pd.read_csv(results / "data_gaps.csv", dtype=str, keep_default_na=False)
     assert list(gaps["lines"]) == [str(index + 1), ""]
     assert list(gaps["rounds"]) == ["2", "2"]  # the line, then the curve's hole
+    summary = (results / "summary.md").read_text(encoding="utf-8")
+    assert f"Partial data: {said}" in summary
 
 
 def test_strict_exits_3_on_damage_and_0_on_a_whole_folder(results: Path) -> None:
