@@ -251,7 +251,6 @@ def read_document(path: Path, what: str, example: str) -> object:
             loader.dispose()
 
 
-
 def read_yaml(path: Path) -> object:
     """The inventory document in ``path``, its mappings remembering their lines."""
     try:
