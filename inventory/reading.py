@@ -262,10 +262,20 @@ def read_yaml(path: Path) -> object:
 
 
 def line_of(root: object, parts: Parts) -> int | None:
-    """Line of the deepest key of ``parts`` found by descending from ``root``."""
+    """Line of the deepest key of ``parts`` found by descending from ``root``.
+
+    An integer part indexes a list; the line is then that item's, if it is a
+    mapping.
+    """
     line = root.line if isinstance(root, _Mapping) else None
     current = root
     for part in parts:
+        if isinstance(current, list) and isinstance(part, int):
+            if not 0 <= part < len(current):
+                break
+            current = current[part]
+            line = current.line if isinstance(current, _Mapping) else line
+            continue
         if not isinstance(current, _Mapping) or part not in current.key_lines:
             break
         line = current.key_lines[part]
