@@ -6,11 +6,13 @@ import typer
 
 from testbed.cli.campaign import campaign_app
 from testbed.cli.cluster import cluster_app
+from testbed.cli.errors import EdgeGroup
 from testbed.cli.inventory import inventory_app
 from testbed.cli.report import report_app
 from testbed.cli.strategies import strategies_app
 
 app = typer.Typer(
+    cls=EdgeGroup,
     help="Measured federated-learning campaigns on emulated and real edge clusters.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
