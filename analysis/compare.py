@@ -11,7 +11,6 @@ tables as CSV, an HTML page and a Markdown summary.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,9 @@ from typing import Any
 import pandas as pd
 
 from analysis.convergence import default_target, read_metrics, time_to_target
+from analysis.damage import Damage
 from analysis.html import esc, fmt, note, section, table
-from analysis.phases import read_phases
+from analysis.results_files import read_manifest, read_phase_table
 from analysis.stragglers import straggler_rounds, straggler_summary
 from analysis.study import BootstrapConfig, quantity_order, study_table
 from analysis.summary import GAP_PHASES, network_order
@@ -63,11 +63,9 @@ def _labels(dirs: Sequence[Path]) -> list[str]:
 
 
 def _manifest(path: Path) -> dict[str, Any]:
-    file = path / "manifest.json"
-    if not file.is_file():
-        return {}
-    loaded = json.loads(file.read_text(encoding="utf-8"))
-    return loaded if isinstance(loaded, dict) else {}
+    """A folder's manifest ({} when it has none); a damaged one names the file."""
+    manifest, _ = read_manifest(path)
+    return manifest
 
 
 def _side_by_side(
@@ -137,7 +135,7 @@ def compare_campaigns(
     studies, ratios, stragglers, metrics = [], [], [], []
     tiled, notes = [], []
     for label, path in zip(labels, dirs, strict=True):
-        df = read_phases(Path(path) / "phases.parquet")
+        df = read_phase_table(Path(path) / "phases.parquet")
         tiled.append(bool(df["phase"].isin(GAP_PHASES).any()))
         study = study_table(df, warmup_rounds, bootstrap)
         studies.append(study.table)
@@ -150,7 +148,12 @@ def compare_campaigns(
         ratios.append(study.ratios)
         summary = straggler_summary(straggler_rounds(df, warmup_rounds))
         stragglers.append(summary.assign(campaign=label))
-        metrics.append(read_metrics(Path(path), _manifest(Path(path)), df))
+        damage = Damage()
+        metrics.append(read_metrics(Path(path), _manifest(Path(path)), df, damage))
+        notes += [
+            f"{label}: partial data, time to target computed without it: {s}"
+            for s in damage.sentences()
+        ]
     target = target_accuracy
     if target is None and len(metrics[0]):
         target = default_target(metrics[0])

@@ -22,6 +22,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.damage import CONVERGENCE, Damage, DataGap
+from analysis.results_files import (
+    check_log_complete,
+    manifest_runs,
+    missing_run_logs,
+    scan_event_log,
+)
+from analysis.results_files import (
+    record as record_gap,
+)
 from analysis.summary import sort_by_network
 from instrumentation.schema import EventKind
 
@@ -185,21 +195,47 @@ def _run_info(
     return info
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _valid(event: Mapping[str, Any]) -> bool:
+    """Whether a metrics/run_start event has the fields convergence reads, typed."""
+    if not _is_int(event.get("t_ns")):
+        return False
+    if event.get("event") == EventKind.RUN_START:
+        return _is_int(event.get("repetition", 1))
+    if event.get("event") != EventKind.METRICS:
+        return True
+    return _is_int(event.get("round")) and isinstance(event.get("values"), Mapping)
+
+
 def read_metrics(
     results_dir: Path,
     manifest: Mapping[str, Any],
     phases: pd.DataFrame | None = None,
+    damage: Damage | None = None,
 ) -> pd.DataFrame:
     """The metrics table of every ``runs/*/events.jsonl`` in a results folder.
 
     The wall-clock origin of a run is its earliest ``start_ns`` in ``phases``
     (the first dispatch of round 1), else its ``run_start`` event, else its
-    first metrics event.
+    first metrics event. Damaged lines, logs cut before their ``run_end`` and
+    finished runs without a log are recorded in ``damage`` (and logged).
     """
     records: list[dict[str, Any]] = []
+    known = manifest_runs(manifest)
+    missing_run_logs(results_dir, manifest, damage, (CONVERGENCE,))
     for path in sorted(Path(results_dir).glob("runs/*/events.jsonl")):
-        with path.open("rb") as handle:
-            records.extend(metric_records(handle, path.parent.name))
+        events = scan_event_log(
+            path, (*_PARSED, EventKind.RUN_END), damage, (CONVERGENCE,), _valid
+        )
+        run_id = path.parent.name
+        check_log_complete(path, events, known.get(run_id), damage, (CONVERGENCE,))
+        for event in events:
+            if event.get("event") in _PARSED:
+                event.setdefault("run_id", run_id)
+                records.append(event)
     origins: dict[str, int] = {}
     if phases is not None and len(phases):
         firsts = phases.groupby("run_id", observed=True)["start_ns"].min()
@@ -208,7 +244,45 @@ def read_metrics(
         run_id = str(record.get("run_id"))
         if record.get("event") == EventKind.RUN_START or run_id not in origins:
             origins.setdefault(run_id, int(record.get("t_ns", 0)))
-    return metrics_frame(records, _run_info(manifest, records), origins)
+    frame = metrics_frame(records, _run_info(manifest, records), origins)
+    _missing_rounds(Path(results_dir), frame, known, damage)
+    return frame
+
+
+def _missing_rounds(
+    results_dir: Path,
+    frame: pd.DataFrame,
+    known: Mapping[str, Mapping[str, Any]],
+    damage: Damage | None,
+) -> None:
+    """Record a gap for each run whose curve lacks a round it should have.
+
+    A run's rounds run from 0 (server scope: the initial model) or its first
+    metrics round to its last, or to the rounds the manifest says it completed:
+    a hole is a line lost from the log.
+    """
+    for (run_id, scope), rounds in frame.groupby(["run_id", "scope"])["round"]:
+        seen = {int(r) for r in rounds}
+        # The server scope evaluates the initial model as round 0.
+        first = 0 if scope == "server" else min(seen)
+        completed = known.get(str(run_id), {}).get("rounds_completed")
+        last = max(seen)
+        if isinstance(completed, int) and not isinstance(completed, bool):
+            last = max(last, min(completed, max(seen) + 10_000))
+        missing = sorted(set(range(first, last + 1)) - seen)
+        if missing:
+            record_gap(
+                damage,
+                DataGap(
+                    results_dir / "runs" / str(run_id) / "events.jsonl",
+                    "has no metrics event for rounds the run went through "
+                    "(lines lost from the log)",
+                    "those rounds are missing from the curves",
+                    runs=(str(run_id),),
+                    rounds=tuple(missing),
+                    affects=(CONVERGENCE,),
+                ),
+            )
 
 
 def chance_accuracy(manifest: Mapping[str, Any]) -> float:

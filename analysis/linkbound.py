@@ -3,7 +3,7 @@
 Each captured transfer (a row of ``transfers.csv``, :func:`analysis.wire.
 reconcile_transfers`) spans ``wire_s`` from its first to its last payload byte;
 ``busy_s`` of it the link was busy (the packets followed each other as the link's
-pace allows, instrumentation.capture.LinkPace) and ``gaps_s`` it was not (the
+pace allows, instrumentation.link_pace.LinkPace) and ``gaps_s`` it was not (the
 host or the protocol: Flower's per-object requests and back-offs,
 serialisation, a busy CPU). Against the link's rate (a calibration when there is
 one, else the inventory's profile):

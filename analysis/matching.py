@@ -81,6 +81,7 @@ class Burst:
     packets: int | None = None
     retransmissions: int | None = None
     busy_ns: int | None = None
+    owed_ns: int | None = None
 
 
 def message_category(raw: object) -> str:
@@ -141,6 +142,7 @@ def _burst(e: Mapping[str, Any], clock: NodeClock | None = None) -> Burst:
         packets=optional_int(e.get("packets")),
         retransmissions=optional_int(e.get("retransmissions")),
         busy_ns=optional_int(e.get("busy_ns")),
+        owed_ns=optional_int(e.get("owed_ns")),
     )
 
 

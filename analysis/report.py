@@ -10,7 +10,6 @@ note in the report, never a crash; docs/report.md says what each number means.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.damage import Damage
 from analysis.figures_ecdf import transfer_ecdf
 from analysis.floor import floor_table, launch_of
 from analysis.html import details
@@ -25,7 +25,6 @@ from analysis.html import esc as _esc
 from analysis.html import figure as _figure
 from analysis.html import note as _note
 from analysis.html import section as _section
-from analysis.phases import read_phases
 from analysis.report_anatomy import anatomy_section, coverage_notes, timelines_section
 from analysis.report_convergence import convergence_section
 from analysis.report_findings import FindingsData, findings, findings_section
@@ -34,6 +33,12 @@ from analysis.report_linkbound import (
     linkbound_section,
     read_transfers,
     reference_section,
+)
+from analysis.report_quality import (
+    damage_notice,
+    damage_section,
+    partial_groups,
+    write_gaps,
 )
 from analysis.report_setup import (
     clocks_section,
@@ -59,6 +64,7 @@ from analysis.report_system import (
     system_series,
 )
 from analysis.report_wire import TRANSFER_COLUMNS, bytes_csv_section, transfers_section
+from analysis.results_files import read_manifest, read_phase_table
 from analysis.rollup import Rollup, rollup
 from analysis.stragglers import straggler_rounds
 from analysis.study import BootstrapConfig
@@ -84,26 +90,6 @@ figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee
 figcaption{color:#555;font-size:.9rem}
 dt{font-weight:600;font-family:ui-monospace,monospace}dd{margin:0 0 .3rem 1.5rem}
 """
-
-
-def _read_manifest(results_dir: Path) -> tuple[dict[str, Any], list[str]]:
-    path = results_dir / "manifest.json"
-    if not path.is_file():
-        return {}, [
-            f"No manifest at {path}: campaign, link profiles and runs are unknown."
-        ]
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); "
-            "re-run `flowerbed campaign run` or fix the file"
-        ) from exc
-    if not isinstance(manifest, dict):
-        raise ValueError(
-            f"{path}: expected a JSON object, got {type(manifest).__name__}"
-        )
-    return manifest, []
 
 
 def _campaign_name(manifest: Mapping[str, Any], df: pd.DataFrame) -> str:
@@ -184,6 +170,7 @@ def build_report(
     target_accuracy: float | None = None,
     bootstrap: BootstrapConfig | None = None,
     timeline_round: int = 2,
+    damage: Damage | None = None,
 ) -> Path:
     """Write ``results_dir/report.html`` (plus figures and CSVs) and return its path.
 
@@ -192,25 +179,26 @@ def build_report(
     time-to-target table counts to (default: 90% of the best reached, above
     chance and every run's first round); ``bootstrap`` sets the confidence
     intervals (:class:`BootstrapConfig`); ``timeline_round`` is the round the
-    per-node timelines show (the first when a run has fewer). An event-log line
-    cut by a crash is skipped, said in the report and logged as a warning.
+    per-node timelines show (the first when a run has fewer).
+
+    Whatever a reader of the folder skipped (a damaged event-log line, an
+    unreadable optional file: analysis/results_files.py) is collected in
+    ``damage`` (pass one to see it), shown in the report's data-quality section
+    and, when a figure was computed without it, in Findings and beside the
+    figure. A folder without a readable ``phases.parquet`` or with a damaged
+    ``manifest.json`` raises :class:`analysis.damage.ResultsError`.
     """
     results_dir = Path(results_dir)
-    phases_path = results_dir / "phases.parquet"
-    if not phases_path.is_file():
-        raise FileNotFoundError(
-            f"no phase table at {phases_path}: run `flowerbed campaign run` first "
-            "(it writes phases.parquet and manifest.json into the results folder)"
-        )
-    df = read_phases(phases_path)
-    manifest, manifest_notes = _read_manifest(results_dir)
-    logs = read_event_logs(results_dir)
+    damage = Damage() if damage is None else damage
+    df = read_phase_table(results_dir / "phases.parquet")
+    manifest, manifest_notes = read_manifest(results_dir)
+    logs = read_event_logs(results_dir, damage)
     rolled = rollup(df)
     tables = _write_tables(results_dir, df, rolled)
     shares = phase_shares(df, tables["round_time_table"]["median_round_s"])
     shares.to_csv(results_dir / "phase_shares.csv", index=False)
     figures = results_dir / "figures"
-    transfers = read_transfers(results_dir)
+    transfers = read_transfers(results_dir, damage)
     study = study_results(
         results_dir,
         df,
@@ -220,6 +208,7 @@ def build_report(
         bootstrap,
         rolled,
         transfers,
+        damage,
     )
     bounds = link_bounds(results_dir, transfers, manifest)
     floors = floor_table(df, launch_of(manifest), warmup_rounds, tables["round_times"])
@@ -241,71 +230,86 @@ def build_report(
         emulation_notices(manifest), "Not emulated: read the numbers with this in mind."
     )
     quality = "".join(_note(n) for n in coverage_notes(df, manifest))
+    # The sections that read optional files come first, so that every gap is
+    # known before the notice, Findings and the data-quality section are drawn.
+    middle = [
+        _guarded(
+            "Where a round goes",
+            partial(
+                anatomy_section,
+                df,
+                shares,
+                tables["median_phases"],
+                tables["round_times"],
+                figures,
+            ),
+        ),
+        _guarded(
+            "Round timeline",
+            partial(
+                timelines_section,
+                df,
+                figures,
+                timeline_round,
+                _slowest_network(tables["round_time_table"]),
+            ),
+        ),
+        _section("Study", study_section(study, figures, shares, floors), "study"),
+        _section("Link or host", linkbound_section(bounds), "link-or-host"),
+        _section(
+            "Against the seed study",
+            reference_section(results_dir, study.study, bounds),
+            "seed-study",
+        ),
+        _section("Stragglers", straggler_section(study, figures), "stragglers"),
+        _section(
+            "Convergence",
+            convergence_section(
+                study, figures, partial_groups(damage, study.metrics, manifest)
+            ),
+            "convergence",
+        ),
+        _section(
+            "Distributions",
+            details(
+                "ECDF of every phase's seconds per node and round",
+                ecdf_section(study, figures),
+            )
+            + details(
+                "ECDF of downlink and uplink seconds per message",
+                _transfer_ecdfs(df, figures),
+            ),
+        ),
+        _guarded(
+            "Transfers: wire vs SuperNode",
+            partial(transfers_section, results_dir, damage),
+        ),
+        _guarded("Bytes", partial(bytes_csv_section, results_dir, damage)),
+        _guarded("System", partial(system_section, results_dir, df, figures, damage)),
+        _guarded("Failures", partial(failures_section, results_dir, damage)),
+        _guarded("Asynchronous timeline", partial(asynchrony_section, logs, figures)),
+        _section("Runs", runs_section(manifest, df)),
+        _guarded("Clock offsets", partial(clocks_section, manifest)),
+        _section("Emulation", emulation_section(manifest)),
+        _section("Link profiles", profiles_section(manifest)),
+    ]
+    write_gaps(damage, results_dir)
     body = "".join(
         [
             f"<h1>flowerbed report: {_esc(name)}</h1>",
             _overview(df),
             "".join(_note(n) for n in manifest_notes),
-            _notice(list(logs.skipped), "Skipped in the runs' event logs:"),
-            _section("Findings", findings_section(data, [not_emulated]), "findings"),
-            _guarded(
-                "Where a round goes",
-                partial(
-                    anatomy_section,
-                    df,
-                    shares,
-                    tables["median_phases"],
-                    tables["round_times"],
-                    figures,
-                ),
-            ),
-            _guarded(
-                "Round timeline",
-                partial(
-                    timelines_section,
-                    df,
-                    figures,
-                    timeline_round,
-                    _slowest_network(tables["round_time_table"]),
-                ),
-            ),
-            _section("Study", study_section(study, figures, shares, floors), "study"),
-            _section("Link or host", linkbound_section(bounds), "link-or-host"),
+            damage_notice(damage),
             _section(
-                "Against the seed study",
-                reference_section(results_dir, study.study, bounds),
-                "seed-study",
+                "Findings",
+                findings_section(data, [not_emulated, damage_notice(damage, True)]),
+                "findings",
             ),
-            _section("Stragglers", straggler_section(study, figures), "stragglers"),
-            _section("Convergence", convergence_section(study, figures), "convergence"),
-            _section(
-                "Distributions",
-                details(
-                    "ECDF of every phase's seconds per node and round",
-                    ecdf_section(study, figures),
-                )
-                + details(
-                    "ECDF of downlink and uplink seconds per message",
-                    _transfer_ecdfs(df, figures),
-                ),
-            ),
-            _guarded(
-                "Transfers: wire vs SuperNode",
-                partial(transfers_section, results_dir),
-            ),
-            _guarded("Bytes", partial(bytes_csv_section, results_dir)),
-            _guarded("System", partial(system_section, results_dir, df, figures)),
-            _guarded("Failures", partial(failures_section, results_dir)),
-            _guarded(
-                "Asynchronous timeline", partial(asynchrony_section, logs, figures)
-            ),
-            _section("Runs", runs_section(manifest, df)),
-            _guarded("Clock offsets", partial(clocks_section, manifest)),
-            _section("Emulation", emulation_section(manifest)),
-            _section("Link profiles", profiles_section(manifest)),
+            *middle,
             _section(
                 "Data quality",
-                quality + "".join(_note(s) for s in logs.skipped) + quality_section(df),
+                damage_section(damage) + quality + quality_section(df),
+                "data-quality",
             ),
             _section("Provenance", provenance_section(manifest)),
         ]
@@ -323,7 +327,15 @@ def build_report(
         *sorted(p.name for p in results_dir.glob("*.csv")),
     ]
     (results_dir / "summary.md").write_text(
-        markdown_summary(name, study, files, findings(data), floors), encoding="utf-8"
+        markdown_summary(
+            name,
+            study,
+            files,
+            findings(data)
+            + [f"Partial data: {g.sentence()}" for g in damage if g.affects],
+            floors,
+        ),
+        encoding="utf-8",
     )
     return out
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from analysis.convergence import LEARNING_MARGIN
 from analysis.figures_study import convergence_figure
-from analysis.html import figure, fmt, note, table
+from analysis.html import esc, figure, fmt, note, table
 from analysis.report_study import StudyResults
 
 
@@ -29,7 +29,10 @@ def _target_cells(target: Mapping[Any, Any] | None) -> list[object]:
     ]
 
 
-def _outcome_table(results: StudyResults) -> str:
+Partial = Mapping[tuple[str, str], tuple[str, ...]]
+
+
+def _outcome_table(results: StudyResults, partial: Partial) -> str:
     """Per network and strategy: learned runs, accuracies, time to target."""
     targets = {
         (r["network"], r["strategy"]): r for r in results.targets.to_dict("records")
@@ -43,7 +46,7 @@ def _outcome_table(results: StudyResults) -> str:
         key = (r["network"], r["strategy"])
         rows.append(
             [
-                r["network"],
+                f"{r['network']} (partial)" if key in partial else r["network"],
                 r["strategy"],
                 f"{r['runs_learned']} of {r['runs']}",
                 fmt(r["median_first_accuracy"]),
@@ -86,15 +89,37 @@ def _target_note(results: StudyResults) -> str:
     )
 
 
-def convergence_section(results: StudyResults, figures: Path) -> str:
-    """Accuracy and loss against round and wall-clock time; learning and target."""
+def _partial_note(partial: Partial) -> str:
+    if not partial:
+        return ""
+    groups = "; ".join(
+        f"{network}/{strategy}: run{'s' if len(runs) > 1 else ''} {', '.join(runs)}"
+        for (network, strategy), runs in sorted(partial.items())
+    )
+    return (
+        '<div class="notice partial"><strong>Partial data.</strong> '
+        f"Computed without lines or files of damaged event logs ({esc(groups)}); "
+        "rows marked (partial); see Data quality for what was skipped.</div>"
+    )
+
+
+def convergence_section(
+    results: StudyResults, figures: Path, partial_runs: Partial | None = None
+) -> str:
+    """Accuracy and loss against round and wall-clock time; learning and target.
+
+    ``partial_runs`` names the (network, strategy) groups whose runs' event logs
+    were damaged: they are marked in the table and above the figure.
+    """
+    damaged = partial_runs or {}
     metrics = results.metrics
     if metrics.empty:
-        return note(
+        return _partial_note(damaged) + note(
             "No convergence data: no run's events.jsonl has metrics events "
             "(the ServerApp writes them, docs/events.md)."
         )
     parts = [
+        _partial_note(damaged),
         figure(
             partial(
                 convergence_figure, metrics, results.target, figures / "convergence"
@@ -106,7 +131,7 @@ def convergence_section(results: StudyResults, figures: Path) -> str:
         ),
     ]
     if len(results.learning):
-        parts += [_outcome_table(results), _target_note(results)]
+        parts += [_outcome_table(results, damaged), _target_note(results)]
     scopes = ", ".join(sorted(set(metrics["scope"])))
     parts.append(note(f"Metrics from the {scopes} scope (docs/events.md)."))
     return "".join(parts)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.damage import LINK_VERDICTS, TRANSFERS, Damage
 from analysis.html import fmt, note, table
 from analysis.linkbound import (
     BOUND_TABLE_COLUMNS,
@@ -28,6 +29,7 @@ from analysis.linkbound import (
     profile_rates,
 )
 from analysis.reference import CITATION, reference_table
+from analysis.results_files import read_csv_table
 from analysis.study import Study
 
 
@@ -39,16 +41,13 @@ def manifest_rates(
     return profile_rates(profiles) if isinstance(profiles, Mapping) else {}
 
 
-def read_transfers(results_dir: Path) -> pd.DataFrame:
+def read_transfers(results_dir: Path, damage: Damage | None = None) -> pd.DataFrame:
     """``transfers.csv``, or an empty frame when there is none or it is unreadable
-    (the Transfers section says which)."""
-    path = results_dir / "transfers.csv"
-    if not path.is_file():
-        return pd.DataFrame()
-    try:
-        return pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError):
-        return pd.DataFrame()
+    (recorded in ``damage``: the link-busy quantities and verdicts lack it)."""
+    table, _ = read_csv_table(
+        results_dir / "transfers.csv", (), damage, (TRANSFERS, LINK_VERDICTS)
+    )
+    return pd.DataFrame() if table is None else table
 
 
 def link_bounds(

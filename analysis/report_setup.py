@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,17 +9,17 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.damage import ASYNCHRONY, Damage
 from analysis.html import MAX_LISTED, details, folded
 from analysis.html import esc as _esc
 from analysis.html import fmt as _fmt
 from analysis.html import note as _note
 from analysis.html import table as _table
 from analysis.phases import unmatched_frame
+from analysis.results_files import scan_event_log
 from analysis.summary import network_order
-from instrumentation.events import EventLogError, read_event_file
 from instrumentation.schema import EventKind
 
-logger = logging.getLogger(__name__)
 _FEATURE_LABELS = {
     "rate": ("Rate limits", "were"),
     "loss": ("Packet loss", "was"),
@@ -261,52 +260,27 @@ def provenance_section(manifest: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class EventLogs:
-    """The runs' event logs, read as everywhere else: cut last lines skipped.
+    """The FedBuff updates of the runs' event logs (runs without any are absent).
 
-    ``events`` maps a run id (its folder name) to its events, for the logs the
-    report reads event by event (those with FedBuff updates); ``skipped`` says,
-    one sentence per log, what was left out (a line cut by a crash, or a log
-    corrupt in the middle, which is then not read at all).
+    ``events`` maps a run id (its folder name) to its ``fedbuff_update`` events;
+    damaged lines are recorded in the :class:`analysis.damage.Damage` given to
+    :func:`read_event_logs`.
     """
 
     events: dict[str, tuple[dict[str, Any], ...]]
-    skipped: tuple[str, ...]
 
 
-def _looks_whole(data: bytes) -> bool:
-    """Every line looks like a JSON object: parsing it all would find nothing cut."""
-    if data and not data.endswith(b"\n"):
-        return False
-    lines = (line.strip() for line in data.split(b"\n"))
-    return all(not line or (line[:1] == b"{" and line[-1:] == b"}") for line in lines)
+def read_event_logs(results_dir: Path, damage: Damage | None = None) -> EventLogs:
+    """The FedBuff updates of ``runs/*/events.jsonl``; damaged lines recorded.
 
-
-def read_event_logs(results_dir: Path) -> EventLogs:
-    """Check ``runs/*/events.jsonl``; log a warning for each skipped line or log.
-
-    A log is parsed in full (``read_event_file``) only when it has FedBuff
-    updates or a line that does not look like a JSON object: a long campaign's
-    logs hold millions of events the report reads elsewhere, selectively.
+    Each log is scanned line by line (analysis/results_files.py): a long
+    campaign's logs hold millions of events the report reads elsewhere.
     """
     events: dict[str, tuple[dict[str, Any], ...]] = {}
-    skipped: list[str] = []
     for path in sorted(Path(results_dir).glob("runs/*/events.jsonl")):
-        try:
-            data = path.read_bytes()
-            fedbuff = f'"{EventKind.FEDBUFF_UPDATE}"'.encode() in data
-            if not fedbuff and _looks_whole(data):
-                continue
-            read = read_event_file(path)
-        except (EventLogError, OSError) as exc:
-            skipped.append(f"{path}: not read ({exc}).")
-            continue
-        if fedbuff:
-            events[path.parent.name] = read.events
-        if read.cut_lines:
-            lines = "line" if read.cut_lines == 1 else "lines"
-            skipped.append(
-                f"{path}: skipped {read.cut_lines} {lines} cut short by a crash."
-            )
-    for sentence in skipped:
-        logger.warning("%s", sentence)
-    return EventLogs(events=events, skipped=tuple(skipped))
+        updates = scan_event_log(
+            path, (EventKind.FEDBUFF_UPDATE,), damage, (ASYNCHRONY,)
+        )
+        if updates:
+            events[path.parent.name] = tuple(updates)
+    return EventLogs(events=events)

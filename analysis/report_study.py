@@ -24,6 +24,7 @@ from analysis.convergence import (
     read_metrics,
     time_to_target,
 )
+from analysis.damage import Damage
 from analysis.figures_ecdf import phase_ecdfs
 from analysis.figures_study import study_bars
 from analysis.figures_system import bytes_over_time
@@ -73,6 +74,7 @@ def study_results(
     bootstrap: BootstrapConfig | None = None,
     rolled: Rollup | None = None,
     transfers: pd.DataFrame | None = None,
+    damage: Damage | None = None,
 ) -> StudyResults:
     """Compute the study, straggler and convergence tables and write their CSVs.
 
@@ -91,7 +93,7 @@ def study_results(
             )
     study = study_table(df, warmup_rounds, bootstrap, samples)
     rounds = straggler_rounds(df, 0, rolled)
-    metrics = read_metrics(results_dir, manifest, df)
+    metrics = read_metrics(results_dir, manifest, df, damage)
     chance = chance_accuracy(manifest)
     target = (
         target_accuracy

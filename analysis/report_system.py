@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from analysis.asynchrony import asynchronous_timeline, staleness_summary, update_table
+from analysis.damage import SYSTEM, Damage, DataGap
 from analysis.figures import choose_gantt_rounds, save_figure
 from analysis.figures_system import system_timeline
 from analysis.html import MAX_LISTED, details, folded
@@ -22,6 +23,7 @@ from analysis.html import table as _table
 from analysis.report_setup import EventLogs
 from analysis.report_study import bytes_section
 from analysis.report_wire import read_csv
+from analysis.results_files import record
 from analysis.summary import SERVER_NODE, network_order
 from analysis.system import nic_rates, read_system
 from instrumentation.schema import EventKind
@@ -88,14 +90,18 @@ def _read_chosen_runs(path: Path, df: pd.DataFrame) -> pd.DataFrame:
     return pd.read_parquet(path, engine="pyarrow", filters=[("run_id", "in", chosen)])
 
 
-def system_section(results_dir: Path, df: pd.DataFrame, figures: Path) -> str:
+def system_section(
+    results_dir: Path, df: pd.DataFrame, figures: Path, damage: Damage | None = None
+) -> str:
     path = results_dir / "system.parquet"
-    if not path.is_file():
+    if not path.exists():
         return _note("No system.parquet in the results folder.")
     try:
         system = _read_chosen_runs(path, df)
-    except (OSError, ValueError, KeyError) as exc:
-        return _note(f"{path} could not be read ({exc}); nothing shown from it.")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        gap = DataGap(path, f"could not be read ({exc})", "not read", affects=(SYSTEM,))
+        record(damage, gap)
+        return _note(f"{gap.sentence()} Nothing is shown from it.")
     required = ("run_id", "network", "host", "t_ns", "metric", "device", "value")
     missing = [c for c in required if c not in system.columns]
     if missing or system.empty:
@@ -136,12 +142,12 @@ def system_section(results_dir: Path, df: pd.DataFrame, figures: Path) -> str:
 FAILURE_COLUMNS = ("run_id", "round", "node", "phase", "kind", "cause")
 
 
-def failures_section(results_dir: Path) -> str:
+def failures_section(results_dir: Path, damage: Damage | None = None) -> str:
     """Every failure, degraded round and injected fault (failures.csv)."""
     path = results_dir / "failures.csv"
     if not path.is_file():
         return "<p>No failures: every node answered every round.</p>"
-    table, problem = read_csv(path, FAILURE_COLUMNS)
+    table, problem = read_csv(path, FAILURE_COLUMNS, damage, ("failures table",))
     if table is None:
         return _note(problem)
     counts = table["kind"].value_counts()

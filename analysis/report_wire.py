@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.damage import TRANSFERS, Damage
 from analysis.html import MAX_LISTED, folded
 from analysis.html import fmt as _fmt
 from analysis.html import note as _note
 from analysis.html import table as _table
+from analysis.results_files import read_csv_table
 from analysis.summary import network_order
 
 TRANSFER_COLUMNS = (
@@ -35,18 +37,17 @@ NODE_SIDE_TRANSFER_COLUMNS = ("node_wire_s", "side_diff_s")
 BYTE_COLUMNS = ("flower_bytes", "wire_bytes", "nic_bytes", "overhead")
 
 
-def read_csv(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame | None, str]:
-    """A CSV with ``required`` columns, or None and a note saying what is wrong."""
-    if not path.is_file():
-        return None, f"No {path.name} in the results folder."
-    try:
-        table = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        return None, f"{path} could not be read ({exc}); nothing shown from it."
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        return None, f"{path} lacks columns {missing}; nothing shown from it."
-    return table, ""
+def read_csv(
+    path: Path,
+    required: Sequence[str],
+    damage: Damage | None = None,
+    affects: Sequence[str] = (TRANSFERS,),
+) -> tuple[pd.DataFrame | None, str]:
+    """A CSV with ``required`` columns, or None and a note saying what is wrong.
+
+    One that is there but unreadable is recorded in ``damage``.
+    """
+    return read_csv_table(path, required, damage, affects)
 
 
 def _as_bool(values: pd.Series) -> pd.Series:
@@ -56,8 +57,8 @@ def _as_bool(values: pd.Series) -> pd.Series:
     return text.isin(("true", "1", "yes"))
 
 
-def transfers_section(results_dir: Path) -> str:
-    table, problem = read_csv(results_dir / "transfers.csv", TRANSFER_COLUMNS)
+def transfers_section(results_dir: Path, damage: Damage | None = None) -> str:
+    table, problem = read_csv(results_dir / "transfers.csv", TRANSFER_COLUMNS, damage)
     if table is None:
         return _note(problem)
     disagrees = table[_as_bool(table["disagrees"])]
@@ -119,8 +120,8 @@ def _transfer_cell(column: str, value: object) -> str:
     return _fmt(value)
 
 
-def bytes_csv_section(results_dir: Path) -> str:
-    table, problem = read_csv(results_dir / "bytes.csv", ())
+def bytes_csv_section(results_dir: Path, damage: Damage | None = None) -> str:
+    table, problem = read_csv(results_dir / "bytes.csv", (), damage, ("bytes table",))
     if table is None:
         return _note(problem)
     metrics = [c for c in BYTE_COLUMNS if c in table.columns]

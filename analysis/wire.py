@@ -36,6 +36,7 @@ from analysis.matching import stamps as stamps
 from analysis.matching import transfer_matches as transfer_matches
 from analysis.matching import windows as windows
 from analysis.system import bytes_between
+from instrumentation.link_pace import LinkPace
 from instrumentation.schema import EventKind
 
 # --- capture against the SuperNode's view -----------------------------------------
@@ -112,6 +113,25 @@ def _node_side(
     )
 
 
+def _link_busy_ns(carried: Sequence[Burst]) -> int | None:
+    """The link-busy time of one message: its bursts' own, plus the part of each
+    pause between two bursts that the link still owed (LinkPace, without the
+    round-trip allowance the capture applies inside a burst). None when a burst
+    was captured before link-busy time was recorded."""
+    if any(t.busy_ns is None for t in carried):
+        return None
+    ordered = sorted(carried, key=lambda t: t.start_ns)
+    busy = sum(t.busy_ns or 0 for t in ordered)
+    pace = LinkPace()
+    end_ns, owed_ns = None, None
+    for t in ordered:
+        if end_ns is not None and owed_ns is not None and t.start_ns > end_ns:
+            busy += pace.busy_part_ns(t.start_ns - end_ns, owed_ns)
+        if end_ns is None or t.end_ns >= end_ns:
+            end_ns, owed_ns = t.end_ns, t.owed_ns
+    return busy
+
+
 def _reconciled(
     run: tuple[str, str],
     m: TransferMatch,
@@ -133,9 +153,7 @@ def _reconciled(
     goodput = None
     if wire_s and wire_bytes is not None:
         goodput = wire_bytes * 8 / wire_s / 1e6
-    busy = _sum_known(t.busy_ns for t in carried)
-    if any(t.busy_ns is None for t in carried):
-        busy = None  # captured before link-busy time was recorded
+    busy = _link_busy_ns(carried)
     busy_s = None if busy is None or wire_s is None else busy / 1e9
     return {
         "run_id": run[0],

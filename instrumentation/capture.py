@@ -26,6 +26,7 @@ from typing import Any
 
 from scapy.utils import RawPcapReader
 
+from instrumentation.link_pace import LinkPace
 from instrumentation.schema import EventKind
 from inventory.models import is_valid_ifname
 
@@ -383,7 +384,10 @@ class Transfer:
     ``bytes`` counts each sequence range once; ``retransmissions`` counts payload
     packets whose range (or part of it) was already seen on their connection.
     ``packets`` counts captured frames, which on a GSO-capable interface can each
-    carry several on-wire segments.
+    carry several on-wire segments. ``busy_ns`` is the part of the span the
+    link was busy and ``owed_ns`` how long after ``end_ns`` the link's pace
+    still explains silence (:class:`LinkPace`): analysis carries the split
+    across the pauses between the bursts of one message.
     """
 
     direction: str
@@ -395,6 +399,7 @@ class Transfer:
     retransmissions: int
     connections: int
     busy_ns: int = 0
+    owed_ns: int = 0
 
     def __post_init__(self) -> None:
         if self.direction not in ("down", "up"):
@@ -403,8 +408,11 @@ class Transfer:
             )
         if self.end_ns < self.start_ns:
             raise ValueError(f"end_ns {self.end_ns} is before start_ns {self.start_ns}")
-        if min(self.bytes, self.packets, self.retransmissions, self.busy_ns) < 0:
-            raise ValueError("bytes, packets, retransmissions and busy_ns must be >= 0")
+        counts = (self.bytes, self.packets, self.retransmissions)
+        if min(*counts, self.busy_ns, self.owed_ns) < 0:
+            raise ValueError(
+                "bytes, packets, retransmissions, busy_ns and owed_ns must be >= 0"
+            )
 
     @property
     def duration_s(self) -> float:
@@ -450,59 +458,15 @@ class _SeqCoverage:
         return length - overlapped
 
 
-# Inside a transfer the link counts as busy across a pause between two payload
-# packets no longer than this, or than the link's own pace allows (LinkPace).
-BUSY_GAP_S = 0.01
-# Ethernet + IPv4 + TCP (with timestamps) bytes around each frame's payload.
-FRAME_OVERHEAD_BYTES = 66
-# A pause is the link's while it is within this factor of what the link needs.
-PACE_SLACK = 1.5
-
-
-@dataclass(frozen=True)
-class LinkPace:
-    """What one link's own pace explains between two packets of a transfer.
-
-    A pause after a packet counts as the link being busy (``link-busy`` time,
-    docs/anatomy.md) when it is no longer than the largest of
-    :data:`BUSY_GAP_S`, ``PACE_SLACK`` x the time the link needs for that packet
-    at its rate (a shaper releasing a 64 kB GSO frame on a slow link), and
-    ``PACE_SLACK`` x the round trip (TCP waiting for acknowledgements). Longer
-    pauses are gaps: the host or the protocol (Flower's per-object requests and
-    back-offs, serialisation, a busy CPU). Rates in Mbit/s; None: unknown.
-    """
-
-    down_mbit: float | None = None
-    up_mbit: float | None = None
-    rtt_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("down_mbit", "up_mbit"):
-            rate = getattr(self, name)
-            if rate is not None and not rate > 0:
-                raise ValueError(f"{name} must be > 0 or None, got {rate}")
-        if self.rtt_s < 0:
-            raise ValueError(f"rtt_s must be >= 0, got {self.rtt_s}")
-
-    def busy_pause_ns(self, direction: str, payload_len: int) -> int:
-        """The longest pause after a ``payload_len`` packet that is still the link's."""
-        longest = max(BUSY_GAP_S, PACE_SLACK * self.rtt_s)
-        rate = self.down_mbit if direction == "down" else self.up_mbit
-        if rate:
-            frame_s = (payload_len + FRAME_OVERHEAD_BYTES) * 8 / (rate * 1e6)
-            longest = max(longest, PACE_SLACK * frame_s)
-        return int(longest * 1e9)
-
-
 @dataclass
 class _Burst:
     start_ns: int
     end_ns: int
+    link_free_ns: int
     bytes: int = 0
     packets: int = 0
     retransmissions: int = 0
     busy_ns: int = 0
-    last_len: int = 0
     node_ports: set[int] = field(default_factory=set)
 
     def freeze(self, direction: str, node_ip: str) -> Transfer:
@@ -516,6 +480,7 @@ class _Burst:
             retransmissions=self.retransmissions,
             connections=len(self.node_ports),
             busy_ns=self.busy_ns,
+            owed_ns=max(0, self.link_free_ns - self.end_ns),
         )
 
 
@@ -531,9 +496,10 @@ def segment_transfers(
     Per node and direction (``down``: server to node, ``up``: node to server),
     across all the node's connections to the server, a transfer ends where no
     payload packet follows for more than ``gap_s`` (see ``DEFAULT_GAP_S`` for
-    why 0.25 s). Each transfer's ``busy_ns`` sums the pauses between its packets
-    that ``pace`` (default: rates unknown, no delay) calls the link's. Returned
-    in order of ``start_ns``.
+    why 0.25 s). Each transfer's ``busy_ns`` sums the parts of the pauses between
+    its packets that ``pace`` (default: rates unknown, no delay) calls the
+    link's, and ``owed_ns`` is what the link still owed after its last packet.
+    Returned in order of ``start_ns``.
     """
     pace = pace or LinkPace()
     if gap_s <= 0:
@@ -561,11 +527,14 @@ def segment_transfers(
         if burst is None or p.t_ns - burst.end_ns > gap_ns:
             if burst is not None:
                 done.append(burst.freeze(direction, node_ip))
-            burst = open_bursts[key] = _Burst(start_ns=p.t_ns, end_ns=p.t_ns)
-        elif p.t_ns - burst.end_ns <= pace.busy_pause_ns(direction, burst.last_len):
-            burst.busy_ns += p.t_ns - burst.end_ns
+            burst = open_bursts[key] = _Burst(p.t_ns, p.t_ns, link_free_ns=p.t_ns)
+        else:
+            owed = burst.link_free_ns - burst.end_ns
+            burst.busy_ns += pace.busy_part_ns(p.t_ns - burst.end_ns, owed)
+        burst.link_free_ns = max(burst.link_free_ns, p.t_ns) + pace.need_ns(
+            direction, p.payload_len
+        )
         burst.end_ns = p.t_ns
-        burst.last_len = p.payload_len
         burst.bytes += new
         burst.packets += 1
         burst.retransmissions += int(new < p.payload_len)
@@ -594,6 +563,7 @@ def transfer_events(
             "packets": t.packets,
             "retransmissions": t.retransmissions,
             "busy_ns": t.busy_ns,
+            "owed_ns": t.owed_ns,
             "source": "capture",
         }
         for t in transfers

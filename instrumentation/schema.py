@@ -113,8 +113,8 @@ SPECS: Mapping[EventKind, EventSpec] = {
             "node path when offset_ns uncertainty_ns rtt_ns samples_used",
             "injected_offset_ns",
         ),
-        _spec(EventKind.TRANSFER, _TRANSFER, "busy_ns"),
-        _spec(EventKind.NODE_TRANSFER, f"{_TRANSFER} side", "busy_ns"),
+        _spec(EventKind.TRANSFER, _TRANSFER, "busy_ns owed_ns"),
+        _spec(EventKind.NODE_TRANSFER, f"{_TRANSFER} side", "busy_ns owed_ns"),
         _spec(EventKind.METRICS, "round scope values", "start_ns end_ns"),
         _spec(EventKind.SUPERNODE_LOG, "node kind at_ns message_type message_id"),
         _spec(

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from flwr.app import ConfigRecord, Message, RecordDict
 
+from instrumentation.lever_keys import REPLY_PULL_KEY as REPLY_PULL_KEY
+from instrumentation.lever_keys import WAKE_KEY as WAKE_KEY
+
 # A valid Flower type ("query.<identifier>") that no app registers.
 WAKE_MESSAGE_TYPE = "query.flowerbed_wake"
 # A wake left unanswered by a dead node should not linger at the SuperLink.
 WAKE_TTL_S = 120.0
-# Run-config keys the measuring Grid reads (declared by testbed/campaign/app_bundle).
-REPLY_PULL_KEY = "flowerbed-reply-pull-s"
-WAKE_KEY = "flowerbed-wake"
 _RECORD = "flowerbed.wake"
 
 

@@ -1,4 +1,9 @@
-"""What an inventory problem says: what, where (file, line, host, key), and the fix."""
+"""What a problem says: what, where (file, line, host, key), and the fix.
+
+:class:`FlowerbedError` is the base of every error a person can act on (one
+family each: inventory, campaign, results, host); the command line prints it and
+exits with code 2, never a traceback (testbed/cli/errors.py).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-class InventoryError(ValueError):
+class FlowerbedError(Exception):
+    """A problem in flowerbed's input: ``what`` went wrong, ``where``, the ``fix``."""
+
+    def __init__(self, what: str, where: str | Path, fix: str) -> None:
+        self.what = what.rstrip(". ")
+        self.where = str(where)
+        self.fix = fix.rstrip(". ")
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        return f"{self.where}: {self.what}. Fix: {self.fix}."
+
+
+class InventoryError(FlowerbedError, ValueError):
     """A problem in an inventory file: what, where (file, line, host, key), and the fix.
 
     ``key`` is dotted (``interfaces.wifi.ip``); ``line`` is 1-based or None when
@@ -28,8 +46,8 @@ class InventoryError(ValueError):
         self.key = key
         self.line = line
         self.problem = problem.rstrip(". ")
-        self.fix = fix.rstrip(". ")
-        super().__init__(self._render())
+        where = str(self.path) if line is None else f"{self.path}:{line}"
+        super().__init__(self.problem, where, fix)
 
     def _render(self) -> str:
         where = str(self.path) if self.line is None else f"{self.path}:{self.line}"

@@ -58,6 +58,9 @@ class GroupTree:
         self.hosts: dict[str, HostDef] = {}
         self.depth: dict[str, int] = {}
         self.servers: list[str] = []
+        # Filled once the tree is walked (members and host_groups are asked then).
+        self._members: dict[str, frozenset[str]] = {}
+        self._groups_of: dict[str, tuple[str, ...]] | None = None
 
     def walk_document(self) -> None:
         doc = self.document
@@ -240,8 +243,11 @@ class GroupTree:
             for child in self.groups[name].children:
                 self.depth[child] = max(self.depth[child], self.depth[name] + 1)
 
-    def members(self, group: str) -> list[str]:
-        """Hosts of ``group`` and of its descendants, in file order."""
+    def member_set(self, group: str) -> frozenset[str]:
+        """Hosts of ``group`` and of its descendants, computed once per group."""
+        cached = self._members.get(group)
+        if cached is not None:
+            return cached
         found: set[str] = set()
         pending = [group]
         seen: set[str] = set()
@@ -252,12 +258,29 @@ class GroupTree:
             seen.add(name)
             found.update(self.groups[name].hosts)
             pending.extend(self.groups[name].children)
+        members = frozenset(found)
+        self._members[group] = members
+        return members
+
+    def members(self, group: str) -> list[str]:
+        """Hosts of ``group`` and of its descendants, in file order."""
+        found = self.member_set(group)
         return [h for h in self.hosts if h in found]
 
     def host_groups(self, host: str) -> tuple[str, ...]:
         """Groups holding ``host`` (besides all), in variable precedence order."""
-        holding = [g for g in self.groups if g != "all" and host in self.members(g)]
-        return tuple(sorted(holding, key=lambda g: (self.depth[g], g)))
+        if self._groups_of is None:
+            # Once for all hosts: asking each group about each host is quadratic.
+            groups_of: dict[str, list[str]] = {}
+            for group in self.groups:
+                if group != "all":
+                    for member in self.member_set(group):
+                        groups_of.setdefault(member, []).append(group)
+            self._groups_of = {
+                name: tuple(sorted(held, key=lambda g: (self.depth[g], g)))
+                for name, held in groups_of.items()
+            }
+        return self._groups_of.get(host, ())
 
     def host_vars(self, host: HostDef, groups: tuple[str, ...]) -> dict[str, Var]:
         chain = list(self.groups["all"].var_sources)
@@ -302,8 +325,9 @@ class GroupTree:
                 root=self.document,
                 parts=("all", "children", CLIENTS_GROUP),
             )
+        server_set, client_set = set(servers), set(clients)
         for name, host in self.hosts.items():
-            in_server, in_clients = name in servers, name in clients
+            in_server, in_clients = name in server_set, name in client_set
             if in_server and in_clients:
                 self.error(
                     f"{name} is in both 'server' and 'clients'",
@@ -320,4 +344,4 @@ class GroupTree:
                 )
         self.servers = servers
         server = servers[0] if len(servers) == 1 else None
-        return server, [c for c in clients if c not in servers]
+        return server, [c for c in clients if c not in server_set]

@@ -18,7 +18,7 @@ from inventory.hosts import HostBuilder
 from inventory.models import Host, Inventory
 from inventory.networks import NetworkSettings
 from inventory.profiles import did_you_mean
-from inventory.reading import Problems, read_yaml
+from inventory.reading import Problems, collector_paused, read_yaml
 
 
 class _Builder:
@@ -137,4 +137,5 @@ def load_inventory(
         each problem when there are several.
     """
     path = Path(path)
-    return parse_inventory(read_yaml(path), path, networks)
+    with collector_paused():
+        return parse_inventory(read_yaml(path), path, networks)

@@ -327,6 +327,11 @@ class FedBuff:
         Record keys, as in Flower's FedAvg.
     clock_ns, sleep
         Injected for tests; default ``time.time_ns`` and ``time.sleep``.
+    refresh
+        Called as ``refresh(base, delta, current, staleness)`` on every update
+        before it enters the buffer; returns ``(delta, refreshed, reason)``. A
+        refreshed update enters as fresh (weight ``s(0)``); its record keeps
+        its true staleness and says why (strategies/staleness.py).
     """
 
     def __init__(
@@ -341,6 +346,11 @@ class FedBuff:
         weighted_by_key: str = "num-examples",
         clock_ns: Callable[[], int] = time.time_ns,
         sleep: Callable[[float], None] = time.sleep,
+        refresh: Callable[
+            [StateArrays, StateArrays, StateArrays, int],
+            tuple[StateArrays, bool, str],
+        ]
+        | None = None,
     ) -> None:
         self.config = config or FedBuffConfig()
         self.on_update = on_update
@@ -351,6 +361,7 @@ class FedBuff:
         self.weighted_by_key = weighted_by_key
         self.clock_ns = clock_ns
         self.sleep = sleep
+        self.refresh = refresh
         self.records: list[UpdateRecord] = []
         self._last_sent: dict[int, int] = {}
 
@@ -431,17 +442,28 @@ class FedBuff:
         }
         metrics = next(iter(content.metric_records.values()), MetricRecord())
         num_examples = int(metrics.get(self.weighted_by_key, 1))  # type: ignore[arg-type]
+        staleness = state.version - job.version
+        refreshed, reason = False, ""
+        if self.refresh is not None and staleness > 0:
+            new_delta, refreshed, reason = self.refresh(
+                base, delta, state.params, staleness
+            )
+            delta = {k: np.asarray(v, np.float64) for k, v in new_delta.items()}
         state, record = receive_update(
             state,
             self.config,
             node_id=job.node_id,
-            trained_on_version=job.version,
+            trained_on_version=state.version if refreshed else job.version,
             delta=delta,
             num_examples=num_examples,
             arrival_ns=arrival_ns,
             sent_ns=job.sent_ns,
         )
-        self._emit(replace(record, message_id=message_id))
+        if refreshed:
+            record = replace(
+                record, trained_on_version=job.version, staleness=staleness
+            )
+        self._emit(replace(record, message_id=message_id, reason=reason))
         return state
 
     def _expire(
@@ -498,6 +520,9 @@ class FedBuff:
         stop_ns = self.clock_ns() + int(self.max_wall_s * 1e9)
         pulls = MessagePulls(grid)
         log(INFO, "fedbuff: %s, target version %s", self.config, num_rounds)
+        # Flower's round markers (the simulation runner and campaign status read
+        # them): "round" v + 1 is the making of version v + 1.
+        log(INFO, "[ROUND 1/%s]", num_rounds)
         while state.version < num_rounds:
             if self.clock_ns() > stop_ns:
                 log(
@@ -519,6 +544,8 @@ class FedBuff:
                 before = state.version
                 state = self._receive(reply, job, state, snapshots)
                 if state.version != before:
+                    if state.version < num_rounds:
+                        log(INFO, "[ROUND %s/%s]", state.version + 1, num_rounds)
                     snapshots[state.version] = state.params
                     arrays = _array_record(state.params)
                     result.arrays = arrays
@@ -537,6 +564,7 @@ class FedBuff:
                 replace(_abandoned(job, state, None, None), message_id=message_id)
             )
         result.arrays = _array_record(state.params)
+        log(INFO, "Strategy execution finished (fedbuff, version %s)", state.version)
         return result
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from instrumentation.schema import EventKind
 from instrumentation.schema import EventSink as EventSink
+from strategies.parameters import ParameterInfo, parameter_info
 from strategies.settings import (
     EXTRACTION_MODES,
     FedBuffConfig,
@@ -68,6 +69,9 @@ _FEDBUFF_LOOP = ("poll_interval_s", "max_wall_s")
 FEDBUFF_UPDATE_EVENT = EventKind.FEDBUFF_UPDATE
 # The ``metrics`` scope of HeteroFL's per-round coverage figures.
 COVERAGE_SCOPE = "coverage"
+# Where a strategy runs: on SuperNodes (a lab or the emulated cluster) and in
+# Flower's simulation runtime (testbed/campaign/simulation.py).
+RUNTIMES = ("deployment", "simulation")
 # Where the plain client side lives (model variant "plain", no kept keys).
 PLAIN_CLIENT_SIDE = "strategies.client_side:PLAIN"
 
@@ -110,11 +114,16 @@ class StrategySpec:
     # it cannot train the others.
     architectures: tuple[str, ...] = ARCHITECTURES
     architecture_note: str = ""
-    # What `flowerbed strategies` shows: the paper, the claim its bench tests,
-    # the bench command, and the last documented result (with its doc).
+    # What ``flowerbed strategies list|show`` says about the method: its
+    # paper, parameter descriptions that differ from strategies/parameters.py,
+    # the runtimes it runs in, the claim its bench tests, the bench and doc,
+    # and the last documented result.
     paper: str = ""
+    parameter_info: Mapping[str, ParameterInfo] = field(default_factory=dict)
+    runtimes: tuple[str, ...] = RUNTIMES
     claim: str = ""
     bench: str = ""
+    doc: str = ""
     result: str = ""
 
     @property
@@ -133,6 +142,29 @@ class StrategySpec:
     def all_parameters(self) -> tuple[str, ...]:
         """Every parameter a campaign may set for this strategy."""
         return self.parameters + self.client_parameters
+
+    def describe(self) -> dict[str, Any]:
+        """Everything ``flowerbed strategies show`` prints, as JSON-able data."""
+        overrides = dict(self.parameter_info)
+
+        def params(names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+            return {n: parameter_info(n, overrides).as_dict() for n in names}
+
+        return {
+            "name": self.name,
+            "description": self.description,
+            "paper": self.paper,
+            "server": self.server,
+            "client": self.client,
+            "server_parameters": params(self.parameters),
+            "client_parameters": params(self.client_parameters),
+            "runtimes": list(self.runtimes),
+            "models": list(self.architectures),
+            "claim": self.claim,
+            "bench": self.bench,
+            "doc": self.doc,
+            "result": self.result,
+        }
 
 
 def parse_ratios(value: Any) -> tuple[float, ...]:
@@ -360,6 +392,274 @@ def _build_prowd(
     return prowd.ProWD(prowd_config(parameters), **fedavg)
 
 
+_REALFM_PARAMETERS = (
+    "costs",
+    "payoff",
+    "a_opt",
+    "k",
+    "server_payoff",
+    "reward_share",
+    "payoff_kind",
+    "query_timeout_s",
+)
+
+
+def _positive_list(key: str, value: Any) -> tuple[float, ...]:
+    items = value.replace(" ", "").split(",") if isinstance(value, str) else value
+    items = [items] if isinstance(items, int | float) else list(items)
+    try:
+        numbers = tuple(float(v) for v in items if v != "")
+    except (TypeError, ValueError):
+        numbers = ()
+    if not numbers or not all(v > 0 for v in numbers):
+        raise ValueError(f"{key} must be one or more numbers > 0, got {value!r}")
+    return numbers
+
+
+def _realfm_options(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """RealFM's own keyword arguments, typed and checked."""
+    options: dict[str, Any] = {}
+    if "costs" in parameters:
+        options["costs"] = _positive_list("realfm costs", parameters["costs"])
+    for key in ("payoff", "server_payoff", "query_timeout_s", "k"):
+        if key in parameters:
+            options[key] = float(parameters[key])
+            if not options[key] > 0:
+                raise ValueError(f"realfm {key} must be > 0, got {parameters[key]!r}")
+    if "a_opt" in parameters:
+        options["a_opt"] = float(parameters["a_opt"])
+        if not 0 < options["a_opt"] < 1:
+            raise ValueError(f"realfm a_opt must be in (0, 1), got {options['a_opt']}")
+    if "reward_share" in parameters:
+        options["reward_share"] = float(parameters["reward_share"])
+        if not 0 <= options["reward_share"] < 1:
+            raise ValueError(
+                f"realfm reward_share must be in [0, 1), got {options['reward_share']}"
+            )
+    if "payoff_kind" in parameters:
+        kind = str(parameters["payoff_kind"]).lower()
+        if kind not in ("nonlinear", "linear"):
+            raise ValueError(
+                f"realfm payoff_kind must be nonlinear or linear, got {kind!r}"
+            )
+        options["kind"] = kind
+    return options
+
+
+def _build_realfm(
+    parameters: Mapping[str, Any], model: nn.Module | None, sink: EventSink | None
+) -> Any:
+    """RealFM whose mechanism outcome becomes a ``metrics`` event (scope realfm)."""
+    from strategies import realfm
+
+    del model
+
+    def on_equilibrium(outcome: Any) -> None:
+        if sink is not None:
+            now = time.time_ns()
+            devices = outcome.devices
+            sink.append(
+                EventKind.METRICS,
+                round=0,
+                scope="realfm",
+                values={
+                    "b-local": [d.b_local for d in devices],
+                    "b-fed": [d.b_fed for d in devices],
+                    "cost": [d.cost for d in devices],
+                    "device-utility-local": [d.utility_local for d in devices],
+                    "device-utility-fed": [d.utility_fed for d in devices],
+                    "server-utility": outcome.server_utility_fed,
+                    "a-fed": outcome.a_fed,
+                },
+                start_ns=now,
+                end_ns=now,
+            )
+
+    fedavg = {k: v for k, v in parameters.items() if k in _FEDAVG_PARAMETERS}
+    return realfm.RealFM(
+        **_realfm_options(parameters), on_equilibrium=on_equilibrium, **fedavg
+    )
+
+
+_INVERSION_PARAMETERS = (
+    "num_samples",
+    "steps",
+    "local_lr",
+    "iterations",
+    "inversion_lr",
+    "min_cosine",
+    "min_staleness",
+    "input_size",
+)
+_INVERSION_INFO = {
+    "num_samples": ParameterInfo(32, "samples", "synthetic samples per inversion"),
+    "steps": ParameterInfo(3, "steps", "unrolled local steps per simulated update"),
+    "local_lr": ParameterInfo(0.1, "", "step size of the simulated local training"),
+    "iterations": ParameterInfo(150, "iterations", "optimiser steps per inversion"),
+    "inversion_lr": ParameterInfo(0.05, "", "Adam step size on the synthetic set"),
+    "min_cosine": ParameterInfo(
+        0.5, "cosine", "below this the inversion failed: use the raw update"
+    ),
+    "min_staleness": ParameterInfo(
+        2, "versions", "fresher updates are used as they are"
+    ),
+    "input_size": ParameterInfo(
+        32, "pixels", "side of the square inputs the synthetic set has"
+    ),
+}
+
+
+def _inversion_config(parameters: Mapping[str, Any]) -> Any:
+    from strategies.staleness import InversionConfig
+
+    values: dict[str, Any] = {}
+    for key in ("num_samples", "steps", "iterations", "min_staleness"):
+        if key in parameters:
+            values[key] = int(parameters[key])
+    for key in ("local_lr", "inversion_lr", "min_cosine"):
+        if key in parameters:
+            values[key] = float(parameters[key])
+    return InversionConfig(**values)
+
+
+def _validate_inversion(parameters: Mapping[str, Any]) -> None:
+    _validate_fedbuff(parameters)
+    if int(parameters.get("input_size", 32)) < 1:
+        raise ValueError(f"input_size must be >= 1, got {parameters['input_size']!r}")
+    _inversion_config(parameters)
+
+
+def _model_io(model: nn.Module, input_size: int) -> tuple[tuple[int, ...], int]:
+    """One input's shape and the number of classes, read off the model's layers."""
+    modules = list(model.modules())
+    first = next(
+        m for m in modules if hasattr(m, "in_channels") or hasattr(m, "in_features")
+    )
+    last = next(
+        m
+        for m in reversed(modules)
+        if hasattr(m, "out_channels") or hasattr(m, "out_features")
+    )
+    classes = int(getattr(last, "out_features", getattr(last, "out_channels", 0)))
+    channels: Any = getattr(first, "in_channels", None)
+    if channels is not None:
+        return (int(channels), input_size, input_size), classes
+    features: Any = getattr(first, "in_features", 0)
+    return (int(features),), classes
+
+
+def _build_fedbuff_inversion(
+    parameters: Mapping[str, Any], model: nn.Module | None, sink: EventSink | None
+) -> FedBuff:
+    """FedBuff whose stale updates are refreshed by gradient inversion.
+
+    Every inversion is a ``metrics`` event of scope ``inversion`` (server
+    seconds, cosine, staleness, whether the refreshed update was used).
+    """
+    from strategies import staleness
+
+    if model is None:
+        raise ValueError(
+            "strategy 'fedbuff-inversion' inverts updates through the model: pass"
+            " the model (client_side(...).build_model(shape)) to build_strategy"
+        )
+    shape, classes = _model_io(model, int(parameters.get("input_size", 32)))
+
+    def on_refresh(out: Any, tau: int) -> None:
+        if sink is not None:
+            now = time.time_ns()
+            sink.append(
+                EventKind.METRICS,
+                round=0,
+                scope="inversion",
+                values={
+                    "seconds": out.seconds,
+                    "cosine": out.cosine,
+                    "staleness": tau,
+                    "used": int(out.used_inversion),
+                },
+                start_ns=now - int(out.seconds * 1e9),
+                end_ns=now,
+            )
+
+    refresher = staleness.Refresher(
+        model, shape, classes, _inversion_config(parameters), on_refresh
+    )
+    built = _build_fedbuff(parameters, None, sink)
+    built.refresh = staleness.fedbuff_refresh(refresher)
+    return built
+
+
+_REALFM_INFO = {
+    "costs": ParameterInfo(
+        "0.0001", "per data point", "marginal costs for nodes that declare none"
+    ),
+    "payoff": ParameterInfo(1.0, "", "payoff scale c for nodes that declare none"),
+    "a_opt": ParameterInfo(0.95, "accuracy", "ceiling of the accuracy model a(m)"),
+    "k": ParameterInfo(1.0, "", "complexity constant of the accuracy model a(m)"),
+    "server_payoff": ParameterInfo(1.0, "", "server's payoff scale p_s"),
+    "reward_share": ParameterInfo(
+        0.1, "fraction", "share of the server's extra utility paid to devices"
+    ),
+    "payoff_kind": ParameterInfo(
+        "nonlinear", "", "nonlinear (RealFM) or linear (the baseline mechanism)"
+    ),
+    "query_timeout_s": ParameterInfo(30.0, "s", "wait for the nodes' cost replies"),
+}
+
+# FedBuff's defaults are FLSim's (strategies.settings.FedBuffConfig).
+_FEDBUFF_INFO = {
+    "server_learning_rate": ParameterInfo(0.7, "", "server step size eta_g"),
+    "server_momentum": ParameterInfo(0.9, "", "server momentum beta, in [0, 1)"),
+}
+
+# The last documented results (docs/methods-<name>.md) of the methods below.
+REALFM_RESULT = (
+    "holds: b_fed > b_local for 8 of 8 devices in 5 of 5 seeds; RealFM above"
+    " linear by 2.5-2.8 orders of magnitude in device utility, 2.6 in server"
+    " utility (paper: over 3)"
+)
+STALENESS_RESULT = (
+    "holds against weighting and dropping at 10 and 20 versions stale, 5 of 5"
+    " seeds (0.863 vs 0.569 and 0.000 at 10); but below the raw stale update at"
+    " full weight at 20 (0.674 vs 0.875); 0.16-0.63 server s per inversion"
+)
+
+_FEDLABEL_INFO = {
+    "teacher": ParameterInfo(
+        "fedlabel", "", "fedlabel, global (FixMatch with the global model) or none"
+    ),
+    "label_fraction": ParameterInfo(
+        0.1, "fraction", "share of a node's samples whose labels it may use"
+    ),
+    "threshold": ParameterInfo(0.9, "probability", "confidence a pseudo-label needs"),
+    "unlabelled_weight": ParameterInfo(1.0, "", "weight of the pseudo-label loss"),
+    "consistency_weight": ParameterInfo(
+        1.0, "", "weight of the global-local consistency term"
+    ),
+}
+_PROWD_INFO = {
+    "bitwidths": ParameterInfo(
+        "32,4,2", "bits", "handed to the nodes in node-id order, cyclically"
+    ),
+    "aggregation": ParameterInfo("prowd", "", "prowd, grouped or naive"),
+    "compatibility": ParameterInfo(
+        0.0, "cosine", "least similarity for a low-bit update to be averaged in"
+    ),
+    "dequantizer_steps": ParameterInfo(100, "steps", "Adam steps per stage per round"),
+    "dequantizer_lr": ParameterInfo(0.01, "", "the dequantiser's learning rate"),
+    "seed": ParameterInfo(0, "", "seeds the dequantiser's initial weights"),
+}
+
+FEDLABEL_RESULT = (
+    "does not hold at small scale: FedLabel below FedAvg with global-model"
+    " pseudo-labels (see the doc for the measured table)"
+)
+PROWD_RESULT = (
+    "holds only as a tie with grouped averaging at 32/4/2 (0.916 vs 0.915, 3 of"
+    " 5 seeds), far above naive (0.238); at 32/8/4 0.925 > 0.915 > 0.890"
+)
+
 REGISTRY: Mapping[str, StrategySpec] = {
     spec.name: spec
     for spec in (
@@ -368,18 +668,25 @@ REGISTRY: Mapping[str, StrategySpec] = {
             "flwr.serverapp.strategy:FedAvg",
             "FedAvg (McMahan et al. 2017), Flower's implementation",
             _FEDAVG_PARAMETERS,
+            paper="McMahan et al., Communication-Efficient Learning of Deep"
+            " Networks from Decentralized Data, AISTATS 2017",
+            claim="the baseline every other method is compared with",
         ),
         StrategySpec(
             "fedavgm",
             "flwr.serverapp.strategy:FedAvgM",
             "FedAvg with server momentum, Flower's implementation",
             (*_FEDAVG_PARAMETERS, "server_learning_rate", "server_momentum"),
+            paper="Hsu et al., Measuring the Effects of Non-Identical Data"
+            " Distribution for Federated Visual Classification, 2019",
         ),
         StrategySpec(
             "fedprox",
             "flwr.serverapp.strategy:FedProx",
             "FedProx (Li et al. 2020), Flower's implementation",
             (*_FEDAVG_PARAMETERS, "proximal_mu"),
+            paper="Li et al., Federated Optimization in Heterogeneous Networks,"
+            " MLSys 2020",
         ),
         StrategySpec(
             "fedbn",
@@ -388,6 +695,12 @@ REGISTRY: Mapping[str, StrategySpec] = {
             _FEDAVG_PARAMETERS,
             client="strategies.fedbn:CLIENT_SIDE",
             needs_local_keys=True,
+            paper="Li et al., FedBN: Federated Learning on Non-IID Features via"
+            " Local Batch Normalization, ICLR 2021",
+            claim="FedBN > FedAvg on mean per-domain accuracy (Digits-5-lite)",
+            bench="bench.methods_fedwon",
+            doc="docs/methods.md",
+            result="holds: 0.974 vs 0.959 (FedAvg+BN), 5 of 5 seeds",
         ),
         StrategySpec(
             "fedwon",
@@ -397,6 +710,14 @@ REGISTRY: Mapping[str, StrategySpec] = {
             _FEDAVG_PARAMETERS,
             client="strategies.fedwon:CLIENT_SIDE",
             client_parameters=("clip_lambda",),
+            paper="Zhuang and Lyu, FedWon: Triumphing Multi-domain Federated"
+            " Learning Without Normalization, ICLR 2024",
+            claim="FedWon >= FedBN > FedAvg on mean per-domain accuracy, and"
+            " FedWon still trains at batch size 1",
+            bench="bench.methods_fedwon",
+            doc="docs/methods.md",
+            result="holds at batch size 1 (+0.088 over FedBN, 5 of 5 seeds);"
+            " does not hold, narrowly, at batch 16 (-0.008 over 15 seeds)",
         ),
         StrategySpec(
             "heterofl",
@@ -410,6 +731,14 @@ REGISTRY: Mapping[str, StrategySpec] = {
             architectures=("squeezenet",),
             architecture_note="it cuts sub-models by channel, and the digit CNN"
             " flattens its maps into a Linear layer",
+            paper="Zhou et al., Every Parameter Matters: Ensuring the Convergence"
+            " of Federated Learning with Dynamic Heterogeneous Models Reduction,"
+            " NeurIPS 2023",
+            claim="with no full-capacity client, rolling and random extraction"
+            " beat static (Gamma* = 0) on full-model accuracy",
+            bench="bench.methods_heterofl",
+            doc="docs/methods-heterofl.md",
+            result="holds with 8 clients; with 4, holds for rolling only",
         ),
         StrategySpec(
             "fedbuff",
@@ -419,6 +748,52 @@ REGISTRY: Mapping[str, StrategySpec] = {
             (*_FEDBUFF_CONFIG, *_FEDBUFF_LOOP),
             factory=_build_fedbuff,
             validate=_validate_fedbuff,
+            paper="Nguyen et al., Federated Learning with Buffered Asynchronous"
+            " Aggregation, AISTATS 2022; Huba et al., Papaya, MLSys 2022",
+            parameter_info=_FEDBUFF_INFO,
+            claim="with a 5G straggler, FedBuff reaches a target accuracy sooner"
+            " in wall time than synchronous FedAvg",
+            bench="bench.methods_fedbuff",
+            doc="docs/methods.md",
+            result="holds: every target sooner in 3 of 3 seeds (0.30 at 133 s"
+            " vs 272 s, reached by FedAvg in 1 of 3)",
+        ),
+        StrategySpec(
+            "fedbuff-inversion",
+            "strategies.fedbuff:FedBuff",
+            "Unlimited staleness via gradient inversion (Wang et al.): FedBuff whose"
+            " stale updates the server inverts into synthetic data and recomputes"
+            " on the current model",
+            (*_FEDBUFF_CONFIG, *_FEDBUFF_LOOP, *_INVERSION_PARAMETERS),
+            factory=_build_fedbuff_inversion,
+            validate=_validate_inversion,
+            paper="Wang et al., Tackling the Unlimited Staleness in Federated"
+            " Learning with Intertwined Data and Device Heterogeneities, 2023",
+            parameter_info={**_FEDBUFF_INFO, **_INVERSION_INFO},
+            claim="higher accuracy on a slow client's own classes than staleness"
+            " weighting and than dropping it, when its updates are many versions"
+            " stale",
+            bench="bench.methods_staleness",
+            doc="docs/methods-staleness.md",
+            result=STALENESS_RESULT,
+        ),
+        StrategySpec(
+            "realfm",
+            "strategies.realfm:RealFM",
+            "RealFM (Bornstein et al.): devices declare data costs, the server"
+            " shapes the accuracy it offers and pays rewards so each contributes"
+            " b_fed > b_local; nodes train on the contribution set for them",
+            (*_FEDAVG_PARAMETERS, *_REALFM_PARAMETERS),
+            factory=_build_realfm,
+            validate=_realfm_options,
+            paper="Bornstein et al., Towards Realistic Mechanisms That Incentivize"
+            " Federated Participation and Contribution, 2023",
+            parameter_info=_REALFM_INFO,
+            claim="b_fed > b_local for every device, and device and server"
+            " utility above the linear-payoff mechanism",
+            bench="bench.methods_realfm",
+            doc="docs/methods-realfm.md",
+            result=REALFM_RESULT,
         ),
         StrategySpec(
             "fedlabel",
@@ -431,13 +806,15 @@ REGISTRY: Mapping[str, StrategySpec] = {
             client="strategies.fedlabel:CLIENT_SIDE",
             client_parameters=_FEDLABEL_CLIENT,
             validate=_validate_fedlabel,
+            parameter_info=_FEDLABEL_INFO,
             paper="Cho, Joshi, Dimitriadis. Local or Global: Selective Knowledge"
             " Assimilation for Federated Learning with Limited Labels. ICCV 2023"
             " (arXiv:2307.08809)",
             claim="FedLabel > FedAvg with global-model pseudo-labels > FedAvg on"
             " labels only, at 5-20% labels with non-IID clients",
-            bench="python -m bench.methods_fedlabel",
-            result="see docs/methods-fedlabel.md",
+            bench="bench.methods_fedlabel",
+            doc="docs/methods-fedlabel.md",
+            result=FEDLABEL_RESULT,
         ),
         StrategySpec(
             "prowd",
@@ -450,13 +827,15 @@ REGISTRY: Mapping[str, StrategySpec] = {
             client="strategies.prowd:CLIENT_SIDE",
             factory=_build_prowd,
             validate=_validate_prowd,
+            parameter_info=_PROWD_INFO,
             paper="Yoon, Park, Jeong, Hwang. Bitwidth Heterogeneous Federated"
             " Learning with Progressive Weight Dequantization. ICML 2022"
             " (arXiv:2202.11453)",
             claim="ProWD >= grouped averaging > naive averaging on the"
             " full-precision clients' accuracy when most clients are low-bit",
-            bench="python -m bench.methods_prowd",
-            result="see docs/methods-prowd.md",
+            bench="bench.methods_prowd",
+            doc="docs/methods-prowd.md",
+            result=PROWD_RESULT,
         ),
     )
 }
@@ -468,7 +847,21 @@ def strategy_spec(name: str) -> StrategySpec:
         return REGISTRY[name.lower()]
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
-        raise KeyError(f"unknown strategy {name!r}; flowerbed knows: {known}") from None
+        raise KeyError(
+            f"unknown strategy {name!r}; flowerbed knows: {known}"
+            " (`flowerbed strategies list` describes each)"
+        ) from None
+
+
+def parameter_summary(spec: StrategySpec) -> str:
+    """``name (default, unit)`` for each parameter of ``spec``, comma-separated."""
+    overrides = dict(spec.parameter_info)
+    parts = []
+    for name in spec.all_parameters:
+        info = parameter_info(name, overrides)
+        unit = f" {info.unit}" if info.unit and info.unit != "bool" else ""
+        parts.append(f"{name} (default {info.default}{unit})")
+    return ", ".join(parts) if parts else "none"
 
 
 def check_parameters(name: str, parameters: Mapping[str, Any]) -> None:
@@ -478,7 +871,8 @@ def check_parameters(name: str, parameters: Mapping[str, Any]) -> None:
     if unknown:
         raise ValueError(
             f"strategy {name!r} takes no parameter(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(spec.all_parameters)}"
+            f"it takes: {parameter_summary(spec)}"
+            f" (`flowerbed strategies show {spec.name}` explains each)"
         )
     if spec.validate is not None:
         try:

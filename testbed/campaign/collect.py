@@ -15,12 +15,12 @@ from analysis.phases import RunInfo, phases_from_events
 from analysis.system import read_samples, system_table
 from analysis.wire import byte_accounting, reconcile_transfers
 from instrumentation.capture import (
-    LinkPace,
     read_packets,
     segment_transfers,
     transfer_events,
 )
 from instrumentation.events import EventLog, read_events
+from instrumentation.link_pace import LinkPace
 from instrumentation.schema import COMMON_FIELDS, EventKind
 from instrumentation.supernode_log import supernode_log_events
 from inventory.models import Inventory

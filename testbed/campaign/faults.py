@@ -6,6 +6,7 @@ SuperLink, reboot a node; the ``faults:`` list validated into :class:`Fault`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 FAULT_KINDS = (
@@ -50,6 +51,22 @@ class Fault:
         return f"{self.kind}{where} in round {self.round} (+{self.after_s:g} s)"
 
 
+def _number(
+    item: dict[object, object], key: str, default: float, whole: bool = False
+) -> float:
+    # int() and float() would turn 'round: 1.9' into 1 and 'round: true' into 1.
+    value = item.get(key, default)
+    kind = "a whole number" if whole else "a number"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (whole and not isinstance(value, int))
+        or not math.isfinite(value)
+    ):
+        raise ValueError(f"'{key}' must be {kind}, got {value!r}")
+    return float(value) if not whole else value
+
+
 def parse_faults(raw: object) -> tuple[Fault, ...]:
     """Validate a campaign's ``faults:`` list; ValueError says what is wrong."""
     if raw is None:
@@ -65,18 +82,17 @@ def parse_faults(raw: object) -> tuple[Fault, ...]:
         if unknown:
             raise ValueError(f"item {index}: unknown key(s) {', '.join(unknown)}")
         try:
+            duration = item.get("duration_s")
             faults.append(
                 Fault(
                     kind=item["kind"],
-                    round=int(item.get("round", 1)),
-                    after_s=float(item.get("after_s", 0.0)),
+                    round=int(_number(item, "round", 1, whole=True)),
+                    after_s=_number(item, "after_s", 0.0),
                     node=None if item.get("node") is None else str(item["node"]),
                     duration_s=(
-                        None
-                        if item.get("duration_s") is None
-                        else float(item["duration_s"])
+                        None if duration is None else _number(item, "duration_s", 0)
                     ),
-                    loss_pct=float(item.get("loss_pct", 30.0)),
+                    loss_pct=_number(item, "loss_pct", 30.0),
                 )
             )
         except (TypeError, ValueError) as err:

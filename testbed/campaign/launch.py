@@ -36,8 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from instrumentation.lever_keys import REPLY_PULL_KEY, WAKE_KEY
 from instrumentation.reply_backoff import LEVER_LABEL, REPLY_BACKOFF_KEY
-from instrumentation.wake import REPLY_PULL_KEY, WAKE_KEY
 
 MODES = ("stock", "low-latency")
 SUPEREXEC_POLL = "superexec-poll"

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from inventory.errors import FlowerbedError
 from inventory.models import is_valid_name
+from inventory.reading import ReadProblem, line_of, read_document
 from strategies.registry import check_model, check_parameters, strategy_spec
 from testbed.campaign.faults import FAULT_KINDS, Fault, parse_faults
 from testbed.campaign.launch import LEVERS, MODES, Launch, LaunchError, parse_launch
@@ -66,14 +66,71 @@ _TOP_KEYS = (
     "launch_levers",
 )
 RUNTIMES = ("deployment", "simulation")
+DAY_S = 86_400.0
 
 
-class CampaignError(ValueError):
-    """A campaign file problem: names the file, the key and what to do."""
+@dataclass(frozen=True)
+class Bounds:
+    """The values a number may take: ``low`` (excluded when ``low_open``) to ``high``.
 
-    def __init__(self, path: Path, key: str, problem: str, fix: str) -> None:
-        self.path, self.key, self.problem, self.fix = path, key, problem, fix
-        super().__init__(f"{path}: key '{key}': {problem}. Fix: {fix}")
+    ``why`` says what a value above ``high`` would mean (a typo that would run
+    for days or years, a rate no sampler keeps).
+    """
+
+    low: float
+    high: float
+    low_open: bool = False
+    why: str = ""
+
+    def problem(self, value: float) -> str | None:
+        """What is wrong with ``value``, or None when it is within bounds."""
+        if value < self.low or (self.low_open and value == self.low):
+            op = ">" if self.low_open else ">="
+            return f"must be {op} {self.low:g}, got {value!r}"
+        if value > self.high:
+            why = f" ({self.why})" if self.why else ""
+            return f"must be <= {self.high:,g}{why}, got {value!r}"
+        return None
+
+
+# Campaign keys: a number outside these is a typo, not an experiment.
+TOP_BOUNDS: Mapping[str, Bounds] = {
+    "rounds": Bounds(1, 100_000, why="at one round a second, over a day per run"),
+    "repetitions": Bounds(1, 1_000, why="each repetition is a whole run"),
+    "run_deadline_s": Bounds(0, 7 * DAY_S, low_open=True, why="a week"),
+    "round_timeout_s": Bounds(0, DAY_S, low_open=True, why="a day"),
+    "node_wait_s": Bounds(0, DAY_S, low_open=True, why="a day"),
+    "system_sampling_hz": Bounds(0, 1_000, why="the sampler reads /proc"),
+    "simulation_supernodes": Bounds(1, 10_000, why="Ray on one machine"),
+}
+# Settings of the default app (apps/digits/flowerbed_digits/settings.py).
+DIGITS_BOUNDS: Mapping[str, Bounds] = {
+    "samples-per-node": Bounds(1, 10_000_000),
+    "local-epochs": Bounds(1, 10_000, why="per round"),
+    "batch-size": Bounds(1, 1_000_000),
+    "learning-rate": Bounds(0, 1_000, low_open=True),
+    "model-width": Bounds(0, 8, low_open=True, why="a model of gigabytes"),
+    "fraction-evaluate": Bounds(0, 1),
+    "seed": Bounds(0, 2**63 - 1),
+}
+INT64 = Bounds(-(2**63), 2**63 - 1, why="Flower's run config holds 64-bit integers")
+
+
+class CampaignError(FlowerbedError, ValueError):
+    """A campaign file problem: names the file (and line), the key and what to do."""
+
+    def __init__(
+        self, path: Path, key: str, problem: str, fix: str, line: int | None = None
+    ) -> None:
+        self.path, self.key, self.problem = path, key, problem
+        self.line = line
+        self._fix_as_given = fix
+        where = str(path) if line is None else f"{path}:{line}"
+        super().__init__(problem, f"{where}: key '{key}'", fix)
+        self.fix = fix
+
+    def _render(self) -> str:
+        return f"{self.where}: {self.problem}. Fix: {self._fix_as_given}"
 
 
 @dataclass(frozen=True)
@@ -216,6 +273,9 @@ def _workload(path: Path, raw: Any, app: Path) -> tuple[tuple[str, ConfigValue],
                     f"must be {kind.__name__}, got {value!r}",
                     f"give a {kind.__name__}",
                 )
+            bounds = DIGITS_BOUNDS.get(str(key))
+            if isinstance(value, int | float) and bounds is not None:
+                _check_bounds(path, where, value, bounds)
             choices = DIGITS_CHOICES.get(str(key))
             if choices and value not in choices:
                 raise CampaignError(
@@ -231,8 +291,38 @@ def _workload(path: Path, raw: Any, app: Path) -> tuple[tuple[str, ConfigValue],
                 "must be a string, number or boolean",
                 "Flower run config holds only scalars",
             )
+        elif isinstance(value, int) and not isinstance(value, bool):
+            _check_bounds(path, where, value, INT64)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise CampaignError(
+                path, where, f"must be a finite number, got {value!r}", "give a number"
+            )
         items.append((str(key), value))
     return tuple(items)
+
+
+def _check_bounds(path: Path, key: str, value: float, bounds: Bounds) -> None:
+    problem = bounds.problem(value)
+    if problem is not None:
+        raise CampaignError(
+            path,
+            key,
+            problem,
+            f"give a value from {bounds.low:g} to {bounds.high:,g}",
+        )
+
+
+def _check_name(path: Path, key: str, name: str, what: str) -> None:
+    # Campaign and network names become folder names (results/<name>,
+    # runs/<network>-r1): '../x' or 'a/b' would write outside the results.
+    if not is_valid_name(name):
+        raise CampaignError(
+            path,
+            key,
+            f"{name!r} is not a valid {what} name (it becomes a folder name)",
+            "use letters, digits, '-', '_' and '.', starting with a letter or "
+            "digit, at most 63 characters",
+        )
 
 
 def _clock_offsets(path: Path, raw: Any) -> dict[str, int]:
@@ -247,6 +337,7 @@ def _clock_offsets(path: Path, raw: Any) -> dict[str, int]:
         )
     offsets = {}
     for host, value in raw.items():
+        _check_name(path, f"clock_offsets_ms.{host}", str(host), "host")
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
@@ -325,16 +416,38 @@ def _launch(path: Path, raw: Mapping[str, Any]) -> Launch:
 
 
 def load_campaign(path: str | Path) -> Campaign:
-    """Read and validate a campaign YAML file."""
+    """Read and validate a campaign YAML file.
+
+    Everything that can be checked without the inventory is: types, ranges,
+    names that become folders, duplicate keys. A problem raises CampaignError
+    naming the file, the line of the key when known, the key and the fix.
+    """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CampaignError(path, "-", "file not found", "check the path") from None
-    except yaml.YAMLError as err:
-        raise CampaignError(
-            path, "-", f"is not valid YAML ({err})", "fix the syntax"
-        ) from None
+        raw = read_document(path, "a campaign file", "campaigns/demo.yaml")
+    except ReadProblem as err:
+        raise CampaignError(path, "-", err.problem, err.fix, line=err.line) from None
+    try:
+        return _build(path, raw)
+    except CampaignError as err:
+        if err.line is not None or err.key == "-":
+            raise
+        line = line_of(raw, _key_parts(raw, err.key))
+        raise CampaignError(path, err.key, err.problem, err.fix, line) from None
+
+
+def _key_parts(raw: object, key: str) -> tuple[object, ...]:
+    """``faults[1].node`` style keys as the parts that lead to them in ``raw``."""
+    parts: list[object] = []
+    for part in key.split("."):
+        name, _, index = part.partition("[")
+        parts.append(name)
+        if index.rstrip("]").isdigit():
+            parts.append(int(index.rstrip("]")))
+    return tuple(parts)
+
+
+def _build(path: Path, raw: object) -> Campaign:
     if not isinstance(raw, dict):
         raise CampaignError(path, "-", "must be a mapping", "see campaigns/demo.yaml")
     for key in raw:
@@ -347,13 +460,7 @@ def load_campaign(path: str | Path) -> Campaign:
             )
             raise CampaignError(path, str(key), "is not a campaign key", hint)
     name = _need(path, raw, "name", str, "give the campaign a name")
-    if not is_valid_name(name):
-        raise CampaignError(
-            path,
-            "name",
-            f"{name!r} is not a valid name",
-            "use letters, digits, '-', '_' and '.'",
-        )
+    _check_name(path, "name", name, "campaign")
     networks = raw.get("networks")
     if (
         not isinstance(networks, list)
@@ -366,6 +473,8 @@ def load_campaign(path: str | Path) -> Campaign:
             "must be a non-empty list of network names",
             "e.g. networks: [ethernet, wifi, 5g]",
         )
+    for network in networks:
+        _check_name(path, "networks", network, "network")
     if len(set(networks)) != len(networks):
         raise CampaignError(path, "networks", "lists a network twice", "list each once")
     app_raw = _optional(path, raw, "app", str, None)
@@ -405,6 +514,11 @@ def load_campaign(path: str | Path) -> Campaign:
         launch=_launch(path, raw),
         raw=raw,
     )
+    for key, bounds in TOP_BOUNDS.items():
+        value = getattr(campaign, key)
+        if value is not None:
+            _check_bounds(path, key, value, bounds)
+    _check_faults(campaign)
     if app == DEFAULT_APP:
         _check_digits_workload(path, campaign.strategy.name, campaign.workload_dict)
     if campaign.runtime not in RUNTIMES:
@@ -430,30 +544,29 @@ def load_campaign(path: str | Path) -> Campaign:
             "measuring Grid",
             "remove 'instrument: false' or 'launch'",
         )
-    if campaign.simulation_supernodes < 1:
-        raise CampaignError(
-            path,
-            "simulation_supernodes",
-            "must be >= 1",
-            "give the number of simulated nodes",
-        )
-    for key in ("rounds", "repetitions"):
-        if getattr(campaign, key) < 1:
-            raise CampaignError(path, key, "must be >= 1", f"set '{key}' to 1 or more")
-    if campaign.system_sampling_hz < 0:
-        raise CampaignError(
-            path,
-            "system_sampling_hz",
-            "must be >= 0",
-            "give a rate in Hz, or 0 to turn the sampler off",
-        )
-    if campaign.node_wait_s is not None and campaign.node_wait_s <= 0:
-        raise CampaignError(
-            path, "node_wait_s", "must be > 0 seconds", "give a positive wait"
-        )
-    for key in ("run_deadline_s", "round_timeout_s"):
-        if getattr(campaign, key) <= 0:
-            raise CampaignError(
-                path, key, "must be > 0 seconds", "give a positive deadline"
-            )
     return campaign
+
+
+def _check_faults(campaign: Campaign) -> None:
+    """Faults that could never fire: after the last round or the run's deadline."""
+    for index, fault in enumerate(campaign.faults):
+        key = f"faults[{index}]"
+        if fault.node is not None:
+            _check_name(campaign.path, f"{key}.node", fault.node, "host")
+        if fault.round > campaign.rounds:
+            raise CampaignError(
+                campaign.path,
+                f"{key}.round",
+                f"round {fault.round} is after the campaign's last round "
+                f"(rounds: {campaign.rounds}); the fault would never fire",
+                f"give a round from 1 to {campaign.rounds}",
+            )
+        if fault.after_s > campaign.run_deadline_s:
+            raise CampaignError(
+                campaign.path,
+                f"{key}.after_s",
+                f"{fault.after_s:g} s is past the run's deadline "
+                f"(run_deadline_s: {campaign.run_deadline_s:g}); the fault would "
+                "never fire",
+                "give a delay within the run",
+            )

@@ -26,6 +26,7 @@ from testbed.campaign.drive import execute_run
 from testbed.campaign.manifest import build_manifest
 from testbed.campaign.model import Campaign
 from testbed.campaign.plan import Progress, RunOutcome, plan_runs
+from testbed.campaign.preflight import check_hosts
 from testbed.campaign.resume import (
     CampaignStopped,
     check_free_space,
@@ -61,21 +62,8 @@ def run_campaign(
     ``interrupted/`` and the run starts again. Without ``resume`` (or
     ``overwrite``), a folder that already holds a campaign is refused.
     """
+    check_hosts(campaign, inventory)
     topology = topology if topology is not None else emulated_topology(inventory)
-    clients = {h.name for h in inventory.clients}
-    faulty = {f.node for f in campaign.faults if f.node is not None} - clients
-    if faulty:
-        raise ValueError(
-            f"{campaign.path}: key 'faults' names host(s) {', '.join(sorted(faulty))} "
-            f"that are not clients of {inventory.path}. Fix: use client host names"
-        )
-    unknown = sorted(set(campaign.clock_offsets_ns) - clients)
-    if unknown:
-        raise ValueError(
-            f"{campaign.path}: key 'clock_offsets_ms' names host(s) "
-            f"{', '.join(unknown)} that are not clients of {inventory.path}. "
-            "Fix: use client host names"
-        )
     # Absolute: Flower processes run with their FLWR_HOME as working directory.
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -77,15 +77,98 @@ def write_status(folder: Path, status: CampaignStatus) -> CampaignStatus:
     return status
 
 
+# The keys ``describe`` reads, and their types (bool is no int here).
+_STATUS_KEYS: dict[str, type | tuple[type, ...]] = {
+    "campaign": str,
+    "total_runs": int,
+    "rounds_per_run": int,
+    "started_ns": int,
+    "pid": int,
+    "state": str,
+    "run_index": int,
+    "run_id": str,
+    "network": str,
+    "repetition": int,
+    "round": int,
+    "updated_ns": int,
+}
+_STATUS_FIX = (
+    "the campaign rewrites it at its next step; for a campaign that ended, "
+    "restore the file or delete it (its results are in manifest.json)"
+)
+
+
+def _status_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a status read from JSON, or None."""
+    for key, kind in _STATUS_KEYS.items():
+        if key not in data:
+            return f"key {key!r} is missing"
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return f"key {key!r} is {value!r}, not a {getattr(kind, '__name__', kind)}"
+    if data["pid"] <= 0:
+        return f"key 'pid' is {data['pid']}, not a process id"
+    eta = data.get("eta_s")
+    if eta is not None and (isinstance(eta, bool) or not isinstance(eta, int | float)):
+        return f"key 'eta_s' is {eta!r}, not a number of seconds"
+    finished = data.get("finished_runs", [])
+    if not isinstance(finished, list) or not all(
+        isinstance(r, list)
+        and len(r) == 3
+        and isinstance(r[0], str)
+        and isinstance(r[1], str)
+        and isinstance(r[2], int | float)
+        and not isinstance(r[2], bool)
+        for r in finished
+    ):
+        return "key 'finished_runs' is not a list of [run_id, status, seconds]"
+    levers = data.get("levers", [])
+    if not isinstance(levers, list) or not all(isinstance(x, str) for x in levers):
+        return "key 'levers' is not a list of names"
+    return None
+
+
 def read_status(folder: Path) -> dict[str, Any]:
-    """The status a campaign wrote; FileNotFoundError names the folder."""
+    """The status a campaign wrote, checked.
+
+    FileNotFoundError names the folder when there is none; a status that cannot
+    be read, is not JSON, or lacks a key ``describe`` needs raises
+    :class:`analysis.damage.ResultsError` naming the file and the fix.
+    """
+    from analysis.damage import ResultsError
+
     path = folder / STATUS_FILE
     if not path.exists():
         raise FileNotFoundError(
             f"{path} does not exist: {folder} is not a campaign results folder "
             "(or the campaign was run by a flowerbed without live status)"
         )
-    data: dict[str, Any] = json.loads(path.read_text())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        what = getattr(exc, "strerror", None) or str(exc)
+        raise ResultsError(f"could not be read ({what})", path, _STATUS_FIX) from exc
+    if not text.strip():
+        raise ResultsError(
+            "is empty (cut by a crash or a full disk)", path, _STATUS_FIX
+        )
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsError(
+            f"not valid JSON ({exc.msg}; cut by a crash or a full disk?)",
+            f"{path}:{exc.lineno}",
+            _STATUS_FIX,
+        ) from exc
+    except RecursionError as exc:
+        raise ResultsError("nested too deeply to read", path, _STATUS_FIX) from exc
+    if not isinstance(data, dict):
+        raise ResultsError(
+            f"expected a JSON object, got {type(data).__name__}", path, _STATUS_FIX
+        )
+    problem = _status_problem(data)
+    if problem is not None:
+        raise ResultsError(f"not a campaign status: {problem}", path, _STATUS_FIX)
     return data
 
 

@@ -15,6 +15,7 @@ from testbed.cli.common import (
     FormatOpt,
     fail,
     first_line,
+    jsonable,
     load_inventory_or_fail,
 )
 
@@ -94,6 +95,7 @@ def run(
     from testbed.emulation.status import cluster_status, is_up, manifest_features
 
     inv = load_inventory_or_fail(inventory, list(camp.networks))
+    _check_hosts_or_fail(camp, inv)
     try:
         require_root("campaign run (captures and namespaces)")
         status = cluster_status(inv)
@@ -172,6 +174,79 @@ def run(
                 err=True,
             )
         raise typer.Exit(1)
+
+
+def _check_hosts_or_fail(camp: Any, inv: Any) -> None:
+    from testbed.campaign.model import CampaignError
+    from testbed.campaign.preflight import check_hosts
+
+    try:
+        check_hosts(camp, inv)
+    except CampaignError as err:
+        fail(str(err), 2)
+
+
+@campaign_app.command("check")
+def check(
+    campaign: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
+    inventory: Annotated[
+        Path | None,
+        typer.Option(
+            "--inventory",
+            "-i",
+            help="Inventory YAML file (not needed with runtime: simulation).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Results folder (default results/<name>)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Check as `campaign run --resume` would.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Check as `campaign run --overwrite` would.")
+    ] = False,
+    fmt: FormatOpt = Format.text,
+) -> None:
+    """Check a campaign as `campaign run` does before it starts; start nothing.
+
+    The campaign file, the inventory with the campaign's networks, the hosts
+    that faults and clock offsets name, and the results folder (a campaign
+    already there, free space). Hosts are not contacted: `flowerbed inventory
+    check` does that. Exits 2 on a bad file, 1 when the results folder would be
+    refused, 0 when `campaign run` would start.
+    """
+    import os
+
+    from testbed.campaign.model import CampaignError, load_campaign
+    from testbed.campaign.preflight import (
+        check_results_folder,
+        describe_check,
+        summarize,
+    )
+
+    try:
+        camp = load_campaign(campaign)
+    except CampaignError as err:
+        fail(str(err), 2)
+    inv = None
+    folder = None
+    if camp.runtime == "deployment":
+        if inventory is None:
+            fail("--inventory is needed to check a campaign on a cluster", 2)
+            return
+        inv = load_inventory_or_fail(inventory, list(camp.networks))
+        _check_hosts_or_fail(camp, inv)
+        out_dir = out or Path("results") / camp.name
+        folder = check_results_folder(camp, out_dir, resume, overwrite)
+    summary = summarize(camp, inv, folder, is_root=os.geteuid() == 0)
+    if fmt is Format.json:
+        typer.echo(json.dumps(jsonable(summary), indent=2))
+    else:
+        typer.echo(describe_check(summary))
+    if folder is not None and folder.problem is not None:
+        fail(folder.problem)
 
 
 def _run_simulated(camp: Any, out_dir: Path) -> None:

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
+from inventory.errors import FlowerbedError
 from testbed.cli.common import Format, FormatOpt, fail, jsonable
+from testbed.cli.errors import DAMAGED_RESULTS, output_error
 
 report_app = typer.Typer(
     help="Turn campaign results into reports.", no_args_is_help=True
@@ -44,22 +46,64 @@ def report_build(
         int,
         typer.Option(min=1, help="Round the per-node timelines show (else the first)."),
     ] = 2,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Exit with status 3 when a results file was damaged (the report "
+            "is still written and says what it skipped)."
+        ),
+    ] = False,
 ) -> None:
-    """Write report.html (self-contained), summary.md, figures and CSVs into RESULTS."""
+    """Write report.html (self-contained), summary.md, figures and CSVs into RESULTS.
+
+    A damaged results file (a corrupt event-log line, an unreadable optional
+    file) is skipped, said on the terminal and in the report, and the figures
+    computed without it are marked partial.
+    """
+    from analysis.damage import Damage
     from analysis.report import build_report
 
+    if not results.is_dir():
+        fail(
+            f"{results} is not a results folder"
+            + (" (it does not exist)" if not results.exists() else "")
+            + ": give the folder `flowerbed campaign run` wrote (results/<campaign>)",
+            2,
+        )
+    damage = Damage()
     try:
         path = build_report(
             results,
             warmup_rounds=warmup_rounds,
             target_accuracy=target_accuracy,
             timeline_round=timeline_round,
+            damage=damage,
         )
-    except (FileNotFoundError, ValueError) as err:
-        fail(str(err))
+    except OSError as err:
+        fail(
+            output_error(
+                err,
+                f"report build writes report.html, figures/ and CSVs into "
+                f"{results}: make it writable or free space there, or copy the "
+                "folder somewhere writable and build there",
+            )
+            or str(err),
+            2,
+        )
+    for gap in damage:
+        typer.secho(f"note: {gap.sentence()}", fg=typer.colors.YELLOW, err=True)
     if not quiet:
         typer.echo(f"figures and tables in {results}")
     typer.echo(str(path.resolve()))
+    if damage:
+        typer.secho(
+            f"{len(damage)} damaged results file(s): the report marks what they "
+            "touch as partial (Data quality lists them)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        if strict:
+            raise typer.Exit(DAMAGED_RESULTS)
 
 
 @report_app.command("compare")
@@ -89,9 +133,21 @@ def report_compare(
         comparison = compare_campaigns(
             results, warmup_rounds=warmup_rounds, target_accuracy=target_accuracy
         )
+    except FlowerbedError:
+        raise
     except (FileNotFoundError, ValueError) as err:
-        fail(str(err))
-    page = write_comparison(comparison, out or results[0] / "compare")
+        fail(str(err), 2)
+    folder = out or results[0] / "compare"
+    try:
+        page = write_comparison(comparison, folder)
+    except OSError as err:
+        fail(
+            output_error(
+                err, f"give --out a writable folder with free space (not {folder})"
+            )
+            or str(err),
+            2,
+        )
     study = comparison.study
     if output_format == Format.json:
         records = json.loads(study.to_json(orient="records"))

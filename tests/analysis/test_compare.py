@@ -93,7 +93,7 @@ def test_cli_report_compare(folders: tuple[Path, Path], tmp_path: Path) -> None:
 def test_cli_report_compare_needs_two_folders(folders: tuple[Path, Path]) -> None:
     result = CliRunner().invoke(app, ["report", "compare", str(folders[0])])
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "at least two results folders" in result.output
 
 
@@ -104,5 +104,5 @@ def test_cli_report_compare_names_a_missing_phase_table(
         app, ["report", "compare", str(folders[0]), str(tmp_path)]
     )
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "phases.parquet" in result.output

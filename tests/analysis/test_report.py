@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis import report as report_module
+from analysis.damage import ResultsError
 from analysis.phases import RunInfo, concat_phases, phases_from_events, write_phases
 from analysis.report import (
     TRANSFER_COLUMNS,
@@ -304,7 +305,7 @@ def test_provenance_is_shown(built: tuple[Path, str]) -> None:
 
 
 def test_missing_phases_file_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError) as info:
+    with pytest.raises(ResultsError) as info:
         build_report(tmp_path)
 
     message = str(info.value)

@@ -132,6 +132,23 @@ def test_reconcile_splits_the_wire_into_link_busy_time_and_gaps() -> None:
     assert pd.isna(down["busy_s"]) and pd.isna(down["gaps_s"])
 
 
+def test_link_busy_time_credits_what_the_link_still_owed_between_bursts() -> None:
+    # 4110-4600 and 4800-5110: a 200 ms pause between the two bursts
+    def up_busy(owed_ms: int) -> float:
+        stamped = events()
+        for e, busy_ms in zip(stamped[-2:], (400, 300), strict=True):
+            e["busy_ns"] = busy_ms * MS
+            e["owed_ns"] = owed_ms * MS
+        return float(by_direction(reconcile_transfers(stamped))["up"]["busy_s"])
+
+    # nothing owed: the pause is all gap (no round-trip allowance across bursts)
+    assert up_busy(0) == pytest.approx(0.7)
+    # a shaper that released a whole frame and still owed 150 ms: pause <= 1.5x owed
+    assert up_busy(150) == pytest.approx(0.9)
+    # owed 50 ms: the link explains 50 ms of the pause, the host the other 150
+    assert up_busy(50) == pytest.approx(0.75)
+
+
 @pytest.mark.parametrize(
     ("threshold_s", "threshold_share", "flagged"),
     [(0.02, 0.05, True), (1.5, 0.05, False), (0.02, 1.5, False)],

@@ -35,7 +35,6 @@ from instrumentation.capture import (
     Capture,
     CaptureError,
     CaptureStats,
-    LinkPace,
     Packet,
     Transfer,
     parse_frame,
@@ -45,6 +44,7 @@ from instrumentation.capture import (
     tcpdump_argv,
     transfer_events,
 )
+from instrumentation.link_pace import LinkPace
 
 # ---------------------------------------------------------------- tcpdump_argv
 
@@ -334,16 +334,47 @@ def test_link_busy_time_leaves_out_pauses_the_link_does_not_explain() -> None:
 
 
 def test_link_pace_counts_a_slow_links_frame_time_and_round_trip_as_busy() -> None:
-    # 64 kB GSO frames 200 ms apart: at 2.6 Mbit/s the shaper needs 202 ms each
+    # 64 kB GSO frames 200 ms apart: at 2.6 Mbit/s the shaper needs 209 ms each
     frames = [_down(t, i * 65_000, 65_000) for i, t in enumerate([0, 200, 400])]
     slow = LinkPace(down_mbit=2.6, up_mbit=1.0)
     assert segment_transfers(frames, SERVER, PORT, pace=slow)[0].busy_ns == 400 * MS
-    # the same pauses on a gigabit link are gaps
+    # on a gigabit link only the frames' own 0.58 ms each are the link's
     fast = LinkPace(down_mbit=940.0, up_mbit=940.0)
-    assert segment_transfers(frames, SERVER, PORT, pace=fast)[0].busy_ns == 0
-    # ...unless a 150 ms round trip explains them (TCP waiting for its ACKs)
+    (transfer,) = segment_transfers(frames, SERVER, PORT, pace=fast)
+    assert transfer.busy_ns == 2 * fast.need_ns("down", 65_000)
+    assert 0.5 * MS < fast.need_ns("down", 65_000) < 0.6 * MS
+    # ...unless a 150 ms round trip explains the pauses (TCP waiting for its ACKs)
     far = LinkPace(down_mbit=940.0, up_mbit=940.0, rtt_s=0.15)
     assert segment_transfers(frames, SERVER, PORT, pace=far)[0].busy_ns == 400 * MS
+
+
+def test_link_busy_time_follows_a_shaper_that_releases_whole_gso_frames() -> None:
+    # What the e2e 4 Mbit/s uplink looks like: the shaper releases one 64 kB
+    # GSO frame at a time, the receiver sees it as 4 GRO frames back to back,
+    # then nothing for the ~135 ms the tokens take to come back.
+    pace = LinkPace(up_mbit=4.0)
+    packets, seq = [], 0
+    for run in range(10):
+        for k in range(4):
+            packets.append(_up(run * 135 + k * 0.1, seq, 16_000))
+            seq += 16_000
+    (transfer,) = segment_transfers(packets, SERVER, PORT, gap_s=0.25, pace=pace)
+    span = transfer.end_ns - transfer.start_ns
+    assert transfer.busy_ns == span  # every pause is what the link owed
+    # the link owes the last run's time after it: analysis carries it across
+    # the pause to the message's next burst
+    assert 0.12 * 1e9 < transfer.owed_ns < 0.14 * 1e9
+
+
+def test_a_host_stall_on_a_slow_link_is_the_links_only_for_what_it_owed() -> None:
+    pace = LinkPace(up_mbit=4.0)
+    # 48 kB at 4 Mbit/s: the link owes ~100 ms; the host then stalls 400 ms
+    packets = [_up(0, 0, 48_000), _up(400, 48_000, 1448)]
+    (transfer,) = segment_transfers(packets, SERVER, PORT, gap_s=0.5, pace=pace)
+    owed = pace.need_ns("up", 48_000)
+    assert 0.09 * 1e9 < owed < 0.11 * 1e9
+    assert transfer.busy_ns == owed
+    assert (transfer.end_ns - transfer.start_ns) - transfer.busy_ns == 400 * MS - owed
 
 
 def test_link_pace_refuses_impossible_rates() -> None:
@@ -430,7 +461,7 @@ def test_connections_of_one_node_share_a_transfer_and_nodes_do_not() -> None:
 
 
 def test_transfer_events_follow_the_contract() -> None:
-    transfer = Transfer("up", NODE, 10, 20, 300, 3, 1, 2, busy_ns=7)
+    transfer = Transfer("up", NODE, 10, 20, 300, 3, 1, 2, busy_ns=7, owed_ns=5)
 
     assert transfer_events([transfer], "pi1", "5g") == [
         {
@@ -444,6 +475,7 @@ def test_transfer_events_follow_the_contract() -> None:
             "packets": 3,
             "retransmissions": 1,
             "busy_ns": 7,
+            "owed_ns": 5,
             "source": "capture",
         }
     ]

@@ -37,3 +37,11 @@ def capacity(msg: Message, context: Context) -> Message:
     from strategies.heterofl import capacity_reply
 
     return Message(capacity_reply(context.node_config), reply_to=msg)
+
+
+@app.query("realfm")
+def realfm_costs(msg: Message, context: Context) -> Message:
+    """Answer a RealFM server's query with the cost and payoff this node declares."""
+    from strategies.realfm import cost_reply
+
+    return Message(cost_reply(context.node_config), reply_to=msg)

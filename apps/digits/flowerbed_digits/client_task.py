@@ -28,6 +28,10 @@ from workloads.training import evaluate as evaluate_model
 from workloads.training import train_with
 
 Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+# strategies.realfm.CONTRIBUTION_KEY: a RealFM server sets how many samples a
+# node trains on (checked equal in tests; importing the strategy here would load
+# Flower's server strategies into every ClientApp process).
+REALFM_CONTRIBUTION_KEY = "realfm-contribution"
 
 
 def model_shape(settings: DigitsSettings) -> ModelShape:
@@ -95,6 +99,12 @@ def train(msg: Message, context: Context) -> Message:
     """Train the received model locally; reply with the shared weights and metrics."""
     model, side, settings, restored = _load(msg, context)
     x_train, y_train, _, _ = _my_data(context, settings)
+    for config in msg.content.config_records.values():
+        if REALFM_CONTRIBUTION_KEY in config:
+            from strategies.realfm import contribution
+
+            used = contribution(config, len(x_train))
+            x_train, y_train = x_train[:used], y_train[:used]
     optimizer = optimizer_settings(
         settings.strategy, settings.parameters, lr=settings.learning_rate
     )

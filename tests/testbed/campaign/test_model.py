@@ -90,7 +90,7 @@ def test_demo_campaign_values() -> None:
             "is needed with 'dataset: domain-files'",
         ),
         ("name: x\nnetworks: [wifi]\nrun_deadline_s: -1\n", "run_deadline_s", "> 0"),
-        ("name: 'a b'\nnetworks: [wifi]\n", "name", "not a valid name"),
+        ("name: 'a b'\nnetworks: [wifi]\n", "name", "not a valid campaign name"),
         ("name: x\nnetworks: [wifi]\napp: nowhere\n", "app", "no pyproject.toml"),
         ("[1, 2]\n", "-", "mapping"),
         ("name: [\n", "-", "not valid YAML"),

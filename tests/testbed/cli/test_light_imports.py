@@ -26,6 +26,7 @@ LIGHT = (
     "testbed.cli.cluster",
     "testbed.cli.campaign",
     "testbed.cli.report",
+    "testbed.cli.strategies",
 )
 
 
