@@ -77,6 +77,40 @@ def profile_rates(
     return rates
 
 
+# Calibration verdicts whose measured rate is the link's (testbed/calibration.py):
+# a host-bound or unshaped measurement says nothing of the link's rate.
+_LINK_VERDICTS = ("link", "below-profile", "above-profile")
+_CALIBRATED = {"down_mbit": "down", "up_mbit": "up"}
+
+
+def calibration_rates(
+    calibration: Mapping[str, Any] | None,
+) -> dict[tuple[str, ...], tuple[float, str]]:
+    """Each node's measured rates per (network, direction, node) from a manifest's
+    ``calibration`` (``flowerbed cluster calibrate``).
+
+    Empty when there is none, when it could not be read, or when it is ``stale``
+    (the inventory changed since). Only measurements whose verdict makes them the
+    link's rate count: a host-bound one keeps the profile's rate.
+    """
+    if not isinstance(calibration, Mapping) or calibration.get("stale", True):
+        return {}
+    rows = calibration.get("measurements")
+    rates: dict[tuple[str, ...], tuple[float, str]] = {}
+    for row in rows if isinstance(rows, list) else ():
+        if not isinstance(row, Mapping) or row.get("verdict") not in _LINK_VERDICTS:
+            continue
+        direction = _CALIBRATED.get(str(row.get("quantity")))
+        try:
+            value = float(row["measured"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if direction is not None and value > 0:
+            key = (str(row.get("network")), direction, str(row.get("node")))
+            rates[key] = (value, "calibrated")
+    return rates
+
+
 def _rate(rates: Rates, network: str, direction: str, node: str) -> tuple[float, str]:
     return rates.get(
         (network, direction, node), rates.get((network, direction), (np.nan, ""))

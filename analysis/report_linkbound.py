@@ -24,6 +24,7 @@ from analysis.linkbound import (
     HOST_BOUND_FACTOR,
     MIN_BOUND_BYTES,
     bound_table,
+    calibration_rates,
     mark_bound,
     physics_flags,
     profile_rates,
@@ -36,9 +37,11 @@ from analysis.study import Study
 def manifest_rates(
     manifest: Mapping[str, Any],
 ) -> dict[tuple[str, ...], tuple[float, str]]:
-    """The rates the report judges transfers by: the manifest's link profiles."""
+    """The rates the report judges transfers by: the manifest's link profiles, and
+    each node's calibrated rate where the campaign had a current calibration."""
     profiles = manifest.get("link_profiles")
-    return profile_rates(profiles) if isinstance(profiles, Mapping) else {}
+    rates = profile_rates(profiles) if isinstance(profiles, Mapping) else {}
+    return {**rates, **calibration_rates(manifest.get("calibration"))}
 
 
 def read_transfers(results_dir: Path, damage: Damage | None = None) -> pd.DataFrame:

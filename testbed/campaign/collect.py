@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.failures import failure_table
-from analysis.linkbound import mark_bound, profile_rates
+from analysis.linkbound import calibration_rates, mark_bound, profile_rates
 from analysis.phases import RunInfo, phases_from_events
 from analysis.system import read_samples, system_table
 from analysis.wire import byte_accounting, reconcile_transfers
@@ -31,6 +31,7 @@ from testbed.campaign.run import Run
 from testbed.campaign.sites import (
     fetch,
 )
+from testbed.lab.calibrate import last_calibration
 from testbed.transport.processes import (
     read_stamped_log,
 )
@@ -193,7 +194,10 @@ def collect_run(
         if iface is not None:
             nics[host.name] = iface.ifname
     profile = inventory.network(outcome.network).profile
-    rates = profile_rates({outcome.network: asdict(profile)})
+    rates = {
+        **profile_rates({outcome.network: asdict(profile)}),
+        **calibration_rates(last_calibration(inventory.path)),
+    }
     return RunTables(
         phases,
         system,

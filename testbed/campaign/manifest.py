@@ -15,6 +15,7 @@ import yaml
 
 from inventory.models import Inventory
 from testbed.campaign.model import REPO_ROOT, Campaign
+from testbed.lab.calibrate import last_calibration
 
 _PACKAGES = (
     "flowerbed",
@@ -123,6 +124,8 @@ def build_manifest(
         },
         "launch": campaign.launch.manifest(),
         "link_profiles": link_profiles(inventory, campaign.networks),
+        # `cluster calibrate`'s last result beside the inventory (None: never run)
+        "calibration": last_calibration(inventory.path),
         "emulation": dict(features or {}),
         "runs": [asdict(o) for o in outcomes],
         "versions": package_versions(),

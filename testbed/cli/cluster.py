@@ -233,3 +233,164 @@ def provision_hosts(
     else:
         typer.echo(describe(report))
     raise typer.Exit(0 if report.ok else 1)
+
+
+@cluster_app.command("calibrate")
+def calibrate_links(
+    inventory: InventoryArg,
+    networks: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated networks to measure (default: all)."),
+    ] = None,
+    nodes: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated clients to measure (default: all)."),
+    ] = None,
+    seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.5,
+            max=600,
+            help="iperf3 seconds per direction, after 1 s of slow start left out.",
+        ),
+    ] = 3.0,
+    pings: Annotated[
+        int, typer.Option(min=1, max=1000, help="Pings per node and network.")
+    ] = 10,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="iperf3 port on the server.")
+    ] = 5201,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Where to write the result (default: <inventory>.calibration.json "
+            "beside the inventory, where campaigns look for it).",
+        ),
+    ] = None,
+    via: Annotated[
+        str,
+        typer.Option(
+            help="netns, ssh, or auto (netns when the emulated cluster is up here)."
+        ),
+    ] = "auto",
+    accept_new: AcceptNewOpt = False,
+    fmt: FormatOpt = Format.text,
+) -> None:
+    """Measure what each node's links carry (iperf3 both ways, ping) against the
+    profiles; campaigns then judge transfers by the measured rates.
+
+    Run it on the server (the machine holding every network's server address).
+    An unreachable node or one without iperf3 gets an error row; the others are
+    still measured. Exits 1 when any node could not be measured.
+    """
+    from contextlib import ExitStack
+
+    from testbed.lab.calibrate import (
+        CalibrationError,
+        calibrate,
+        default_path,
+        describe,
+        write_calibration,
+    )
+    from testbed.transport.executor import LocalExecutor
+
+    inv = load_inventory_or_fail(inventory)
+    chosen_networks = _names(networks, inv.network_names, "network", inventory)
+    chosen_nodes = _names(nodes, [h.name for h in inv.clients], "client", inventory)
+    with ExitStack() as stack:
+        transport, delay_note, connectors = _connectors(inv, via, accept_new, stack)
+        connectors = {n: c for n, c in connectors.items() if n in chosen_nodes}
+        try:
+            result = calibrate(
+                inv,
+                connectors,
+                LocalExecutor(),
+                networks=chosen_networks,
+                transport=transport,
+                delay_note=delay_note,
+                seconds=seconds,
+                ping_count=pings,
+                port=port,
+                progress=lambda line: typer.echo(line, err=True),
+            )
+        except CalibrationError as err:
+            fail(str(err))
+    path = out or default_path(inventory)
+    write_calibration(result, path)
+    if fmt is Format.json:
+        typer.echo(json.dumps(jsonable(result), indent=2))
+    else:
+        typer.echo(describe(result))
+        typer.echo(f"written to {path}")
+    if any(m.verdict == "error" for m in result.measurements):
+        raise typer.Exit(1)
+
+
+def _names(
+    given: str | None, known: list[str], what: str, inventory: Path
+) -> list[str]:
+    if given is None:
+        return list(known)
+    names = [n.strip() for n in given.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        fail(
+            f"{inventory}: no {what} {', '.join(unknown) or '(empty list)'}; "
+            f"use some of: {', '.join(known)}",
+            2,
+        )
+    return names
+
+
+def _connectors(
+    inv: Any, via: str, accept_new: bool, stack: Any
+) -> tuple[str, str | None, dict[str, Any]]:
+    """(transport, delay note, client -> connector) for ``--via``; the note is
+    what ``cluster up`` says of delay emulation (None when not emulated)."""
+    from testbed.emulation.errors import EmulationError
+    from testbed.emulation.naming import node_namespace
+    from testbed.emulation.status import cluster_status, is_up, manifest_features
+    from testbed.lab.calibrate import netns_connector
+
+    if via not in ("auto", "netns", "ssh"):
+        fail(f"--via must be auto, netns or ssh, got {via!r}", 2)
+    delay_note = None
+    try:
+        status = cluster_status(inv)
+        emulated = is_up(status)
+    except EmulationError:
+        emulated = False
+    if emulated:
+        delay = manifest_features(status).get("delay", {})
+        state = "active" if delay.get("active") else "not emulated"
+        delay_note = f"delay {state}: {delay.get('detail', 'unknown')}"
+    chosen = via if via != "auto" else ("netns" if emulated else "ssh")
+    if chosen == "netns":
+        if not emulated:
+            fail(
+                f"the emulated cluster of {inv.path} is not (fully) up; run "
+                f"`flowerbed cluster up {inv.path}` first, or use --via ssh",
+            )
+
+        return (
+            "netns",
+            delay_note,
+            {
+                h.name: netns_connector(node_namespace(inv, h.name), inv.path)
+                for h in inv.clients
+            },
+        )
+    from testbed.lab.access import ssh_connectors
+
+    def closing(connect: Any) -> Any:
+        def opened() -> Any:
+            executor = connect()
+            stack.callback(executor.close)
+            return executor
+
+        return opened
+
+    connectors = ssh_connectors(inv, accept_new)
+    return "ssh", delay_note, {n: closing(c) for n, c in connectors.items()}

@@ -147,7 +147,15 @@ def test_a_reader_that_goes_away_is_not_a_crash(tmp_path: Path) -> None:
     import sys
 
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "testbed.cli", "strategies", "list", "--format", "json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "testbed.cli",
+        "strategies",
+        "list",
+        "--format",
+        "json",
+    ]
 
     # Execute
     proc = subprocess.Popen(
