@@ -24,8 +24,10 @@ from inventory.values import (
     BadValue,
     capacity_ratio,
     check_usable,
+    cpu_quota,
     describe,
     ipv4,
+    memory_mb,
     node_config_value,
     nonempty_text,
     port_number,
@@ -71,6 +73,8 @@ class HostBuilder:
         wheelhouse = self.host_value(
             host, host_vars, "flowerbed_wheelhouse", nonempty_text
         )
+        quota = self.host_value(host, host_vars, "cpu_quota", cpu_quota)
+        memory = self.host_value(host, host_vars, "memory_mb", memory_mb)
         self.check_management_address(host, host_vars, ansible_host, management)
         interfaces = self.interfaces(host, host_vars.get("interfaces"), is_server)
         node_config = self.node_config(host, host_vars.get("node_config"))
@@ -94,6 +98,8 @@ class HostBuilder:
                 if isinstance(wheelhouse, str)
                 else None
             ),
+            cpu_quota=quota if isinstance(quota, float) else None,
+            memory_mb=memory if isinstance(memory, int) else None,
         )
 
     def local_path(self, value: object) -> Path | None:

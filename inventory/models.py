@@ -101,6 +101,11 @@ class Host:
     # Where the server's wheelhouse lands (flowerbed_wheelhouse); None:
     # <flowerbed_dir>/wheelhouse. Hosts sharing a disk may share it.
     wheelhouse_dir: str | None = None
+    # CPU (cores, fractional) and memory the host may use. On the emulated
+    # cluster they become cgroup limits on every process of the node; a real lab
+    # records them in the manifest. None: the emulated cluster's default share.
+    cpu_quota: float | None = None
+    memory_mb: int | None = None
 
     def interface(self, network: str) -> Interface | None:
         """Return this host's interface on ``network``, or None if it has none."""

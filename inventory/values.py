@@ -71,6 +71,41 @@ def port_number(value: object) -> int:
     return value
 
 
+MAX_CPU_QUOTA = 1024.0
+MIN_MEMORY_MB = 64
+
+
+def cpu_quota(value: object) -> float:
+    """Cores a node may use (``cpu_quota``): a number > 0, fractions allowed."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadValue(
+            f"cpu_quota must be a number of cores, got {describe(value)}",
+            "write it as a plain number, like 0.5 for half a core or 4 for a Pi 4",
+        )
+    if not 0 < value <= MAX_CPU_QUOTA:
+        raise BadValue(
+            f"cpu_quota {value} is outside (0, {MAX_CPU_QUOTA:g}] cores",
+            "give the cores the node may use, like 0.25 or 4",
+        )
+    return float(value)
+
+
+def memory_mb(value: object) -> int:
+    """Memory a node may use (``memory_mb``), in MiB: a whole number >= 64."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadValue(
+            f"memory_mb must be a whole number of MiB, got {describe(value)}",
+            "write it as a plain number, like 4096 for a 4 GB Pi 4",
+        )
+    if value < MIN_MEMORY_MB:
+        raise BadValue(
+            f"memory_mb {value} is below {MIN_MEMORY_MB} MiB: Python and Flower "
+            "alone need more",
+            f"give at least {MIN_MEMORY_MB}, like 4096",
+        )
+    return value
+
+
 def nonempty_text(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadValue(

@@ -22,6 +22,7 @@ from instrumentation.capture import CaptureError, tcpdump_argv
 from instrumentation.clock import probe_argv
 from inventory.models import Host, Inventory
 from testbed.commands import flower
+from testbed.emulation import cgroups
 from testbed.emulation.naming import node_namespace
 from testbed.transport.executor import Background, CommandError, Executor, NetnsExecutor
 from testbed.transport.processes import ProcessError, stop_all
@@ -51,6 +52,8 @@ class NodeSite:
     privileged: bool = True
     ca_cert: str | None = None
     auth_key: str | None = None
+    # torch/OpenMP threads for the node's CPU share (None: the app decides).
+    threads: int | None = None
 
     @property
     def python(self) -> str:
@@ -77,16 +80,23 @@ class NodeSite:
     ) -> dict[str, str]:
         """Environment of Flower processes on the host (``launch``: the launch
         mode's settings, :func:`flower.launch_env`; the same on every transport)."""
+        threads = (
+            {"OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
+            if self.threads is not None
+            else {}
+        )
         if self.root is None:
-            return flower.flower_env(
+            env = flower.flower_env(
                 Path(flwr_home), bin_dir=Path(self.bin_dir), launch=launch
             )
-        return flower.flower_env(
+            return {**env, **threads}
+        env = flower.flower_env(
             Path(flwr_home),
             base={"PATH": REMOTE_PATH},
             bin_dir=Path(self.bin_dir),
             launch=launch,
         )
+        return {**env, **threads}
 
 
 def netns_site(inventory: Inventory, host: Host, bin_dir: Path) -> NodeSite:
@@ -94,9 +104,13 @@ def netns_site(inventory: Inventory, host: Host, bin_dir: Path) -> NodeSite:
     return NodeSite(
         host=host,
         transport="netns",
-        executor=NetnsExecutor(node_namespace(inventory, host.name)),
+        executor=NetnsExecutor(
+            node_namespace(inventory, host.name),
+            cgroup_procs=cgroups.node_procs(inventory, host.name),
+        ),
         bin_dir=str(bin_dir),
         emulated=True,
+        threads=cgroups.node_threads(inventory, host.name),
     )
 
 

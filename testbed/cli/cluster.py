@@ -349,6 +349,7 @@ def _connectors(
 ) -> tuple[str, str | None, dict[str, Any]]:
     """(transport, delay note, client -> connector) for ``--via``; the note is
     what ``cluster up`` says of delay emulation (None when not emulated)."""
+    from testbed.emulation import cgroups
     from testbed.emulation.errors import EmulationError
     from testbed.emulation.naming import node_namespace
     from testbed.emulation.status import cluster_status, is_up, manifest_features
@@ -378,7 +379,11 @@ def _connectors(
             "netns",
             delay_note,
             {
-                h.name: netns_connector(node_namespace(inv, h.name), inv.path)
+                h.name: netns_connector(
+                    node_namespace(inv, h.name),
+                    inv.path,
+                    cgroups.node_procs(inv, h.name),
+                )
                 for h in inv.clients
             },
         )

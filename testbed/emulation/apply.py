@@ -4,6 +4,7 @@ pieces (``cluster down``), with the root and host-firewall checks before."""
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 from inventory.models import Inventory
 from testbed.commands import netcmd, shaping
 from testbed.commands.shaping import LossMode, Shaper
+from testbed.emulation import cgroups
 from testbed.emulation.errors import (
     ClusterUpError,
     EmulationError,
@@ -30,6 +32,7 @@ from testbed.emulation.plan import (
     BridgePlan,
     ClusterPlan,
     ClusterState,
+    FeatureUse,
     LinkPlan,
     NodePlan,
     ShapePlan,
@@ -329,12 +332,38 @@ def cluster_up(
             _ensure_link(b, link, host_links)
             _apply_link_shaping(b, link, features, shaper)
         _apply_loss(b, node, features)
-    uses = feature_uses(inventory, features, shaper, loss_mode)
+    uses = (*feature_uses(inventory, features, shaper, loss_mode), _limit_cpu(b))
     servers = None
     if ssh and inventory.management is not None:
         with b.step("starting sshd in the nodes"):
             servers = ssh_up(inventory, node_namespaces(inventory), host)
     return ClusterState(plan, features, uses, shaper, servers)
+
+
+def _limit_cpu(b: _Builder) -> FeatureUse:
+    """Give every node its cgroups (testbed/emulation/cgroups.py); a machine
+    without a CPU controller, or one that refuses, gets the reason instead."""
+    version = cgroups.detect_version()
+    if version is None:
+        return FeatureUse(
+            "cpu", True, False, "no cgroup CPU controller here: nodes share the cores"
+        )
+    cores = os.cpu_count() or 1
+    limits = cgroups.plan_limits(b.inventory, cores)
+    for limit in limits:
+        for argv in cgroups.setup_argvs(version, b.inventory.name, limit):
+            done = b.host.run(argv, check=False)
+            if done.returncode != 0:
+                return FeatureUse(
+                    "cpu",
+                    True,
+                    False,
+                    f"cgroup {version} refused `{' '.join(argv)}`: "
+                    f"{done.stderr.strip()[-300:]}; nodes share the cores",
+                )
+    return FeatureUse(
+        "cpu", True, True, cgroups.describe_limits(version, limits, cores)
+    )
 
 
 # --- tearing down -------------------------------------------------------------------
@@ -352,9 +381,14 @@ class TeardownReport:
         if self.removed:
             text += ": " + ", ".join(self.removed)
         for namespace, pids in self.lingering_pids.items():
+            why = (
+                "it stays until they end; stop them yourself"
+                if namespace.startswith("cgroup ")
+                else "it is detached from its devices; stop them yourself"
+            )
             text += (
                 f"; processes {' '.join(map(str, pids))} were still running in "
-                f"{namespace} (it is detached from its devices; stop them yourself)"
+                f"{namespace} ({why})"
             )
         return text
 
@@ -431,4 +465,27 @@ def _teardown(inventory: Inventory, host: Executor) -> TeardownReport:
             host, netcmd.link_del(bridge)
         ):
             removed.append(bridge)
+    removed += _remove_cgroups(inventory, host, lingering)
     return TeardownReport(tuple(removed), lingering)
+
+
+def _remove_cgroups(
+    inventory: Inventory, host: Executor, lingering: dict[str, tuple[int, ...]]
+) -> list[str]:
+    """rmdir the cluster's cgroups; a group still holding processes stays, and its
+    processes are reported (in ``lingering``) rather than killed."""
+    version = cgroups.detect_version()
+    if version is None:
+        return []
+    removed = []
+    nodes = [h.name for h in inventory.clients]
+    for argv in cgroups.remove_argvs(version, inventory.name, nodes):
+        done = host.run(argv, check=False)
+        if done.returncode == 0:
+            removed.append(f"cgroup {argv[-1]}")
+        elif "Device or resource busy" in done.stderr:
+            procs = host.run(["cat", f"{argv[-1]}/cgroup.procs"], check=False)
+            pids = tuple(int(p) for p in procs.stdout.split() if p.isdigit())
+            if pids:
+                lingering[f"cgroup {argv[-1]}"] = pids
+    return removed

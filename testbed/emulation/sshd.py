@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inventory.models import Inventory
+from testbed.emulation.cgroups import node_procs
 from testbed.transport.executor import Executor, LocalExecutor, NetnsExecutor
 from testbed.transport.files import write_text_atomically
 
@@ -199,7 +200,7 @@ def ssh_up(
         config = sshd_config(node, plan.authorized_keys)
         changed = not node.config.exists() or node.config.read_text() != config
         write_text_atomically(node.config, config, 0o600)
-        _start_sshd(node, changed, host)
+        _start_sshd(node, changed, host, node_procs(inventory, node.host))
         host_public = node.host_key.with_name(node.host_key.name + ".pub").read_text()
         line = known_hosts_line(node.address, node.port, host_public)
         entries[line.split()[0]] = line
@@ -208,13 +209,16 @@ def ssh_up(
     return plan
 
 
-def _start_sshd(node: NodeSSH, config_changed: bool, host: Executor) -> None:
+def _start_sshd(
+    node: NodeSSH, config_changed: bool, host: Executor, procs: tuple[str, ...] = ()
+) -> None:
     pid = _pid(node)
     if pid is not None and not config_changed:
         return
     if pid is not None:
         _stop_pid(pid)
-    ns = NetnsExecutor(node.namespace, host)
+    # In the node's cgroups (``procs``): every SSH session into it is limited too.
+    ns = NetnsExecutor(node.namespace, host, cgroup_procs=procs)
     ns.run([SSHD, "-t", "-f", str(node.config)])
     ns.run([SSHD, "-f", str(node.config), "-E", str(node.log_file)])
     deadline = time.monotonic() + _START_TIMEOUT_S

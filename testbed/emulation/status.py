@@ -3,6 +3,7 @@ plan, and described for people (``cluster status``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from inventory.models import Inventory
 from testbed.commands import shaping
 from testbed.commands.shaping import Direction, LossRule
+from testbed.emulation import cgroups
 from testbed.emulation.errors import EmulationError, require_root
 from testbed.emulation.features import EmulationFeatures, detect_features
 from testbed.emulation.naming import node_namespaces
@@ -328,6 +330,8 @@ def _status(
     if features is None and delayed and any(node.exists for node in nodes):
         features = detect_features(host)  # to say *why* no netem leaf is there
     uses = _status_uses(inventory, nodes, features)
+    if any(node.exists for node in nodes):
+        uses = (*uses, cpu_use(inventory))
     return ClusterStatus(inventory.name, bridges, tuple(nodes), uses)
 
 
@@ -434,3 +438,25 @@ def describe_status(status: ClusterStatus) -> str:
     lines.append("emulation:")
     lines += _describe_uses(status.emulation)
     return "\n".join(lines)
+
+
+def cpu_use(inventory: Inventory, cores: int | None = None) -> FeatureUse:
+    """The ``cpu`` feature as installed: every node's group and quota, read back."""
+    cores = cores or os.cpu_count() or 1
+    version = cgroups.detect_version()
+    if version is None:
+        return FeatureUse(
+            "cpu", True, False, "no cgroup CPU controller here: nodes share the cores"
+        )
+    found = []
+    for host in inventory.clients:
+        quota = cgroups.read_quota(version, inventory.name, host.name)
+        if quota is None:
+            return FeatureUse(
+                "cpu", True, False, f"{host.name} has no cgroup: run `cluster up` again"
+            )
+        source = "inventory" if host.cpu_quota is not None else "default share"
+        found.append(cgroups.NodeLimits(host.name, quota, host.memory_mb, source))
+    return FeatureUse(
+        "cpu", True, True, cgroups.describe_limits(version, tuple(found), cores)
+    )

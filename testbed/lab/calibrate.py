@@ -205,9 +205,12 @@ def calibrate(
     )
 
 
-def netns_connector(namespace: str, inventory_path: Path) -> Connector:
-    """A connector to an emulated node's namespace; connecting to one that is
-    gone raises with what to do (that node's error row)."""
+def netns_connector(
+    namespace: str, inventory_path: Path, procs: Sequence[str] = ()
+) -> Connector:
+    """A connector to an emulated node's namespace (its processes in the node's
+    cgroups ``procs``, so iperf3 gets the node's CPU share); connecting to one
+    that is gone raises with what to do (that node's error row)."""
 
     def connect() -> Executor:
         from testbed.transport.executor import NetnsExecutor
@@ -217,7 +220,7 @@ def netns_connector(namespace: str, inventory_path: Path) -> Connector:
                 f"its namespace {namespace} is gone; run "
                 f"`flowerbed cluster up {inventory_path}` again"
             )
-        return NetnsExecutor(namespace)
+        return NetnsExecutor(namespace, cgroup_procs=procs)
 
     return connect
 

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from testbed.commands.cgroupcmd import join_argv
 from testbed.transport.base import (
     DEFAULT_TIMEOUT_S,
     Background,
@@ -101,11 +102,19 @@ class NetnsExecutor:
     ``inner`` runs the prefixed command (this machine by default; later an SSH host).
     """
 
-    def __init__(self, namespace: str, inner: Executor | None = None) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        inner: Executor | None = None,
+        cgroup_procs: Sequence[str] = (),
+    ) -> None:
         if not namespace or "/" in namespace or namespace.strip() != namespace:
             raise ValueError(f"invalid network namespace name {namespace!r}")
         self.namespace = namespace
         self.inner: Executor = inner if inner is not None else LocalExecutor()
+        # The emulated node's cgroup.procs files: every command joins them first
+        # (testbed/emulation/cgroups.py), so the node's CPU limit covers it.
+        self.cgroup_procs = tuple(cgroup_procs)
 
     @property
     def where(self) -> str:
@@ -113,8 +122,12 @@ class NetnsExecutor:
         return f"network namespace {self.namespace} on {self.inner.where}"
 
     def wrap(self, argv: Sequence[str]) -> list[str]:
-        """Return ``argv`` prefixed so it runs inside the namespace."""
-        return ["ip", "netns", "exec", self.namespace, *argv]
+        """Return ``argv`` prefixed so it runs inside the namespace (and the
+        node's cgroups, when it has them: joined before entering the namespace,
+        since ``ip netns exec`` remounts /sys, where the cgroup files are)."""
+        return join_argv(
+            self.cgroup_procs, ["ip", "netns", "exec", self.namespace, *argv]
+        )
 
     def run(
         self,

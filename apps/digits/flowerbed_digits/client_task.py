@@ -4,6 +4,8 @@ needs no torch, such as a wake message, starts no torch)."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 from flwr.app import (
     ArrayRecord,
@@ -42,6 +44,13 @@ def model_shape(settings: DigitsSettings) -> ModelShape:
     )
 
 
+def _threads() -> int:
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
 def _load(
     msg: Message, context: Context
 ) -> tuple[nn.Module, ClientSide, DigitsSettings, bool]:
@@ -52,7 +61,9 @@ def _load(
     were restored from ``context.state``.
     """
     settings = DigitsSettings.from_run_config(context.run_config)
-    torch.set_num_threads(1)
+    # One thread unless the node's CPU share says more (the emulated cluster sets
+    # OMP_NUM_THREADS from each node's cgroup quota; a lab may set it per Pi).
+    torch.set_num_threads(_threads())
     side = client_side(settings.strategy)
     model = receive_model(side, model_shape(settings), msg.content)
     restored = side.restore_local(model, context.state)

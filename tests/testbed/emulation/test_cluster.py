@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from inventory.models import Inventory
+from testbed.emulation import cgroups
 from testbed.emulation.apply import cluster_down, cluster_up, host_firewall_problems
 from testbed.emulation.errors import (
     ClusterUpError,
@@ -340,6 +341,14 @@ def test_down_touches_nothing_else(scratch: Inventory) -> None:
     _run(["ip", "link", "add", other_bridge, "type", "bridge"])
     try:
         cluster_up(inv)
+        version = cgroups.detect_version()
+        names = [h.name for h in inv.clients]
+        ours = (
+            {f"cgroup {a[-1]}" for a in cgroups.remove_argvs(version, inv.name, names)}
+            if version is not None
+            else set()
+        )
+        assert all(Path(g.removeprefix("cgroup ")).is_dir() for g in ours)
 
         report = cluster_down(inv)
 
@@ -350,7 +359,9 @@ def test_down_touches_nothing_else(scratch: Inventory) -> None:
             *plan_cluster(inv).bridge_names,
             *plan_cluster(inv).host_side_veths,
             *(f"sshd@{host.name}" for host in inv.clients),  # their sshd went first
+            *ours,  # each node's cgroups, then the cluster's
         }
+        assert not any(Path(g.removeprefix("cgroup ")).exists() for g in ours)
         assert cluster_down(inv).removed == ()  # missing pieces are fine
     finally:
         _run(["ip", "link", "del", other_bridge])
