@@ -25,6 +25,7 @@ _FEATURE_LABELS = {
     "loss": ("Packet loss", "was"),
     "delay": ("Delay and jitter", "were"),
     "jitter": ("Jitter", "was"),
+    "cpu": ("A CPU share per node", "was"),
 }
 
 
@@ -70,6 +71,9 @@ def emulation_section(manifest: Mapping[str, Any]) -> str:
         )
     if active:
         parts.append(_note("Emulated: " + ", ".join(sorted(active)) + "."))
+    cpu_active, cpu_detail = _feature(emulation.get("cpu"))
+    if cpu_active and cpu_detail:
+        parts.append(_note(f"Each node's CPU: {cpu_detail}."))
     return "".join(parts)
 
 

@@ -282,7 +282,7 @@ def test_ratios_and_medians_are_in_page_and_csv(built: tuple[Path, str]) -> None
     ratios = pd.read_csv(folder / "ratios.csv").set_index("metric")
     assert ratios.loc["5G uplink / Ethernet uplink", "value"] == pytest.approx(33.0)
     # one table, one precision: the study's ratio table
-    assert "<td class=\"num\">33.00×</td>" in page
+    assert '<td class="num">33.00×</td>' in page
     assert "33.0×" not in page.replace("33.00×", "")
     medians = pd.read_csv(folder / "median_phases.csv", index_col="network")
     assert medians.loc["5g", "uplink"] == pytest.approx(3.3)
@@ -788,3 +788,16 @@ def test_round_time_csv_names_the_straggler_like_the_straggler_table(
         counts = group["straggler"].value_counts()
         top = sorted(counts[counts == counts.max()].index)[0]
         assert rounds.loc[network, "most_often_slowest"] == top
+
+
+def test_the_setup_names_each_nodes_cpu_share_or_that_there_was_none() -> None:
+    from analysis.report_setup import emulation_section
+
+    detail = "cgroup v1 CPU quota per node: client1 0.5 core (default share)"
+    shared = {**manifest(), "emulation": {**manifest()["emulation"]}}
+    shared["emulation"]["cpu"] = {"requested": True, "active": True, "detail": detail}
+    assert f"Each node&#x27;s CPU: {detail}." in emulation_section(shared)
+    shared["emulation"]["cpu"] = {"active": False, "detail": "no CPU controller"}
+    assert "A CPU share per node was not emulated: no CPU controller" in (
+        emulation_notices(shared)
+    )
