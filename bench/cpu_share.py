@@ -53,9 +53,9 @@ def train_seconds(epochs: int, procs: tuple[str, ...]) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def run(argv: list[str]) -> None:
-    """Run each setting; print a markdown table."""
-    for cmd in argv:
+def run(argvs: list[list[str]]) -> None:
+    """Run each command to completion (raise on failure)."""
+    for cmd in argvs:
         subprocess.run(cmd, check=True, capture_output=True, text=True)
 
 
