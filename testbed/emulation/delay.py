@@ -1,0 +1,507 @@
+"""Which delay mechanism a cluster gets, and running the userspace delay line.
+
+Where the kernel has ``sch_netem`` the netem leaf under HTB does delay and jitter
+(``testbed/commands/shaping.py``). Elsewhere one delay-line process per cluster
+(``delay_line.py``) holds packets handed to it by iptables NFQUEUE rules:
+
+- uplink: in the host namespace, where the server receives, in a mangle chain of
+  ours (``FBDL<hash>``) jumped to from PREROUTING for our bridges only; delaying on
+  the receiving side keeps the sender's TCP Small Queues out of it (a packet held
+  in the sender's own stack counts against its socket and would cap throughput);
+- downlink: in the node's namespace, mangle PREROUTING ``-i IF``, again where the
+  node receives.
+
+A network whose rate exceeds ``max_mbit()`` (Ethernet-class) gets rate only: the
+delay line could not keep up, and the manifest says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from inventory.models import Inventory
+from testbed.commands.shaping import Direction
+from testbed.emulation.delay_line import QueueConfig
+from testbed.emulation.delay_schedule import DelaySpec
+from testbed.emulation.errors import ClusterUpError
+from testbed.emulation.features import EmulationFeatures
+from testbed.emulation.plan import ClusterPlan, FeatureUse
+from testbed.emulation.sshd import STATE_ROOT
+from testbed.transport.executor import CommandError, Executor, NetnsExecutor
+
+DelayMechanism = Literal["netem", "delay-line", "none"]
+DEFAULT_MAX_MBIT = 400.0
+MAX_MBIT_ENV = "DELAY_LINE_MAX_MBIT"
+CHAIN_PREFIX = "FBDL"
+HOST_QUEUE_BASE = 0x8000
+QUEUES_PER_CLUSTER = 128
+QUEUE_MAXLEN = 8192
+READY_TIMEOUT_S = 10.0
+NAME = "userspace delay line (NFQUEUE)"
+
+
+def max_mbit() -> float:
+    """The highest link rate the delay line is trusted with (``$DELAY_LINE_MAX_MBIT``).
+
+    Measured by ``bench/delay_line.py``; see docs/benchmarks.md.
+    """
+    raw = os.environ.get(MAX_MBIT_ENV, "")
+    try:
+        return float(raw) if raw else DEFAULT_MAX_MBIT
+    except ValueError as exc:
+        raise ValueError(
+            f"${MAX_MBIT_ENV}={raw!r} is not a number; give Mbit/s, e.g. 400"
+        ) from exc
+
+
+def delay_mechanism(features: EmulationFeatures) -> DelayMechanism:
+    """netem where the kernel has it, else the delay line where NFQUEUE works."""
+    if features.delay:
+        return "netem"
+    if features.nfqueue:
+        return "delay-line"
+    return "none"
+
+
+@dataclass(frozen=True)
+class DelayQueuePlan:
+    """One direction of one node's link through the delay line."""
+
+    node: str
+    network: str
+    direction: Direction
+    namespace: str | None  # None: the host namespace
+    queue: int
+    match: tuple[str, ...]  # iptables match before ``-j NFQUEUE``
+    spec: DelaySpec
+
+
+@dataclass(frozen=True)
+class DelayLinePlan:
+    """Every queue, the host chain and the networks left at rate only (and why)."""
+
+    cluster: str
+    chain: str
+    bridges: tuple[str, ...]
+    queues: tuple[DelayQueuePlan, ...]
+    rate_only: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def delayed_networks(self) -> tuple[str, ...]:
+        """Networks whose links go through the delay line."""
+        return tuple(dict.fromkeys(q.network for q in self.queues))
+
+    @property
+    def node_namespaces(self) -> tuple[str, ...]:
+        """Node namespaces holding downlink rules."""
+        return tuple(dict.fromkeys(q.namespace for q in self.queues if q.namespace))
+
+
+def chain_name(cluster: str) -> str:
+    """The host mangle chain of ``cluster`` (``FBDL`` + 10 hex, under 29 chars)."""
+    return CHAIN_PREFIX + hashlib.sha256(cluster.encode()).hexdigest()[:10]
+
+
+def host_queue_base(cluster: str) -> int:
+    """First host-namespace queue number of ``cluster`` (a hashed block of 128)."""
+    slot = int(hashlib.sha256(cluster.encode()).hexdigest()[:4], 16) % 256
+    return HOST_QUEUE_BASE + slot * QUEUES_PER_CLUSTER
+
+
+def plan_delay_line(
+    inventory: Inventory, plan: ClusterPlan, limit_mbit: float
+) -> DelayLinePlan:
+    """Return the queues for every link whose profile asks for delay or jitter."""
+    host_queue = host_queue_base(plan.cluster)
+    queues: list[DelayQueuePlan] = []
+    rate_only: dict[str, str] = {}
+    bridges: list[str] = []
+    for node in plan.nodes:
+        local_queue = 0
+        for link in node.links:
+            if link.management:
+                continue
+            profile = inventory.network(link.network).profile
+            if not profile.needs_delay:
+                continue
+            fastest = max(profile.downlink_mbit, profile.uplink_mbit)
+            if fastest > limit_mbit:
+                rate_only[link.network] = (
+                    f"{fastest:g} Mbit/s is above the delay line's {limit_mbit:g} "
+                    f"Mbit/s (${MAX_MBIT_ENV})"
+                )
+                continue
+            if host_queue >= host_queue_base(plan.cluster) + QUEUES_PER_CLUSTER:
+                raise ValueError(
+                    f"cluster {plan.cluster}: more than {QUEUES_PER_CLUSTER} delayed "
+                    "links; the delay line takes at most that many per cluster"
+                )
+            spec = DelaySpec(profile.delay_ms, profile.jitter_ms)
+            uplink_match = ("-i", link.bridge, "-s", f"{link.address.ip}/32")
+            queues.append(
+                DelayQueuePlan(
+                    node.host,
+                    link.network,
+                    "uplink",
+                    None,
+                    host_queue,
+                    uplink_match,
+                    spec,
+                )
+            )
+            queues.append(
+                DelayQueuePlan(
+                    node.host,
+                    link.network,
+                    "downlink",
+                    node.namespace,
+                    local_queue,
+                    ("-i", link.node_ifname),
+                    spec,
+                )
+            )
+            host_queue += 1
+            local_queue += 1
+            if link.bridge not in bridges:
+                bridges.append(link.bridge)
+    return DelayLinePlan(
+        plan.cluster,
+        chain_name(plan.cluster),
+        tuple(bridges),
+        tuple(queues),
+        tuple(sorted(rate_only.items())),
+    )
+
+
+# --- iptables commands (pure) ------------------------------------------------------
+
+_IPT = ("iptables", "-w", "5", "-t", "mangle")
+
+
+def nfqueue_rule(chain: str, queue: DelayQueuePlan) -> list[str]:
+    """Append ``queue``'s NFQUEUE rule to ``chain`` (host chain or node PREROUTING)."""
+    return [
+        *_IPT,
+        "-A",
+        chain,
+        *queue.match,
+        "-j",
+        "NFQUEUE",
+        "--queue-num",
+        str(queue.queue),
+    ]
+
+
+def chain_create(chain: str) -> list[str]:
+    """Create our host mangle chain."""
+    return [*_IPT, "-N", chain]
+
+
+def chain_flush(chain: str) -> list[str]:
+    """Empty a mangle chain (ours: the host chain, or a node's PREROUTING)."""
+    return [*_IPT, "-F", chain]
+
+
+def chain_delete(chain: str) -> list[str]:
+    """Delete our (empty, unreferenced) host mangle chain."""
+    return [*_IPT, "-X", chain]
+
+
+def jump(action: Literal["-C", "-I", "-D"], bridge: str, chain: str) -> list[str]:
+    """Check, insert or delete the PREROUTING jump from ``bridge`` to ``chain``."""
+    return [*_IPT, action, "PREROUTING", "-i", bridge, "-j", chain]
+
+
+def mangle_rules() -> list[str]:
+    """List the mangle table in ``-S`` form."""
+    return [*_IPT, "-S"]
+
+
+# --- the process -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DelayLineFiles:
+    """Where one cluster's delay line keeps its config, pid, readiness and log."""
+
+    folder: Path
+
+    @property
+    def config(self) -> Path:
+        """The queues, as the process reads them."""
+        return self.folder / "config.json"
+
+    @property
+    def pid(self) -> Path:
+        """The process id, written by ``start``."""
+        return self.folder / "delay_line.pid"
+
+    @property
+    def ready(self) -> Path:
+        """Written by the process once every queue is bound."""
+        return self.folder / "ready.json"
+
+    @property
+    def log(self) -> Path:
+        """The process's output."""
+        return self.folder / "delay_line.log"
+
+
+def files_for(cluster: str) -> DelayLineFiles:
+    """The delay line's files of ``cluster``."""
+    return DelayLineFiles(STATE_ROOT / cluster / "delay_line")
+
+
+def process_config(plan: DelayLinePlan, ready_file: Path) -> dict[str, object]:
+    """The JSON config the delay-line process reads."""
+    return {
+        "cluster": plan.cluster,
+        "maxlen": QUEUE_MAXLEN,
+        "ready_file": str(ready_file),
+        "queues": [
+            QueueConfig(
+                q.namespace, q.queue, q.spec, f"{q.node} {q.network} {q.direction}"
+            ).as_dict()
+            for q in plan.queues
+        ],
+    }
+
+
+def start_command(config: Path) -> list[str]:
+    """The argv that starts the delay line on ``config``."""
+    return [sys.executable, "-m", "testbed.emulation.delay_line", str(config)]
+
+
+def _is_delay_line(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"testbed.emulation.delay_line" in cmdline
+
+
+def running_pid(cluster: str) -> int | None:
+    """The pid of ``cluster``'s delay line if it runs, else None."""
+    try:
+        pid = int(files_for(cluster).pid.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _is_delay_line(pid) else None
+
+
+def scheduling(cluster: str) -> str:
+    """What scheduling the running delay line got (from its ready file)."""
+    try:
+        ready = json.loads(files_for(cluster).ready.read_text())
+    except (OSError, ValueError):
+        return "unknown scheduling"
+    return str(ready.get("scheduling", "unknown scheduling"))
+
+
+def stop(cluster: str, grace_s: float = 3.0) -> int | None:
+    """Stop ``cluster``'s delay line (SIGTERM, then SIGKILL); return its pid."""
+    files = files_for(cluster)
+    pid = running_pid(cluster)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and _is_delay_line(pid):
+            time.sleep(0.05)
+        if _is_delay_line(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _is_delay_line(pid):
+                time.sleep(0.05)
+    for path in (files.pid, files.ready):
+        path.unlink(missing_ok=True)
+    return pid
+
+
+def forget(cluster: str) -> None:
+    """Remove the delay line's files of ``cluster`` (config, log)."""
+    shutil.rmtree(files_for(cluster).folder, ignore_errors=True)
+
+
+def start(plan: DelayLinePlan) -> int:
+    """Start the delay line of ``plan`` detached; return its pid once it is ready."""
+    files = files_for(plan.cluster)
+    files.folder.mkdir(parents=True, exist_ok=True)
+    files.ready.unlink(missing_ok=True)
+    files.config.write_text(json.dumps(process_config(plan, files.ready), indent=2))
+    root = str(Path(__file__).resolve().parents[2])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (root, os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }
+    with files.log.open("w") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            start_command(files.config),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=root,
+        )
+    files.pid.write_text(str(process.pid))
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not files.ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            files.pid.unlink(missing_ok=True)
+            tail = files.log.read_text()[-1500:]
+            raise ClusterUpError(
+                f"the delay line of {plan.cluster} did not start ({files.log}):\n"
+                f"{tail}\nRun `flowerbed cluster down` and check that the kernel "
+                "module nfnetlink_queue is loaded (`modprobe nfnetlink_queue`)."
+            )
+        time.sleep(0.02)
+    return process.pid
+
+
+# --- rules --------------------------------------------------------------------------
+
+
+def remove_rules(
+    host: Executor, cluster: str, bridges: tuple[str, ...], namespaces: tuple[str, ...]
+) -> list[str]:
+    """Remove our host chain, its jumps and the nodes' NFQUEUE rules; say what went."""
+    removed: list[str] = []
+    chain = chain_name(cluster)
+    listing = host.run(mangle_rules(), check=False).stdout
+    for bridge in bridges:
+        while host.run(jump("-D", bridge, chain), check=False).returncode == 0:
+            removed.append(f"iptables jump {bridge}->{chain}")
+    # Jumps from bridges no longer in the inventory: any jump to our chain.
+    for line in listing.splitlines():
+        tokens = line.split()
+        if tokens[:2] == ["-A", "PREROUTING"] and tokens[-2:] == ["-j", chain]:
+            argv = [*_IPT, "-D", *tokens[1:]]
+            if host.run(argv, check=False).returncode == 0:
+                removed.append(f"iptables jump {' '.join(tokens[2:-2])}->{chain}")
+    if f"-N {chain}" in listing:
+        host.run(chain_flush(chain), check=False)
+        if host.run(chain_delete(chain), check=False).returncode == 0:
+            removed.append(f"iptables chain {chain}")
+    for namespace in namespaces:
+        ns = NetnsExecutor(namespace, host)
+        try:
+            rules = ns.run(mangle_rules(), check=False).stdout
+        except CommandError:
+            continue
+        if "NFQUEUE" in rules:
+            ns.run(chain_flush("PREROUTING"), check=False)
+            removed.append(f"NFQUEUE rules in {namespace}")
+    return removed
+
+
+def install_rules(host: Executor, plan: DelayLinePlan) -> None:
+    """Install the NFQUEUE rules of ``plan`` (after ``start``: never unserved)."""
+    host.run(chain_create(plan.chain), check=False)
+    host.run(chain_flush(plan.chain))
+    for queue in plan.queues:
+        if queue.namespace is None:
+            host.run(nfqueue_rule(plan.chain, queue))
+    for namespace in plan.node_namespaces:
+        ns = NetnsExecutor(namespace, host)
+        ns.run(chain_flush("PREROUTING"))
+        for queue in plan.queues:
+            if queue.namespace == namespace:
+                ns.run(nfqueue_rule("PREROUTING", queue))
+    for bridge in plan.bridges:
+        if host.run(jump("-C", bridge, plan.chain), check=False).returncode != 0:
+            host.run(jump("-I", bridge, plan.chain))
+
+
+def installed_rule_count(host: Executor, plan: DelayLinePlan) -> tuple[int, int]:
+    """NFQUEUE rules of ``plan`` found installed, and how many it plans."""
+    found = 0
+    chain_rules = host.run(mangle_rules(), check=False).stdout
+    for queue in plan.queues:
+        wanted = " ".join(nfqueue_rule(plan.chain, queue)[5:])
+        if queue.namespace is not None:
+            wanted = " ".join(nfqueue_rule("PREROUTING", queue)[5:])
+            try:
+                listing = (
+                    NetnsExecutor(queue.namespace, host)
+                    .run(mangle_rules(), check=False)
+                    .stdout
+                )
+            except CommandError:
+                continue
+        else:
+            listing = chain_rules
+        found += any(_same(line, wanted) for line in listing.splitlines())
+    jumps = sum(
+        host.run(jump("-C", b, plan.chain), check=False).returncode == 0
+        for b in plan.bridges
+    )
+    found += jumps
+    return found, len(plan.queues) + len(plan.bridges)
+
+
+def _same(line: str, wanted: str) -> bool:
+    # iptables -S prints "-A CHAIN -s 10.0.0.1/32 -i br ..." in its own order
+    return sorted(line.split()) == sorted(wanted.split())
+
+
+# --- what gets reported ------------------------------------------------------------
+
+
+def delay_use(
+    inventory: Inventory,
+    features: EmulationFeatures,
+    plan: DelayLinePlan,
+    serving: bool,
+    how: str,
+) -> FeatureUse:
+    """The delay feature for the manifest and ``cluster status``, with mechanism.
+
+    ``serving``: the delay line runs and its rules are in place; ``how`` says with
+    which pid and scheduling (or what is missing).
+    """
+    delayed = tuple(n.name for n in inventory.networks if n.profile.needs_delay)
+    mechanism = delay_mechanism(features)
+    if not delayed:
+        return FeatureUse("delay", False, False, "no profile asks for delay or jitter")
+    if mechanism == "netem":
+        return FeatureUse(
+            "delay", True, True, "tc netem leaf under the HTB class", delayed, "netem"
+        )
+    rate_only = tuple(network for network, _ in plan.rate_only)
+    fallback = "; ".join(
+        f"{network} gets its rate only: {why}" for network, why in plan.rate_only
+    )
+    if mechanism == "none":
+        why = (
+            f"{features.details.get('delay', 'tc netem unavailable')}; "
+            f"NFQUEUE unavailable too: {features.details.get('nfqueue', 'not probed')}"
+        )
+        return FeatureUse("delay", True, False, why, delayed, "none", delayed)
+    if not plan.queues:
+        return FeatureUse(
+            "delay",
+            True,
+            False,
+            f"{NAME}: {fallback}",
+            delayed,
+            "delay-line",
+            rate_only,
+        )
+    served = ", ".join(plan.delayed_networks)
+    detail = f"{NAME} ({how}) on {served}; tc netem unavailable here"
+    if fallback:
+        detail += f"; {fallback}"
+    return FeatureUse("delay", True, serving, detail, delayed, "delay-line", rate_only)
