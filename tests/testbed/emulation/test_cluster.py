@@ -209,8 +209,13 @@ class TestUpCluster:
         status = cluster_status(inv)
         delay = manifest_features(status)["delay"]
         assert delay["requested"] is True and delay["networks"] == ["cell"]
-        assert delay["active"] is state.features.delay
-        if not state.features.delay:
+        if state.features.delay:
+            assert delay["active"] is True and delay["mechanism"] == "netem"
+        elif state.features.nfqueue:
+            assert delay["active"] is True and delay["mechanism"] == "delay-line"
+            assert "delay line" in delay["detail"] and "netem" in delay["detail"]
+            assert "delay line" in describe_status(status)
+        else:
             assert "netem" in delay["detail"]
             assert manifest_features(state)["delay"]["active"] is False
 
