@@ -2,14 +2,18 @@
 
 Where the kernel has ``sch_netem`` the netem leaf under HTB does delay and jitter
 (``testbed/commands/shaping.py``). Elsewhere one delay-line process per cluster
-(``delay_line.py``) holds packets handed to it by iptables NFQUEUE rules:
+(``delay_line.py``) holds packets handed to it by iptables NFQUEUE rules. Where a
+packet is held depends on its protocol (measured; docs/emulation.md):
 
-- uplink: in the host namespace, where the server receives, in a mangle chain of
-  ours (``FBDL<hash>``) jumped to from PREROUTING for our bridges only; delaying on
-  the receiving side keeps the sender's TCP Small Queues out of it (a packet held
-  in the sender's own stack counts against its socket and would cap throughput);
-- downlink: in the node's namespace, mangle PREROUTING ``-i IF``, again where the
-  node receives.
+- TCP on the *receiving* side (mangle PREROUTING): a segment held in its sender's
+  stack counts against TCP Small Queues and capped TCP at 3 of 24 Mbit/s. Uplink
+  TCP is held in the host namespace, in our chain ``FBDL<hash>`` jumped to from
+  PREROUTING for our bridges only; downlink TCP in the node's PREROUTING ``-i IF``.
+- everything else (ICMP, UDP) on the *sending* side (mangle POSTROUTING), before
+  the receiver's kernel takes its receive timestamp: held on the receiving side, a
+  ping reply was stamped before it waited, so plain ``ping`` showed half the RTT.
+  Downlink in the host chain ``FBDE<hash>`` jumped to from POSTROUTING ``-o`` our
+  bridges; uplink in the node's POSTROUTING ``-o IF``.
 
 A network whose rate exceeds ``max_mbit()`` (Ethernet-class) gets rate only: the
 delay line could not keep up, and the manifest says so.
@@ -43,6 +47,7 @@ DelayMechanism = Literal["netem", "delay-line", "none"]
 DEFAULT_MAX_MBIT = 400.0
 MAX_MBIT_ENV = "DELAY_LINE_MAX_MBIT"
 CHAIN_PREFIX = "FBDL"
+EGRESS_CHAIN_PREFIX = "FBDE"
 HOST_QUEUE_BASE = 0x8000
 QUEUES_PER_CLUSTER = 128
 QUEUE_MAXLEN = 8192
@@ -81,9 +86,15 @@ class DelayQueuePlan:
     network: str
     direction: Direction
     namespace: str | None  # None: the host namespace
+    chain: str  # mangle chain holding the rule (ours on the host, else the hook's)
     queue: int
     match: tuple[str, ...]  # iptables match before ``-j NFQUEUE``
     spec: DelaySpec
+
+    @property
+    def protocol(self) -> str:
+        """``tcp`` (held where it is received) or ``non-tcp`` (where it is sent)."""
+        return "non-tcp" if "!" in self.match else "tcp"
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,7 @@ class DelayLinePlan:
 
     cluster: str
     chain: str
+    egress_chain: str
     bridges: tuple[str, ...]
     queues: tuple[DelayQueuePlan, ...]
     rate_only: tuple[tuple[str, str], ...] = ()
@@ -112,6 +124,11 @@ def chain_name(cluster: str) -> str:
     return CHAIN_PREFIX + hashlib.sha256(cluster.encode()).hexdigest()[:10]
 
 
+def egress_chain_name(cluster: str) -> str:
+    """The host mangle chain of ``cluster`` for POSTROUTING (``FBDE`` + 10 hex)."""
+    return EGRESS_CHAIN_PREFIX + hashlib.sha256(cluster.encode()).hexdigest()[:10]
+
+
 def host_queue_base(cluster: str) -> int:
     """First host-namespace queue number of ``cluster`` (a hashed block of 128)."""
     slot = int(hashlib.sha256(cluster.encode()).hexdigest()[:4], 16) % 256
@@ -122,7 +139,9 @@ def plan_delay_line(
     inventory: Inventory, plan: ClusterPlan, limit_mbit: float
 ) -> DelayLinePlan:
     """Return the queues for every link whose profile asks for delay or jitter."""
-    host_queue = host_queue_base(plan.cluster)
+    host_base = host_queue_base(plan.cluster)
+    host_queue = host_base
+    chain, egress = chain_name(plan.cluster), egress_chain_name(plan.cluster)
     queues: list[DelayQueuePlan] = []
     rate_only: dict[str, str] = {}
     bridges: list[str] = []
@@ -141,42 +160,51 @@ def plan_delay_line(
                     f"Mbit/s (${MAX_MBIT_ENV})"
                 )
                 continue
-            if host_queue >= host_queue_base(plan.cluster) + QUEUES_PER_CLUSTER:
-                raise ValueError(
-                    f"cluster {plan.cluster}: more than {QUEUES_PER_CLUSTER} delayed "
-                    "links; the delay line takes at most that many per cluster"
-                )
             spec = DelaySpec(profile.delay_ms, profile.jitter_ms)
-            uplink_match = ("-i", link.bridge, "-s", f"{link.address.ip}/32")
-            queues.append(
-                DelayQueuePlan(
-                    node.host,
-                    link.network,
-                    "uplink",
-                    None,
-                    host_queue,
-                    uplink_match,
-                    spec,
+            host_ip = ("-s", f"{link.address.ip}/32")
+            node_ip = ("-d", f"{link.address.ip}/32")
+            tcp, other = ("-p", "tcp"), ("!", "-p", "tcp")
+            # (direction, namespace, chain, match): TCP where it is received,
+            # the rest where it is sent (module docstring).
+            wanted: list[tuple[Direction, str | None, str, tuple[str, ...]]] = [
+                ("uplink", None, chain, ("-i", link.bridge, *host_ip, *tcp)),
+                ("uplink", node.namespace, "POSTROUTING",
+                 ("-o", link.node_ifname, *other)),
+                ("downlink", node.namespace, "PREROUTING",
+                 ("-i", link.node_ifname, *tcp)),
+                ("downlink", None, egress, ("-o", link.bridge, *node_ip, *other)),
+            ]  # fmt: skip
+            for direction, namespace, in_chain, match in wanted:
+                if namespace is None:
+                    if host_queue >= host_base + QUEUES_PER_CLUSTER:
+                        raise ValueError(
+                            f"cluster {plan.cluster}: more than "
+                            f"{QUEUES_PER_CLUSTER // 2} delayed links; the delay "
+                            "line takes at most that many per cluster"
+                        )
+                    number = host_queue
+                    host_queue += 1
+                else:
+                    number = local_queue
+                    local_queue += 1
+                queues.append(
+                    DelayQueuePlan(
+                        node.host,
+                        link.network,
+                        direction,
+                        namespace,
+                        in_chain,
+                        number,
+                        match,
+                        spec,
+                    )
                 )
-            )
-            queues.append(
-                DelayQueuePlan(
-                    node.host,
-                    link.network,
-                    "downlink",
-                    node.namespace,
-                    local_queue,
-                    ("-i", link.node_ifname),
-                    spec,
-                )
-            )
-            host_queue += 1
-            local_queue += 1
             if link.bridge not in bridges:
                 bridges.append(link.bridge)
     return DelayLinePlan(
         plan.cluster,
-        chain_name(plan.cluster),
+        chain,
+        egress,
         tuple(bridges),
         tuple(queues),
         tuple(sorted(rate_only.items())),
@@ -188,12 +216,12 @@ def plan_delay_line(
 _IPT = ("iptables", "-w", "5", "-t", "mangle")
 
 
-def nfqueue_rule(chain: str, queue: DelayQueuePlan) -> list[str]:
-    """Append ``queue``'s NFQUEUE rule to ``chain`` (host chain or node PREROUTING)."""
+def nfqueue_rule(queue: DelayQueuePlan) -> list[str]:
+    """Append ``queue``'s NFQUEUE rule to its chain (ours on the host, or a hook's)."""
     return [
         *_IPT,
         "-A",
-        chain,
+        queue.chain,
         *queue.match,
         "-j",
         "NFQUEUE",
@@ -203,22 +231,28 @@ def nfqueue_rule(chain: str, queue: DelayQueuePlan) -> list[str]:
 
 
 def chain_create(chain: str) -> list[str]:
-    """Create our host mangle chain."""
+    """Create one of our host mangle chains."""
     return [*_IPT, "-N", chain]
 
 
 def chain_flush(chain: str) -> list[str]:
-    """Empty a mangle chain (ours: the host chain, or a node's PREROUTING)."""
+    """Empty a mangle chain (ours on the host, or a node's PREROUTING/POSTROUTING)."""
     return [*_IPT, "-F", chain]
 
 
 def chain_delete(chain: str) -> list[str]:
-    """Delete our (empty, unreferenced) host mangle chain."""
+    """Delete one of our (empty, unreferenced) host mangle chains."""
     return [*_IPT, "-X", chain]
 
 
 def jump(action: Literal["-C", "-I", "-D"], bridge: str, chain: str) -> list[str]:
-    """Check, insert or delete the PREROUTING jump from ``bridge`` to ``chain``."""
+    """Check, insert or delete the jump from ``bridge`` to our ``chain``.
+
+    The ingress chain (``FBDL``) is jumped to from PREROUTING ``-i bridge``, the
+    egress chain (``FBDE``) from POSTROUTING ``-o bridge``.
+    """
+    if chain.startswith(EGRESS_CHAIN_PREFIX):
+        return [*_IPT, action, "POSTROUTING", "-o", bridge, "-j", chain]
     return [*_IPT, action, "PREROUTING", "-i", bridge, "-j", chain]
 
 
@@ -270,7 +304,10 @@ def process_config(plan: DelayLinePlan, ready_file: Path) -> dict[str, object]:
         "ready_file": str(ready_file),
         "queues": [
             QueueConfig(
-                q.namespace, q.queue, q.spec, f"{q.node} {q.network} {q.direction}"
+                q.namespace,
+                q.queue,
+                q.spec,
+                f"{q.node} {q.network} {q.direction} {q.protocol}",
             ).as_dict()
             for q in plan.queues
         ],
@@ -374,27 +411,35 @@ def start(plan: DelayLinePlan) -> int:
 # --- rules --------------------------------------------------------------------------
 
 
+NODE_HOOKS = ("PREROUTING", "POSTROUTING")
+
+
 def remove_rules(
     host: Executor, cluster: str, bridges: tuple[str, ...], namespaces: tuple[str, ...]
 ) -> list[str]:
-    """Remove our host chain, its jumps and the nodes' NFQUEUE rules; say what went."""
+    """Remove our host chains, their jumps and the nodes' NFQUEUE rules; list them."""
     removed: list[str] = []
-    chain = chain_name(cluster)
     listing = host.run(mangle_rules(), check=False).stdout
-    for bridge in bridges:
-        while host.run(jump("-D", bridge, chain), check=False).returncode == 0:
-            removed.append(f"iptables jump {bridge}->{chain}")
-    # Jumps from bridges no longer in the inventory: any jump to our chain.
-    for line in listing.splitlines():
-        tokens = line.split()
-        if tokens[:2] == ["-A", "PREROUTING"] and tokens[-2:] == ["-j", chain]:
-            argv = [*_IPT, "-D", *tokens[1:]]
-            if host.run(argv, check=False).returncode == 0:
-                removed.append(f"iptables jump {' '.join(tokens[2:-2])}->{chain}")
-    if f"-N {chain}" in listing:
-        host.run(chain_flush(chain), check=False)
-        if host.run(chain_delete(chain), check=False).returncode == 0:
-            removed.append(f"iptables chain {chain}")
+    for chain in (chain_name(cluster), egress_chain_name(cluster)):
+        for bridge in bridges:
+            while host.run(jump("-D", bridge, chain), check=False).returncode == 0:
+                removed.append(f"iptables jump {bridge}->{chain}")
+        # Jumps from bridges no longer in the inventory: any jump to our chain.
+        for line in listing.splitlines():
+            tokens = line.split()
+            hook = tokens[1] if len(tokens) > 1 else ""
+            if (
+                tokens[:1] == ["-A"]
+                and hook in NODE_HOOKS
+                and tokens[-2:] == ["-j", chain]
+            ):
+                argv = [*_IPT, "-D", *tokens[1:]]
+                if host.run(argv, check=False).returncode == 0:
+                    removed.append(f"iptables jump {' '.join(tokens[2:-2])}->{chain}")
+        if f"-N {chain}" in listing:
+            host.run(chain_flush(chain), check=False)
+            if host.run(chain_delete(chain), check=False).returncode == 0:
+                removed.append(f"iptables chain {chain}")
     for namespace in namespaces:
         ns = NetnsExecutor(namespace, host)
         try:
@@ -402,54 +447,60 @@ def remove_rules(
         except CommandError:
             continue
         if "NFQUEUE" in rules:
-            ns.run(chain_flush("PREROUTING"), check=False)
+            # The namespace is ours alone: its mangle hooks hold only our rules.
+            for hook in NODE_HOOKS:
+                ns.run(chain_flush(hook), check=False)
             removed.append(f"NFQUEUE rules in {namespace}")
     return removed
 
 
 def install_rules(host: Executor, plan: DelayLinePlan) -> None:
     """Install the NFQUEUE rules of ``plan`` (after ``start``: never unserved)."""
-    host.run(chain_create(plan.chain), check=False)
-    host.run(chain_flush(plan.chain))
+    for chain in (plan.chain, plan.egress_chain):
+        host.run(chain_create(chain), check=False)
+        host.run(chain_flush(chain))
     for queue in plan.queues:
         if queue.namespace is None:
-            host.run(nfqueue_rule(plan.chain, queue))
+            host.run(nfqueue_rule(queue))
     for namespace in plan.node_namespaces:
         ns = NetnsExecutor(namespace, host)
-        ns.run(chain_flush("PREROUTING"))
+        for hook in NODE_HOOKS:
+            ns.run(chain_flush(hook))
         for queue in plan.queues:
             if queue.namespace == namespace:
-                ns.run(nfqueue_rule("PREROUTING", queue))
-    for bridge in plan.bridges:
-        if host.run(jump("-C", bridge, plan.chain), check=False).returncode != 0:
-            host.run(jump("-I", bridge, plan.chain))
+                ns.run(nfqueue_rule(queue))
+    for chain in (plan.chain, plan.egress_chain):
+        for bridge in plan.bridges:
+            if host.run(jump("-C", bridge, chain), check=False).returncode != 0:
+                host.run(jump("-I", bridge, chain))
 
 
 def installed_rule_count(host: Executor, plan: DelayLinePlan) -> tuple[int, int]:
-    """NFQUEUE rules of ``plan`` found installed, and how many it plans."""
+    """NFQUEUE rules and jumps of ``plan`` found installed, and how many it plans."""
     found = 0
-    chain_rules = host.run(mangle_rules(), check=False).stdout
+    listings: dict[str | None, str] = {
+        None: host.run(mangle_rules(), check=False).stdout
+    }
     for queue in plan.queues:
-        wanted = " ".join(nfqueue_rule(plan.chain, queue)[5:])
-        if queue.namespace is not None:
-            wanted = " ".join(nfqueue_rule("PREROUTING", queue)[5:])
+        wanted = " ".join(nfqueue_rule(queue)[5:])
+        if queue.namespace not in listings:
             try:
-                listing = (
+                listings[queue.namespace] = (
                     NetnsExecutor(queue.namespace, host)
                     .run(mangle_rules(), check=False)
                     .stdout
                 )
             except CommandError:
-                continue
-        else:
-            listing = chain_rules
+                listings[queue.namespace] = ""
+        listing = listings[queue.namespace]
         found += any(_same(line, wanted) for line in listing.splitlines())
-    jumps = sum(
-        host.run(jump("-C", b, plan.chain), check=False).returncode == 0
+    chains = (plan.chain, plan.egress_chain)
+    found += sum(
+        host.run(jump("-C", b, c), check=False).returncode == 0
+        for c in chains
         for b in plan.bridges
     )
-    found += jumps
-    return found, len(plan.queues) + len(plan.bridges)
+    return found, len(plan.queues) + len(chains) * len(plan.bridges)
 
 
 def _same(line: str, wanted: str) -> bool:
