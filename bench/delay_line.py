@@ -9,9 +9,10 @@ Two throwaway clusters, each removed afterwards whatever happens:
    goodput up and down against the shaped rate, with the delay line's CPU time
    over each transfer (utime + stime from ``/proc/<pid>/stat``) per Mbit/s;
 2. a ceiling: one network per rate (delay 2.5 ms, no jitter) on 10.254.x with
-   ``$DELAY_LINE_MAX_MBIT`` lifted, iperf3 goodput and CPU through the delay
-   line, beside the same rates with rate only. It is what ``DELAY_LINE_MAX_MBIT``
-   is set from (docs/emulation.md).
+   ``$DELAY_LINE_MAX_MBIT`` lifted, iperf3 TCP goodput and CPU through the delay
+   line beside the same rates with rate only, and UDP of 1400-byte datagrams (the
+   per-packet worst case) at 100-400 Mbit/s: loss and CPU per packet. It is what
+   ``DELAY_LINE_MAX_MBIT`` is set from (docs/emulation.md).
 
 Figures, not a timed test; run it on an otherwise quiet machine, niced. Needs root,
 iperf3 and iputils-ping.
@@ -48,6 +49,8 @@ CEILING_NAME, CEILING_BASE = "fbdlceil", 254
 CEILING_DELAY_MS = 2.5
 TICKS = os.sysconf("SC_CLK_TCK")
 PING_COUNT, PING_INTERVAL_S = 50, 0.05
+UDP_BYTES = 1400
+UDP_OFFERED_MBIT = (100.0, 200.0, 400.0)
 
 
 def default_inventory_yaml() -> str:
@@ -173,6 +176,55 @@ def iperf(
         srv.wait()
 
 
+@dataclass(frozen=True)
+class Datagrams:
+    """One iperf3 UDP run: received rate, loss, datagrams and the delay line's CPU."""
+
+    mbit: float
+    lost_pct: float
+    packets: int
+    cpu_s: float
+    wall_s: float
+
+    @property
+    def us_per_packet(self) -> float:
+        """The delay line's CPU time per datagram sent, microseconds."""
+        return 1e6 * self.cpu_s / self.packets if self.packets else float("nan")
+
+
+def iperf_udp(
+    namespace: str, server: str, offered_mbit: float, seconds: int, pid: int | None
+) -> Datagrams:
+    """iperf3 UDP uplink of 1400-byte datagrams at ``offered_mbit``."""
+    port = str(next(_PORTS))
+    srv = subprocess.Popen(
+        ["iperf3", "-s", "-1", "-B", server, "-p", port],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        argv = ["ip", "netns", "exec", namespace, "iperf3", "-c", server, "-u"]
+        argv += ["-p", port, "-t", str(seconds), "-l", str(UDP_BYTES), "-J"]
+        argv += ["-b", f"{offered_mbit:g}M"]
+        cpu0, wall0 = cpu_s(pid), time.monotonic()
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        cpu1, wall1 = cpu_s(pid), time.monotonic()
+        if result.returncode != 0:
+            raise RuntimeError(f"iperf3 failed: {result.stdout[-400:]}{result.stderr}")
+        end = json.loads(result.stdout)["end"]["sum"]
+        return Datagrams(
+            float(end["bits_per_second"]) / 1e6,
+            float(end["lost_percent"]),
+            int(end["packets"]),
+            cpu1 - cpu0,
+            wall1 - wall0,
+        )
+    finally:
+        srv.kill()
+        srv.wait()
+
+
 def default_cluster(folder: Path, seconds: int) -> list[float]:
     """Ping and iperf3 on the default inventory's profiles; return %/Mbit figures."""
     per_mbit: list[float] = []
@@ -219,14 +271,14 @@ def default_cluster(folder: Path, seconds: int) -> list[float]:
 
 
 def ceiling(folder: Path, seconds: int, rates: list[float]) -> None:
-    """Goodput and CPU through the delay line at each rate, beside rate only."""
-    print(
-        f"\nceiling: {CEILING_DELAY_MS} ms each way, no jitter, iperf3 TCP {seconds} s"
-        f"\n{'rate':>5} {'dir':8} {'rate only':>9} {'delay line':>10} {'ratio':>6} "
-        f"{'cpu %':>6} {'%/Mbit':>7}"
-    )
+    """Goodput and CPU through the delay line at each rate, beside rate only.
+
+    TCP over veth goes in GSO segments of up to 64 KB; UDP datagrams of 1400 bytes
+    are the per-packet worst case (what the delay line's CPU cost follows).
+    """
     text = ceiling_inventory_yaml(rates)
-    results: dict[tuple[str, float, str], Transfer] = {}
+    tcp: dict[tuple[str, float, str], Transfer] = {}
+    udp: dict[tuple[str, float], Datagrams] = {}
     for mode, limit in (("rate-only", "0"), ("delay-line", "100000")):
         with cluster(folder, text, limit) as inventory:
             pid = delay.running_pid(inventory.name)
@@ -235,18 +287,38 @@ def ceiling(folder: Path, seconds: int, rates: list[float]) -> None:
             for r in rates:
                 server = str(inventory.network(f"r{int(r)}").server_address)
                 for direction in ("uplink", "downlink"):
-                    results[(mode, r, direction)] = iperf(
+                    tcp[(mode, r, direction)] = iperf(
                         ns, server, direction == "downlink", seconds, pid
                     )
+            fastest = str(inventory.network(f"r{int(max(rates))}").server_address)
+            for offered in UDP_OFFERED_MBIT:
+                udp[(mode, offered)] = iperf_udp(ns, fastest, offered, seconds, pid)
+    print(
+        f"\nceiling, TCP: {CEILING_DELAY_MS} ms each way, no jitter, iperf3 {seconds} s"
+        f"\n{'rate':>5} {'dir':8} {'rate only':>9} {'delay line':>10} {'ratio':>6} "
+        f"{'cpu %':>6} {'%/Mbit':>7}"
+    )
     for r in rates:
         for direction in ("uplink", "downlink"):
-            bare = results[("rate-only", r, direction)]
-            line = results[("delay-line", r, direction)]
+            bare = tcp[("rate-only", r, direction)]
+            line = tcp[("delay-line", r, direction)]
             print(
                 f"{r:5g} {direction:8} {bare.mbit:9.1f} {line.mbit:10.1f} "
                 f"{line.mbit / bare.mbit:6.3f} {line.cpu_pct:6.1f} "
                 f"{line.pct_per_mbit:7.3f}"
             )
+    print(
+        f"\nceiling, UDP: {UDP_BYTES}-byte datagrams uplink on the {max(rates):g} "
+        f"Mbit/s network, {seconds} s\n{'offered':>7} {'rate only':>9} {'lost %':>6} "
+        f"{'delay line':>10} {'lost %':>6} {'cpu %':>6} {'us/pkt':>6}"
+    )
+    for offered in UDP_OFFERED_MBIT:
+        plain, held = udp[("rate-only", offered)], udp[("delay-line", offered)]
+        print(
+            f"{offered:7g} {plain.mbit:9.1f} {plain.lost_pct:6.2f} {held.mbit:10.1f} "
+            f"{held.lost_pct:6.2f} {100 * held.cpu_s / held.wall_s:6.1f} "
+            f"{held.us_per_packet:6.1f}"
+        )
 
 
 def main() -> int:

@@ -93,8 +93,8 @@ class DelayQueuePlan:
 
     @property
     def protocol(self) -> str:
-        """``tcp`` (held where it is received) or ``non-tcp`` (where it is sent)."""
-        return "non-tcp" if "!" in self.match else "tcp"
+        """``icmp`` (held where it is sent) or ``non-icmp`` (where it is received)."""
+        return "non-icmp" if "!" in self.match else "icmp"
 
 
 @dataclass(frozen=True)
@@ -163,16 +163,16 @@ def plan_delay_line(
             spec = DelaySpec(profile.delay_ms, profile.jitter_ms)
             host_ip = ("-s", f"{link.address.ip}/32")
             node_ip = ("-d", f"{link.address.ip}/32")
-            tcp, other = ("-p", "tcp"), ("!", "-p", "tcp")
-            # (direction, namespace, chain, match): TCP where it is received,
-            # the rest where it is sent (module docstring).
+            icmp, other = ("-p", "icmp"), ("!", "-p", "icmp")
+            # (direction, namespace, chain, match): ICMP where it is sent, the
+            # rest where it is received (module docstring).
             wanted: list[tuple[Direction, str | None, str, tuple[str, ...]]] = [
-                ("uplink", None, chain, ("-i", link.bridge, *host_ip, *tcp)),
+                ("uplink", None, chain, ("-i", link.bridge, *host_ip, *other)),
                 ("uplink", node.namespace, "POSTROUTING",
-                 ("-o", link.node_ifname, *other)),
+                 ("-o", link.node_ifname, *icmp)),
                 ("downlink", node.namespace, "PREROUTING",
-                 ("-i", link.node_ifname, *tcp)),
-                ("downlink", None, egress, ("-o", link.bridge, *node_ip, *other)),
+                 ("-i", link.node_ifname, *other)),
+                ("downlink", None, egress, ("-o", link.bridge, *node_ip, *icmp)),
             ]  # fmt: skip
             for direction, namespace, in_chain, match in wanted:
                 if namespace is None:
@@ -483,15 +483,14 @@ def installed_rule_count(host: Executor, plan: DelayLinePlan) -> tuple[int, int]
     }
     for queue in plan.queues:
         wanted = " ".join(nfqueue_rule(queue)[5:])
-        if queue.namespace not in listings:
+        namespace = queue.namespace
+        if namespace is not None and namespace not in listings:
             try:
-                listings[queue.namespace] = (
-                    NetnsExecutor(queue.namespace, host)
-                    .run(mangle_rules(), check=False)
-                    .stdout
-                )
+                listings[namespace] = (
+                    NetnsExecutor(namespace, host).run(mangle_rules(), check=False)
+                ).stdout
             except CommandError:
-                listings[queue.namespace] = ""
+                listings[namespace] = ""
         listing = listings[queue.namespace]
         found += any(_same(line, wanted) for line in listing.splitlines())
     chains = (plan.chain, plan.egress_chain)
