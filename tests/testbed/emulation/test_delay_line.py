@@ -220,7 +220,7 @@ def test_down_after_a_failed_up_leaves_no_delay_line_behind(fbdl: Inventory) -> 
     if features.delay or not features.nfqueue:
         pytest.skip("the kernel has netem, or no NFQUEUE: no delay line here")
 
-    with pytest.raises(ClusterUpError, match="notaqueue"):
+    with pytest.raises(ClusterUpError, match="--queue-num"):
         cluster_up(fbdl, executor=_FailNodeRule(), features=features)
     assert delay.running_pid(fbdl.name) is not None  # half built: it runs
 
