@@ -5,15 +5,16 @@ Where the kernel has ``sch_netem`` the netem leaf under HTB does delay and jitte
 (``delay_line.py``) holds packets handed to it by iptables NFQUEUE rules. Where a
 packet is held depends on its protocol (measured; docs/emulation.md):
 
-- TCP on the *receiving* side (mangle PREROUTING): a segment held in its sender's
-  stack counts against TCP Small Queues and capped TCP at 3 of 24 Mbit/s. Uplink
-  TCP is held in the host namespace, in our chain ``FBDL<hash>`` jumped to from
-  PREROUTING for our bridges only; downlink TCP in the node's PREROUTING ``-i IF``.
-- everything else (ICMP, UDP) on the *sending* side (mangle POSTROUTING), before
-  the receiver's kernel takes its receive timestamp: held on the receiving side, a
-  ping reply was stamped before it waited, so plain ``ping`` showed half the RTT.
-  Downlink in the host chain ``FBDE<hash>`` jumped to from POSTROUTING ``-o`` our
-  bridges; uplink in the node's POSTROUTING ``-o IF``.
+- everything but ICMP on the *receiving* side (mangle PREROUTING): a packet held in
+  its sender's stack counts against its socket (TCP Small Queues capped TCP at 3 of
+  24 Mbit/s, the socket buffer UDP at 31 of 90). Uplink in the host namespace, in our
+  chain ``FBDL<hash>`` jumped to from PREROUTING for our bridges only; downlink in
+  the node's PREROUTING ``-i IF``.
+- ICMP on the *sending* side (mangle POSTROUTING), before the receiver's kernel
+  stamps it: held on the receiving side, a ping reply was stamped before it waited,
+  so plain ``ping`` showed half the RTT. Downlink in the host chain ``FBDE<hash>``
+  jumped to from POSTROUTING ``-o`` our bridges; uplink in the node's POSTROUTING
+  ``-o IF``.
 
 A network whose rate exceeds ``max_mbit()`` (Ethernet-class) gets rate only: the
 delay line could not keep up, and the manifest says so.
@@ -44,6 +45,8 @@ from testbed.emulation.sshd import STATE_ROOT
 from testbed.transport.executor import CommandError, Executor, NetnsExecutor
 
 DelayMechanism = Literal["netem", "delay-line", "none"]
+# Per-packet cost ~12.5-15 us: 400 Mbit/s of 1400-byte datagrams took 44 % of a
+# core (bench/delay_line.py, docs/emulation.md); TCP's GSO segments are far cheaper.
 DEFAULT_MAX_MBIT = 400.0
 MAX_MBIT_ENV = "DELAY_LINE_MAX_MBIT"
 CHAIN_PREFIX = "FBDL"

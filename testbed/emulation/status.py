@@ -344,10 +344,10 @@ def _delay_line_use(
     pid = delay.running_pid(plan.cluster)
     found, wanted = delay.installed_rule_count(host, line)
     if pid is None:
-        how = f"process NOT running, {found}/{wanted} NFQUEUE rules"
+        how = f"process NOT running, {found}/{wanted} NFQUEUE rules and jumps"
     else:
         how = f"one process, pid {pid}, {delay.scheduling(plan.cluster)}, "
-        how += f"{found}/{wanted} NFQUEUE rules"
+        how += f"{found}/{wanted} NFQUEUE rules and jumps"
     serving = pid is not None and found == wanted
     return delay.delay_use(inventory, features, line, serving, how)
 
