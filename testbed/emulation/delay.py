@@ -45,7 +45,7 @@ from testbed.emulation.sshd import STATE_ROOT
 from testbed.transport.executor import CommandError, Executor, NetnsExecutor
 
 DelayMechanism = Literal["netem", "delay-line", "none"]
-# Per-packet cost ~12.5-15 us: 400 Mbit/s of 1400-byte datagrams took 44 % of a
+# Per-packet cost ~12.5 us: 400 Mbit/s of 1400-byte datagrams took 44 % of a
 # core (bench/delay_line.py, docs/emulation.md); TCP's GSO segments are far cheaper.
 DEFAULT_MAX_MBIT = 400.0
 MAX_MBIT_ENV = "DELAY_LINE_MAX_MBIT"
