@@ -110,6 +110,7 @@ class DelayLinePlan:
     bridges: tuple[str, ...]
     queues: tuple[DelayQueuePlan, ...]
     rate_only: tuple[tuple[str, str], ...] = ()
+    limit_mbit: float = DEFAULT_MAX_MBIT
 
     @property
     def delayed_networks(self) -> tuple[str, ...]:
@@ -211,6 +212,7 @@ def plan_delay_line(
         tuple(bridges),
         tuple(queues),
         tuple(sorted(rate_only.items())),
+        limit_mbit,
     )
 
 
@@ -304,6 +306,7 @@ def process_config(plan: DelayLinePlan, ready_file: Path) -> dict[str, object]:
     return {
         "cluster": plan.cluster,
         "maxlen": QUEUE_MAXLEN,
+        "max_mbit": plan.limit_mbit,
         "ready_file": str(ready_file),
         "queues": [
             QueueConfig(
@@ -337,6 +340,21 @@ def running_pid(cluster: str) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if _is_delay_line(pid) else None
+
+
+def limit_in_use(cluster: str) -> float:
+    """The ``$DELAY_LINE_MAX_MBIT`` that ``cluster up`` planned the running line with.
+
+    ``cluster status`` and a campaign's manifest may run without the variable that
+    ``up`` had; the running line's config says what it was (else ``max_mbit()``).
+    """
+    if running_pid(cluster) is not None:
+        try:
+            config = json.loads(files_for(cluster).config.read_text())
+            return float(config["max_mbit"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return max_mbit()
 
 
 def scheduling(cluster: str) -> str:

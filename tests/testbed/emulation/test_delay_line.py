@@ -27,6 +27,7 @@ from testbed.emulation.features import EmulationFeatures, detect_features
 from testbed.emulation.naming import node_namespace
 from testbed.emulation.plan import plan_cluster
 from testbed.emulation.sshd import forget_state
+from testbed.emulation.status import cluster_status, manifest_features
 from testbed.transport.executor import Background, LocalExecutor
 from tests.testbed.emulation.inventories import CELL, make_inventory
 
@@ -149,14 +150,20 @@ def fbdl() -> Iterator[Inventory]:
 
 @pytest.mark.root
 def test_plain_ping_shows_the_profiles_rtt_and_down_leaves_nothing(
-    fbdl: Inventory,
+    fbdl: Inventory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if shutil.which("ping") is None:
         pytest.skip("needs iputils-ping")
+    monkeypatch.setenv(delay.MAX_MBIT_ENV, "30")
     state = cluster_up(fbdl)
     if state.features.delay or not state.features.nfqueue:
         pytest.skip("the kernel has netem, or no NFQUEUE: no delay line here")
     assert delay.running_pid(fbdl.name) is not None
+    # status without up's limit still reads it from the running line
+    monkeypatch.setenv(delay.MAX_MBIT_ENV, "10")
+    record = manifest_features(cluster_status(fbdl))["delay"]
+    assert record["active"] is True and record["mechanism"] == "delay-line"
+    assert "rate_only_networks" not in record, record
 
     argv = ["ip", "netns", "exec", node_namespace(fbdl, "pi1"), "ping", "-q", "-n"]
     out = subprocess.run(
