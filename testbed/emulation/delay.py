@@ -385,8 +385,14 @@ def stop(cluster: str, grace_s: float = 3.0) -> int | None:
 
 
 def forget(cluster: str) -> None:
-    """Remove the delay line's files of ``cluster`` (config, log)."""
-    shutil.rmtree(files_for(cluster).folder, ignore_errors=True)
+    """Remove the delay line's files of ``cluster`` (config, log), and the
+    cluster's state folder if nothing else is left in it."""
+    folder = files_for(cluster).folder
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()
+    except OSError:
+        pass  # the SSH state (or something else) still lives there
 
 
 def start(plan: DelayLinePlan) -> int:

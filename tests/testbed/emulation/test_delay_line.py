@@ -180,6 +180,7 @@ def test_plain_ping_shows_the_profiles_rtt_and_down_leaves_nothing(
 
     assert any(r.startswith("delay-line pid ") for r in report.removed)
     assert _ours_left(fbdl) == []
+    assert not delay.files_for(fbdl.name).folder.parent.exists()
 
 
 class _FailNodeRule:
