@@ -429,7 +429,10 @@ def start(plan: DelayLinePlan) -> int:
             raise ClusterUpError(
                 f"the delay line of {plan.cluster} did not start ({files.log}):\n"
                 f"{tail}\nRun `flowerbed cluster down` and check that the kernel "
-                "module nfnetlink_queue is loaded (`modprobe nfnetlink_queue`)."
+                "module nfnetlink_queue is loaded (`modprobe nfnetlink_queue`). "
+                "'Device or resource busy' on a host queue means another cluster's "
+                "delay line holds the same block of queue numbers (hashed from the "
+                "cluster name): give this cluster another cluster_name."
             )
         time.sleep(0.02)
     return process.pid
