@@ -293,6 +293,9 @@ def _start_delay(
     delay.stop(plan.cluster)
     if delay.delay_mechanism(features) != "delay-line" or not line.queues:
         return delay.delay_use(b.inventory, features, line, False, "not started")
+    base = delay.free_host_base(plan.cluster, line.host_queue_count)
+    if base != line.host_base:
+        line = delay.plan_delay_line(b.inventory, plan, line.limit_mbit, base)
     pid = delay.start(line)
     with b.step("installing the delay line's NFQUEUE rules"):
         delay.install_rules(b.host, line)

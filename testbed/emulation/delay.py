@@ -22,11 +22,13 @@ delay line could not keep up, and the manifest says so.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +38,7 @@ from typing import Literal
 
 from inventory.models import Inventory
 from testbed.commands.shaping import Direction
+from testbed.emulation import nfqueue
 from testbed.emulation.delay_line import QueueConfig
 from testbed.emulation.delay_schedule import DelaySpec
 from testbed.emulation.errors import ClusterUpError
@@ -111,6 +114,12 @@ class DelayLinePlan:
     queues: tuple[DelayQueuePlan, ...]
     rate_only: tuple[tuple[str, str], ...] = ()
     limit_mbit: float = DEFAULT_MAX_MBIT
+    host_base: int = HOST_QUEUE_BASE
+
+    @property
+    def host_queue_count(self) -> int:
+        """How many queues the line binds in the host namespace."""
+        return sum(q.namespace is None for q in self.queues)
 
     @property
     def delayed_networks(self) -> tuple[str, ...]:
@@ -133,17 +142,59 @@ def egress_chain_name(cluster: str) -> str:
     return EGRESS_CHAIN_PREFIX + hashlib.sha256(cluster.encode()).hexdigest()[:10]
 
 
-def host_queue_base(cluster: str) -> int:
-    """First host-namespace queue number of ``cluster`` (a hashed block of 128)."""
-    slot = int(hashlib.sha256(cluster.encode()).hexdigest()[:4], 16) % 256
-    return HOST_QUEUE_BASE + slot * QUEUES_PER_CLUSTER
+SLOTS = 256
+
+
+def host_queue_base(cluster: str, shift: int = 0) -> int:
+    """First host-namespace queue number of ``cluster``: a block of 128 in one of
+    256 slots, hashed from the name (``shift``: that many slots further on)."""
+    slot = int(hashlib.sha256(cluster.encode()).hexdigest()[:4], 16) + shift
+    return HOST_QUEUE_BASE + (slot % SLOTS) * QUEUES_PER_CLUSTER
+
+
+def free_host_base(cluster: str, count: int) -> int:
+    """The first block from ``cluster``'s hashed slot on whose first ``count``
+    queues no other process has bound (another cluster's delay line, say)."""
+    for shift in range(SLOTS):
+        base = host_queue_base(cluster, shift)
+        if all(_queue_free(q) for q in range(base, base + count)):
+            return base
+    raise ClusterUpError(
+        f"the delay line of {cluster} found no free block of {count} NFQUEUE "
+        "numbers in the host namespace; stop other clusters (`flowerbed cluster "
+        "down`) and try again"
+    )
+
+
+def _queue_free(queue: int) -> bool:
+    with socket.socket(
+        socket.AF_NETLINK, socket.SOCK_RAW, nfqueue.NETLINK_NETFILTER
+    ) as sock:
+        sock.bind((0, 0))
+        sock.settimeout(2.0)
+        sock.send(nfqueue.bind(queue))
+        acks = [a for a in nfqueue.parse(sock.recv(4096)) if isinstance(a, nfqueue.Ack)]
+        # The kernel refuses a queue bound by another socket with EPERM; any other
+        # refusal the line itself reports.
+        free = not acks or acks[0].error not in (-errno.EPERM, -errno.EBUSY)
+        if free:
+            sock.send(nfqueue.unbind(queue))
+    return free
 
 
 def plan_delay_line(
-    inventory: Inventory, plan: ClusterPlan, limit_mbit: float
+    inventory: Inventory,
+    plan: ClusterPlan,
+    limit_mbit: float,
+    host_base: int | None = None,
 ) -> DelayLinePlan:
-    """Return the queues for every link whose profile asks for delay or jitter."""
-    host_base = host_queue_base(plan.cluster)
+    """Return the queues for every link whose profile asks for delay or jitter.
+
+    ``host_base``: the first host-namespace queue number (default: the hashed one;
+    ``cluster up`` passes ``free_host_base``'s, which the running line records).
+    """
+    if host_base is None:
+        host_base = host_queue_base(plan.cluster)
     host_queue = host_base
     chain, egress = chain_name(plan.cluster), egress_chain_name(plan.cluster)
     queues: list[DelayQueuePlan] = []
@@ -213,6 +264,7 @@ def plan_delay_line(
         tuple(queues),
         tuple(sorted(rate_only.items())),
         limit_mbit,
+        host_base,
     )
 
 
@@ -307,6 +359,7 @@ def process_config(plan: DelayLinePlan, ready_file: Path) -> dict[str, object]:
         "cluster": plan.cluster,
         "maxlen": QUEUE_MAXLEN,
         "max_mbit": plan.limit_mbit,
+        "host_base": plan.host_base,
         "ready_file": str(ready_file),
         "queues": [
             QueueConfig(
@@ -342,19 +395,22 @@ def running_pid(cluster: str) -> int | None:
     return pid if _is_delay_line(pid) else None
 
 
-def limit_in_use(cluster: str) -> float:
-    """The ``$DELAY_LINE_MAX_MBIT`` that ``cluster up`` planned the running line with.
+def plan_in_use(inventory: Inventory, plan: ClusterPlan) -> DelayLinePlan:
+    """The plan the running line of ``plan.cluster`` serves.
 
-    ``cluster status`` and a campaign's manifest may run without the variable that
-    ``up`` had; the running line's config says what it was (else ``max_mbit()``).
+    ``cluster status`` and a campaign's manifest may run without the
+    ``$DELAY_LINE_MAX_MBIT`` that ``up`` had, and ``up`` may have moved the host
+    queues to a free block: the running line's config says both (without a
+    running line: ``max_mbit()`` and the hashed block).
     """
-    if running_pid(cluster) is not None:
+    limit, base = max_mbit(), None
+    if running_pid(plan.cluster) is not None:
         try:
-            config = json.loads(files_for(cluster).config.read_text())
-            return float(config["max_mbit"])
+            config = json.loads(files_for(plan.cluster).config.read_text())
+            limit, base = float(config["max_mbit"]), int(config["host_base"])
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    return max_mbit()
+    return plan_delay_line(inventory, plan, limit, base)
 
 
 def scheduling(cluster: str) -> str:
@@ -430,9 +486,8 @@ def start(plan: DelayLinePlan) -> int:
                 f"the delay line of {plan.cluster} did not start ({files.log}):\n"
                 f"{tail}\nRun `flowerbed cluster down` and check that the kernel "
                 "module nfnetlink_queue is loaded (`modprobe nfnetlink_queue`). "
-                "'Device or resource busy' on a host queue means another cluster's "
-                "delay line holds the same block of queue numbers (hashed from the "
-                "cluster name): give this cluster another cluster_name."
+                "'Operation not permitted' on a queue means another process bound "
+                "it after `up` picked a free block: run `cluster up` again."
             )
         time.sleep(0.02)
     return process.pid

@@ -7,6 +7,7 @@ error text is kept when it refuses. The probe namespace is always removed.
 
 from __future__ import annotations
 
+import errno
 import secrets
 import socket
 from dataclasses import dataclass, field
@@ -148,7 +149,8 @@ def _netlink_queue_error() -> str | None:
         except OSError as exc:
             return f"nfnetlink_queue did not answer: {exc}"
         errors = [a.error for a in answers if isinstance(a, nfqueue.Ack) and a.error]
-        if errors and errors[0] != -16:  # EBUSY: someone else's queue, module works
+        # EPERM/EBUSY: someone else's queue, so the module works
+        if errors and errors[0] not in (-errno.EPERM, -errno.EBUSY):
             return f"binding an NFQUEUE failed: errno {-errors[0]}"
         sock.send(nfqueue.unbind(queue))
     return None

@@ -340,7 +340,7 @@ def _delay_line_use(
     host: Executor,
     features: EmulationFeatures,
 ) -> FeatureUse:
-    line = delay.plan_delay_line(inventory, plan, delay.limit_in_use(plan.cluster))
+    line = delay.plan_in_use(inventory, plan)
     pid = delay.running_pid(plan.cluster)
     found, wanted = delay.installed_rule_count(host, line)
     if pid is None:

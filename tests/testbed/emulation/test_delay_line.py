@@ -7,10 +7,12 @@ delay-line process, iptables chain or qdisc behind, also after a failed ``up``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from inventory.models import Inventory
-from testbed.emulation import delay
+from testbed.emulation import delay, nfqueue
 from testbed.emulation.apply import cluster_down, cluster_up
 from testbed.emulation.delay_schedule import DelaySpec
 from testbed.emulation.errors import ClusterUpError
@@ -155,15 +157,24 @@ def test_plain_ping_shows_the_profiles_rtt_and_down_leaves_nothing(
     if shutil.which("ping") is None:
         pytest.skip("needs iputils-ping")
     monkeypatch.setenv(delay.MAX_MBIT_ENV, "30")
-    state = cluster_up(fbdl)
-    if state.features.delay or not state.features.nfqueue:
-        pytest.skip("the kernel has netem, or no NFQUEUE: no delay line here")
-    assert delay.running_pid(fbdl.name) is not None
-    # status without up's limit still reads it from the running line
-    monkeypatch.setenv(delay.MAX_MBIT_ENV, "10")
-    record = manifest_features(cluster_status(fbdl))["delay"]
-    assert record["active"] is True and record["mechanism"] == "delay-line"
-    assert "rate_only_networks" not in record, record
+    with socket.socket(
+        socket.AF_NETLINK, socket.SOCK_RAW, nfqueue.NETLINK_NETFILTER
+    ) as squatter:
+        # someone else holds the cluster's hashed host queue: up moves on a block
+        squatter.bind((0, 0))
+        squatter.send(nfqueue.bind(delay.host_queue_base(fbdl.name)))
+        squatter.recv(4096)
+        state = cluster_up(fbdl)
+        if state.features.delay or not state.features.nfqueue:
+            pytest.skip("the kernel has netem, or no NFQUEUE: no delay line here")
+        assert delay.running_pid(fbdl.name) is not None
+        config = json.loads(delay.files_for(fbdl.name).config.read_text())
+        assert config["host_base"] == delay.host_queue_base(fbdl.name, shift=1)
+        # status without up's limit still reads it (and the block) from the line
+        monkeypatch.setenv(delay.MAX_MBIT_ENV, "10")
+        record = manifest_features(cluster_status(fbdl))["delay"]
+        assert record["active"] is True and record["mechanism"] == "delay-line"
+        assert "rate_only_networks" not in record, record
 
     argv = ["ip", "netns", "exec", node_namespace(fbdl, "pi1"), "ping", "-q", "-n"]
     out = subprocess.run(
