@@ -9,7 +9,7 @@ CAMPAIGN  ?= campaigns/demo.yaml
 OUT       ?= results/demo
 PYTEST_ARGS ?=
 
-APT_PACKAGES := iproute2 iptables tcpdump iperf3 openssh-server ethtool procps chromium
+APT_PACKAGES := iproute2 iptables iputils-ping tcpdump iperf3 openssh-server ethtool procps chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test deps venv lint cluster-down clean

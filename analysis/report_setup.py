@@ -35,17 +35,31 @@ def _feature(value: object) -> tuple[bool, str]:
     return bool(value), ""
 
 
+def _rate_only(value: object) -> list[str]:
+    if isinstance(value, Mapping):
+        return [str(n) for n in value.get("rate_only_networks") or ()]
+    return []
+
+
 def emulation_notices(manifest: Mapping[str, Any]) -> list[str]:
-    """One sentence per link-emulation feature the manifest reports as NOT active."""
+    """One sentence per link-emulation feature the manifest reports as NOT active,
+    or active but leaving networks out (``rate_only_networks``: the delay line's
+    fallback to rate only)."""
     emulation = manifest.get("emulation")
     if not isinstance(emulation, Mapping):
         return []
     notices = []
     for key, value in emulation.items():
         active, detail = _feature(value)
+        label, verb = _FEATURE_LABELS.get(key, (key.capitalize(), "was"))
+        left_out = _rate_only(value)
+        if active and left_out:
+            notices.append(
+                f"{label} {verb} not emulated on {', '.join(left_out)} (rate only)"
+                + (f": {detail}" if detail else ".")
+            )
         if active:
             continue
-        label, verb = _FEATURE_LABELS.get(key, (key.capitalize(), "was"))
         notices.append(
             f"{label} {verb} not emulated" + (f": {detail}" if detail else ".")
         )
@@ -70,7 +84,14 @@ def emulation_section(manifest: Mapping[str, Any]) -> str:
             '<p class="ok">Every link feature in the manifest was emulated.</p>'
         )
     if active:
-        parts.append(_note("Emulated: " + ", ".join(sorted(active)) + "."))
+        named = [
+            f"{key} ({value['mechanism']})"
+            if isinstance(value, Mapping) and value.get("mechanism")
+            else key
+            for key, value in sorted(emulation.items())
+            if key in active
+        ]
+        parts.append(_note("Emulated: " + ", ".join(named) + "."))
     cpu_active, cpu_detail = _feature(emulation.get("cpu"))
     if cpu_active and cpu_detail:
         parts.append(_note(f"Each node's CPU: {cpu_detail}."))

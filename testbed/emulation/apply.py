@@ -13,7 +13,7 @@ from typing import Any
 from inventory.models import Inventory
 from testbed.commands import netcmd, shaping
 from testbed.commands.shaping import LossMode, Shaper
-from testbed.emulation import cgroups
+from testbed.emulation import cgroups, delay
 from testbed.emulation.errors import (
     ClusterUpError,
     EmulationError,
@@ -279,6 +279,31 @@ def _apply_loss(b: _Builder, node: NodePlan, features: EmulationFeatures) -> Non
                 ns.run(shaping.iptables_append(rule))
 
 
+def _start_delay(
+    b: _Builder, plan: ClusterPlan, features: EmulationFeatures
+) -> FeatureUse:
+    """(Re)start the delay line where the kernel has no netem; say what delays."""
+    try:
+        line = delay.plan_delay_line(b.inventory, plan, delay.max_mbit())
+    except ValueError as exc:
+        raise ClusterUpError(
+            f"cluster up of {b.inventory.name} cannot plan its delay line: {exc}"
+        ) from exc
+    with b.step("removing the previous delay line's rules"):
+        delay.remove_rules(b.host, plan.cluster, plan.bridge_names, plan.namespaces)
+    delay.stop(plan.cluster)
+    if delay.delay_mechanism(features) != "delay-line" or not line.queues:
+        return delay.delay_use(b.inventory, features, line, False, "not started")
+    base = delay.free_host_base(plan.cluster, line.host_queue_count)
+    if base != line.host_base:
+        line = delay.plan_delay_line(b.inventory, plan, line.limit_mbit, base)
+    pid = delay.start(line)
+    with b.step("installing the delay line's NFQUEUE rules"):
+        delay.install_rules(b.host, line)
+    how = f"one process, pid {pid}, {delay.scheduling(plan.cluster)}"
+    return delay.delay_use(b.inventory, features, line, True, how)
+
+
 def cluster_up(
     inventory: Inventory,
     executor: Executor | None = None,
@@ -332,7 +357,11 @@ def cluster_up(
             _ensure_link(b, link, host_links)
             _apply_link_shaping(b, link, features, shaper)
         _apply_loss(b, node, features)
-    uses = (*feature_uses(inventory, features, shaper, loss_mode), _limit_cpu(b))
+    delayed = _start_delay(b, plan, features)
+    uses = (
+        *feature_uses(inventory, features, shaper, loss_mode, delayed),
+        _limit_cpu(b),
+    )
     servers = None
     if ssh and inventory.management is not None:
         with b.step("starting sshd in the nodes"):
@@ -447,6 +476,12 @@ def _teardown(inventory: Inventory, host: Executor) -> TeardownReport:
     removed: list[str] = [
         f"sshd@{name}" for name in ssh_down(inventory, node_namespaces(inventory))
     ]
+    present = sorted(set(namespaces) & read_namespaces(host))
+    removed += delay.remove_rules(host, inventory.name, tuple(bridges), tuple(present))
+    stopped = delay.stop(inventory.name)
+    if stopped is not None:
+        removed.append(f"delay-line pid {stopped}")
+    delay.forget(inventory.name)
     for veth in veths:
         if veth in host_links and _run_ignoring_absence(host, netcmd.link_del(veth)):
             removed.append(veth)

@@ -7,10 +7,13 @@ error text is kept when it refuses. The probe namespace is always removed.
 
 from __future__ import annotations
 
+import errno
 import secrets
+import socket
 from dataclasses import dataclass, field
 
 from testbed.commands import netcmd, shaping
+from testbed.emulation import nfqueue
 from testbed.transport.executor import (
     CommandError,
     Executor,
@@ -20,6 +23,7 @@ from testbed.transport.executor import (
 
 PROBE_PREFIX = "fbprobe-"
 _DEV, _PEER, _IFB = "fbp0", "fbp1", "fbpifb0"
+_MANGLE = ("iptables", "-w", "5", "-t", "mangle")
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,8 @@ class EmulationFeatures:
     """What link emulation works here; ``details`` holds why (error text) per feature.
 
     ``rate``: HTB and TBF qdiscs; ``loss``: iptables statistic match; ``delay``:
-    sch_netem (delay and jitter); ``ifb``: IFB devices for ingress shaping.
+    sch_netem (delay and jitter); ``ifb``: IFB devices for ingress shaping;
+    ``nfqueue``: iptables NFQUEUE and nfnetlink_queue, for the userspace delay line.
     """
 
     rate: bool
@@ -35,6 +40,7 @@ class EmulationFeatures:
     delay: bool
     ifb: bool
     details: dict[str, str] = field(default_factory=dict)
+    nfqueue: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """Return a JSON-ready dict (for a run manifest)."""
@@ -43,6 +49,7 @@ class EmulationFeatures:
             "loss": self.loss,
             "delay": self.delay,
             "ifb": self.ifb,
+            "nfqueue": self.nfqueue,
             "details": dict(self.details),
         }
 
@@ -88,6 +95,25 @@ def _probe(ns: NetnsExecutor, namespace: str) -> EmulationFeatures:
     ifb_error = _attempt(ns, ["ip", "link", "add", _IFB, "type", "ifb"])
     details["ifb"] = ifb_error or "ok"
 
+    nfqueue_error = (
+        _attempt(
+            ns,
+            [
+                *_MANGLE,
+                "-A",
+                "PREROUTING",
+                "-i",
+                _DEV,
+                "-j",
+                "NFQUEUE",
+                "--queue-num",
+                "0",
+            ],
+        )
+        or _netlink_queue_error()
+    )
+    details["nfqueue"] = nfqueue_error or "ok"
+
     rate_ok = htb_error is None or tbf_error is None
     details["rate"] = "ok" if rate_ok else f"htb: {htb_error}; tbf: {tbf_error}"
     details["loss"] = "ok" if iptables_error is None else str(iptables_error)
@@ -100,7 +126,34 @@ def _probe(ns: NetnsExecutor, namespace: str) -> EmulationFeatures:
         delay=netem_error is None,
         ifb=ifb_error is None,
         details=details,
+        nfqueue=nfqueue_error is None,
     )
+
+
+def _netlink_queue_error() -> str | None:
+    """Why nfnetlink_queue cannot be used from here (None: it can)."""
+    try:
+        sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW, nfqueue.NETLINK_NETFILTER
+        )
+    except OSError as exc:
+        return f"no netfilter netlink socket: {exc}"
+    with sock:
+        sock.bind((0, 0))
+        sock.settimeout(2.0)
+        # A queue number no cluster uses; binding proves nfnetlink_queue is there.
+        queue = 0x7FFF
+        try:
+            sock.send(nfqueue.bind(queue))
+            answers = nfqueue.parse(sock.recv(4096))
+        except OSError as exc:
+            return f"nfnetlink_queue did not answer: {exc}"
+        errors = [a.error for a in answers if isinstance(a, nfqueue.Ack) and a.error]
+        # EPERM/EBUSY: someone else's queue, so the module works
+        if errors and errors[0] not in (-errno.EPERM, -errno.EBUSY):
+            return f"binding an NFQUEUE failed: errno {-errors[0]}"
+        sock.send(nfqueue.unbind(queue))
+    return None
 
 
 def detect_features(executor: Executor | None = None) -> EmulationFeatures:

@@ -329,7 +329,9 @@ class FeatureUse:
     """Whether one emulation feature (rate, loss, delay) was asked for and is active.
 
     ``detail`` names the mechanism when active, or the reason when not.
-    ``networks`` are the networks whose profile asks for the feature.
+    ``networks`` are the networks whose profile asks for the feature;
+    ``mechanism`` names what emulates it (``netem``, ``delay-line``, ``none``) and
+    ``rate_only`` the requested networks it leaves out (they get their rate only).
     """
 
     feature: str
@@ -337,6 +339,8 @@ class FeatureUse:
     active: bool
     detail: str
     networks: tuple[str, ...] = ()
+    mechanism: str = ""
+    rate_only: tuple[str, ...] = ()
 
 
 def emulation_manifest(uses: tuple[FeatureUse, ...]) -> dict[str, dict[str, Any]]:
@@ -347,6 +351,8 @@ def emulation_manifest(uses: tuple[FeatureUse, ...]) -> dict[str, dict[str, Any]
             "active": use.active,
             "detail": use.detail,
             "networks": list(use.networks),
+            **({"mechanism": use.mechanism} if use.mechanism else {}),
+            **({"rate_only_networks": list(use.rate_only)} if use.rate_only else {}),
         }
         for use in uses
     }
@@ -357,8 +363,13 @@ def feature_uses(
     features: EmulationFeatures,
     shaper: Shaper,
     loss_mode: LossMode,
+    delay: FeatureUse | None = None,
 ) -> tuple[FeatureUse, ...]:
-    """Which of rate, loss and delay the profiles ask for and this kernel gives."""
+    """Which of rate, loss and delay the profiles ask for and this kernel gives.
+
+    ``delay``, when given, is what the delay mechanism reported
+    (``testbed/emulation/delay.py``); otherwise netem or nothing is assumed.
+    """
     networks = inventory.networks
     lossy = tuple(n.name for n in networks if n.profile.loss_pct > 0)
     delayed = tuple(n.name for n in networks if n.profile.needs_delay)
@@ -378,15 +389,17 @@ def feature_uses(
     else:
         why = features.details.get("loss", "iptables statistic match unavailable")
         loss = FeatureUse("loss", True, False, why, lossy)
-    if not delayed:
+    if delay is not None:
+        pass
+    elif not delayed:
         delay = FeatureUse("delay", False, False, "no profile asks for delay or jitter")
     elif features.delay:
         delay = FeatureUse(
-            "delay", True, True, "tc netem leaf under the HTB class", delayed
+            "delay", True, True, "tc netem leaf under the HTB class", delayed, "netem"
         )
     else:
         why = features.details.get("delay", "tc netem unavailable")
-        delay = FeatureUse("delay", True, False, why, delayed)
+        delay = FeatureUse("delay", True, False, why, delayed, "none")
     return (rate, loss, delay)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from inventory.models import Inventory
 from testbed.commands import shaping
 from testbed.commands.shaping import Direction, LossRule
-from testbed.emulation import cgroups
+from testbed.emulation import cgroups, delay
 from testbed.emulation.errors import EmulationError, require_root
 from testbed.emulation.features import EmulationFeatures, detect_features
 from testbed.emulation.naming import node_namespaces
@@ -330,9 +330,29 @@ def _status(
     if features is None and delayed and any(node.exists for node in nodes):
         features = detect_features(host)  # to say *why* no netem leaf is there
     uses = _status_uses(inventory, nodes, features)
+    if features is not None and delay.delay_mechanism(features) == "delay-line":
+        uses = (*uses[:2], _delay_line_use(inventory, plan, host, features))
     if any(node.exists for node in nodes):
         uses = (*uses, cpu_use(inventory))
     return ClusterStatus(inventory.name, bridges, tuple(nodes), uses)
+
+
+def _delay_line_use(
+    inventory: Inventory,
+    plan: ClusterPlan,
+    host: Executor,
+    features: EmulationFeatures,
+) -> FeatureUse:
+    line = delay.plan_in_use(inventory, plan)
+    pid = delay.running_pid(plan.cluster)
+    found, wanted = delay.installed_rule_count(host, line)
+    if pid is None:
+        how = f"process NOT running, {found}/{wanted} NFQUEUE rules and jumps"
+    else:
+        how = f"one process, pid {pid}, {delay.scheduling(plan.cluster)}, "
+        how += f"{found}/{wanted} NFQUEUE rules and jumps"
+    serving = pid is not None and found == wanted
+    return delay.delay_use(inventory, features, line, serving, how)
 
 
 def is_up(status: ClusterStatus) -> bool:

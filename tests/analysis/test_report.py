@@ -21,6 +21,7 @@ from analysis.report import (
     emulation_notices,
     system_series,
 )
+from analysis.report_setup import emulation_section
 from analysis.summary import PHASE_DEFINITIONS
 from analysis.system import read_system, write_system
 from tests.analysis.test_figures import has_colour
@@ -329,6 +330,25 @@ def test_emulation_notices_lists_only_inactive_features() -> None:
     notices = emulation_notices(manifest())
 
     assert notices == [f"Delay and jitter were not emulated: {DELAY_DETAIL}"]
+
+
+def test_the_delay_line_is_named_and_its_rate_only_networks_noticed() -> None:
+    data = manifest()
+    data["emulation"]["delay"] = {
+        "active": True,
+        "detail": "userspace delay line (NFQUEUE) on wifi, 5g",
+        "mechanism": "delay-line",
+        "rate_only_networks": ["ethernet"],
+    }
+
+    notices = emulation_notices(data)
+    section = emulation_section(data)
+
+    assert notices == [
+        "Delay and jitter were not emulated on ethernet (rate only): userspace "
+        "delay line (NFQUEUE) on wifi, 5g"
+    ]
+    assert "delay (delay-line)" in section and "not emulated on ethernet" in section
 
 
 # --- A results folder with the round anatomy and every optional input ----------

@@ -210,8 +210,13 @@ class TestUpCluster:
         status = cluster_status(inv)
         delay = manifest_features(status)["delay"]
         assert delay["requested"] is True and delay["networks"] == ["cell"]
-        assert delay["active"] is state.features.delay
-        if not state.features.delay:
+        if state.features.delay:
+            assert delay["active"] is True and delay["mechanism"] == "netem"
+        elif state.features.nfqueue:
+            assert delay["active"] is True and delay["mechanism"] == "delay-line"
+            assert "delay line" in delay["detail"] and "netem" in delay["detail"]
+            assert "delay line" in describe_status(status)
+        else:
             assert "netem" in delay["detail"]
             assert manifest_features(state)["delay"]["active"] is False
 
@@ -354,7 +359,9 @@ def test_down_touches_nothing_else(scratch: Inventory) -> None:
 
         assert other_ns in _namespaces()
         assert other_bridge in _links()
-        assert set(report.removed) == {
+        delay_line = ("iptables ", "NFQUEUE rules ", "delay-line pid ")
+        ours = {r for r in report.removed if not r.startswith(delay_line)}
+        assert ours == {
             *plan_cluster(inv).namespaces,
             *plan_cluster(inv).bridge_names,
             *plan_cluster(inv).host_side_veths,

@@ -91,5 +91,6 @@ def test_as_dict_is_json_ready() -> None:
         "loss": True,
         "delay": False,
         "ifb": True,
+        "nfqueue": False,
         "details": {"delay": "no netem"},
     }

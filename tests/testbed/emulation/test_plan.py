@@ -164,6 +164,7 @@ def test_manifest_says_delay_is_not_emulated_and_why() -> None:
         "active": False,
         "detail": "tc netem unavailable: Error: unknown",
         "networks": ["cell"],
+        "mechanism": "none",
     }
     assert manifest["rate"]["active"] is True
     assert manifest["loss"]["requested"] is False
