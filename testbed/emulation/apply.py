@@ -373,6 +373,17 @@ def _limit_cpu(b: _Builder) -> FeatureUse:
     """Give every node its cgroups (testbed/emulation/cgroups.py); a machine
     without a CPU controller, or one that refuses, gets the reason instead."""
     version = cgroups.detect_version()
+    if os.environ.get(cgroups.SWITCH_ENV, "1") == "0":
+        if version is not None:  # groups of an earlier `up` go (unless busy)
+            nodes = [h.name for h in b.inventory.clients]
+            for argv in cgroups.remove_argvs(version, b.inventory.name, nodes):
+                b.host.run(argv, check=False)
+        return FeatureUse(
+            "cpu",
+            False,
+            False,
+            f"turned off ({cgroups.SWITCH_ENV}=0 at cluster up): nodes share the cores",
+        )
     if version is None:
         return FeatureUse(
             "cpu", True, False, "no cgroup CPU controller here: nodes share the cores"

@@ -36,6 +36,9 @@ from inventory.models import Inventory
 CGROUP_ROOT = PurePosixPath("/sys/fs/cgroup")
 GROUP_DIR = "flowerbed"
 CPU_PERIOD_US = 100_000
+# `FLOWERBED_CPU_SHARES=0 flowerbed cluster up ...`: no per-node limits (nodes
+# share the cores, as before issue 16); a campaign's manifest then says so.
+SWITCH_ENV = "FLOWERBED_CPU_SHARES"
 MIN_SHARE = 0.05  # cores: below this a node cannot even start Python in time
 
 Version = Literal["v1", "v2"]

@@ -473,7 +473,12 @@ def cpu_use(inventory: Inventory, cores: int | None = None) -> FeatureUse:
         quota = cgroups.read_quota(version, inventory.name, host.name)
         if quota is None:
             return FeatureUse(
-                "cpu", True, False, f"{host.name} has no cgroup: run `cluster up` again"
+                "cpu",
+                True,
+                False,
+                f"{host.name} has no cgroup: turned off at `cluster up`"
+                f" ({cgroups.SWITCH_ENV}=0) or refused by this machine; nodes share"
+                " the cores",
             )
         source = "inventory" if host.cpu_quota is not None else "default share"
         found.append(cgroups.NodeLimits(host.name, quota, host.memory_mb, source))

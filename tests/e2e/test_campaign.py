@@ -166,10 +166,21 @@ def test_shaped_uplink_matches_the_physical_limit(demo_results: Path) -> None:
         (df.network == "5g") & (df.phase == "uplink") & (df.message_type == "train")
     ]
     assert len(up) == 4  # 2 rounds x 2 nodes
+    delayed = _delay_emulated(demo_results)
     for row in up.itertuples():
         limit_s = row.bytes * 8 / (FIVE_G_UPLINK_MBIT * 1e6)
         assert row.bytes > 3_000_000  # the ~4 MB model, not a heartbeat
-        assert abs(row.duration_s - limit_s) / limit_s < 0.15, (row.duration_s, limit_s)
+        # Never faster than the link. With the 5g profile's 15 ms each way (+-3 ms)
+        # emulated, Flower's object-by-object requests each pay a round trip and
+        # TCP restarts after each pause: 13-15 % over the bandwidth alone, measured.
+        slack = 0.25 if delayed else 0.15
+        ratio = row.duration_s / limit_s
+        assert 0.95 < ratio < 1 + slack, (row.duration_s, limit_s, delayed)
+
+
+def _delay_emulated(results: Path) -> bool:
+    manifest = json.loads((results / "manifest.json").read_text())
+    return bool(manifest["emulation"]["delay"]["active"])
 
 
 def test_uplink_order_follows_the_networks(demo_results: Path) -> None:

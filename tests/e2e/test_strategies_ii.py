@@ -153,3 +153,57 @@ def test_fedbuff_inversion_refreshes_stale_updates_on_real_supernodes(
     assert all(
         e["values"]["seconds"] > 0 and e["values"]["used"] == 1 for e in inversions
     )
+
+
+def test_fedlabel_trains_a_round_with_pseudo_labels_on_real_supernodes(
+    cluster: Inventory, tmp_path: Path
+) -> None:
+    # Prepare: half the labels, a low threshold so that some pseudo-labels pass.
+    campaign = load_campaign(
+        _campaign(
+            tmp_path,
+            "fedlabel",
+            1,
+            "label_fraction: 0.5, threshold: 0.05, fraction_evaluate: 0.0",
+        )
+    )
+    out = tmp_path / "results"
+
+    # Execute
+    (outcome,) = run_campaign(campaign, cluster, out, progress=print, features={})
+
+    # Assert: both nodes trained with FedLabel's loop and said how it labelled.
+    assert outcome.status == "ok", outcome.reason
+    run_dir = out / "runs" / "ethernet-r1"
+    log = (run_dir / "serverapp.log").read_text()
+    assert "aggregate_train: Received 2 results and 0 failures" in log
+    shares = re.findall(r"'pseudo-label-share': ([\d.e-]+)", log)
+    assert shares, log[-2000:]
+    assert all(0.0 <= float(s) <= 1.0 for s in shares)
+    events = read_events(run_dir / "events.jsonl")
+    server = [e for e in events if e["event"] == "metrics" and e["scope"] == "server"]
+    assert sorted(e["round"] for e in server) == [0, 1]
+
+
+def test_prowd_trains_each_node_at_its_bitwidth_on_real_supernodes(
+    cluster: Inventory, tmp_path: Path
+) -> None:
+    # Prepare: two nodes, bitwidths 32 and 4 in node-id order.
+    campaign = load_campaign(
+        _campaign(
+            tmp_path,
+            "prowd",
+            1,
+            "bitwidths: '32,4', dequantizer_steps: 5, fraction_evaluate: 0.0",
+        )
+    )
+    out = tmp_path / "results"
+
+    # Execute
+    (outcome,) = run_campaign(campaign, cluster, out, progress=print, features={})
+
+    # Assert: the server handed out both bitwidths and merged one update of each.
+    assert outcome.status == "ok", outcome.reason
+    log = (out / "runs" / "ethernet-r1" / "serverapp.log").read_text()
+    assert "ProWD configure_train: bitwidths" in log
+    assert re.search(r"ProWD aggregate_train: 2 updates at bitwidths \[4, 32\]", log)
