@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +12,7 @@ from testbed.cli.common import (
     AcceptNewOpt,
     Format,
     FormatOpt,
+    Via,
     fail,
     first_line,
     jsonable,
@@ -22,29 +22,26 @@ from testbed.cli.common import (
 campaign_app = typer.Typer(help="Run measurement campaigns.", no_args_is_help=True)
 
 
-class Via(StrEnum):
-    """How a campaign reaches the nodes."""
-
-    auto = "auto"
-    netns = "netns"
-    ssh = "ssh"
+CampaignArg = Annotated[Path, typer.Argument(help="Campaign YAML file.")]
+CampaignInventoryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--inventory",
+        "-i",
+        help="Inventory YAML file (not needed with runtime: simulation).",
+    ),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="Results folder (default results/<name>)."),
+]
 
 
 @campaign_app.command("run")
 def run(
-    campaign: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
-    inventory: Annotated[
-        Path | None,
-        typer.Option(
-            "--inventory",
-            "-i",
-            help="Inventory YAML file (not needed with runtime: simulation).",
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Results folder (default results/<name>)."),
-    ] = None,
+    campaign: CampaignArg,
+    inventory: CampaignInventoryOpt = None,
+    out: OutOpt = None,
     via: Annotated[
         Via,
         typer.Option(
@@ -188,19 +185,9 @@ def _check_hosts_or_fail(camp: Any, inv: Any) -> None:
 
 @campaign_app.command("check")
 def check(
-    campaign: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
-    inventory: Annotated[
-        Path | None,
-        typer.Option(
-            "--inventory",
-            "-i",
-            help="Inventory YAML file (not needed with runtime: simulation).",
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Results folder (default results/<name>)."),
-    ] = None,
+    campaign: CampaignArg,
+    inventory: CampaignInventoryOpt = None,
+    out: OutOpt = None,
     resume: Annotated[
         bool, typer.Option(help="Check as `campaign run --resume` would.")
     ] = False,

@@ -14,6 +14,7 @@ from testbed.cli.common import (
     Format,
     FormatOpt,
     InventoryArg,
+    Via,
     fail,
     jsonable,
     load_inventory_or_fail,
@@ -270,11 +271,12 @@ def calibrate_links(
         ),
     ] = None,
     via: Annotated[
-        str,
+        Via,
         typer.Option(
-            help="netns, ssh, or auto (netns when the emulated cluster is up here)."
+            help="netns: the emulated cluster's namespaces; ssh: every node over "
+            "SSH; auto: netns when the inventory's emulated cluster is up here."
         ),
-    ] = "auto",
+    ] = Via.auto,
     accept_new: AcceptNewOpt = False,
     fmt: FormatOpt = Format.text,
 ) -> None:
@@ -345,7 +347,7 @@ def _names(
 
 
 def _connectors(
-    inv: Any, via: str, accept_new: bool, stack: Any
+    inv: Any, via: Via, accept_new: bool, stack: Any
 ) -> tuple[str, str | None, dict[str, Any]]:
     """(transport, delay note, client -> connector) for ``--via``; the note is
     what ``cluster up`` says of delay emulation (None when not emulated)."""
@@ -355,8 +357,6 @@ def _connectors(
     from testbed.emulation.status import cluster_status, is_up, manifest_features
     from testbed.lab.calibrate import netns_connector
 
-    if via not in ("auto", "netns", "ssh"):
-        fail(f"--via must be auto, netns or ssh, got {via!r}", 2)
     delay_note = None
     try:
         status = cluster_status(inv)
@@ -367,8 +367,8 @@ def _connectors(
         delay = manifest_features(status).get("delay", {})
         state = "active" if delay.get("active") else "not emulated"
         delay_note = f"delay {state}: {delay.get('detail', 'unknown')}"
-    chosen = via if via != "auto" else ("netns" if emulated else "ssh")
-    if chosen == "netns":
+    chosen = via if via is not Via.auto else (Via.netns if emulated else Via.ssh)
+    if chosen is Via.netns:
         if not emulated:
             fail(
                 f"the emulated cluster of {inv.path} is not (fully) up; run "

@@ -11,6 +11,15 @@ from typing import Annotated, Any
 import typer
 
 
+class Via(StrEnum):
+    """How a command reaches the nodes: their namespaces, SSH, or ``auto``
+    (netns when the inventory's emulated cluster is up here, else ssh)."""
+
+    auto = "auto"
+    netns = "netns"
+    ssh = "ssh"
+
+
 class Format(StrEnum):
     """Output formats."""
 
