@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.anatomy import pickups
+from analysis.anatomy import Pickup, dispatches, pickups
 from analysis.clocks import NodeClock, correct_events, node_clocks
 from instrumentation.schema import EventKind
 
@@ -41,6 +41,9 @@ class Stamp:
 
     ``message_id`` is the instruction's id (absent in older logs); ``reply_id``
     the reply's, from the message's ``pickup`` event when there is one.
+    ``dispatch_ns`` and ``pickup_ns`` are when the ServerApp pushed the
+    instruction and received the reply (server clock), when recorded: no byte
+    of the message is on the wire before the one or after the other.
     """
 
     node: str
@@ -55,6 +58,8 @@ class Stamp:
     source: str
     message_id: str
     reply_id: str
+    dispatch_ns: int | None = None
+    pickup_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -100,14 +105,19 @@ def optional_int(raw: object) -> int | None:
 
 
 def stamps(
-    events: Iterable[Mapping[str, Any]], reply_ids: Mapping[str, str]
+    events: Iterable[Mapping[str, Any]],
+    picked: Mapping[str, Pickup],
+    dispatched: Mapping[str, int] | None = None,
 ) -> list[Stamp]:
-    """Every client-mod stamp; ``reply_ids`` maps instruction ids to reply ids."""
+    """Every client-mod stamp; ``picked`` maps instruction ids to their pickup,
+    ``dispatched`` to their dispatch instant."""
+    dispatched = dispatched or {}
     out = []
     for e in events:
         if e.get("event") != EventKind.PHASE or e.get("phase") not in CLIENT_PHASES:
             continue
         message_id = str(e.get("message_id") or "")
+        pickup = picked.get(message_id) if message_id else None
         out.append(
             Stamp(
                 node=str(e["node"]),
@@ -121,7 +131,9 @@ def stamps(
                 bytes_out=optional_int(e.get("bytes_out")),
                 source=str(e.get("source") or "client_mod"),
                 message_id=message_id,
-                reply_id=reply_ids.get(message_id, "") if message_id else "",
+                reply_id=pickup.reply_id if pickup else "",
+                dispatch_ns=dispatched.get(message_id) if message_id else None,
+                pickup_ns=pickup.at_ns if pickup else None,
             )
         )
     return out
@@ -312,13 +324,21 @@ class TransferMatch:
 
     @property
     def span(self) -> tuple[int, int, int | None] | None:
-        """The row's (start_ns, end_ns, wire bytes), or None when there is none."""
+        """The row's (start_ns, end_ns, wire bytes), or None when there is none.
+
+        A captured span is clipped to the message's life at the ServerApp: a
+        burst holds everything up to DEFAULT_GAP_S of silence, so the SuperNode's
+        poll answered just before the dispatch, or its next request sent just
+        after the reply, can share a burst with the message's own bytes.
+        """
         if self.complete:
-            return (
-                min(t.start_ns for t in self.bursts),
-                max(t.end_ns for t in self.bursts),
-                sum(t.bytes for t in self.bursts),
-            )
+            start = min(t.start_ns for t in self.bursts)
+            end = max(t.end_ns for t in self.bursts)
+            if self.direction == "down" and self.stamp.dispatch_ns is not None:
+                start = min(max(start, self.stamp.dispatch_ns), end)
+            if self.direction == "up" and self.stamp.pickup_ns is not None:
+                end = max(min(end, self.stamp.pickup_ns), start)
+            return start, end, sum(t.bytes for t in self.bursts)
         if self.window is not None:
             return self.window.start_ns, self.window.end_ns, None
         return None
@@ -382,7 +402,9 @@ def transfer_matches(events: Sequence[Mapping[str, Any]]) -> list[TransferMatch]
     Node-clock instants are mapped to the server clock first.
     """
     corrected = correct_events(events, node_clocks(events))
-    reply_ids = {m: p.reply_id for m, p in pickups(corrected).items()}
+    dispatched = {d.message_id: d.at_ns for d in dispatches(corrected)}
     return match_transfers(
-        stamps(corrected, reply_ids), bursts(corrected), windows(corrected)
+        stamps(corrected, pickups(corrected), dispatched),
+        bursts(corrected),
+        windows(corrected),
     )

@@ -378,13 +378,14 @@ def phases_from_events(events: list[dict[str, Any]], run: RunInfo) -> pd.DataFra
     clocks = node_clocks(events)
     corrected = correct_events(events, clocks)
     picked = pickups(corrected)
-    stamped = stamps(corrected, {m: p.reply_id for m, p in picked.items()})
+    sent = dispatches(corrected)
+    stamped = stamps(corrected, picked, {d.message_id: d.at_ns for d in sent})
     matches = match_transfers(stamped, bursts(corrected), windows(corrected))
     rows, unmatched, measured = _message_rows(run, matches)
     rows += _server_rows(run, corrected)
     tiles, anatomy = tile_run(
         measured,
-        dispatches(corrected),
+        sent,
         picked,
         aggregation_spans(corrected),
         clocks,

@@ -548,6 +548,33 @@ def test_a_negative_gap_beyond_the_uncertainty_is_noted() -> None:
     assert_tiles(node_rows(df, "pi2"))  # still a tiling, with a negative phase
 
 
+def test_a_burst_shared_with_a_poll_is_clipped_to_dispatch_and_pickup() -> None:
+    # pi1's bursts hold more than the message: the answer to a poll 30 ms before
+    # the dispatch, and the SuperNode's next request 20 ms after the pickup
+    # (less than the capture's 0.25 s gap from the message's own bytes).
+    events = []
+    for e in run_events():
+        if e["event"] == "transfer" and e["direction"] == "down":
+            e = {**e, "start_ns": T0 + PI1_EVAL["dispatch"] * MS - 30 * MS}
+        if e["event"] == "transfer" and e["direction"] == "up":
+            e = {**e, "end_ns": T0 + PI1_TRAIN["pickup"] * MS + 20 * MS}
+        events.append(e)
+
+    df = phases_from_events(events, RUN)
+
+    pi1 = node_rows(df, "pi1")
+    assert_tiles(pi1)
+    derived = pi1[pi1["source"] == "derived"]
+    assert (derived["duration_s"] >= 0).all(), derived
+    train_up = pi1[(pi1.phase == "uplink") & (pi1.message_type == "train")]
+    assert int(train_up["end_ns"].iloc[0]) == T0 + PI1_TRAIN["pickup"] * MS
+    assert int(train_up["bytes"].iloc[0]) == MODEL + 64 + 900  # bytes are kept
+    eval_down = pi1[(pi1.phase == "downlink") & (pi1.message_type == "evaluate")]
+    assert int(eval_down["start_ns"].iloc[0]) == T0 + PI1_EVAL["dispatch"] * MS
+    records = anatomy_frame(df.attrs["anatomy"]).set_index("node")
+    assert records.loc["pi1", "note"] == ""
+
+
 def test_diagnostics_survive_parquet_and_concat(tmp_path: Path) -> None:
     df = phases_from_events(run_events(offset=300 * MS), RUN)
 
