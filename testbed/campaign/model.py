@@ -15,7 +15,7 @@ from inventory.reading import ReadProblem, line_of, read_document
 from strategies.registry import check_model, check_parameters, strategy_spec
 from testbed.campaign.faults import FAULT_KINDS, Fault, parse_faults
 from testbed.campaign.launch import LEVERS, MODES, Launch, LaunchError, parse_launch
-from workloads import ARCHITECTURES, DATASETS
+from workloads import ARCHITECTURES, DATASETS, FLAIR_LABELS
 
 ConfigValue = str | int | float | bool
 
@@ -32,14 +32,18 @@ DIGITS_SETTINGS: Mapping[str, type] = {
     "model-width": float,
     "fraction-evaluate": float,
     "seed": int,
-    "dataset": str,  # "digits" | "digits5" | "domain-files" (docs/methods.md)
+    "dataset": str,  # "digits" | "digits5" | "domain-files" | "flair" (docs/methods.md)
     "data-dir": str,  # dataset domain-files: one subfolder per domain
+    "flair-path": str,  # dataset flair: the HDF5 file (docs/datasets.md)
+    "flair-labels": str,  # "coarse" (17 labels) | "fine" (1,628)
+    "flair-eval-images": int,  # at most this many test images on the server
     "model": str,  # "squeezenet" | "cnn" (the FedBN/FedWon digit CNN)
 }
 # The values a string setting of the default app may take.
 DIGITS_CHOICES: Mapping[str, tuple[str, ...]] = {
     "dataset": DATASETS,
     "model": ARCHITECTURES,
+    "flair-labels": FLAIR_LABELS,
 }
 
 _TOP_KEYS = (
@@ -112,6 +116,7 @@ DIGITS_BOUNDS: Mapping[str, Bounds] = {
     "model-width": Bounds(0, 8, low_open=True, why="a model of gigabytes"),
     "fraction-evaluate": Bounds(0, 1),
     "seed": Bounds(0, 2**63 - 1),
+    "flair-eval-images": Bounds(1, 10_000_000),
 }
 INT64 = Bounds(-(2**63), 2**63 - 1, why="Flower's run config holds 64-bit integers")
 
@@ -388,6 +393,8 @@ def _check_digits_workload(
             "give the folder holding one subfolder per domain (train.npz, test.npz),"
             " at the same path on every node and the server",
         )
+    if workload.get("dataset") == "flair":
+        _check_flair(path, workload)
     if model is not None:
         try:
             check_model(strategy, str(model), float(workload.get("model-width", 1)))
@@ -398,6 +405,31 @@ def _check_digits_workload(
                 str(err),
                 "pick another model, width or strategy",
             ) from None
+
+
+def _check_flair(path: Path, workload: Mapping[str, ConfigValue]) -> None:
+    """flair-path is given; a file there (here) has FLAIR's labels and users."""
+    flair_path = str(workload.get("flair-path", ""))
+    if not flair_path:
+        raise CampaignError(
+            path,
+            "workload.flair-path",
+            "is needed with 'dataset: flair'",
+            "give the HDF5 file of ml-flair's prepare_dataset.py, at the same path on"
+            " every node and the server (docs/datasets.md)",
+        )
+    if not Path(flair_path).exists():
+        return  # a lab's nodes hold it, maybe not this controller
+    from workloads import flair_layout as flair
+
+    try:
+        flair.label_names(flair_path, str(workload.get("flair-labels", "coarse")))
+        flair.user_ids(flair_path, flair.TRAIN_SPLIT)
+        flair.user_ids(flair_path, flair.TEST_SPLIT)
+    except flair.FlairFileError as err:
+        raise CampaignError(
+            path, "workload.flair-path", f"{err.where}: {err.what}", err.fix
+        ) from None
 
 
 def _launch(path: Path, raw: Mapping[str, Any]) -> Launch:

@@ -22,6 +22,7 @@ from strategies.client_side import (
     ClientSide,
     LocalTraining,
     ModelShape,
+    OptimizerSettings,
     receive_model,
 )
 from strategies.registry import client_side, optimizer_settings
@@ -34,10 +35,22 @@ Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 # node trains on (checked equal in tests; importing the strategy here would load
 # Flower's server strategies into every ClientApp process).
 REALFM_CONTRIBUTION_KEY = "realfm-contribution"
+# Node config naming a node's FLAIR users ("u1,u2"); without it, users are dealt.
+FLAIR_USERS_KEY = "flair-users"
 
 
 def model_shape(settings: DigitsSettings) -> ModelShape:
-    """The model shape the dataset needs (multi-domain images have 3 channels)."""
+    """The model shape the dataset needs (multi-domain images have 3 channels).
+
+    FLAIR's networks have one output per label of the file's label index.
+    """
+    if settings.dataset == "flair":
+        from workloads import flair
+
+        labels = flair.label_names(settings.flair_path, settings.flair_labels)
+        return ModelShape(
+            flair.CHANNELS, len(labels), settings.model_width, settings.model
+        )
     channels = 1 if settings.dataset == "digits" else digits5.CHANNELS
     return ModelShape(
         channels, digits.NUM_CLASSES, settings.model_width, settings.model
@@ -83,6 +96,18 @@ def _my_data(context: Context, settings: DigitsSettings) -> Split:
     """(x_train, y_train, x_val, y_val) of this node."""
     partition_id = int(context.node_config["partition-id"])
     num_partitions = int(context.node_config["num-partitions"])
+    if settings.dataset == "flair":
+        from workloads import flair
+
+        node = flair.node_data(
+            settings.flair_path,
+            partition_id,
+            num_partitions,
+            settings.flair_labels,
+            flair.parse_users(str(context.node_config.get(FLAIR_USERS_KEY, ""))),
+            settings.samples_per_node,
+        )
+        return node.train.x, node.train.y, node.test.x, node.test.y
     if settings.dataset == "digits5":
         mine = digits5.node_data(
             partition_id, num_partitions, settings.samples_per_node, settings.seed
@@ -106,6 +131,35 @@ def _my_data(context: Context, settings: DigitsSettings) -> Split:
     return part.x_train, part.y_train, part.x_val, part.y_val
 
 
+def _train_multilabel(
+    model: nn.Module,
+    side: ClientSide,
+    settings: DigitsSettings,
+    optimizer: OptimizerSettings,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    seed: int,
+) -> dict[str, float | int]:
+    """FLAIR's local training: BCE on multi-hot targets (no accuracy to report)."""
+    if side.local_train is not None:
+        raise ValueError(
+            f"strategy {settings.strategy} trains with its own single-label loop;"
+            " dataset flair needs a strategy on the plain training loop"
+        )
+    from workloads.multilabel import train_multilabel
+
+    result = train_multilabel(
+        model,
+        side.build_optimizer(model, optimizer),
+        x_train,
+        y_train,
+        epochs=settings.local_epochs,
+        batch_size=settings.batch_size,
+        seed=seed,
+    )
+    return {"train-loss": result.loss, "num-examples": result.num_examples}
+
+
 def train(msg: Message, context: Context) -> Message:
     """Train the received model locally; reply with the shared weights and metrics."""
     model, side, settings, restored = _load(msg, context)
@@ -120,39 +174,45 @@ def train(msg: Message, context: Context) -> Message:
         settings.strategy, settings.parameters, lr=settings.learning_rate
     )
     seed = settings.seed + int(context.node_config["partition-id"])
-    extra: dict[str, float | int] = {}
-    if side.local_train is not None:  # the method's own loop (FedLabel, ProWD)
-        config = next(iter(msg.content.config_records.values()), ConfigRecord())
-        task = LocalTraining(
-            x_train,
-            y_train,
-            settings.local_epochs,
-            settings.batch_size,
-            seed,
-            optimizer,
-            settings.parameters,
-            dict(config),
-            context.state,
+    if settings.dataset == "flair":
+        values = _train_multilabel(
+            model, side, settings, optimizer, x_train, y_train, seed
         )
-        result, extra = side.local_train(model, task)
     else:
-        result = train_with(
-            model,
-            side.build_optimizer(model, optimizer),
-            x_train,
-            y_train,
-            epochs=settings.local_epochs,
-            batch_size=settings.batch_size,
-            seed=seed,
-        )
-    side.keep_local(model, context.state)
-    metrics = _metrics(
-        {
+        extra: dict[str, float | int] = {}
+        if side.local_train is not None:  # the method's own loop (FedLabel, ProWD)
+            config = next(iter(msg.content.config_records.values()), ConfigRecord())
+            task = LocalTraining(
+                x_train,
+                y_train,
+                settings.local_epochs,
+                settings.batch_size,
+                seed,
+                optimizer,
+                settings.parameters,
+                dict(config),
+                context.state,
+            )
+            result, extra = side.local_train(model, task)
+        else:
+            result = train_with(
+                model,
+                side.build_optimizer(model, optimizer),
+                x_train,
+                y_train,
+                epochs=settings.local_epochs,
+                batch_size=settings.batch_size,
+                seed=seed,
+            )
+        values = {
             "train-loss": result.loss,
             "train-accuracy": result.accuracy,
             "num-examples": result.num_examples,
             **extra,
-        },
+        }
+    side.keep_local(model, context.state)
+    metrics = _metrics(
+        values,
         bool(side.local_keys(model)),
         restored,
     )
@@ -166,13 +226,26 @@ def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the received model (with what this node kept) on local data."""
     model, side, settings, restored = _load(msg, context)
     _, _, x_val, y_val = _my_data(context, settings)
-    result = evaluate_model(model, x_val, y_val, batch_size=256)
-    metrics = _metrics(
-        {
+    values: dict[str, float | int]
+    if settings.dataset == "flair":
+        from workloads.multilabel import evaluate_multilabel
+
+        scored = evaluate_multilabel(model, x_val, y_val, batch_size=256)
+        values = {
+            "eval-loss": scored.loss,
+            "eval-macro-ap": scored.macro_ap,
+            "eval-micro-ap": scored.micro_ap,
+            "num-examples": scored.num_examples,
+        }
+    else:
+        result = evaluate_model(model, x_val, y_val, batch_size=256)
+        values = {
             "eval-loss": result.loss,
             "eval-accuracy": result.accuracy,
             "num-examples": result.num_examples,
-        },
+        }
+    metrics = _metrics(
+        values,
         bool(side.local_keys(model)),
         restored,
     )

@@ -7,6 +7,7 @@ import time
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
+from torch import nn
 
 from flowerbed_digits.client_task import model_shape
 from flowerbed_digits.settings import DigitsSettings
@@ -20,8 +21,16 @@ app = ServerApp()
 
 
 def _server_test_set(settings: DigitsSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """The server's test set: digits' held-out 20 %, or every domain's test images."""
+    """The server's test set: digits' held-out 20 %, every domain's test images,
+    or FLAIR's test users (multi-hot targets)."""
     dataset = settings.dataset
+    if dataset == "flair":
+        from workloads import flair
+
+        test = flair.server_test_set(
+            settings.flair_path, settings.flair_labels, settings.flair_eval_images
+        )
+        return test.x, test.y
     if dataset == "domain-files":
         return domain_files.pooled_test_set(settings.data_dir)
     if dataset == "digits5":
@@ -31,6 +40,23 @@ def _server_test_set(settings: DigitsSettings) -> tuple[torch.Tensor, torch.Tens
             torch.cat([d.y_test for d in domains]),
         )
     return digits.test_set()
+
+
+def _evaluate(
+    settings: DigitsSettings, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> dict[str, float | int | list[int] | list[float]]:
+    """Accuracy and loss, or for FLAIR's labels BCE loss and macro/micro AP."""
+    if settings.dataset == "flair":
+        from workloads.multilabel import evaluate_multilabel
+
+        scored = evaluate_multilabel(model, x, y, batch_size=256)
+        return {
+            "macro-ap": scored.macro_ap,
+            "micro-ap": scored.micro_ap,
+            "loss": scored.loss,
+        }
+    result = evaluate(model, x, y, batch_size=256)
+    return {"accuracy": result.accuracy, "loss": result.loss}
 
 
 @app.main()
@@ -50,11 +76,7 @@ def main(grid: Grid, context: Context) -> None:
     def evaluate_global(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         model.load_state_dict(arrays.to_torch_state_dict())
         start_ns = time.time_ns()
-        result = evaluate(model, x_test, y_test, batch_size=256)
-        values: dict[str, float | int | list[int] | list[float]] = {
-            "accuracy": result.accuracy,
-            "loss": result.loss,
-        }
+        values = _evaluate(settings, model, x_test, y_test)
         sink = current_sink()  # set when flowerbed launched the run (injection)
         if sink is not None:
             sink.append(

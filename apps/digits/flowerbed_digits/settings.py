@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strategies.registry import check_model
-from workloads import DATASETS
+from workloads import DATASETS, FLAIR_LABELS
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,13 @@ class DigitsSettings:
     # real Digits-Five, at the same path on every node and the server.
     dataset: str = "digits"
     data_dir: str = ""
+    # "flair": FLAIR's HDF5 file at flair-path (workloads/flair.py), the same
+    # path on every node and the server; flair-labels picks the coarse (17) or
+    # fine (1,628) labels; the server evaluates on at most flair-eval-images
+    # test images. A node's users come from its node config (flair-users).
+    flair_path: str = ""
+    flair_labels: str = "coarse"
+    flair_eval_images: int = 2000
     # "squeezenet" (default) or "cnn", the FedBN/FedWon papers' digit CNN
     # (workloads/digitcnn.py; give it a model-width: 0.25 is 4.5 MB).
     model: str = "squeezenet"
@@ -59,6 +66,18 @@ class DigitsSettings:
                 "dataset domain-files needs data-dir: the folder with one subfolder"
                 " per domain (train.npz, test.npz)"
             )
+        if self.dataset == "flair" and not self.flair_path:
+            raise ValueError(
+                "dataset flair needs flair-path: the HDF5 file of ml-flair's"
+                " prepare_dataset.py (docs/datasets.md)"
+            )
+        if self.flair_labels not in FLAIR_LABELS:
+            raise ValueError(
+                f"flair-labels must be one of {', '.join(FLAIR_LABELS)},"
+                f" got {self.flair_labels!r}"
+            )
+        if self.flair_eval_images < 1:
+            raise ValueError("flair-eval-images must be >= 1")
         check_model(self.strategy, self.model, self.model_width)
         _ = self.parameters  # fail here, at the edge, on bad JSON
 
