@@ -89,6 +89,17 @@ def test_demo_campaign_values() -> None:
             "workload.data-dir",
             "is needed with 'dataset: domain-files'",
         ),
+        (
+            "name: x\nnetworks: [wifi]\nworkload: {dataset: flair}\n",
+            "workload.flair-path",
+            "is needed with 'dataset: flair'",
+        ),
+        (
+            "name: x\nnetworks: [wifi]\n"
+            "workload: {dataset: flair, flair-path: f.hdf5, flair-labels: medium}\n",
+            "workload.flair-labels",
+            "must be one of coarse, fine, got 'medium'",
+        ),
         ("name: x\nnetworks: [wifi]\nrun_deadline_s: -1\n", "run_deadline_s", "> 0"),
         ("name: 'a b'\nnetworks: [wifi]\n", "name", "not a valid campaign name"),
         ("name: x\nnetworks: [wifi]\napp: nowhere\n", "app", "no pyproject.toml"),
@@ -112,3 +123,25 @@ def test_bad_campaigns_name_file_key_and_fix(
 def test_missing_campaign_file(tmp_path: Path) -> None:
     with pytest.raises(CampaignError, match="file not found"):
         load_campaign(tmp_path / "nope.yaml")
+
+
+def test_a_flair_file_here_is_checked_when_the_campaign_loads(tmp_path: Path) -> None:
+    import h5py
+
+    from workloads.flair_example import write_example_file
+
+    good = write_example_file(tmp_path / "good.hdf5")
+    partial = write_example_file(tmp_path / "partial.hdf5")
+    with h5py.File(partial, "a") as file:
+        del file["/test"]
+    text = "name: x\nnetworks: [wifi]\nworkload: {{dataset: flair, flair-path: {}}}\n"
+
+    campaign = load_campaign(_write(tmp_path, text.format(good)))
+    with pytest.raises(CampaignError) as info:
+        load_campaign(_write(tmp_path, text.format(partial)))
+
+    assert campaign.workload_dict["flair-path"] == str(good)
+    message = str(info.value)
+    assert "key 'workload.flair-path'" in message
+    assert f"{partial}: has no group 'test'" in message
+    assert "prepare_dataset.py" in message
