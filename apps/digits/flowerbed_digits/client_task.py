@@ -5,6 +5,7 @@ needs no torch, such as a wake message, starts no torch)."""
 from __future__ import annotations
 
 import os
+from logging import INFO
 
 import torch
 from flwr.app import (
@@ -15,6 +16,7 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
+from flwr.common.logger import log
 from torch import nn
 
 from flowerbed_digits.settings import DigitsSettings
@@ -106,6 +108,14 @@ def _my_data(context: Context, settings: DigitsSettings) -> Split:
             settings.flair_labels,
             flair.parse_users(str(context.node_config.get(FLAIR_USERS_KEY, ""))),
             settings.samples_per_node,
+        )
+        log(
+            INFO,
+            "FLAIR: partition %s trains on users %s (%s images), evaluates on %s",
+            partition_id,
+            ",".join(node.train.users),
+            len(node.train.x),
+            ",".join(node.test.users),
         )
         return node.train.x, node.train.y, node.test.x, node.test.y
     if settings.dataset == "digits5":
