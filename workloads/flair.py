@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -136,6 +137,51 @@ def _targets(
     return y
 
 
+def _sparse_targets(
+    where: str,
+    key: str,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    count: int,
+    labels: tuple[str, ...],
+) -> torch.Tensor:
+    """pfl-research's (row, col) pairs -> multi-hot rows of the first ``count``."""
+    if rows.shape != cols.shape or rows.ndim != 1:
+        raise FlairFileError(
+            f"'{key}_row' and '{key}_col' must be 1-D and of one length, got"
+            f" {tuple(rows.shape)} and {tuple(cols.shape)}",
+            where,
+            PREPARE_HINT,
+        )
+    if len(cols) and int(cols.max()) >= len(labels):
+        raise FlairFileError(
+            f"'{key}_col' holds label index {int(cols.max())}, beyond the"
+            f" {len(labels)} labels of the metadata mapping",
+            where,
+            PREPARE_HINT,
+        )
+    kept = rows < count
+    y = torch.zeros(count, len(labels))
+    y[torch.from_numpy(rows[kept].astype(np.int64)), cols[kept].astype(np.int64)] = 1.0
+    return y
+
+
+def _user_targets(
+    where: str, user: Any, key: str, count: int, labels: tuple[str, ...]
+) -> torch.Tensor:
+    """The first ``count`` images' targets: label strings, or sparse index pairs."""
+    if key in user:
+        return _targets(where, key, np.asarray(user[key][:count]), count, labels)
+    if f"{key}_row" in user and f"{key}_col" in user:
+        rows, cols = np.asarray(user[f"{key}_row"]), np.asarray(user[f"{key}_col"])
+        return _sparse_targets(where, key, rows, cols, count, labels)
+    raise FlairFileError(
+        f"has no dataset '{key}' (nor pfl-research's '{key}_row' and '{key}_col')",
+        where,
+        PREPARE_HINT,
+    )
+
+
 def read_users(
     path: str,
     split: str,
@@ -164,19 +210,13 @@ def read_users(
                     path,
                     "name users of that split in the node's flair-users",
                 )
-            for needed in ("images", key):
-                if needed not in group[user]:
-                    raise FlairFileError(
-                        f"has no dataset '{needed}'", where, PREPARE_HINT
-                    )
+            if "images" not in group[user]:
+                raise FlairFileError("has no dataset 'images'", where, PREPARE_HINT)
             stop = None if max_images is None else max_images - taken
             images = np.asarray(group[user]["images"][:stop])
-            count = len(images)
             xs.append(_images(where, images))
-            ys.append(
-                _targets(where, key, np.asarray(group[user][key][:stop]), count, labels)
-            )
-            taken += count
+            ys.append(_user_targets(where, group[user], key, len(images), labels))
+            taken += len(images)
     if taken == 0:
         raise FlairFileError(
             f"users {list(users)} of split '{split}' hold no image",

@@ -25,6 +25,13 @@ COUNTER_KEY = {
     "coarse": "/metadata/label_counter",
     "fine": "/metadata/fine_grained_label_counter",
 }
+# pfl-research's variant of the file (its benchmarks/flair prepare scripts, from
+# HuggingFace's apple/flair): a {label: index} mapping, and per user the labels as
+# sparse (image row, label column) pairs in '<key>_row' and '<key>_col'.
+MAPPING_KEY = {
+    "coarse": "/metadata/label_mapping",
+    "fine": "/metadata/fine_grained_label_mapping",
+}
 PREPARE_HINT = (
     "write the file with ml-flair's 'python3 prepare_dataset.py --dataset_dir=DIR"
     " --output_file=FILE.hdf5' (grouped by user; docs/datasets.md)"
@@ -73,29 +80,47 @@ def split_group(file: Any, path: str, name: str) -> Any:
 
 @lru_cache(maxsize=8)
 def label_names(path: str, granularity: str) -> tuple[str, ...]:
-    """The labels of ``granularity`` ("coarse" or "fine"), sorted: label i is i."""
+    """The labels of ``granularity`` ("coarse" or "fine"): label i is the i-th.
+
+    ml-flair's counter gives them in sorted order; pfl-research's mapping gives
+    each its index.
+    """
     if granularity not in FLAIR_LABELS:
         raise ValueError(f"granularity must be one of {FLAIR_LABELS}")
-    key = COUNTER_KEY[granularity]
+    counter_key, mapping_key = COUNTER_KEY[granularity], MAPPING_KEY[granularity]
     with open_file(path) as file:
-        if key not in file:
+        if counter_key in file:
+            key = counter_key
+        elif mapping_key in file:
+            key = mapping_key
+        else:
             raise FlairFileError(
-                f"has no dataset '{key}': the label index comes from it",
+                f"has no dataset '{counter_key}' (nor pfl-research's"
+                f" '{mapping_key}'): the label index comes from it",
                 path,
                 PREPARE_HINT,
             )
         raw = file[key][()]
     try:
-        counter = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+        labels = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
     except json.JSONDecodeError as err:
         raise FlairFileError(
             f"'{key}' is not JSON text ({err})", path, PREPARE_HINT
         ) from None
-    if not isinstance(counter, dict) or len(counter) < 2:
+    if not isinstance(labels, dict) or len(labels) < 2:
         raise FlairFileError(
             f"'{key}' must be a JSON object of at least 2 labels", path, PREPARE_HINT
         )
-    return tuple(sorted(str(k) for k in counter))
+    if key == counter_key:
+        return tuple(sorted(str(k) for k in labels))
+    by_index = sorted(labels, key=lambda label: labels[label])
+    if [labels[label] for label in by_index] != list(range(len(labels))):
+        raise FlairFileError(
+            f"'{key}' must map its labels to 0..{len(labels) - 1}, each once",
+            path,
+            PREPARE_HINT,
+        )
+    return tuple(str(label) for label in by_index)
 
 
 @lru_cache(maxsize=8)

@@ -203,3 +203,57 @@ def test_missing_unreadable_files_and_unknown_users_say_so(tmp_path: Path) -> No
         flair.user_ids(str(tmp_path / "text.hdf5"), "train")
     with pytest.raises(FlairFileError, match="no user 'someone' in split 'train'"):
         flair.read_users(path, "train", ["someone"], "coarse")
+
+
+def _write_pfl_research_layout(path: Path) -> str:
+    """pfl-research's variant of the layout: a label mapping, sparse label pairs."""
+    mapping = {"structure": 0, "animal": 1, "people": 2, "food": 3}  # not sorted
+    fine = {n: i for i, n in enumerate(n for names in FINE.values() for n in names)}
+    with h5py.File(path, "w") as file:
+        user = "/train/12@N01"
+        file.create_dataset(f"{user}/images", data=np.zeros((3, 16, 16, 3), np.uint8))
+        # image 0: food, people; image 1: animal; image 2: none
+        file[f"{user}/labels_row"] = np.asarray([0, 0, 1], np.uint16)
+        file[f"{user}/labels_col"] = np.asarray([3, 2, 1], np.uint8)
+        file[f"{user}/fine_grained_labels_row"] = np.asarray([1], np.uint16)
+        file[f"{user}/fine_grained_labels_col"] = np.asarray([fine["dog"]], np.uint16)
+        file["/metadata/label_mapping"] = json.dumps(mapping)
+        file["/metadata/fine_grained_label_mapping"] = json.dumps(fine)
+    return str(path)
+
+
+def test_pfl_researchs_sparse_variant_is_read_with_its_own_label_index(
+    tmp_path: Path,
+) -> None:
+    path = _write_pfl_research_layout(tmp_path / "pfl.hdf5")
+
+    coarse = flair.read_users(path, "train", ["12@N01"], "coarse")
+    fine = flair.read_users(path, "train", ["12@N01"], "fine", max_images=2)
+
+    assert flair.label_names(path, "coarse") == (
+        "structure",
+        "animal",
+        "people",
+        "food",
+    )
+    assert coarse.y.tolist() == [[0, 0, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0]]
+    names = flair.label_names(path, "fine")
+    assert fine.y.shape == (2, 8)
+    assert [names[i] for i in fine.y[1].nonzero().flatten()] == ["dog"]
+    assert fine.y[0].sum() == 0
+
+
+def test_a_bad_sparse_pair_or_mapping_names_it(tmp_path: Path) -> None:
+    path = _write_pfl_research_layout(tmp_path / "pfl.hdf5")
+    with h5py.File(path, "a") as file:
+        del file["/train/12@N01/labels_col"]
+        file["/train/12@N01/labels_col"] = np.asarray([3, 2, 9], np.uint8)
+        del file["/metadata/fine_grained_label_mapping"]
+        file["/metadata/fine_grained_label_mapping"] = json.dumps({"a": 0, "b": 5})
+
+    with pytest.raises(FlairFileError, match="'labels_col' holds label index 9"):
+        flair.read_users(path, "train", ["12@N01"], "coarse")
+    with pytest.raises(
+        FlairFileError, match=r"must map its labels to 0\.\.1, each once"
+    ):
+        flair.label_names(path, "fine")
