@@ -14,6 +14,8 @@ per Flickr user::
 
 Label ``i`` is the ``i``-th label of the counter in sorted order, as
 ml-flair's ``prepare_tfrecords.py`` numbers them. Targets are multi-hot rows.
+pfl-research's variant of the file is read too: ``/metadata/label_mapping``
+({label: index}) and per user ``labels_row``/``labels_col`` index pairs.
 Images are resized to 32x32 (bilinear, antialiased) and normalised as
 ``(x - 0.5) / 0.5``, so a CPU trains the app's small networks on them.
 
