@@ -80,3 +80,13 @@ def test_the_report_shows_every_study_figure_beside_the_campaigns(
     share = ref.loc["5G uplink share of the round", "campaign"]
     assert 0 < share < 1 and f"{share:.0%}" in section
     assert "The seed study, emulated" in section
+
+
+def test_inventory_validate_shows_each_nodes_class_and_limits() -> None:
+    result = CliRunner().invoke(app, ["inventory", "validate", str(INVENTORY)])
+
+    assert result.exit_code == 0, result.output
+    quota = DEVICE_CLASSES["pi4"].cpu_quota()
+    for node in ("pi1", "pi2", "pi3"):
+        assert f"client {node} " in result.output
+    assert result.output.count(f"[pi4: {quota:g} core, 4096 MiB]") == 3
