@@ -12,12 +12,26 @@ PYTEST_ARGS ?=
 APT_PACKAGES := iproute2 iptables iputils-ping tcpdump iperf3 openssh-server ethtool procps chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test deps venv lint cluster-down clean
+.PHONY: demo study study-quick test deps venv lint cluster-down clean
 
 demo: deps venv
 	$(SUDO) $(FLOWERBED) cluster up $(INVENTORY)
 	$(SUDO) $(FLOWERBED) campaign run $(CAMPAIGN) --inventory $(INVENTORY) --out $(OUT) --overwrite
 	@$(FLOWERBED) report build $(OUT) --quiet
+
+# The seed study (Hayek et al. 2025) emulated: Pi 4 class nodes, Ethernet / WiFi / TDD 5G
+# (inventory/examples/study.yaml, docs/emulation.md "The seed study, emulated").
+STUDY_INVENTORY ?= inventory/examples/study.yaml
+STUDY_CAMPAIGN  ?= campaigns/study-emulated.yaml
+STUDY_OUT       ?= results/$(basename $(notdir $(STUDY_CAMPAIGN)))
+
+study: deps venv
+	$(SUDO) $(FLOWERBED) cluster up $(STUDY_INVENTORY)
+	$(SUDO) $(FLOWERBED) campaign run $(STUDY_CAMPAIGN) --inventory $(STUDY_INVENTORY) --out $(STUDY_OUT) --overwrite
+	@$(FLOWERBED) report build $(STUDY_OUT) --quiet
+
+study-quick:
+	$(MAKE) study STUDY_CAMPAIGN=campaigns/study-emulated-quick.yaml
 
 test: deps venv
 	$(SUDO) $(PY) -m pytest $(PYTEST_ARGS)

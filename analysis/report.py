@@ -44,6 +44,7 @@ from analysis.report_setup import (
     clocks_section,
     emulation_notices,
     emulation_section,
+    nodes_section,
     profiles_section,
     provenance_section,
     quality_section,
@@ -291,6 +292,7 @@ def build_report(
         _section("Runs", runs_section(manifest, df)),
         _guarded("Clock offsets", partial(clocks_section, manifest)),
         _section("Emulation", emulation_section(manifest)),
+        _section("Nodes", nodes_section(manifest)),
         _section("Link profiles", profiles_section(manifest)),
     ]
     write_gaps(damage, results_dir)

@@ -163,7 +163,8 @@ def reference_section(results_dir: Path, study: Study, bounds: pd.DataFrame) -> 
         "network with about a quarter of TDD symbols for the uplink) beside this "
         "campaign's. <em>Link-busy only</em> is the same ratio of the uplinks' "
         "link-busy seconds (Link or host). An emulated campaign differs from the "
-        "study for reasons docs/emulation.md lists; the last column says whether "
+        "study for reasons docs/emulation.md lists (The seed study, emulated: "
+        "`make study` runs the study's setup emulated); the last column says whether "
         "this campaign's figure is the links' or the hosts'.</p>"
         + table(headers, rows, numeric=lambda j: 1 <= j <= 4)
     )

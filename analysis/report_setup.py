@@ -98,6 +98,37 @@ def emulation_section(manifest: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def nodes_section(manifest: Mapping[str, Any]) -> str:
+    """Each client's device class and CPU/memory as the inventory gave them
+    (manifest ``inventory.nodes``), with the nodes per class."""
+    inventory = manifest.get("inventory")
+    nodes = inventory.get("nodes") if isinstance(inventory, Mapping) else None
+    if not isinstance(nodes, list) or not nodes:
+        return _note("The manifest does not list the nodes' device classes.")
+    rows: list[list[object]] = []
+    per_class: dict[str, int] = {}
+    for node in nodes:
+        if not isinstance(node, Mapping):
+            continue
+        board = node.get("device_class") or "none given"
+        per_class[board] = per_class.get(board, 0) + 1
+        rows.append(
+            [
+                node.get("name", ""),
+                board,
+                _fmt(node.get("cpu_quota"), 2),
+                node.get("memory_mb") if node.get("memory_mb") is not None else "–",
+                node.get("cpu_quota_source") or "–",
+            ]
+        )
+    counts = ", ".join(f"{board}: {n}" for board, n in sorted(per_class.items()))
+    headers = ["node", "device class", "cpu_quota (cores)", "memory_mb", "quota from"]
+    return _note(
+        f"Nodes per device class: {counts}. On the emulated cluster the quota and "
+        "memory are cgroup limits; a real lab records them and applies none."
+    ) + _table(headers, rows, numeric=lambda j: j in (2, 3))
+
+
 def profiles_section(manifest: Mapping[str, Any]) -> str:
     profiles = manifest.get("link_profiles")
     if not isinstance(profiles, Mapping) or not profiles:

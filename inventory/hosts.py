@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from inventory.device_classes import DeviceClass, device_class, host_core_speed
 from inventory.groups import GroupTree, HostDef, Var
 from inventory.models import (
     DEFAULT_FLOWERBED_DIR,
@@ -75,6 +76,15 @@ class HostBuilder:
         )
         quota = self.host_value(host, host_vars, "cpu_quota", cpu_quota)
         memory = self.host_value(host, host_vars, "memory_mb", memory_mb)
+        board = self.host_value(host, host_vars, "device_class", device_class)
+        quota_source = "inventory" if isinstance(quota, float) else None
+        if isinstance(board, DeviceClass):
+            speed = self.host_value(host, host_vars, "host_core_speed", host_core_speed)
+            if not isinstance(quota, float):
+                quota = board.cpu_quota(speed if isinstance(speed, float) else 1.0)
+                quota_source = f"device class {board.name}"
+            if not isinstance(memory, int):
+                memory = board.memory_mb
         self.check_management_address(host, host_vars, ansible_host, management)
         interfaces = self.interfaces(host, host_vars.get("interfaces"), is_server)
         node_config = self.node_config(host, host_vars.get("node_config"))
@@ -100,6 +110,8 @@ class HostBuilder:
             ),
             cpu_quota=quota if isinstance(quota, float) else None,
             memory_mb=memory if isinstance(memory, int) else None,
+            device_class=board.name if isinstance(board, DeviceClass) else None,
+            cpu_quota_source=quota_source,
         )
 
     def local_path(self, value: object) -> Path | None:

@@ -106,6 +106,13 @@ class Host:
     # records them in the manifest. None: the emulated cluster's default share.
     cpu_quota: float | None = None
     memory_mb: int | None = None
+    # The board the host is or stands for (``device_class: pi4``,
+    # inventory/device_classes.py). Its quota and memory fill cpu_quota and
+    # memory_mb unless those are given; a real lab only records it.
+    device_class: str | None = None
+    # Where cpu_quota came from: "inventory" (cpu_quota given), "device class
+    # pi4", or None (no quota: the emulated cluster's default share).
+    cpu_quota_source: str | None = None
 
     def interface(self, network: str) -> Interface | None:
         """Return this host's interface on ``network``, or None if it has none."""

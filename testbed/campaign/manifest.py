@@ -93,6 +93,23 @@ def link_profiles(
     return {name: asdict(inventory.network(name).profile) for name in networks}
 
 
+def node_records(inventory: Inventory) -> list[dict[str, Any]]:
+    """Each client's board and limits as the inventory gives them: its
+    ``device_class`` (None: none given), ``cpu_quota`` (cores) and ``memory_mb``
+    with where the quota came from. A real lab applies no limits; the records
+    let a report group nodes by class either way."""
+    return [
+        {
+            "name": h.name,
+            "device_class": h.device_class,
+            "cpu_quota": h.cpu_quota,
+            "memory_mb": h.memory_mb,
+            "cpu_quota_source": h.cpu_quota_source,
+        }
+        for h in inventory.clients
+    ]
+
+
 def build_manifest(
     campaign: Campaign,
     inventory: Inventory,
@@ -120,6 +137,7 @@ def build_manifest(
             "as_used": redact_secrets(_read_yaml(inventory.path)),
             "server": inventory.server.name,
             "clients": [h.name for h in inventory.clients],
+            "nodes": node_records(inventory),
             "superlink_port": inventory.superlink_port,
         },
         "launch": campaign.launch.manifest(),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, is_dataclass
+from collections.abc import Mapping
+from dataclasses import fields, is_dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,9 +40,11 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: dataclasses field by field (no deep copy,
+    unlike ``dataclasses.asdict``: 50,000 hosts convert in a fraction of the time)."""
     if is_dataclass(value) and not isinstance(value, type):
-        return jsonable(asdict(value))
-    if isinstance(value, dict):
+        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]

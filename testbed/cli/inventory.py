@@ -48,7 +48,13 @@ def inventory_validate(
         ifaces = ", ".join(
             f"{i.network}={i.ifname}:{i.address}" for i in host.interfaces
         )
-        typer.echo(f"  client {host.name} ({host.ansible_host}): {ifaces}")
+        limits = ""
+        if host.cpu_quota is not None or host.memory_mb is not None:
+            board = f"{host.device_class}: " if host.device_class else ""
+            quota = f"{host.cpu_quota:g} core" if host.cpu_quota is not None else ""
+            memory = f"{host.memory_mb} MiB" if host.memory_mb is not None else ""
+            limits = f" [{board}{', '.join(x for x in (quota, memory) if x)}]"
+        typer.echo(f"  client {host.name} ({host.ansible_host}): {ifaces}{limits}")
 
 
 @inventory_app.command("check")

@@ -6,7 +6,8 @@ time depends on what the others do. ``cluster up`` therefore gives every node a
 cgroup with a CPU quota (cores, CFS bandwidth) and, when the inventory asks, a
 memory limit:
 
-- a host's ``cpu_quota`` / ``memory_mb`` from the inventory, or else
+- a host's ``cpu_quota`` / ``memory_mb`` from the inventory, or its
+  ``device_class``'s (inventory/device_classes.py), or else
 - the **default share**: this machine's cores / (nodes + 1), the one left for the
   server's processes (:func:`default_share`).
 
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from inventory.models import Inventory
+from inventory.models import Host, Inventory
 
 CGROUP_ROOT = PurePosixPath("/sys/fs/cgroup")
 GROUP_DIR = "flowerbed"
@@ -70,10 +71,18 @@ def plan_limits(inventory: Inventory, cores: int) -> tuple[NodeLimits, ...]:
             h.name,
             h.cpu_quota if h.cpu_quota is not None else share,
             h.memory_mb,
-            "inventory" if h.cpu_quota is not None else "default share",
+            limits_source(h),
         )
         for h in inventory.clients
     )
+
+
+def limits_source(host: Host) -> str:
+    """Where a node's quota comes from: ``inventory`` (cpu_quota), ``device class
+    pi4`` or ``default share``."""
+    if host.cpu_quota is None:
+        return "default share"
+    return host.cpu_quota_source or "inventory"
 
 
 def threads_for(cpu_quota: float) -> int:
@@ -200,7 +209,15 @@ def describe_limits(
             f" {threads_for(lim.cpu_quota)} thread(s))"
         )
     share = default_share(cores, len(limits)) if limits else 0.0
+    total = sum(lim.cpu_quota for lim in limits)
+    over = (
+        f"; the quotas add up to {total:g} cores, more than this machine's {cores}:"
+        " nodes that train at once slow each other"
+        if total > cores
+        else ""
+    )
     return (
         f"cgroup {version} CPU quota per node: {'; '.join(parts)}; the default share"
         f" is {cores} core(s) / ({len(limits)} nodes + 1 for the server) = {share:g}"
+        + over
     )

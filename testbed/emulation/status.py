@@ -480,7 +480,7 @@ def cpu_use(inventory: Inventory, cores: int | None = None) -> FeatureUse:
                 f" ({cgroups.SWITCH_ENV}=0) or refused by this machine; nodes share"
                 " the cores",
             )
-        source = "inventory" if host.cpu_quota is not None else "default share"
+        source = cgroups.limits_source(host)
         found.append(cgroups.NodeLimits(host.name, quota, host.memory_mb, source))
     return FeatureUse(
         "cpu", True, True, cgroups.describe_limits(version, tuple(found), cores)
