@@ -324,7 +324,7 @@ def read_trace(path: str | Path) -> BandwidthTrace:
             path,
             "trace file not found",
             "check the path (a relative one is relative to the inventory file), or "
-            "start from inventory/traces/ (bench/make_traces.py makes them)",
+            "start from inventory/examples/traces/ (bench/make_traces.py makes them)",
         ) from None
     except OSError as err:
         raise TraceError(
