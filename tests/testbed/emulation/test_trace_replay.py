@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from inventory.traces import MIN_RATE_MBIT, parse_csv
+from testbed.campaign.manifest import link_profiles
 from testbed.commands import shaping
 from testbed.emulation import replay
 from testbed.emulation.naming import node_namespace
@@ -212,3 +213,21 @@ def test_htb_rates_follow_the_trace_and_down_stops_the_replay(tmp_path: Path) ->
     assert replay.running_pid(name) is None
     assert _replay_processes(config) == []
     assert not replay.files_for(name).folder.exists()
+
+
+def test_the_manifest_sums_a_trace_up_instead_of_listing_its_steps() -> None:
+    inv = make_inventory("emu", TRACED_CELL)
+
+    cell = link_profiles(inv, ["cell"])["cell"]
+
+    assert cell["downlink_trace"] is None and cell["uplink_mbit"] == 8.0
+    assert cell["uplink_trace"] == {
+        "path": "short.csv",
+        "format": "csv",
+        "period_s": 2.0,
+        "steps": 4,
+        "mean_mbit": 8.0,
+        "min_mbit": 4.0,
+        "max_mbit": 12.0,
+        "sha256": SHORT_TRACE.digest,
+    }
