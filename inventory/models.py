@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inventory.traces import BandwidthTrace
+
 NodeConfigValue = str | int | float | bool
 
 # Linux interface names: at most 15 bytes, no slash or whitespace.
@@ -34,7 +36,9 @@ class LinkProfile:
 
     Rates are in Mbit/s; ``delay_ms`` is one-way and ``jitter_ms`` its spread;
     ``loss_pct`` is the random loss per direction in percent. ``source`` says
-    where the numbers come from, so a report can cite it.
+    where the numbers come from, so a report can cite it. A direction with a
+    ``*_trace`` has its rate replayed from the trace (inventory/traces.py); its
+    ``*_mbit`` is then the trace's mean.
     """
 
     downlink_mbit: float
@@ -43,6 +47,8 @@ class LinkProfile:
     jitter_ms: float = 0.0
     loss_pct: float = 0.0
     source: str = ""
+    downlink_trace: BandwidthTrace | None = None
+    uplink_trace: BandwidthTrace | None = None
 
     def __post_init__(self) -> None:
         for name in ("downlink_mbit", "uplink_mbit"):
@@ -59,6 +65,15 @@ class LinkProfile:
     def needs_delay(self) -> bool:
         """Whether the profile asks for delay or jitter (netem territory)."""
         return self.delay_ms > 0 or self.jitter_ms > 0
+
+    @property
+    def traced(self) -> bool:
+        """Whether a direction replays a bandwidth trace."""
+        return self.downlink_trace is not None or self.uplink_trace is not None
+
+    def trace(self, direction: str) -> BandwidthTrace | None:
+        """The trace of ``direction`` (``downlink`` or ``uplink``), if any."""
+        return self.downlink_trace if direction == "downlink" else self.uplink_trace
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from inventory.errors import InventoryError
 from inventory.groups import Var
 from inventory.models import Network, is_valid_name
 from inventory.profiles import (
@@ -16,7 +18,8 @@ from inventory.profiles import (
     did_you_mean,
     resolve_profile,
 )
-from inventory.reading import Parts, Problems
+from inventory.reading import Parts, Problems, line_of
+from inventory.traces import BandwidthTrace, TraceError, read_trace
 from inventory.values import (
     BadValue,
     check_usable,
@@ -198,10 +201,13 @@ class NetworkSettings:
             return None
         where = ".".join(str(p) for p in (*parts, "profile"))
         try:
-            profile = resolve_profile(profile_spec, where)
+            profile = resolve_profile(profile_spec, where, self.load_trace)
         except ProfileError as err:
             sub = (err.key[len(where) + 1 :],) if err.key != where else ()
             self.error(err.problem, err.fix, root=root, parts=(*parts, "profile", *sub))
+            return None
+        except TraceError as err:
+            self.trace_error(err, root, (*parts, "profile"))
             return None
         if addresses is None:
             return None
@@ -215,6 +221,27 @@ class NetworkSettings:
             (*parts, "server_address"),
         )
         return Network(name, subnet, server_address, profile)
+
+    def load_trace(self, written: str) -> BandwidthTrace:
+        """The trace a profile names; a relative path is the inventory file's."""
+        path = Path(written).expanduser()
+        if not path.is_absolute():
+            path = self.path.parent / path
+        return read_trace(path)
+
+    def trace_error(self, err: TraceError, root: object, parts: Parts) -> None:
+        """Report a bad trace at its own file and line, naming the profile."""
+        key = err.key or ".".join(str(p) for p in parts)
+        line = line_of(root, tuple(key.split(".")))
+        at = f"{self.path}:{line}" if line is not None else str(self.path)
+        self.problems.errors.append(
+            InventoryError(
+                err.path,
+                f"{err.problem} (the trace of {key}, {at})",
+                err.fix,
+                line=err.line,
+            )
+        )
 
     def parse_management(self, var: Var | None) -> Network | None:
         if var is None or var.value is None:

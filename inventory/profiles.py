@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from types import MappingProxyType
 
 from inventory.models import LinkProfile
+from inventory.traces import BandwidthTrace, TraceError
+
+# Reads the trace a profile names (a path as written) or raises TraceError.
+TraceLoader = Callable[[str], BandwidthTrace]
 
 # Starting points from /work/shared/NETWORK.md; every lab should calibrate its own
 # with iperf3 (rates, both directions) and ping (RTT / 2 = one-way delay).
@@ -56,8 +60,12 @@ UNSHAPED = LinkProfile(
 )
 
 PROFILE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LinkProfile))
-_NUMERIC_FIELDS = tuple(name for name in PROFILE_FIELDS if name != "source")
+TRACE_FIELDS = ("downlink_trace", "uplink_trace")
+_NUMERIC_FIELDS = tuple(
+    name for name in PROFILE_FIELDS if name != "source" and name not in TRACE_FIELDS
+)
 _REQUIRED_WITHOUT_BASE = ("downlink_mbit", "uplink_mbit")
+ProfileValue = float | str | BandwidthTrace
 
 
 class ProfileError(ValueError):
@@ -105,7 +113,34 @@ def _default(name: object, key: str) -> LinkProfile:
     return DEFAULT_PROFILES[name]
 
 
-def _field_value(name: str, value: object, key: str) -> float | str:
+def _trace_value(
+    name: str, value: object, key: str, load_trace: TraceLoader | None
+) -> BandwidthTrace:
+    if not isinstance(value, str) or not value:
+        raise ProfileError(
+            key,
+            f"{name} must be the path of a trace file, got {value!r}",
+            f"write e.g. {name}: traces/5g-uplink-fades.csv (relative to the "
+            "inventory file)",
+        )
+    if load_trace is None:
+        raise ProfileError(
+            key,
+            f"{name} names a file, and this profile belongs to no inventory file",
+            "give the trace in a profile of an inventory file",
+        )
+    try:
+        return load_trace(value)
+    except TraceError as err:
+        err.key = key
+        raise
+
+
+def _field_value(
+    name: str, value: object, key: str, load_trace: TraceLoader | None = None
+) -> ProfileValue:
+    if name in TRACE_FIELDS:
+        return _trace_value(name, value, key, load_trace)
     if name == "source":
         if not isinstance(value, str):
             raise ProfileError(
@@ -125,9 +160,11 @@ def _field_value(name: str, value: object, key: str) -> float | str:
     return float(value)
 
 
-def _overrides(spec: Mapping[object, object], where: str) -> dict[str, float | str]:
+def _overrides(
+    spec: Mapping[object, object], where: str, load_trace: TraceLoader | None
+) -> dict[str, ProfileValue]:
     known = ("base", *PROFILE_FIELDS)
-    values: dict[str, float | str] = {}
+    values: dict[str, ProfileValue] = {}
     for name, value in spec.items():
         if name == "base":
             continue
@@ -138,22 +175,55 @@ def _overrides(spec: Mapping[object, object], where: str) -> dict[str, float | s
                 f"unknown profile key {name!r}{hint}",
                 f"use only: {', '.join(known)}",
             )
-        values[name] = _field_value(name, value, f"{where}.{name}")
+        values[name] = _field_value(name, value, f"{where}.{name}", load_trace)
+    return _rates_from_traces(values, where)
+
+
+def _rates_from_traces(
+    values: dict[str, ProfileValue], where: str
+) -> dict[str, ProfileValue]:
+    """A traced direction's rate is its trace's mean (never given twice)."""
+    for name in TRACE_FIELDS:
+        trace = values.get(name)
+        if not isinstance(trace, BandwidthTrace):
+            continue
+        rate = name.replace("_trace", "_mbit")
+        if rate in values:
+            raise ProfileError(
+                f"{where}.{rate}",
+                f"both {rate} and {name} are given; the trace sets the rate",
+                f"drop {rate} (the rate becomes the trace's mean), or drop {name}",
+            )
+        if not trace.mean_mbit > 0:
+            raise ProfileError(
+                f"{where}.{name}",
+                f"the trace {trace.path} has a mean rate of 0 Mbit/s",
+                "give a trace that carries traffic some of the time",
+            )
+        values[rate] = round(trace.mean_mbit, 3)
     return values
 
 
-def _build(base: LinkProfile | None, values: dict[str, float | str]) -> LinkProfile:
+def _shown(name: str, value: ProfileValue) -> str:
+    if isinstance(value, BandwidthTrace):
+        return f"{name}={value.path}"
+    return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+
+
+def _build(base: LinkProfile | None, values: dict[str, ProfileValue]) -> LinkProfile:
     if base is None:
         return LinkProfile(**values)  # type: ignore[arg-type]
-    changed = [n for n in _NUMERIC_FIELDS if n in values]
+    changed = [n for n in (*_NUMERIC_FIELDS, *TRACE_FIELDS) if n in values]
     if changed and "source" not in values:
         # The base's source cites numbers that are no longer all in effect.
-        shown = ", ".join(f"{n}={values[n]:g}" for n in changed)
+        shown = ", ".join(_shown(n, values[n]) for n in changed)
         values = {**values, "source": f"{base.source} (overridden: {shown})"}
     return replace(base, **values)  # type: ignore[arg-type]
 
 
-def resolve_profile(spec: object, where: str) -> LinkProfile:
+def resolve_profile(
+    spec: object, where: str, load_trace: TraceLoader | None = None
+) -> LinkProfile:
     """Turn a profile spec from an inventory into a LinkProfile.
 
     Parameters
@@ -164,12 +234,17 @@ def resolve_profile(spec: object, where: str) -> LinkProfile:
         full mapping with at least ``downlink_mbit`` and ``uplink_mbit``.
     where
         Dotted key of the spec (``networks.wifi.profile``), used in errors.
+    load_trace
+        Reads the file a ``downlink_trace`` or ``uplink_trace`` names (the
+        inventory resolves it against its own folder); None refuses traces.
 
     Raises
     ------
     ProfileError
         For an unknown name or key, a wrong type, a missing rate or a value the
         LinkProfile rejects; ``key`` names the offending field.
+    TraceError
+        From ``load_trace``, for a missing or malformed trace file.
     """
     if isinstance(spec, str):
         return _default(spec, where)
@@ -182,14 +257,15 @@ def resolve_profile(spec: object, where: str) -> LinkProfile:
             f" (defaults: {_known_names()})",
         )
     base = _default(spec["base"], f"{where}.base") if "base" in spec else None
-    values = _overrides(spec, where)
+    values = _overrides(spec, where, load_trace)
     if base is None:
         missing = [n for n in _REQUIRED_WITHOUT_BASE if n not in values]
         if missing:
             raise ProfileError(
                 f"{where}.{missing[0]}",
                 f"profile without 'base' lacks {', '.join(missing)}",
-                f"add {', '.join(missing)}, or add 'base: <{_known_names()}>'",
+                f"add {', '.join(missing)} (or a *_trace), or add 'base: "
+                f"<{_known_names()}>'",
             )
     try:
         return _build(base, values)

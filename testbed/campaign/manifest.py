@@ -89,8 +89,17 @@ def _read_yaml(path: Path) -> Any:
 def link_profiles(
     inventory: Inventory, networks: Iterable[str]
 ) -> dict[str, dict[str, Any]]:
-    """The link profile of every network the campaign used."""
-    return {name: asdict(inventory.network(name).profile) for name in networks}
+    """The link profile of every network the campaign used; a trace is summed up
+    (file, format, period, mean/min/max, SHA-256), not listed step by step."""
+    profiles = {}
+    for name in networks:
+        profile = inventory.network(name).profile
+        described = asdict(profile)
+        for key in ("downlink_trace", "uplink_trace"):
+            trace = getattr(profile, key)
+            described[key] = None if trace is None else trace.summary()
+        profiles[name] = described
+    return profiles
 
 
 def node_records(inventory: Inventory) -> list[dict[str, Any]]:

@@ -44,6 +44,13 @@ def inventory_validate(
             f"down {p.downlink_mbit:g} / up {p.uplink_mbit:g} Mbit/s, "
             f"delay {p.delay_ms:g} ms, jitter {p.jitter_ms:g} ms, loss {p.loss_pct:g}%"
         )
+        for direction in ("downlink", "uplink"):
+            trace = p.trace(direction)
+            if trace is not None:
+                typer.echo(
+                    f"    {direction} traced: {trace.path} ({trace.format}, "
+                    f"{trace.period_s:g} s loop, mean {trace.mean_mbit:.3g} Mbit/s)"
+                )
     for host in inv.clients:
         ifaces = ", ".join(
             f"{i.network}={i.ifname}:{i.address}" for i in host.interfaces

@@ -13,7 +13,7 @@ from typing import Any
 from inventory.models import Inventory
 from testbed.commands import netcmd, shaping
 from testbed.commands.shaping import LossMode, Shaper
-from testbed.emulation import cgroups, delay
+from testbed.emulation import cgroups, delay, replay
 from testbed.emulation.errors import (
     ClusterUpError,
     EmulationError,
@@ -304,6 +304,15 @@ def _start_delay(
     return delay.delay_use(b.inventory, features, line, True, how)
 
 
+def _start_replay(b: _Builder, plan: ClusterPlan, shaper: Shaper) -> FeatureUse:
+    """(Re)start the trace replay when a profile names a trace; say what replays."""
+    replay.stop(plan.cluster)
+    replays = replay.plan_replay(b.inventory, plan, shaper)
+    requested = replay.requested_networks(b.inventory)
+    pid = replay.start(replays) if replays.links else None
+    return replay.replay_use(replays, pid, requested)
+
+
 def cluster_up(
     inventory: Inventory,
     executor: Executor | None = None,
@@ -357,9 +366,11 @@ def cluster_up(
             _ensure_link(b, link, host_links)
             _apply_link_shaping(b, link, features, shaper)
         _apply_loss(b, node, features)
+    traced = _start_replay(b, plan, shaper)
     delayed = _start_delay(b, plan, features)
     uses = (
         *feature_uses(inventory, features, shaper, loss_mode, delayed),
+        traced,
         _limit_cpu(b),
     )
     servers = None
@@ -492,6 +503,10 @@ def _teardown(inventory: Inventory, host: Executor) -> TeardownReport:
     stopped = delay.stop(inventory.name)
     if stopped is not None:
         removed.append(f"delay-line pid {stopped}")
+    replayed = replay.stop(inventory.name)
+    if replayed is not None:
+        removed.append(f"trace-replay pid {replayed}")
+    replay.forget(inventory.name)
     delay.forget(inventory.name)
     for veth in veths:
         if veth in host_links and _run_ignoring_absence(host, netcmd.link_del(veth)):

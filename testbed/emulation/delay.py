@@ -26,25 +26,19 @@ import errno
 import hashlib
 import json
 import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from inventory.models import Inventory
 from testbed.commands.shaping import Direction
-from testbed.emulation import nfqueue
+from testbed.emulation import helper, nfqueue
 from testbed.emulation.delay_line import QueueConfig
 from testbed.emulation.delay_schedule import DelaySpec
 from testbed.emulation.errors import ClusterUpError
 from testbed.emulation.features import EmulationFeatures
 from testbed.emulation.plan import ClusterPlan, FeatureUse
-from testbed.emulation.sshd import STATE_ROOT
 from testbed.transport.executor import CommandError, Executor, NetnsExecutor
 
 DelayMechanism = Literal["netem", "delay-line", "none"]
@@ -57,7 +51,6 @@ EGRESS_CHAIN_PREFIX = "FBDE"
 HOST_QUEUE_BASE = 0x8000
 QUEUES_PER_CLUSTER = 128
 QUEUE_MAXLEN = 8192
-READY_TIMEOUT_S = 10.0
 NAME = "userspace delay line (NFQUEUE)"
 
 
@@ -320,37 +313,13 @@ def mangle_rules() -> list[str]:
 
 # --- the process -------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class DelayLineFiles:
-    """Where one cluster's delay line keeps its config, pid, readiness and log."""
-
-    folder: Path
-
-    @property
-    def config(self) -> Path:
-        """The queues, as the process reads them."""
-        return self.folder / "config.json"
-
-    @property
-    def pid(self) -> Path:
-        """The process id, written by ``start``."""
-        return self.folder / "delay_line.pid"
-
-    @property
-    def ready(self) -> Path:
-        """Written by the process once every queue is bound."""
-        return self.folder / "ready.json"
-
-    @property
-    def log(self) -> Path:
-        """The process's output."""
-        return self.folder / "delay_line.log"
+MODULE = "testbed.emulation.delay_line"
+DelayLineFiles = helper.HelperFiles
 
 
 def files_for(cluster: str) -> DelayLineFiles:
     """The delay line's files of ``cluster``."""
-    return DelayLineFiles(STATE_ROOT / cluster / "delay_line")
+    return helper.files_for(cluster, "delay_line")
 
 
 def process_config(plan: DelayLinePlan, ready_file: Path) -> dict[str, object]:
@@ -375,24 +344,12 @@ def process_config(plan: DelayLinePlan, ready_file: Path) -> dict[str, object]:
 
 def start_command(config: Path) -> list[str]:
     """The argv that starts the delay line on ``config``."""
-    return [sys.executable, "-m", "testbed.emulation.delay_line", str(config)]
-
-
-def _is_delay_line(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"testbed.emulation.delay_line" in cmdline
+    return helper.start_command(MODULE, config)
 
 
 def running_pid(cluster: str) -> int | None:
     """The pid of ``cluster``'s delay line if it runs, else None."""
-    try:
-        pid = int(files_for(cluster).pid.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _is_delay_line(pid) else None
+    return helper.running_pid(files_for(cluster), MODULE)
 
 
 def plan_in_use(inventory: Inventory, plan: ClusterPlan) -> DelayLinePlan:
@@ -415,82 +372,33 @@ def plan_in_use(inventory: Inventory, plan: ClusterPlan) -> DelayLinePlan:
 
 def scheduling(cluster: str) -> str:
     """What scheduling the running delay line got (from its ready file)."""
-    try:
-        ready = json.loads(files_for(cluster).ready.read_text())
-    except (OSError, ValueError):
-        return "unknown scheduling"
+    ready = helper.read_ready(files_for(cluster))
     return str(ready.get("scheduling", "unknown scheduling"))
 
 
 def stop(cluster: str, grace_s: float = 3.0) -> int | None:
     """Stop ``cluster``'s delay line (SIGTERM, then SIGKILL); return its pid."""
-    files = files_for(cluster)
-    pid = running_pid(cluster)
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and _is_delay_line(pid):
-            time.sleep(0.05)
-        if _is_delay_line(pid):
-            os.kill(pid, signal.SIGKILL)
-            while _is_delay_line(pid):
-                time.sleep(0.05)
-    for path in (files.pid, files.ready):
-        path.unlink(missing_ok=True)
-    return pid
+    return helper.stop(files_for(cluster), MODULE, grace_s)
 
 
 def forget(cluster: str) -> None:
     """Remove the delay line's files of ``cluster`` (config, log), and the
     cluster's state folder if nothing else is left in it."""
-    folder = files_for(cluster).folder
-    shutil.rmtree(folder, ignore_errors=True)
-    try:
-        folder.parent.rmdir()
-    except OSError:
-        pass  # the SSH state (or something else) still lives there
+    helper.forget(files_for(cluster))
 
 
 def start(plan: DelayLinePlan) -> int:
     """Start the delay line of ``plan`` detached; return its pid once it is ready."""
     files = files_for(plan.cluster)
-    files.folder.mkdir(parents=True, exist_ok=True)
-    files.ready.unlink(missing_ok=True)
-    files.config.write_text(json.dumps(process_config(plan, files.ready), indent=2))
-    root = str(Path(__file__).resolve().parents[2])
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (root, os.environ.get("PYTHONPATH", "")) if p
-        ),
-    }
-    with files.log.open("w") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            start_command(files.config),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-            cwd=root,
-        )
-    files.pid.write_text(str(process.pid))
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not files.ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            files.pid.unlink(missing_ok=True)
-            tail = files.log.read_text()[-1500:]
-            raise ClusterUpError(
-                f"the delay line of {plan.cluster} did not start ({files.log}):\n"
-                f"{tail}\nRun `flowerbed cluster down` and check that the kernel "
-                "module nfnetlink_queue is loaded (`modprobe nfnetlink_queue`). "
-                "'Operation not permitted' on a queue means another process bound "
-                "it after `up` picked a free block: run `cluster up` again."
-            )
-        time.sleep(0.02)
-    return process.pid
+    return helper.start(
+        files,
+        MODULE,
+        process_config(plan, files.ready),
+        f"the delay line of {plan.cluster}",
+        "check that the kernel module nfnetlink_queue is loaded (`modprobe "
+        "nfnetlink_queue`). 'Operation not permitted' on a queue means another "
+        "process bound it after `up` picked a free block: run `cluster up` again.",
+    )
 
 
 # --- rules --------------------------------------------------------------------------

@@ -46,6 +46,9 @@ class ShapePlan:
     rate_mbit: float
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
+    # The rate follows a bandwidth trace (testbed/emulation/replay.py); rate_mbit
+    # is then the trace's mean, installed until the replay starts.
+    traced: bool = False
 
     @property
     def wants_delay(self) -> bool:
@@ -192,7 +195,13 @@ def _shape(
     profile = network.profile
     rate = profile.downlink_mbit if direction == "downlink" else profile.uplink_mbit
     return ShapePlan(
-        device, namespace, direction, rate, profile.delay_ms, profile.jitter_ms
+        device,
+        namespace,
+        direction,
+        rate,
+        profile.delay_ms,
+        profile.jitter_ms,
+        profile.trace(direction) is not None,
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from inventory.models import Inventory
 from testbed.commands import shaping
 from testbed.commands.shaping import Direction, LossRule
-from testbed.emulation import cgroups, delay
+from testbed.emulation import cgroups, delay, replay
 from testbed.emulation.errors import EmulationError, require_root
 from testbed.emulation.features import EmulationFeatures, detect_features
 from testbed.emulation.naming import node_namespaces
@@ -52,10 +52,14 @@ class EgressStatus:
     installed_rate_bit: int | None
     qdiscs: tuple[str, ...]
     delay_installed: bool
+    traced: bool = False
 
     @property
     def rate_ok(self) -> bool:
-        """Whether the installed rate equals the planned one (or none is planned)."""
+        """Whether the installed rate equals the planned one (or none is planned);
+        a traced direction's rate moves, so any installed rate will do."""
+        if self.traced:
+            return self.installed_rate_bit is not None
         return self.expected_rate_bit == self.installed_rate_bit
 
 
@@ -179,6 +183,7 @@ def _egress_status(executor: Executor, shape: ShapePlan | None) -> EgressStatus 
         installed_rate_bit=rate,
         qdiscs=tuple(f"{q.kind} {q.handle} {q.parent}" for q in qdiscs),
         delay_installed=any(q.kind == "netem" for q in qdiscs),
+        traced=shape.traced,
     )
 
 
@@ -332,6 +337,10 @@ def _status(
     uses = _status_uses(inventory, nodes, features)
     if features is not None and delay.delay_mechanism(features) == "delay-line":
         uses = (*uses[:2], _delay_line_use(inventory, plan, host, features))
+    if inventory_traced := replay.requested_networks(inventory):
+        replays = replay.plan_replay(inventory, plan)
+        pid = replay.running_pid(plan.cluster)
+        uses = (*uses, replay.replay_use(replays, pid, inventory_traced))
     if any(node.exists for node in nodes):
         uses = (*uses, cpu_use(inventory))
     return ClusterStatus(inventory.name, bridges, tuple(nodes), uses)
@@ -398,8 +407,10 @@ def describe_state(state: ClusterState) -> str:
             shaping_text = (
                 "unshaped"
                 if link.downlink is None or link.uplink is None
-                else f"down {link.downlink.rate_mbit:g} / "
-                f"up {link.uplink.rate_mbit:g} Mbit/s"
+                else f"down {link.downlink.rate_mbit:g}"
+                f"{' traced' if link.downlink.traced else ''} / "
+                f"up {link.uplink.rate_mbit:g}"
+                f"{' traced' if link.uplink.traced else ''} Mbit/s"
             )
             lines.append(
                 f"    {link.network}: {link.node_ifname} {link.address} "
@@ -444,8 +455,10 @@ def describe_status(status: ClusterStatus) -> str:
                     mark += (
                         "" if egress.rate_ok else f"{_mbit(egress.expected_rate_bit)})"
                     )
+                    traced = " (traced, now)" if egress.traced else ""
                     parts.append(
-                        f"{egress.direction} {_mbit(egress.installed_rate_bit)}{mark}"
+                        f"{egress.direction} {_mbit(egress.installed_rate_bit)}"
+                        f"{traced}{mark}"
                     )
             if link.loss_rules:
                 shares = ", ".join(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+from dataclasses import replace
 from pathlib import Path
 
 from inventory.models import Host, Interface, Inventory, LinkProfile, Network
+from inventory.traces import parse_csv
 
 IP = ipaddress.IPv4Address
 
@@ -14,6 +16,9 @@ IP = ipaddress.IPv4Address
 ETH = LinkProfile(downlink_mbit=100, uplink_mbit=100)
 CELL = LinkProfile(downlink_mbit=24, uplink_mbit=8, delay_ms=15, jitter_ms=2)
 LOSSY = LinkProfile(downlink_mbit=50, uplink_mbit=50, loss_pct=25)
+# A 2-s loop of 4 and 12 Mbit/s (mean 8): the CELL uplink, traced.
+SHORT_TRACE = parse_csv("t_s,mbit_s\n0,4\n0.5,12\n1.0,4\n1.5,12\n", "short.csv")
+TRACED_CELL = replace(CELL, uplink_trace=SHORT_TRACE)
 
 
 def network(name: str, third: int, profile: LinkProfile, second: int = 250) -> Network:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from inventory.models import Inventory
-from testbed.emulation import delay, nfqueue
+from testbed.emulation import delay, nfqueue, replay
 from testbed.emulation.apply import cluster_down, cluster_up
 from testbed.emulation.delay_schedule import DelaySpec
 from testbed.emulation.errors import ClusterUpError
@@ -31,7 +31,7 @@ from testbed.emulation.plan import plan_cluster
 from testbed.emulation.sshd import forget_state
 from testbed.emulation.status import cluster_status, manifest_features
 from testbed.transport.executor import Background, LocalExecutor
-from tests.testbed.emulation.inventories import CELL, make_inventory
+from tests.testbed.emulation.inventories import CELL, TRACED_CELL, make_inventory
 
 NO_NETEM = EmulationFeatures(True, True, False, True, {"delay": "no netem"}, True)
 
@@ -113,16 +113,21 @@ def test_the_mechanism_follows_the_kernel() -> None:
 
 
 def _ours_left(inv: Inventory) -> list[str]:
-    """Delay-line processes, iptables chains and qdiscs of ``inv`` still present."""
+    """Delay-line and trace-replay processes, iptables chains and qdiscs of ``inv``
+    still present."""
     left = []
-    config = str(delay.files_for(inv.name).config).encode()
+    configs = [
+        str(files.config).encode()
+        for files in (delay.files_for(inv.name), replay.files_for(inv.name))
+    ]
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if config in (proc / "cmdline").read_bytes():
-                    left.append(f"process {proc.name}")
+                cmdline = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
+            if any(config in cmdline for config in configs):
+                left.append(f"process {proc.name}")
     rules = subprocess.run(
         ["iptables", "-w", "5", "-t", "mangle", "-S"], capture_output=True, text=True
     ).stdout
@@ -239,11 +244,17 @@ def test_down_after_a_failed_up_leaves_no_delay_line_behind(fbdl: Inventory) -> 
     if features.delay or not features.nfqueue:
         pytest.skip("the kernel has netem, or no NFQUEUE: no delay line here")
 
+    # the cell uplink replays a trace: its process starts before the delay line's
+    traced = make_inventory(fbdl.name, TRACED_CELL, management=False, second=252)
+
     with pytest.raises(ClusterUpError, match="--queue-num"):
-        cluster_up(fbdl, executor=_FailNodeRule(), features=features)
+        cluster_up(traced, executor=_FailNodeRule(), features=features)
     assert delay.running_pid(fbdl.name) is not None  # half built: it runs
+    assert replay.running_pid(fbdl.name) is not None  # and so does the replay
 
-    cluster_down(fbdl)
+    report = cluster_down(traced)
 
+    assert any(r.startswith("trace-replay pid ") for r in report.removed)
     assert delay.running_pid(fbdl.name) is None
-    assert _ours_left(fbdl) == []
+    assert replay.running_pid(fbdl.name) is None
+    assert _ours_left(traced) == []
