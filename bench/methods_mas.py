@@ -20,7 +20,7 @@ bytes of the parameters exchanged, both directions, summed over clients and
 rounds). The claim: MAS's total loss within ``--tolerance`` of the best of
 merged and independent, at about half the cost of independent.
 
-    .venv/bin/python -m bench.methods_mas [--seeds 0 1 2] [--rounds 20]
+    .venv/bin/python -m bench.methods_mas [--seeds 0 1 2 3 4] [--rounds 30]
         [--merge-rounds 5] [--groups 2] [--clients 6]
 """
 
@@ -133,7 +133,9 @@ def run(
     with torch.no_grad():
         accuracy = float((model(x_test).argmax(1) == y_test).float().mean())
     names = (
-        "all" if split is None else "|".join("+".join(TASKS[t] for t in g) for g in split)
+        "all"
+        if split is None
+        else "|".join("+".join(TASKS[t] for t in g) for g in split)
     )
     return Run(tuple(losses), accuracy, compute, wire / 1e6, names)
 
@@ -141,8 +143,8 @@ def run(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every mode over every seed and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--merge-rounds", type=int, default=5)
     parser.add_argument("--groups", type=int, default=2)
     parser.add_argument("--clients", type=int, default=6)

@@ -177,7 +177,8 @@ class MASClientSide(ClientSide):
                 "mas model: the server's arrays carry no 'assignment'; is the"
                 " server's strategy mas?"
             )
-        missing = sorted(set(shared_keys(received)) - set(received))
+        expected = {**model.state_dict(), "assignment": received["assignment"]}
+        missing = sorted(set(shared_keys(expected)) - set(received))
         unexpected = sorted(set(received) - set(model.state_dict()))
         if missing or unexpected:
             raise ValueError(
