@@ -153,7 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--alpha", type=float, default=0.3)
     parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--snrs", type=float, nargs="+", default=[-45, -40, -35, -30, -20])
+    parser.add_argument(
+        "--snrs", type=float, nargs="+", default=[-45, -40, -35, -30, -20]
+    )
     parser.add_argument("--ris", type=int, default=16)
     parser.add_argument("--elements", type=int, nargs="+", default=[0, 4, 16, 64])
     parser.add_argument("--sweep-snr", type=float, default=-35)

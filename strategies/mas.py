@@ -340,9 +340,8 @@ def average(updates: Sequence[tuple[Mapping[str, torch.Tensor], int]]) -> State:
         if not value.is_floating_point():
             out[key] = value.clone()
             continue
-        out[key] = sum(  # type: ignore[assignment]
-            (s[key].double() * (n / total) for s, n in updates)
-        ).to(value.dtype)
+        stacked = torch.stack([s[key].double() * (n / total) for s, n in updates])
+        out[key] = stacked.sum(0).to(value.dtype)
     return out
 
 
