@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.3)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument(
-        "--snrs", type=float, nargs="+", default=[-45, -40, -35, -30, -20]
+        "--snrs", type=float, nargs="+", default=[-45, -40, -35, -30, -20, -10, 0]
     )
     parser.add_argument("--ris", type=int, default=16)
     parser.add_argument("--elements", type=int, nargs="+", default=[0, 4, 16, 64])

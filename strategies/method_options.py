@@ -574,7 +574,10 @@ _MAS_INFO = {
         "mas", "", "mas, merged (never split) or independent (one encoder per task)"
     ),
 }
-MAS_RESULT = "see docs/methods-mas.md"
+MAS_RESULT = (
+    "loss within 5 % of the best: holds on average, 3 of 5 seeds (2 groups), 4 of"
+    " 5 (3 groups); cost 0.44x independent's bytes but 0.6-0.8x its CPU"
+)
 
 
 def mas_config(parameters: Mapping[str, Any]) -> MASConfig:
