@@ -630,7 +630,11 @@ _OTA_INFO = {
     ),
     "seed": ParameterInfo(0, "", "seeds the simulated channel draws"),
 }
-PROAR_RESULT = "see docs/methods-proar-pfed.md"
+PROAR_RESULT = (
+    "rises with RIS elements (0.087 at N <= 4, 0.93 at 64, -35 dB); with SNR as a"
+    " step then a plateau; beats OTA-FedAvg from -40 to -20 dB thanks to the RIS,"
+    " not at -10 and 0 dB (personal head: no gain at this scale)"
+)
 
 
 def ota_config(parameters: Mapping[str, Any]) -> OTAConfig:
