@@ -9,7 +9,11 @@ with packet capture. From each run's events it sums:
 * wire bytes: the TCP payload bytes the capture saw, down and up (``transfer``);
 * counted bytes: Flower's ``count_bytes`` of the train instructions and replies
   (``phase`` stamps' ``bytes_in`` + ``bytes_out``);
-* client compute: the nodes' training phase time (``phase`` = training), s;
+* training phase: the nodes' training phase time (``phase`` = training), s;
+  it includes each fresh ClientApp process's imports, which dominate here;
+* client compute: the CPU seconds of the local work itself, as the nodes report
+  it (train metric ``compute-s``; the server log prints its per-round mean over
+  the nodes, summed here over rounds and multiplied by the node count);
 
 and the server's final test loss of the class task.
 
@@ -19,6 +23,7 @@ and the server's final test loss of the class task.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -70,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"{'mode':<12} {'wire MB':>8} {'counted MB':>10} {'train s':>8}"
-        f" {'class loss':>10}  status"
+        f" {'cpu s':>6} {'class loss':>10}  status"
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -104,10 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for e in events
                     if e["event"] == "metrics" and e.get("scope") == "server"
                 ]
+                log = (out / "runs" / "ethernet-r1" / "serverapp.log").read_text()
+                cpu = 2 * sum(
+                    float(v) for v in re.findall(r"'compute-s': ([\d.e-]+)", log)
+                )
                 loss = max(server, key=lambda e: e["round"])["values"]["loss"]
                 print(
                     f"{mode:<12} {wire / 1e6:8.2f} {counted / 1e6:10.2f}"
-                    f" {seconds:8.2f} {loss:10.4f}  {outcome.status}",
+                    f" {seconds:8.2f} {cpu:6.2f} {loss:10.4f}  {outcome.status}",
                     flush=True,
                 )
     print(f"total {time.monotonic() - started:.0f} s")
