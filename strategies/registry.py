@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from instrumentation.schema import EventSink as EventSink
-from strategies.method_options import (
+from strategies.method_options import (  # Strategies III (issue 20)
     _FEDAVG_PARAMETERS,
     _FEDBUFF_CONFIG,
     _FEDBUFF_INFO,
@@ -24,17 +24,26 @@ from strategies.method_options import (
     _HETEROFL_PARAMETERS,
     _INVERSION_INFO,
     _INVERSION_PARAMETERS,
+    _MAS_INFO,
+    _MAS_PARAMETERS,
+    _OTA_INFO,
+    _OTA_PARAMETERS,
     _PROWD_INFO,
     _PROWD_PARAMETERS,
     _REALFM_INFO,
     _REALFM_PARAMETERS,
     FEDLABEL_RESULT,
+    MAS_RESULT,
+    PROAR_RESULT,
     PROWD_RESULT,
     REALFM_RESULT,
     STALENESS_RESULT,
     _build_fedbuff,
     _build_fedbuff_inversion,
     _build_heterofl,
+    _build_mas,
+    _build_ota_fedavg,
+    _build_proar,
     _build_prowd,
     _build_realfm,
     _heterofl_options,
@@ -42,6 +51,8 @@ from strategies.method_options import (
     _validate_fedbuff,
     _validate_fedlabel,
     _validate_inversion,
+    _validate_mas,
+    _validate_ota,
     _validate_prowd,
 )
 
@@ -339,6 +350,64 @@ REGISTRY: Mapping[str, StrategySpec] = {
             bench="bench.methods_prowd",
             doc="docs/methods-prowd.md",
             result=PROWD_RESULT,
+        ),
+        StrategySpec(
+            "mas",
+            "strategies.mas:MAS",
+            "MAS (merge and split): five digit tasks train as one multi-task"
+            " model (shared encoder, a head per task) for merge_rounds rounds;"
+            " clients send look-ahead task affinities, the server splits the"
+            " tasks into the groups of highest affinity, each group goes on"
+            " from the merged weights",
+            (*_FEDAVG_PARAMETERS, *_MAS_PARAMETERS),
+            client="strategies.mas:CLIENT_SIDE",
+            factory=_build_mas,
+            validate=_validate_mas,
+            parameter_info=_MAS_INFO,
+            architectures=("cnn", "squeezenet"),
+            architecture_note="it always trains its own multi-task MLP"
+            " (model-width sets the encoder width)",
+            paper="Zhuang, Wen, Lyu, Zhang. MAS: Towards Resource-Efficient"
+            " Federated Multiple-Task Learning. ICCV 2023 (arXiv:2307.11285)",
+            claim="total loss within a few % of the best of all-in-one and"
+            " independent tasks, at about half the cost of independent tasks",
+            bench="bench.methods_mas",
+            doc="docs/methods-mas.md",
+            result=MAS_RESULT,
+        ),
+        StrategySpec(
+            "proar-pfed",
+            "strategies.proar:PROARPFed",
+            "PROAR-PFed: personalised FL over a SIMULATED over-the-air uplink"
+            " (Rayleigh fading, per-user RIS phase alignment, truncated channel"
+            " inversion, receiver noise at snr_db); the classifier head stays"
+            " on the node",
+            (*_FEDAVG_PARAMETERS, *_OTA_PARAMETERS),
+            client="strategies.proar:CLIENT_SIDE",
+            factory=_build_proar,
+            validate=_validate_ota,
+            parameter_info=_OTA_INFO,
+            paper="Personalized Over-the-Air Federated Learning with"
+            " Personalized Reconfigurable Intelligent Surfaces (PROAR-PFed)",
+            claim="personalised accuracy rises with SNR and with RIS elements,"
+            " and beats OTA-FedAvg without RIS or personalisation on non-IID"
+            " digits",
+            bench="bench.methods_proar",
+            doc="docs/methods-proar-pfed.md",
+            result=PROAR_RESULT,
+        ),
+        StrategySpec(
+            "ota-fedavg",
+            "strategies.proar:PROARPFed",
+            "OTA-FedAvg: FedAvg over the same simulated over-the-air uplink,"
+            " every key global (PROAR-PFed's baseline; set ris_elements 0)",
+            (*_FEDAVG_PARAMETERS, *_OTA_PARAMETERS),
+            factory=_build_ota_fedavg,
+            validate=_validate_ota,
+            parameter_info=_OTA_INFO,
+            claim="the baseline of proar-pfed",
+            bench="bench.methods_proar",
+            doc="docs/methods-proar-pfed.md",
         ),
     )
 }
