@@ -50,10 +50,10 @@ from testbed.transport.processes import (
 )
 
 
-def _count_rounds(events_path: Path) -> tuple[int, bool]:
-    """Rounds aggregated so far and whether the ServerApp reported its end."""
+def _count_rounds(events_path: Path) -> tuple[int, dict[str, Any] | None]:
+    """Rounds aggregated so far and the ServerApp's ``app_end`` event, if any."""
     if not events_path.exists():
-        return 0, False
+        return 0, None
     events = read_events(events_path)
     rounds = {e["round"] for e in events if e.get("phase") == "aggregation"}
     # FedBuff: a round is a model version, stepped when its buffer filled
@@ -62,7 +62,23 @@ def _count_rounds(events_path: Path) -> tuple[int, bool]:
         for e in events
         if e["event"] == EventKind.FEDBUFF_UPDATE and e.get("server_step")
     }
-    return len(rounds), any(e["event"] == EventKind.APP_END for e in events)
+    ends = [e for e in events if e["event"] == EventKind.APP_END]
+    return len(rounds), (ends[-1] if ends else None)
+
+
+def _ended(end: dict[str, Any], rounds: int, run: Run) -> tuple[str, str, int]:
+    """The run's outcome from the ServerApp's ``app_end``: ``ok`` only when it
+    returned; an exception in the ServerApp (a strategy it cannot build, a bug
+    in the app) fails the run with the error and the ServerApp's log."""
+    if end.get("status") == "failed":
+        error = f"{end.get('error_type') or 'error'}: {end.get('error') or ''}"
+        return (
+            "failed",
+            f"the ServerApp raised {error.strip()}; ServerApp log:\n"
+            f"{run.serverapp_log()}",
+            rounds,
+        )
+    return "ok", "", rounds
 
 
 def _wait(
@@ -87,8 +103,8 @@ def _wait(
                 on_round(rounds)
             if injector is not None:
                 injector.round_aggregated(rounds)
-        if ended:
-            return "ok", "", rounds
+        if ended is not None:
+            return _ended(ended, rounds, run)
         if injector is not None:
             injector.tick()
         for proc in procs:
@@ -115,8 +131,8 @@ def _wait(
             status = run.flower_status()
             if status.startswith("finished"):
                 rounds, ended = _count_rounds(run.events_path)
-                if ended:
-                    return "ok", "", rounds
+                if ended is not None:
+                    return _ended(ended, rounds, run)
                 if not run.campaign.instrument and status == "finished:completed":
                     return "ok", "", run.campaign.rounds
                 return (
