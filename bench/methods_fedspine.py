@@ -1,4 +1,4 @@
-"""Issue 20, item 2: FedSpine's bandit reaches a target accuracy sooner than a fixed arm.
+"""Issue 20, item 2: FedSpine's bandit reaches a target sooner than a fixed arm.
 
 In-process federated fine-tuning with the pieces of ``strategies/fedspine.py``.
 Per seed, a tiny transformer (2 blocks, width 64) is pre-trained briefly as a
@@ -155,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sparsity", type=float, default=0.5)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--gain", default="accuracy")
+    parser.add_argument("--exploration", type=float, default=0.1)
+    parser.add_argument("--discount", type=float, default=0.9)
     parser.add_argument("--pretrain-steps", type=int, default=150)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -164,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ranks": tuple(args.ranks),
         "target_sparsity": args.sparsity,
         "gain": args.gain,
+        "exploration": args.exploration,
+        "discount": args.discount,
     }
     configs = [FedSpineConfig(policy="ucb", **common)] + [
         FedSpineConfig(policy="fixed", fixed_ratio=p, fixed_rank=r, **common)
@@ -208,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(
         f"target {args.target}, sparsity {args.sparsity}, speeds {args.speeds},"
-        f" {args.rounds} rounds, seeds {args.seeds}, gain {args.gain}"
+        f" {args.rounds} rounds, seeds {args.seeds}, gain {args.gain}, lr {args.lr},"
+        f" exploration {args.exploration}, discount {args.discount}"
     )
     print(
         "| policy | mean time to target (s) | reached | per seed (s) | final accuracy |"
@@ -241,8 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = statistics.fmean(a[0] for a in arms_seen)
         rank = statistics.fmean(a[1] for a in arms_seen)
         print(
-            f"bandit's last 5 rounds before the target, devices of speed {speed:g}: mean ratio"
-            f" {ratio:.2f}, mean rank {rank:.1f}"
+            f"bandit's last 5 rounds before the target, devices of speed {speed:g}:"
+            f" mean ratio {ratio:.2f}, mean rank {rank:.1f}"
         )
     print(f"wall {time.time() - started:.0f} s", file=sys.stderr)
     return 0

@@ -20,9 +20,10 @@ reports its gain (held-out accuracy or loss after minus before its local
 training, on its pruned model) and its training seconds (measured on the
 device; in the bench, simulated as work / speed). The reward is
 ``gain / max(seconds, pace)`` with ``pace`` a quantile of the round's
-seconds, normalised by the round's largest reward: a device faster than the
-pace is paid for its gain, a slower one (the straggler that sets the round
-time) per second spent.
+seconds (default the maximum: the synchronous round time), divided by the
+largest reward seen so far: a device faster than the pace is paid for its gain
+alone (working less would not shorten the round), the straggler that sets the
+round time per second it spends.
 
 Heterogeneous ranks are aggregated HetLoRA-style with coverage weights: a
 device of rank ``r`` pruned to channel set ``m`` updated only the first ``r``
@@ -111,13 +112,14 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
         n, t, _ = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(DIM, dim=2)
-        heads = [
+        q, k, v = (
             z.reshape(n, t, HEADS, DIM // HEADS).transpose(1, 2) for z in (q, k, v)
-        ]
-        attended = F.scaled_dot_product_attention(*heads, is_causal=causal)
+        )
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         x = x + self.proj(attended.transpose(1, 2).reshape(n, t, DIM))
         mask: torch.Tensor = self.channel_mask  # type: ignore[assignment]
-        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))) * mask)
+        out: torch.Tensor = x + self.fc2(F.gelu(self.fc1(self.ln2(x))) * mask)
+        return out
 
 
 class TinyTransformer(nn.Module):
@@ -339,6 +341,9 @@ class DeviceBandit:
     arms: tuple[Arm, ...]
     exploration: float
     discount: float
+    # Seeds the order untried arms are tried in (devices differ, so they do
+    # not all explore the same arm in the same round).
+    seed: int = 0
     counts: list[float] = field(default_factory=list)
     sums: list[float] = field(default_factory=list)
 
@@ -346,14 +351,22 @@ class DeviceBandit:
         self.counts = [0.0] * len(self.arms)
         self.sums = [0.0] * len(self.arms)
 
-    def choose(self) -> Arm:
-        """An untried arm first (in order), else the highest upper bound."""
-        for i, n in enumerate(self.counts):
-            if n == 0:
+    def choose(self, scale: float = 1.0) -> Arm:
+        """An untried arm first (seeded order), else the highest upper bound.
+
+        Mean rewards are divided by ``scale`` (the largest reward seen), so the
+        exploration weight is in units of the best reward.
+        """
+        order = torch.randperm(
+            len(self.arms), generator=torch.Generator().manual_seed(self.seed)
+        )
+        for i in order.tolist():
+            if self.counts[i] == 0:
                 return self.arms[i]
         total = sum(self.counts)
         bounds = [
-            s / n + self.exploration * math.sqrt(math.log(max(total, 1.0 + 1e-9)) / n)
+            s / n / (scale if scale > 0 else 1.0)
+            + self.exploration * math.sqrt(math.log(max(total, 1.0 + 1e-9)) / n)
             for s, n in zip(self.sums, self.counts, strict=True)
         ]
         return self.arms[max(range(len(bounds)), key=bounds.__getitem__)]
@@ -379,13 +392,26 @@ class SpineUpdate:
     seconds: float
 
 
-def rewards(updates: Sequence[SpineUpdate], pace_quantile: float) -> list[float]:
-    """``gain / max(seconds, pace)``, divided by the round's largest |reward|."""
-    seconds = torch.tensor([u.seconds for u in updates], dtype=torch.float64)
-    pace = float(torch.quantile(seconds, pace_quantile))
-    raw = [u.gain / max(u.seconds, pace, 1e-9) for u in updates]
-    scale = max((abs(r) for r in raw), default=0.0)
-    return [r / scale if scale > 0 else 0.0 for r in raw]
+def raw_rewards(updates: Sequence[SpineUpdate], pace_quantile: float) -> list[float]:
+    """``gain / max(seconds, pace)``; pace: ``pace_quantile`` of the OTHERS' seconds.
+
+    With the default quantile 1 the pace is the slowest other device, so
+    ``max(seconds, pace)`` is the synchronous round time as far as this
+    device can change it: a device that is not the straggler gains nothing by
+    working less, and the straggler's reward depends on its own choice only.
+    """
+    out = []
+    for i, update in enumerate(updates):
+        others = [u.seconds for j, u in enumerate(updates) if j != i]
+        pace = (
+            float(
+                torch.quantile(torch.tensor(others, dtype=torch.float64), pace_quantile)
+            )
+            if others
+            else 0.0
+        )
+        out.append(update.gain / max(update.seconds, pace, 1e-9))
+    return out
 
 
 @dataclass
@@ -397,6 +423,8 @@ class SpineServer:
     bandits: dict[int, DeviceBandit] = field(default_factory=dict)
     choices: dict[int, Arm] = field(default_factory=dict)
     history: list[dict[int, Arm]] = field(default_factory=list)
+    # The largest |raw reward| so far: the bandits' means are divided by it.
+    reward_scale: float = 0.0
 
     def _model(self) -> TinyTransformer:
         model = TinyTransformer()
@@ -413,10 +441,13 @@ class SpineServer:
             bandit = self.bandits.setdefault(
                 node,
                 DeviceBandit(
-                    self.config.arms, self.config.exploration, self.config.discount
+                    self.config.arms,
+                    self.config.exploration,
+                    self.config.discount,
+                    seed=self.config.seed * 100_003 + node,
                 ),
             )
-            out[node] = bandit.choose()
+            out[node] = bandit.choose(self.reward_scale)
         self.choices = out
         self.history.append(dict(out))
         return out
@@ -426,9 +457,9 @@ class SpineServer:
         if not updates:
             raise ValueError("aggregate needs at least one update")
         if self.config.policy == "ucb":
-            for update, reward in zip(
-                updates, rewards(updates, self.config.pace_quantile), strict=True
-            ):
+            raw = raw_rewards(updates, self.config.pace_quantile)
+            self.reward_scale = max([self.reward_scale, *(abs(r) for r in raw)])
+            for update, reward in zip(updates, raw, strict=True):
                 if update.node in self.bandits:
                     self.bandits[update.node].update(update.arm, reward)
         model = self._model()

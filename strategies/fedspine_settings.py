@@ -40,8 +40,9 @@ class FedSpineConfig:
         (1 = plain UCB; below 1 forgets as the gains shrink).
     pace_quantile
         The reward is gain / max(seconds, pace), the pace being this quantile
-        of the round's reported seconds: a device faster than the pace is
-        rewarded for its gain alone, a slower one per second.
+        of the round's reported seconds (1: the slowest, i.e. the synchronous
+        round time): a device faster than the pace is rewarded for its gain
+        alone, a slower one per second.
     gain
         ``accuracy`` or ``loss``: the device's gain on its held-out share,
         after minus before training (loss: before minus after).
@@ -55,9 +56,9 @@ class FedSpineConfig:
     policy: BanditPolicy = "ucb"
     fixed_ratio: float = 0.5
     fixed_rank: int = 4
-    exploration: float = 0.5
+    exploration: float = 0.1
     discount: float = 0.9
-    pace_quantile: float = 0.5
+    pace_quantile: float = 1.0
     gain: GainMetric = "accuracy"
     target_sparsity: float = 0.5
     seed: int = 0

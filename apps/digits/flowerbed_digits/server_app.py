@@ -13,7 +13,7 @@ from flowerbed_digits.settings import DigitsSettings
 from instrumentation.inject_server import current_sink
 from instrumentation.schema import EventKind
 from strategies.registry import build_strategy, client_side, strategy_spec
-from workloads import digits, digits5, domain_files
+from workloads import digits, digits5, domain_files, textcls
 from workloads.training import evaluate
 
 app = ServerApp()
@@ -22,6 +22,8 @@ app = ServerApp()
 def _server_test_set(settings: DigitsSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """The server's test set: digits' held-out 20 %, or every domain's test images."""
     dataset = settings.dataset
+    if dataset == "text":
+        return textcls.test_set()
     if dataset == "domain-files":
         return domain_files.pooled_test_set(settings.data_dir)
     if dataset == "digits5":
