@@ -79,6 +79,20 @@ def device_seconds(ratio: float, rank: int, examples: int, speed: float) -> floa
     return compute + upload
 
 
+def hand_set(
+    speeds: Sequence[float], ratios: Sequence[float], ranks: Sequence[int]
+) -> dict[int, tuple[float, int]]:
+    """A fixed arm per node by speed: the fastest class prunes least, the
+    slowest most, the classes between them in order; all at the largest rank."""
+    classes = sorted(set(speeds), reverse=True)
+    ordered = sorted(ratios)
+    out = {}
+    for node, speed in enumerate(speeds):
+        level = classes.index(speed) / max(1, len(classes) - 1)
+        out[node] = (ordered[round(level * (len(ordered) - 1))], max(ranks))
+    return out
+
+
 def run(
     config: FedSpineConfig,
     base: dict[str, torch.Tensor],
@@ -89,14 +103,20 @@ def run(
     lr: float,
     seed: int,
     stop_at: float,
+    by_speed: dict[int, tuple[float, int]] | None = None,
 ) -> Run:
-    """``rounds`` of FedSpine under ``config``; stops early at ``stop_at``."""
+    """``rounds`` of FedSpine under ``config``; stops early at ``stop_at``.
+
+    ``by_speed`` overrides the server's choice with a fixed arm per node.
+    """
     server = SpineServer(config, {k: v.clone() for k, v in base.items()})
     clock, accuracy, arms = [], [], []
     now = 0.0
     model = TinyTransformer()
     for rnd in range(rounds):
         chosen = server.choose(range(len(data)))
+        if by_speed is not None:
+            chosen = dict(by_speed)
         updates = []
         for node, split in enumerate(data):
             model.load_state_dict(server.global_state)
@@ -138,6 +158,8 @@ def run(
         if config.policy == "ucb"
         else f"fixed p={config.fixed_ratio:g} r={config.fixed_rank}"
     )
+    if by_speed is not None:
+        name = "by speed (hand-set)"
     return Run(name, tuple(clock), tuple(accuracy), tuple(arms))
 
 
@@ -157,6 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gain", default="accuracy")
     parser.add_argument("--exploration", type=float, default=0.1)
     parser.add_argument("--discount", type=float, default=0.9)
+    parser.add_argument(
+        "--by-speed",
+        action="store_true",
+        help="also run a hand-set arm per speed class (a reference, not a method)",
+    )
     parser.add_argument("--pretrain-steps", type=int, default=150)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -205,6 +232,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             budget = max(budget, result.clock[-1])
             if config.policy == "ucb":
                 bandit_arms.extend(result.arms[-5:])
+        if args.by_speed:
+            result = run(
+                configs[0],
+                base,
+                data,
+                args.speeds,
+                test,
+                args.rounds,
+                args.lr,
+                seed,
+                stop_at=args.target,
+                by_speed=hand_set(args.speeds, args.ratios, args.ranks),
+            )
+            times.setdefault(result.policy, []).append(result.time_to(args.target))
+            finals.setdefault(result.policy, []).append(result.accuracy[-1])
+            budget = max(budget, result.clock[-1])
         print(f"seed {seed} done at {time.time() - started:.0f} s", file=sys.stderr)
 
     def mean_time(policy: str) -> float:
@@ -226,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {policy} | {mean_time(policy):.1f} | {reached}/{len(args.seeds)} |"
             f" {per_seed} | {statistics.fmean(finals[policy]):.3f} |"
         )
-    fixed = [p for p in times if p != "bandit"]
+    fixed = [p for p in times if p.startswith("fixed")]
     best = min(fixed, key=mean_time)
     paired = [
         (b if b is not None else budget) - (f if f is not None else budget)
