@@ -179,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gain", default="accuracy")
     parser.add_argument("--exploration", type=float, default=0.1)
     parser.add_argument("--discount", type=float, default=0.9)
+    parser.add_argument("--normalise", default="max")
     parser.add_argument(
         "--by-speed",
         action="store_true",
@@ -195,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gain": args.gain,
         "exploration": args.exploration,
         "discount": args.discount,
+        "normalise": args.normalise,
     }
     configs = [FedSpineConfig(policy="ucb", **common)] + [
         FedSpineConfig(policy="fixed", fixed_ratio=p, fixed_rank=r, **common)
@@ -256,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"target {args.target}, sparsity {args.sparsity}, speeds {args.speeds},"
         f" {args.rounds} rounds, seeds {args.seeds}, gain {args.gain}, lr {args.lr},"
-        f" exploration {args.exploration}, discount {args.discount}"
+        f" exploration {args.exploration}, discount {args.discount}, normalise"
+        f" {args.normalise}"
     )
     print(
         "| policy | mean time to target (s) | reached | per seed (s) | final accuracy |"

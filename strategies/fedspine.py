@@ -21,9 +21,11 @@ training, on its pruned model) and its training seconds (measured on the
 device; in the bench, simulated as work / speed). The reward is
 ``gain / max(seconds, pace)`` with ``pace`` a quantile of the round's
 seconds (default the maximum: the synchronous round time), divided by the
-largest reward seen so far: a device faster than the pace is paid for its gain
-alone (working less would not shorten the round), the straggler that sets the
-round time per second it spends.
+largest reward seen so far (``normalise: max``) or with past rounds discounted
+(``normalise: decay``, which follows the gains as they shrink over rounds):
+a device faster than the pace is paid for its gain alone (working less would
+not shorten the round), the straggler that sets the round time per second it
+spends.
 
 Heterogeneous ranks are aggregated HetLoRA-style with coverage weights: a
 device of rank ``r`` pruned to channel set ``m`` updated only the first ``r``
@@ -423,7 +425,8 @@ class SpineServer:
     bandits: dict[int, DeviceBandit] = field(default_factory=dict)
     choices: dict[int, Arm] = field(default_factory=dict)
     history: list[dict[int, Arm]] = field(default_factory=list)
-    # The largest |raw reward| so far: the bandits' means are divided by it.
+    # The bandits' means are divided by this: the largest |raw reward| so far
+    # (normalise max), or with older rounds discounted (normalise decay).
     reward_scale: float = 0.0
 
     def _model(self) -> TinyTransformer:
@@ -458,7 +461,12 @@ class SpineServer:
             raise ValueError("aggregate needs at least one update")
         if self.config.policy == "ucb":
             raw = raw_rewards(updates, self.config.pace_quantile)
-            self.reward_scale = max([self.reward_scale, *(abs(r) for r in raw)])
+            # (Not the round's mean: the straggler's time divides every
+            # device's reward, and a per-round scale would cancel it.)
+            kept = self.reward_scale
+            if self.config.normalise == "decay":
+                kept *= self.config.discount
+            self.reward_scale = max([kept, *(abs(r) for r in raw)])
             for update, reward in zip(updates, raw, strict=True):
                 if update.node in self.bandits:
                     self.bandits[update.node].update(update.arm, reward)

@@ -13,6 +13,8 @@ BanditPolicy = Literal["ucb", "fixed"]
 BANDIT_POLICIES: tuple[BanditPolicy, ...] = ("ucb", "fixed")
 GainMetric = Literal["accuracy", "loss"]
 GAIN_METRICS: tuple[GainMetric, ...] = ("accuracy", "loss")
+Normalise = Literal["max", "decay"]
+NORMALISATIONS: tuple[Normalise, ...] = ("max", "decay")
 # The LoRA slots every FedSpine model carries (the app builds the model before
 # it sees the strategy's parameters): a device of rank r trains the first r.
 LORA_SLOTS = 8
@@ -46,6 +48,11 @@ class FedSpineConfig:
     gain
         ``accuracy`` or ``loss``: the device's gain on its held-out share,
         after minus before training (loss: before minus after).
+    normalise
+        ``max``: rewards are divided by the largest seen so far; ``decay``: by
+        the largest with each past round discounted by ``discount`` (gains
+        shrink as the model converges, and this keeps late rewards on the
+        scale of the exploration bonus).
     target_sparsity
         The share of MLP channels pruned from the global model when it is
         evaluated (the same for every policy).
@@ -60,6 +67,7 @@ class FedSpineConfig:
     discount: float = 0.9
     pace_quantile: float = 1.0
     gain: GainMetric = "accuracy"
+    normalise: Normalise = "max"
     target_sparsity: float = 0.5
     seed: int = 0
 
@@ -80,6 +88,11 @@ class FedSpineConfig:
             raise ValueError(
                 f"fedspine policy must be one of {', '.join(BANDIT_POLICIES)},"
                 f" got {self.policy!r}"
+            )
+        if self.normalise not in NORMALISATIONS:
+            raise ValueError(
+                f"fedspine normalise must be one of {', '.join(NORMALISATIONS)},"
+                f" got {self.normalise!r}"
             )
         if self.gain not in GAIN_METRICS:
             raise ValueError(

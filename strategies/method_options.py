@@ -568,6 +568,7 @@ _FEDSPINE_PARAMETERS = (
     "discount",
     "pace_quantile",
     "gain",
+    "normalise",
     "target_sparsity",
     "seed",
 )
@@ -595,7 +596,7 @@ def fedspine_config(parameters: Mapping[str, Any]) -> Any:
         values["ratios"] = _numbers("fedspine ratios", parameters["ratios"], float)
     if "ranks" in parameters:
         values["ranks"] = _numbers("fedspine ranks", parameters["ranks"], int)
-    for key in ("policy", "gain"):
+    for key in ("policy", "gain", "normalise"):
         if key in parameters:
             values[key] = str(parameters[key]).lower()
     for key in (
@@ -642,6 +643,9 @@ _FEDSPINE_INFO = {
         1.0, "quantile", "reward = gain / max(seconds, this quantile of the round's)"
     ),
     "gain": ParameterInfo("accuracy", "", "accuracy or loss gain on held-out data"),
+    "normalise": ParameterInfo(
+        "max", "", "rewards over the largest so far (max), or discounted (decay)"
+    ),
     "target_sparsity": ParameterInfo(
         0.5, "fraction", "MLP channels pruned when the global model is evaluated"
     ),
