@@ -17,14 +17,19 @@ LoRA upload at ``speed`` MB/s. This simulated time is what the device reports
 (the app reports its measured training seconds instead). A round lasts as long
 as its slowest device (synchronous FL); the clock is the sum of round times.
 
-Policies: every fixed (ratio, rank) of the grid for all devices, and the UCB
-bandit per device over the same grid. Measured: the simulated time to reach
-``--target`` accuracy (the first evaluated round at or above it), per seed;
-the best fixed arm is the one with the smallest mean time (a run that never
-reaches the target counts as the whole budget).
+Policies: every fixed (ratio, rank) of the grid for all devices, the UCB
+bandit per device over the same grid, and (``--by-speed``, on by default) a
+hand-set arm per speed class as a reference: the fastest class prunes least,
+the slowest most, all at the largest rank. Measured: the simulated time to
+reach ``--target`` accuracy (the first evaluated round at or above it), per
+seed; a run stops there. The best fixed arm is the one with the smallest mean
+time (a run that never reaches the target counts as the longest clock of any
+run).
 
-    .venv/bin/python -m bench.methods_fedspine [--seeds 0 1 2] [--rounds 40]
-        [--target 0.75] [--ratios 0 0.5 0.75] [--ranks 2 8]
+    .venv/bin/python -m bench.methods_fedspine [--seeds 0 1 2] [--rounds 120]
+        [--target 0.78] [--lr 0.001] [--ratios 0 0.5 0.75] [--ranks 2 8]
+        [--gain accuracy|loss] [--exploration 0.1] [--discount 0.9]
+        [--normalise max|decay] [--no-by-speed]
 """
 
 from __future__ import annotations
@@ -166,8 +171,8 @@ def run(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--target", type=float, default=0.75)
+    parser.add_argument("--rounds", type=int, default=120)
+    parser.add_argument("--target", type=float, default=0.78)
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.5, 0.75])
     parser.add_argument("--ranks", type=int, nargs="+", default=[2, 8])
     parser.add_argument(
@@ -175,14 +180,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--sparsity", type=float, default=0.5)
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--lr", type=float, default=0.001)
     parser.add_argument("--gain", default="accuracy")
     parser.add_argument("--exploration", type=float, default=0.1)
     parser.add_argument("--discount", type=float, default=0.9)
     parser.add_argument("--normalise", default="max")
     parser.add_argument(
         "--by-speed",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="also run a hand-set arm per speed class (a reference, not a method)",
     )
     parser.add_argument("--pretrain-steps", type=int, default=150)
