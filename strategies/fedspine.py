@@ -22,7 +22,9 @@ device; in the bench, simulated as work / speed). The reward is
 ``gain / max(seconds, pace)`` with ``pace`` a quantile of the round's
 seconds (default the maximum: the synchronous round time), divided by the
 largest reward seen so far (``normalise: max``) or with past rounds discounted
-(``normalise: decay``, which follows the gains as they shrink over rounds):
+(``normalise: decay``, which follows the gains as they shrink over rounds),
+or with each gain first divided by the round's mean gain (``normalise:
+gain``: the gains' fall as the model converges cancels, the seconds stay):
 a device faster than the pace is paid for its gain alone (working less would
 not shorten the round), the straggler that sets the round time per second it
 spends.
@@ -461,6 +463,9 @@ class SpineServer:
             raise ValueError("aggregate needs at least one update")
         if self.config.policy == "ucb":
             raw = raw_rewards(updates, self.config.pace_quantile)
+            if self.config.normalise == "gain":  # gains relative to the round's
+                mean_gain = sum(abs(u.gain) for u in updates) / len(updates)
+                raw = [r / mean_gain if mean_gain > 0 else 0.0 for r in raw]
             # (Not the round's mean: the straggler's time divides every
             # device's reward, and a per-round scale would cancel it.)
             kept = self.reward_scale

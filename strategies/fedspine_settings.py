@@ -13,8 +13,8 @@ BanditPolicy = Literal["ucb", "fixed"]
 BANDIT_POLICIES: tuple[BanditPolicy, ...] = ("ucb", "fixed")
 GainMetric = Literal["accuracy", "loss"]
 GAIN_METRICS: tuple[GainMetric, ...] = ("accuracy", "loss")
-Normalise = Literal["max", "decay"]
-NORMALISATIONS: tuple[Normalise, ...] = ("max", "decay")
+Normalise = Literal["max", "decay", "gain"]
+NORMALISATIONS: tuple[Normalise, ...] = ("max", "decay", "gain")
 # The LoRA slots every FedSpine model carries (the app builds the model before
 # it sees the strategy's parameters): a device of rank r trains the first r.
 LORA_SLOTS = 8
@@ -52,7 +52,9 @@ class FedSpineConfig:
         ``max``: rewards are divided by the largest seen so far; ``decay``: by
         the largest with each past round discounted by ``discount`` (gains
         shrink as the model converges, and this keeps late rewards on the
-        scale of the exploration bonus).
+        scale of the exploration bonus); ``gain``: each gain is first divided
+        by its round's mean gain (the fall of all gains as the model converges
+        cancels; the seconds are left alone), then as ``max``.
     target_sparsity
         The share of MLP channels pruned from the global model when it is
         evaluated (the same for every policy).

@@ -644,11 +644,15 @@ _FEDSPINE_INFO = {
     ),
     "gain": ParameterInfo("accuracy", "", "accuracy or loss gain on held-out data"),
     "normalise": ParameterInfo(
-        "max", "", "rewards over the largest so far (max), or discounted (decay)"
+        "max", "", "max, decay or gain (gains over the round's mean first)"
     ),
     "target_sparsity": ParameterInfo(
         0.5, "fraction", "MLP channels pruned when the global model is evaluated"
     ),
     "seed": ParameterInfo(0, "", "seeds the order each device tries the arms in"),
 }
-FEDSPINE_RESULT = "see docs/methods-fedspine.md"
+FEDSPINE_RESULT = (
+    "does not hold at small scale: the bandit reached 0.78 later than the best"
+    " fixed arm in 3 of 3 seeds (131 vs 102 simulated s); a hand-set arm per"
+    " speed class beat it (87 s)"
+)

@@ -159,7 +159,7 @@ def test_bandit_tries_every_arm_then_exploits_and_rewards_use_the_pace() -> None
     assert raw_rewards(updates, 0.0) == pytest.approx([0.2, 0.2, 0.05])
 
 
-@pytest.mark.parametrize("normalise", ["max", "decay"])
+@pytest.mark.parametrize("normalise", ["max", "decay", "gain"])
 def test_ucb_server_learns_to_give_a_slow_device_a_cheaper_arm(normalise: str) -> None:
     # full model: gain 0.3, pruned 75 %: gain 0.2 (noisy); node 3 is 10x slower
     config = FedSpineConfig(ratios=(0.0, 0.75), ranks=(8,), normalise=normalise)  # type: ignore[arg-type]
