@@ -42,9 +42,10 @@ class FedSpineConfig:
         (1 = plain UCB; below 1 forgets as the gains shrink).
     pace_quantile
         The reward is gain / max(seconds, pace), the pace being this quantile
-        of the round's reported seconds (1: the slowest, i.e. the synchronous
-        round time): a device faster than the pace is rewarded for its gain
-        alone, a slower one per second.
+        of the OTHER devices' reported seconds this round (1: the slowest, so
+        that max(seconds, pace) is the synchronous round time): a device
+        faster than the pace is rewarded for its gain alone, a slower one per
+        second.
     gain
         ``accuracy`` or ``loss``: the device's gain on its held-out share,
         after minus before training (loss: before minus after).

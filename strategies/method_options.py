@@ -640,7 +640,7 @@ _FEDSPINE_INFO = {
     "exploration": ParameterInfo(0.1, "", "UCB exploration weight"),
     "discount": ParameterInfo(0.9, "", "UCB discount of past rounds per round"),
     "pace_quantile": ParameterInfo(
-        1.0, "quantile", "reward = gain / max(seconds, this quantile of the round's)"
+        1.0, "quantile", "reward = gain / max(seconds, this quantile of the others')"
     ),
     "gain": ParameterInfo("accuracy", "", "accuracy or loss gain on held-out data"),
     "normalise": ParameterInfo(
