@@ -21,6 +21,8 @@ from strategies.method_options import (  # Strategies III (issue 20)
     _FEDBUFF_LOOP,
     _FEDLABEL_CLIENT,
     _FEDLABEL_INFO,
+    _FEDSPINE_INFO,
+    _FEDSPINE_PARAMETERS,
     _HETEROFL_PARAMETERS,
     _INVERSION_INFO,
     _INVERSION_PARAMETERS,
@@ -33,6 +35,7 @@ from strategies.method_options import (  # Strategies III (issue 20)
     _REALFM_INFO,
     _REALFM_PARAMETERS,
     FEDLABEL_RESULT,
+    FEDSPINE_RESULT,
     MAS_RESULT,
     PROAR_RESULT,
     PROWD_RESULT,
@@ -40,6 +43,7 @@ from strategies.method_options import (  # Strategies III (issue 20)
     STALENESS_RESULT,
     _build_fedbuff,
     _build_fedbuff_inversion,
+    _build_fedspine,
     _build_heterofl,
     _build_mas,
     _build_ota_fedavg,
@@ -50,6 +54,7 @@ from strategies.method_options import (  # Strategies III (issue 20)
     _realfm_options,
     _validate_fedbuff,
     _validate_fedlabel,
+    _validate_fedspine,
     _validate_inversion,
     _validate_mas,
     _validate_ota,
@@ -64,7 +69,7 @@ from strategies.method_options import fedlabel_config as fedlabel_config
 from strategies.method_options import parse_ratios as parse_ratios
 from strategies.method_options import prowd_config as prowd_config
 from strategies.parameters import ParameterInfo, parameter_info
-from workloads import ARCHITECTURES
+from workloads import ARCHITECTURES, TEXT_DATASETS, TEXT_STRATEGIES
 from workloads import CNN_MAX_WIDTH as MAX_CNN_WIDTH
 
 if TYPE_CHECKING:
@@ -409,6 +414,28 @@ REGISTRY: Mapping[str, StrategySpec] = {
             bench="bench.methods_proar",
             doc="docs/methods-proar-pfed.md",
         ),
+        StrategySpec(
+            "fedspine",
+            "strategies.fedspine:FedSpine",
+            "FedSpine (Yao et al. 2025): a tiny transformer fine-tuned with LoRA"
+            " plus structured pruning (MLP channels), iterated; a UCB bandit per"
+            " device picks (pruning ratio, LoRA rank) from its gain and measured"
+            " seconds; heterogeneous ranks merged by coverage (HetLoRA-style)",
+            (*_FEDAVG_PARAMETERS, *_FEDSPINE_PARAMETERS),
+            client="strategies.fedspine:CLIENT_SIDE",
+            factory=_build_fedspine,
+            validate=_validate_fedspine,
+            parameter_info=_FEDSPINE_INFO,
+            architecture_note="it builds its own transformer (dataset text)",
+            paper="Yao, Xu, Xu, Liao, Xie. Efficient Deployment of Large Language"
+            " Models on Resource-constrained Devices, 2025 (arXiv:2501.02438)",
+            claim="with heterogeneous device speeds, the bandit reaches a target"
+            " accuracy sooner (simulated wall clock) than the best fixed"
+            " (ratio, rank), at the same evaluated sparsity",
+            bench="bench.methods_fedspine",
+            doc="docs/methods-fedspine.md",
+            result=FEDSPINE_RESULT,
+        ),
     )
 }
 
@@ -470,6 +497,21 @@ def check_model(name: str, architecture: str, width: float) -> None:
         raise ValueError(
             f"model-width must be in (0, {MAX_CNN_WIDTH:g}] with model cnn (width 1"
             f" is 18M parameters), got {width!r}"
+        )
+
+
+def check_dataset(name: str, dataset: str) -> None:
+    """Raise ValueError unless strategy ``name`` can train on ``dataset``.
+
+    Text datasets (token ids) go only to strategies with their own text
+    model (FedSpine), and those train only on text.
+    """
+    text_model = strategy_spec(name).name in TEXT_STRATEGIES
+    if text_model != (dataset in TEXT_DATASETS):
+        raise ValueError(
+            f"strategy {name!r} cannot train on dataset {dataset!r}: dataset"
+            f" {', '.join(TEXT_DATASETS)} goes with strategy"
+            f" {', '.join(TEXT_STRATEGIES)} and only with it"
         )
 
 

@@ -12,7 +12,12 @@ from typing import Any
 from inventory.errors import FlowerbedError
 from inventory.models import is_valid_name
 from inventory.reading import ReadProblem, line_of, read_document
-from strategies.registry import check_model, check_parameters, strategy_spec
+from strategies.registry import (
+    check_dataset,
+    check_model,
+    check_parameters,
+    strategy_spec,
+)
 from testbed.campaign.faults import FAULT_KINDS, Fault, parse_faults
 from testbed.campaign.launch import LEVERS, MODES, Launch, LaunchError, parse_launch
 from workloads import ARCHITECTURES, DATASETS, FLAIR_LABELS
@@ -32,7 +37,8 @@ DIGITS_SETTINGS: Mapping[str, type] = {
     "model-width": float,
     "fraction-evaluate": float,
     "seed": int,
-    "dataset": str,  # "digits" | "digits5" | "domain-files" | "flair" (docs/methods.md)
+    # "digits" | "digits5" | "domain-files" | "flair" | "text" (docs/methods.md)
+    "dataset": str,
     "data-dir": str,  # dataset domain-files: one subfolder per domain
     "flair-path": str,  # dataset flair: the HDF5 file (docs/datasets.md)
     "flair-labels": str,  # "coarse" (17 labels) | "fine" (1,628)
@@ -395,6 +401,12 @@ def _check_digits_workload(
         )
     if workload.get("dataset") == "flair":
         _check_flair(path, workload)
+    try:
+        check_dataset(strategy, str(workload.get("dataset", "digits")))
+    except ValueError as err:
+        raise CampaignError(
+            path, "workload.dataset", str(err), "pick the dataset or the strategy"
+        ) from None
     if model is not None:
         try:
             check_model(strategy, str(model), float(workload.get("model-width", 1)))

@@ -28,7 +28,7 @@ from strategies.client_side import (
     receive_model,
 )
 from strategies.registry import client_side, optimizer_settings
-from workloads import digits, digits5, domain_files
+from workloads import digits, digits5, domain_files, textcls
 from workloads.training import evaluate as evaluate_model
 from workloads.training import train_with
 
@@ -53,6 +53,8 @@ def model_shape(settings: DigitsSettings) -> ModelShape:
         return ModelShape(
             flair.CHANNELS, len(labels), settings.model_width, settings.model
         )
+    if settings.dataset == "text":  # token ids: FedSpine builds its own model
+        return ModelShape(1, textcls.NUM_CLASSES, settings.model_width, settings.model)
     channels = 1 if settings.dataset == "digits" else digits5.CHANNELS
     return ModelShape(
         channels, digits.NUM_CLASSES, settings.model_width, settings.model
@@ -123,6 +125,11 @@ def _my_data(context: Context, settings: DigitsSettings) -> Split:
             partition_id, num_partitions, settings.samples_per_node, settings.seed
         )
         return mine.x_train, mine.y_train, mine.x_test, mine.y_test
+    if settings.dataset == "text":
+        text = textcls.node_data(
+            partition_id, num_partitions, settings.samples_per_node, settings.seed
+        )
+        return text.x_train, text.y_train, text.x_test, text.y_test
     if settings.dataset == "domain-files":
         mine = domain_files.node_data(
             settings.data_dir,

@@ -14,7 +14,7 @@ from flowerbed_digits.settings import DigitsSettings
 from instrumentation.inject_server import current_sink
 from instrumentation.schema import EventKind
 from strategies.registry import build_strategy, client_side, strategy_spec
-from workloads import digits, digits5, domain_files
+from workloads import digits, digits5, domain_files, textcls
 from workloads.training import evaluate
 
 app = ServerApp()
@@ -31,6 +31,8 @@ def _server_test_set(settings: DigitsSettings) -> tuple[torch.Tensor, torch.Tens
             settings.flair_path, settings.flair_labels, settings.flair_eval_images
         )
         return test.x, test.y
+    if dataset == "text":
+        return textcls.test_set()
     if dataset == "domain-files":
         return domain_files.pooled_test_set(settings.data_dir)
     if dataset == "digits5":

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from strategies.registry import check_model
+from strategies.registry import check_dataset, check_model
 from workloads import DATASETS, FLAIR_LABELS
 
 
@@ -29,7 +29,8 @@ class DigitsSettings:
     # "digits": one grey domain split over the nodes; "digits5": Digits-5-lite,
     # node p holds domain p mod 5 (workloads/digits5.py); "domain-files": one
     # domain per subfolder of data-dir (workloads/domain_files.py), e.g. the
-    # real Digits-Five, at the same path on every node and the server.
+    # real Digits-Five, at the same path on every node and the server; "text":
+    # generated topic sentences (workloads/textcls.py), for strategy fedspine.
     dataset: str = "digits"
     data_dir: str = ""
     # "flair": FLAIR's HDF5 file at flair-path (workloads/flair.py), the same
@@ -79,6 +80,7 @@ class DigitsSettings:
         if self.flair_eval_images < 1:
             raise ValueError("flair-eval-images must be >= 1")
         check_model(self.strategy, self.model, self.model_width)
+        check_dataset(self.strategy, self.dataset)
         _ = self.parameters  # fail here, at the edge, on bad JSON
 
     @property

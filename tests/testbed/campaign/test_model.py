@@ -100,6 +100,16 @@ def test_demo_campaign_values() -> None:
             "workload.flair-labels",
             "must be one of coarse, fine, got 'medium'",
         ),
+        (
+            "name: x\nnetworks: [wifi]\nstrategy: fedspine\n",
+            "workload.dataset",
+            "strategy 'fedspine' cannot train on dataset 'digits'",
+        ),
+        (
+            "name: x\nnetworks: [wifi]\nworkload: {dataset: text}\n",
+            "workload.dataset",
+            "dataset text goes with strategy fedspine",
+        ),
         ("name: x\nnetworks: [wifi]\nrun_deadline_s: -1\n", "run_deadline_s", "> 0"),
         ("name: 'a b'\nnetworks: [wifi]\n", "name", "not a valid campaign name"),
         ("name: x\nnetworks: [wifi]\napp: nowhere\n", "app", "no pyproject.toml"),
