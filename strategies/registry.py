@@ -410,9 +410,13 @@ REGISTRY: Mapping[str, StrategySpec] = {
             factory=_build_ota_fedavg,
             validate=_validate_ota,
             parameter_info=_OTA_INFO,
+            paper="Zhu, Wang, Huang. Broadband Analog Aggregation for Low-Latency"
+            " Federated Edge Learning, IEEE Trans. Wireless Commun. 2020",
             claim="the baseline of proar-pfed",
             bench="bench.methods_proar",
             doc="docs/methods-proar-pfed.md",
+            result="below proar-pfed from -40 to -20 dB (diverges without RIS);"
+            " above it at -10 and 0 dB (docs/methods-proar-pfed.md)",
         ),
         StrategySpec(
             "fedspine",
