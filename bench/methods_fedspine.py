@@ -46,10 +46,12 @@ import torch
 from strategies.fedspine import (
     SpineServer,
     SpineUpdate,
-    TinyTransformer,
-    lora_numel,
     pretrain,
     spine_train,
+)
+from strategies.fedspine_model import (
+    TinyTransformer,
+    lora_numel,
     work_per_example,
 )
 from strategies.fedspine_settings import FedSpineConfig

@@ -14,50 +14,34 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from instrumentation.schema import EventSink as EventSink
-from strategies.method_options import (  # Strategies III (issue 20)
+from strategies.method_options import (
     _FEDAVG_PARAMETERS,
     _FEDBUFF_CONFIG,
     _FEDBUFF_INFO,
     _FEDBUFF_LOOP,
     _FEDLABEL_CLIENT,
     _FEDLABEL_INFO,
-    _FEDSPINE_INFO,
-    _FEDSPINE_PARAMETERS,
     _HETEROFL_PARAMETERS,
     _INVERSION_INFO,
     _INVERSION_PARAMETERS,
-    _MAS_INFO,
-    _MAS_PARAMETERS,
-    _OTA_INFO,
-    _OTA_PARAMETERS,
     _PROWD_INFO,
     _PROWD_PARAMETERS,
     _REALFM_INFO,
     _REALFM_PARAMETERS,
     FEDLABEL_RESULT,
-    FEDSPINE_RESULT,
-    MAS_RESULT,
-    PROAR_RESULT,
     PROWD_RESULT,
     REALFM_RESULT,
     STALENESS_RESULT,
     _build_fedbuff,
     _build_fedbuff_inversion,
-    _build_fedspine,
     _build_heterofl,
-    _build_mas,
-    _build_ota_fedavg,
-    _build_proar,
     _build_prowd,
     _build_realfm,
     _heterofl_options,
     _realfm_options,
     _validate_fedbuff,
     _validate_fedlabel,
-    _validate_fedspine,
     _validate_inversion,
-    _validate_mas,
-    _validate_ota,
     _validate_prowd,
 )
 
@@ -68,6 +52,24 @@ from strategies.method_options import fedbuff_config as fedbuff_config
 from strategies.method_options import fedlabel_config as fedlabel_config
 from strategies.method_options import parse_ratios as parse_ratios
 from strategies.method_options import prowd_config as prowd_config
+from strategies.method_options_iii import (  # Strategies III (issue 20)
+    _FEDSPINE_INFO,
+    _FEDSPINE_PARAMETERS,
+    _MAS_INFO,
+    _MAS_PARAMETERS,
+    _OTA_INFO,
+    _OTA_PARAMETERS,
+    FEDSPINE_RESULT,
+    MAS_RESULT,
+    PROAR_RESULT,
+    _build_fedspine,
+    _build_mas,
+    _build_ota_fedavg,
+    _build_proar,
+    _validate_fedspine,
+    _validate_mas,
+    _validate_ota,
+)
 from strategies.parameters import ParameterInfo, parameter_info
 from workloads import ARCHITECTURES, TEXT_DATASETS, TEXT_STRATEGIES
 from workloads import CNN_MAX_WIDTH as MAX_CNN_WIDTH

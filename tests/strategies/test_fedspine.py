@@ -4,27 +4,29 @@ from flwr.app import RecordDict
 
 from strategies.client_side import LocalTraining, OptimizerSettings
 from strategies.fedspine import (
-    HIDDEN,
     RANK_KEY,
     RATIO_KEY,
     SECONDS,
     DeviceBandit,
     SpineServer,
     SpineUpdate,
+    fedspine_train,
+    raw_rewards,
+    spine_train,
+)
+from strategies.fedspine_model import (
+    HIDDEN,
     TinyTransformer,
     channel_masks,
     coverage,
-    fedspine_train,
     lora_numel,
     prune,
-    raw_rewards,
     set_rank,
-    spine_train,
     trainable_keys,
     work_per_example,
 )
 from strategies.fedspine_settings import LORA_SLOTS, FedSpineConfig
-from strategies.method_options import fedspine_config
+from strategies.method_options_iii import fedspine_config
 from strategies.registry import (
     build_strategy,
     check_dataset,
