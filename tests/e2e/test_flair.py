@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from instrumentation.events import read_events
 from inventory.models import Inventory
 from testbed.campaign.model import load_campaign
 from testbed.campaign.runner import run_campaign
-from tests.e2e.clusters import emulated_cluster
+from tests.e2e.clusters import two_node_cluster
 from workloads.flair_example import write_example_file
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
@@ -26,39 +25,13 @@ if os.geteuid() != 0:
     )
 
 
-def _inventory_yaml(name: str) -> str:
-    return f"""all:
-  vars:
-    cluster_name: {name}
-    superlink_port: 8000
-    management: {{subnet: 10.223.0.0/24, server_address: 10.223.0.1}}
-    networks:
-      ethernet: {{subnet: 10.223.1.0/24, server_address: 10.223.1.1, profile: ethernet}}
-  children:
-    server:
-      hosts:
-        server: {{ansible_host: 10.223.0.1}}
-    clients:
-      hosts:
-        node1:
-          ansible_host: 10.223.0.11
-          interfaces:
-            ethernet: {{ifname: eth0, ip: 10.223.1.11}}
-          node_config: {{flair-users: "train-user-2"}}  # named: one user
-        node2:
-          ansible_host: 10.223.0.12
-          interfaces:
-            ethernet: {{ifname: eth0, ip: 10.223.1.12}}
-"""
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inventory]:
     folder = tmp_path_factory.mktemp("flair-cluster")
-    with emulated_cluster(folder, _inventory_yaml("fl" + secrets.token_hex(2))) as (
-        inventory,
-        _,
-    ):
+    # named: one user
+    with two_node_cluster(
+        folder, "fl", "10.223", '{flair-users: "train-user-2"}'
+    ) as inventory:
         yield inventory
 
 

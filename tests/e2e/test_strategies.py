@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from instrumentation.events import read_events
 from inventory.models import Inventory
 from testbed.campaign.model import load_campaign
 from testbed.campaign.runner import run_campaign
-from tests.e2e.clusters import emulated_cluster
+from tests.e2e.clusters import two_node_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -28,39 +27,13 @@ if os.geteuid() != 0:
     )
 
 
-def _inventory_yaml(name: str) -> str:
-    return f"""all:
-  vars:
-    cluster_name: {name}
-    superlink_port: 8000
-    management: {{subnet: 10.232.0.0/24, server_address: 10.232.0.1}}
-    networks:
-      ethernet: {{subnet: 10.232.1.0/24, server_address: 10.232.1.1, profile: ethernet}}
-  children:
-    server:
-      hosts:
-        server: {{ansible_host: 10.232.0.1}}
-    clients:
-      hosts:
-        node1:
-          ansible_host: 10.232.0.11
-          interfaces:
-            ethernet: {{ifname: eth0, ip: 10.232.1.11}}
-          node_config: {{capacity-ratio: 0.25}}  # a weak node (HeteroFL)
-        node2:
-          ansible_host: 10.232.0.12
-          interfaces:
-            ethernet: {{ifname: eth0, ip: 10.232.1.12}}
-"""
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inventory]:
     folder = tmp_path_factory.mktemp("strategies-cluster")
-    with emulated_cluster(folder, _inventory_yaml("fws" + secrets.token_hex(2))) as (
-        inventory,
-        _,
-    ):
+    # a weak node (HeteroFL)
+    with two_node_cluster(
+        folder, "fws", "10.232", "{capacity-ratio: 0.25}"
+    ) as inventory:
         yield inventory
 
 

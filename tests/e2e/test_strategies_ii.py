@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from instrumentation.events import read_events
 from inventory.models import Inventory
 from testbed.campaign.model import load_campaign
 from testbed.campaign.runner import run_campaign
-from tests.e2e.clusters import emulated_cluster
+from tests.e2e.clusters import two_node_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -25,39 +24,11 @@ if os.geteuid() != 0:
     )
 
 
-def _inventory_yaml(name: str) -> str:
-    return f"""all:
-  vars:
-    cluster_name: {name}
-    superlink_port: 8000
-    management: {{subnet: 10.247.0.0/24, server_address: 10.247.0.1}}
-    networks:
-      ethernet: {{subnet: 10.247.1.0/24, server_address: 10.247.1.1, profile: ethernet}}
-  children:
-    server:
-      hosts:
-        server: {{ansible_host: 10.247.0.1}}
-    clients:
-      hosts:
-        node1:
-          ansible_host: 10.247.0.11
-          interfaces:
-            ethernet: {{ifname: eth0, ip: 10.247.1.11}}
-          node_config: {{realfm-cost: 0.009}}  # declared to a RealFM server
-        node2:
-          ansible_host: 10.247.0.12
-          interfaces:
-            ethernet: {{ifname: eth0, ip: 10.247.1.12}}
-"""
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inventory]:
     folder = tmp_path_factory.mktemp("strategies-ii-cluster")
-    with emulated_cluster(folder, _inventory_yaml("fw2" + secrets.token_hex(2))) as (
-        inventory,
-        _,
-    ):
+    # declared to a RealFM server
+    with two_node_cluster(folder, "fw2", "10.247", "{realfm-cost: 0.009}") as inventory:
         yield inventory
 
 
