@@ -72,16 +72,13 @@ def without_keys(arrays: ArrayRecord, dropped: Collection[str]) -> ArrayRecord:
     return ArrayRecord({k: v for k, v in arrays.items() if k not in dropped})
 
 
-class FedBN(FedAvg):
-    """FedAvg that neither sends nor averages the keys in ``local_keys``."""
+class SharedKeysOnly(FedAvg):
+    """FedAvg that never sends the keys in ``local_keys`` (the nodes keep their
+    own); it remembers the whole global record of the round (``_global``), so a
+    subclass can aggregate the shared keys into it."""
 
     def __init__(self, local_keys: Collection[str], **fedavg: Any) -> None:
         super().__init__(**fedavg)
-        if not local_keys:
-            raise ValueError(
-                "FedBN needs the model's BatchNorm keys (strategies.fedbn."
-                "batchnorm_keys); with none it would be plain FedAvg"
-            )
         self.local_keys = frozenset(local_keys)
         self._global: ArrayRecord | None = None
 
@@ -97,10 +94,22 @@ class FedBN(FedAvg):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Send only the shared keys: clients evaluate with their own BatchNorm."""
+        """Send only the shared keys: nodes evaluate with their own local keys."""
         return super().configure_evaluate(
             server_round, without_keys(arrays, self.local_keys), config, grid
         )
+
+
+class FedBN(SharedKeysOnly):
+    """FedAvg that neither sends nor averages the keys in ``local_keys``."""
+
+    def __init__(self, local_keys: Collection[str], **fedavg: Any) -> None:
+        if not local_keys:
+            raise ValueError(
+                "FedBN needs the model's BatchNorm keys (strategies.fedbn."
+                "batchnorm_keys); with none it would be plain FedAvg"
+            )
+        super().__init__(local_keys, **fedavg)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]

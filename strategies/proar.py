@@ -43,15 +43,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, Message, MetricRecord
 from flwr.common.logger import log
-from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg
 from torch import nn
 
 from instrumentation.schema import EventKind, EventSink
 from strategies.client_side import ClientSide, plain_model, sgd
-from strategies.fedbn import without_keys
+from strategies.fedbn import SharedKeysOnly
 from strategies.settings_iii import OTAConfig
 
 Complex = npt.NDArray[np.complex128]
@@ -192,7 +190,7 @@ def unflatten(
     return out
 
 
-class PROARPFed(FedAvg):
+class PROARPFed(SharedKeysOnly):
     """FedAvg's round loop; the global part aggregated over a simulated OTA uplink.
 
     ``local_keys`` (the personal head) are neither sent nor aggregated; with
@@ -206,28 +204,9 @@ class PROARPFed(FedAvg):
         sink: EventSink | None = None,
         **fedavg: Any,
     ) -> None:
-        super().__init__(**fedavg)
+        super().__init__(local_keys, **fedavg)
         self.config = config
-        self.local_keys = frozenset(local_keys)
         self.sink = sink
-        self._global: ArrayRecord | None = None
-
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        """Send the global part; remember the whole record."""
-        self._global = arrays
-        return super().configure_train(
-            server_round, without_keys(arrays, self.local_keys), config, grid
-        )
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        """Send the global part: nodes evaluate with their personal heads."""
-        return super().configure_evaluate(
-            server_round, without_keys(arrays, self.local_keys), config, grid
-        )
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
